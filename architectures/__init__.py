@@ -1,0 +1,1 @@
+"""The bundled architecture specs (YAML), installed as convaudit.architectures."""

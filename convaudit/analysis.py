@@ -1,0 +1,202 @@
+"""Walk a network spec and compute every layer's shape, parameters, operations and memory.
+
+Pure Python: no torch anywhere on this path. All counts are exact integers.
+Per-layer operation and activation counts cover the whole batch; parameters
+do not depend on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from .errors import ConvauditError
+from .layers import REGISTRY, LayerProblem, Outcome, Shape, describe_shape, elements
+from .spec import INPUT, LayerSpec, NetworkSpec
+from .windows import WindowAxis
+
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+CONVENTIONS = {
+    "macs": "multiply-accumulates of conv, linear, subsample and RBF layers (one multiply plus one add)",
+    "flops": "FLOPs = 2 × MACs (conv, linear, subsample and RBF layers only)",
+    "other_ops": "bias adds, activations, pooling, LRN, softmax, batchnorm and merges, counted apart from MACs "
+                 "(rules in the README)",
+    "rounding": "output sizes use floor((W − K' + 2P)/S) + 1 with K' = D·(K − 1) + 1, as PyTorch does; "
+                "layers with ceil: true round up (Caffe pooling), dropping a last window that would start in the "
+                "right padding",
+    "params": "params = weights + biases + running statistics; non-trainable = batchnorm running mean/var and "
+              "fixed RBF centres",
+    "batch": "MACs, FLOPs, other ops and activations are for the whole batch; parameters are not",
+    "memory": "parameters and every layer's output held at once (input excluded), at the chosen dtype",
+}
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    spec: LayerSpec
+    input_shapes: tuple[Shape, ...]
+    outcome: Outcome
+    batch: int
+    dtype_bytes: int
+    inexact_upstream: tuple[str, ...]  # floor-rounded inexact layers up to and including this one
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def type(self) -> str:
+        return self.spec.type
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.outcome.shape
+
+    @property
+    def windows(self) -> tuple[WindowAxis, ...]:
+        return self.outcome.windows
+
+    @property
+    def exact(self) -> bool:
+        return all(axis.is_exact for axis in self.outcome.windows)
+
+    @property
+    def weights(self) -> int:
+        return self.outcome.weights
+
+    @property
+    def biases(self) -> int:
+        return self.outcome.biases
+
+    @property
+    def params(self) -> int:
+        return self.outcome.weights + self.outcome.biases + self.outcome.stats
+
+    @property
+    def trainable_params(self) -> int:
+        return 0 if self.outcome.fixed else self.outcome.weights + self.outcome.biases
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
+    def macs(self) -> int:
+        return self.outcome.macs * self.batch
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def other_ops(self) -> int:
+        return self.outcome.other_ops * self.batch
+
+    @property
+    def activations(self) -> int:
+        return elements(self.output_shape) * self.batch
+
+    @property
+    def param_bytes(self) -> int:
+        return self.params * self.dtype_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * self.dtype_bytes
+
+
+@dataclass(frozen=True)
+class Halt:
+    """The layer where analysis had to stop, and why."""
+
+    layer: LayerSpec
+    input_shapes: tuple[Shape, ...]
+    problem: LayerProblem
+    inexact_upstream: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    weights: int
+    biases: int
+    macs: int
+    flops: int
+    other_ops: int
+    activations: int
+    param_bytes: int
+    activation_bytes: int
+
+
+TOTAL_FIELDS = tuple(Totals.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class Report:
+    spec: NetworkSpec
+    batch: int
+    dtype: str
+    layers: tuple[LayerResult, ...]
+    halted: Halt | None = None
+
+    @property
+    def input(self) -> tuple[int, int, int]:
+        return self.spec.input
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(**{name: sum(getattr(layer, name) for layer in self.layers) for name in TOTAL_FIELDS})
+
+    @property
+    def exact(self) -> bool:
+        return all(layer.exact for layer in self.layers)
+
+    def layer(self, name: str) -> LayerResult:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[LayerResult]:
+        return iter(self.layers)
+
+
+def dtype_bytes(dtype: str) -> int:
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise ConvauditError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPE_BYTES)}") from None
+
+
+def analyze(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
+    """Compute every layer in graph order; stop at the first layer that cannot be computed."""
+    if batch < 1:
+        raise ConvauditError(f"batch must be a positive integer, got {batch}")
+    size = dtype_bytes(dtype)
+    shapes: dict[str, Shape] = {INPUT: spec.input}
+    inexact: dict[str, tuple[str, ...]] = {INPUT: ()}
+    results: list[LayerResult] = []
+    for layer in spec.layers:
+        input_shapes = tuple(shapes[source] for source in layer.inputs)
+        upstream = tuple(dict.fromkeys(name for source in layer.inputs for name in inexact[source]))
+        try:
+            outcome = REGISTRY[layer.type].apply(list(input_shapes), layer.params)
+        except LayerProblem as problem:
+            if problem.kind == "merge":
+                problem = _name_branches(problem, layer, input_shapes)
+            return Report(spec, batch, dtype, tuple(results), Halt(layer, input_shapes, problem, upstream))
+        if any(not axis.is_exact and not axis.ceil for axis in outcome.windows):
+            upstream = upstream + (layer.name,)
+        result = LayerResult(layer, input_shapes, outcome, batch, size, upstream)
+        results.append(result)
+        shapes[layer.name] = outcome.shape
+        inexact[layer.name] = upstream
+    return Report(spec, batch, dtype, tuple(results))
+
+
+def _name_branches(problem: LayerProblem, layer: LayerSpec, shapes: tuple[Shape, ...]) -> LayerProblem:
+    branches = ", ".join(f"'{source}' gives {describe_shape(shape)}" for source, shape in zip(layer.inputs, shapes))
+    return LayerProblem("merge", f"{layer.type} of mismatched inputs: {problem.message}: {branches}", "from")

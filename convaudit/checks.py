@@ -1,0 +1,227 @@
+"""Findings about a network at one input: what does not divide, fit or match, and how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .analysis import LayerResult, Report, analyze
+from .errors import Where
+from .layers import describe_shape
+from .spec import NetworkSpec
+from .windows import WindowAxis, format_fraction
+
+SEVERITIES = ("error", "warning", "info")
+SEARCH_SPAN = 256  # input sizes tried on each side when looking for an exact one
+
+
+@dataclass(frozen=True)
+class Finding:
+    spec: str
+    layer: str | None
+    severity: str  # error | warning | info
+    kind: str
+    message: str
+    suggestions: tuple[str, ...] = ()
+    where: Where = Where()
+
+
+def check(report: Report) -> list[Finding]:
+    """Every finding for one analysed network, in layer order."""
+    spec = report.spec
+    fixes = InputFixes(spec)
+    findings: list[Finding] = []
+    for layer in report.layers:
+        findings += _division_findings(spec, layer, fixes)
+        findings += _pin_findings(spec, report, layer, fixes)
+        findings += _expect_findings(spec, report, layer)
+    if report.halted:
+        halt = report.halted
+        message = halt.problem.message + _consequence(report, halt.inexact_upstream)
+        kind = {"kernel-too-large": "non-positive-output"}.get(halt.problem.kind, halt.problem.kind)
+        findings.append(Finding(spec.name, halt.layer.name, "error", kind,
+                                f"{halt.layer.name}: {message}; analysis stops here",
+                                fixes.suggest() if halt.inexact_upstream else (),
+                                halt.layer.where_key(halt.problem.key)))
+    return findings
+
+
+def _distinct(axes: list[WindowAxis]) -> list[WindowAxis]:
+    """One axis when H and W divide alike (a square case), else both."""
+    key = lambda a: (a.size, a.kernel, a.stride, a.padding, a.dilation)  # noqa: E731
+    return axes[:1] if len(axes) == 2 and key(axes[0]) == key(axes[1]) else axes
+
+
+def _axes_text(axes: list[WindowAxis]) -> tuple[str, str]:
+    """('rows and columns', 'H and W: (…)') when both axes divide alike, else one clause per axis."""
+    if len(axes) == 2 and len(_distinct(axes)) == 1:
+        return "rows and columns", f"H and W: {axes[0].formula()}"
+    noun = {"H": "rows", "W": "columns"}
+    return " / ".join(noun[a.axis] for a in axes), "; ".join(f"{a.axis}: {a.formula()}" for a in axes)
+
+
+def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes) -> list[Finding]:
+    inexact = [axis for axis in layer.windows if not axis.is_exact]
+    if not inexact:
+        return []
+    first = inexact[0]
+    noun, formula = _axes_text(inexact)
+    where = layer.spec.where_key("stride" if "stride" in layer.spec.key_lines else "kernel")
+    if first.ceil:
+        message = (f"{layer.name}: {formula}, rounded up to {first.out} (ceil: true); the last window hangs "
+                   f"{first.overhang} past the padded input, reading only what lies inside")
+        return [Finding(spec.name, layer.name, "info", "ceil-rounding", message, (), where)]
+    unseen = first.unseen
+    seen_text = (f"so the last {unseen} input {_rows(noun, unseen)} never seen" if unseen
+                 else "dropping only right padding, so no input is lost")
+    caffe = first.ceil_rounded()
+    message = (f"{layer.name}: {formula} is not an integer. PyTorch floors it to {first.out}, {seen_text}. "
+               f"Caffe's ceil rounding (its pooling rule) would give {caffe.out}, the last window hanging "
+               f"{caffe.overhang} past the padded input")
+    axes = _distinct(inexact)
+    on = "H and W" if len(axes) == 1 and len(inexact) == 2 else None
+    first_cause = layer.inexact_upstream[0] == layer.name  # later ones follow from it: fix the input once
+    suggestions = (fixes.suggest() if first_cause else ()) + tuple(
+        _padding_fix(axis, layer.type, on or axis.axis) for axis in axes)
+    return [Finding(spec.name, layer.name, "warning", "inexact-division", message, suggestions, where)]
+
+
+def _rows(noun: str, count: int) -> str:
+    if noun == "rows and columns":
+        return "row and column are" if count == 1 else "rows and columns are"
+    return (noun.rstrip("s") + " is") if count == 1 else f"{noun} are"
+
+
+def _padding_fix(axis: WindowAxis, layer_type: str, on: str) -> str:
+    """The least extra padding that makes this division exact."""
+    span = axis.padded - axis.effective_kernel
+    extra = -span % axis.stride  # padded positions to add so that S divides W − K' + 2P
+    fixed = axis.with_size(axis.size + extra)
+    result = f"({axis.size} + {extra} − {axis.effective_kernel} + 2·{axis.padding})/{axis.stride} + 1 = {fixed.out}"
+    new_padding = axis.padding + extra // 2
+    pool_limit_ok = layer_type == "conv" or new_padding <= axis.kernel // 2  # PyTorch: pool padding ≤ ⌊K/2⌋
+    if extra % 2 == 0 and pool_limit_ok:
+        return f"padding {new_padding} on {on} makes {layer_type} exact: {result}"
+    why = f"{span} + 2P is odd" if extra % 2 else f"padding above ⌊{axis.kernel}/2⌋ is refused by PyTorch"
+    before, after = extra // 2, extra - extra // 2
+    return (f"no symmetric padding makes it exact ({why}); padding {before} before and {after} after on "
+            f"{on} (nn.ZeroPad2d) does: {result}")
+
+
+def _pin_findings(spec: NetworkSpec, report: Report, layer: LayerResult, fixes: InputFixes) -> list[Finding]:
+    pinned = layer.spec.params.get("in")
+    received = layer.outcome.in_features
+    if pinned is None or received is None or pinned == received:
+        return []
+    shape = layer.input_shapes[0]
+    arithmetic = f"{describe_shape(shape)} = {received}" if len(shape) > 1 else str(received)
+    message = (f"{layer.name} pins in: {pinned} but receives {arithmetic}"
+               f"{_consequence(report, layer.inexact_upstream)}")
+    return [Finding(spec.name, layer.name, "error", "in-mismatch", message, fixes.suggest(),
+                    layer.spec.where_key("in"))]
+
+
+def _consequence(report: Report, upstream: tuple[str, ...]) -> str:
+    """', a consequence of the inexact division at conv1 (54.25 → 54) and 3 later ones'."""
+    if not upstream:
+        return ""
+    root = report.layer(upstream[0])
+    axis = next(a for a in root.windows if not a.is_exact)
+    later = len(upstream) - 1
+    more = f" and {later} later one{'s' if later > 1 else ''}" if later else ""
+    return f", a consequence of the inexact division at {root.name} ({format_fraction(axis.exact)} → {axis.out}){more}"
+
+
+EXPECTED_VALUE: dict[str, Callable[[LayerResult], object]] = {
+    "shape": lambda layer: layer.output_shape,
+    "params": lambda layer: layer.params,
+    "trainable_params": lambda layer: layer.trainable_params,
+    "weights": lambda layer: layer.weights,
+    "biases": lambda layer: layer.biases,
+    "macs": lambda layer: layer.outcome.macs,  # expectations are per sample
+    "flops": lambda layer: 2 * layer.outcome.macs,
+    "activations": lambda layer: layer.activations // layer.batch,
+}
+
+
+def _expect_findings(spec: NetworkSpec, report: Report, layer: LayerResult) -> list[Finding]:
+    findings = []
+    for key, expected in layer.spec.expect.items():
+        computed = EXPECTED_VALUE[key](layer)
+        if computed == expected:
+            continue
+        show = (lambda v: f"[{', '.join(map(str, v))}]") if key == "shape" else (lambda v: f"{v:,}")
+        message = (f"{layer.name}: expected {key} {show(expected)}, computed {show(computed)}"
+                   f"{_consequence(report, layer.inexact_upstream)}")
+        findings.append(Finding(spec.name, layer.name, "error", "expect-mismatch", message, (),
+                                layer.spec.where_key("expect")))
+    return findings
+
+
+class InputFixes:
+    """Input sizes near the current one at which every layer divides exactly."""
+
+    def __init__(self, spec: NetworkSpec):
+        self.spec = spec
+        self._suggestions: tuple[str, ...] | None = None
+
+    def suggest(self) -> tuple[str, ...]:
+        if self._suggestions is None:
+            self._suggestions = tuple(_input_suggestions(self.spec))
+        return self._suggestions
+
+
+def _input_suggestions(spec: NetworkSpec) -> list[str]:
+    _, height, width = spec.input
+    if height == width:
+        return _axis_suggestions(spec, height, lambda s: (s, s), f"{height}", lambda s: f"{s}×{s}")
+    return (_axis_suggestions(spec, height, lambda s: (s, width), f"height {height}", lambda s: f"height {s}")
+            + _axis_suggestions(spec, width, lambda s: (height, s), f"width {width}", lambda s: f"width {s}"))
+
+
+def _axis_suggestions(spec: NetworkSpec, current: int, size_of: Callable[[int], tuple[int, int]],
+                      label: str, show: Callable[[int], str]) -> list[str]:
+    below = above = pinned = None
+    for distance in range(1, SEARCH_SPAN + 1):
+        for size in (current - distance, current + distance):
+            if size < 1:
+                continue
+            verdict = _verdict(spec, *size_of(size))
+            if verdict is None:
+                continue
+            if size < current and below is None:
+                below = size
+            if size > current and above is None:
+                above = size
+            if verdict and pinned is None:
+                pinned = size
+        if below is not None and above is not None and pinned is not None:
+            break
+    found = sorted({s for s in (below, above) if s is not None}, key=lambda s: (abs(s - current), s))
+    if not found:
+        return [f"no input within {SEARCH_SPAN} of {label} makes every layer exact"]
+    suggestions = [f"nearest inputs where every layer divides exactly: "
+                   + ", ".join(f"{show(s)} ({s - current:+d})" for s in found)]
+    if pinned is not None and _has_pins(spec):
+        suggestions.append(f"{show(pinned)} is the nearest where every layer is exact and every pinned `in:` matches")
+    return suggestions
+
+
+def _has_pins(spec: NetworkSpec) -> bool:
+    return any(layer.params.get("in") is not None for layer in spec.layers)
+
+
+def _verdict(spec: NetworkSpec, height: int, width: int) -> bool | None:
+    """None if some layer is inexact (floor) or fails at this input; else whether every `in:` pin matches."""
+    report = analyze(spec.with_input(height, width))
+    if report.halted:
+        return None
+    for layer in report.layers:
+        if any(not axis.is_exact and not axis.ceil for axis in layer.windows):
+            return None
+    return all(layer.spec.params.get("in") in (None, layer.outcome.in_features) for layer in report.layers)
+
+
+def exit_status(findings: list[Finding], strict: bool = False) -> int:
+    failing = {"error", "warning"} if strict else {"error"}
+    return 1 if any(f.severity in failing for f in findings) else 0

@@ -1,0 +1,254 @@
+"""The command line: parse options, call the core, render. Torch is imported only by verify and bench."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from enum import Enum
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # Typer ≥ 0.24 vendors click; older releases depend on it
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
+from . import __version__
+from .analysis import DTYPE_BYTES, Report, analyze
+from .checks import check as check_report
+from .checks import exit_status
+from .errors import ConvauditError
+from .library import bundled_paths, load
+from .render import (Checked, findings_json, findings_markdown, findings_rich, library_table, parse_columns,
+                     summary_csv, summary_json, summary_markdown, summary_table)
+from .spec import NetworkSpec, load_spec
+
+class OneLineErrors(TyperGroup):
+    """Usage errors as one line ('error: …') on stderr with exit 2, instead of a boxed panel."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click_exceptions.ClickException as exc:
+            if not standalone_mode:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `convaudit`: show the help
+                exc.show()
+                sys.exit(0)
+            hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="convaudit",
+    help="Audit convolutional network architectures: exact shapes, parameters, MACs/FLOPs and memory, "
+         "with the arithmetic that papers and blogs get wrong.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Dtype = Enum("Dtype", {name: name for name in DTYPE_BYTES}, type=str)  # type: ignore[misc]
+
+
+class SummaryFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+SpecArg = Annotated[str, typer.Argument(metavar="SPEC", help="A spec file, or a bundled name such as alexnet or vgg16.")]
+InputOpt = Annotated[Optional[str], typer.Option(
+    "--input", "-i", metavar="N|HxW", help="Override the spec's input size: 224 or 224x200 (channels stay).")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size: scales MACs, FLOPs and activations.")]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
+
+
+def stdout_console() -> Console:
+    """Rich console for results; 120 columns when piped unless COLUMNS says otherwise."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        return Console(width=120, highlight=False)
+    return Console(highlight=False)
+
+
+def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ConvauditError into 'error: …' on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConvauditError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug of ours: still one line, unless debugging
+            if os.environ.get("CONVAUDIT_DEBUG"):
+                raise
+            typer.echo(f"internal error ({type(exc).__name__}: {exc}); rerun with CONVAUDIT_DEBUG=1 and report it",
+                       err=True)
+            raise typer.Exit(3) from None
+
+    return wrapper
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """'224' -> (224, 224); '224x200' -> (224, 200)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×X,]\s*(\d+))?\s*", text)
+    if not match:
+        raise ConvauditError(f"--input: expected N or HxW such as 224 or 224x200, got '{text}'")
+    height = int(match.group(1))
+    width = int(match.group(2) or height)
+    if height < 1 or width < 1:
+        raise ConvauditError(f"--input: sizes must be positive, got '{text}'")
+    return height, width
+
+
+def load_network(reference: str, input_size: str | None) -> NetworkSpec:
+    spec = load(reference)
+    if input_size is not None:
+        spec = spec.with_input(*parse_input_size(input_size))
+    return spec
+
+
+def analysed(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
+    """Analyse, refusing (exit 2) a network that cannot be computed at this input."""
+    report = analyze(spec, batch, dtype)
+    if report.halted:
+        halt = report.halted
+        raise ConvauditError(f"{halt.layer.name}: {halt.problem.message} (see `convaudit check`)",
+                             halt.layer.where_key(halt.problem.key))
+    return report
+
+
+@app.command()
+@boundary
+def summary(
+    spec: SpecArg,
+    input_size: InputOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = Dtype.fp32,  # type: ignore[attr-defined]
+    output_format: Annotated[SummaryFormat, typer.Option("--format", "-f", help="Output format.")] = SummaryFormat.table,
+    columns: Annotated[Optional[str], typer.Option(
+        "--columns", help="Table columns, comma-separated: default, all, or names such as layer,output,other_ops.")] = None,
+) -> None:
+    """Per-layer shapes, parameters, MACs and FLOPs, with totals and the conventions used."""
+    report = analysed(load_network(spec, input_size), batch, dtype.value)
+    try:
+        chosen = parse_columns(columns)
+    except ValueError as exc:
+        raise ConvauditError(f"--columns: {exc}") from None
+    if output_format is SummaryFormat.json:
+        typer.echo(summary_json(report))
+    elif output_format is SummaryFormat.csv:
+        typer.echo(summary_csv(report), nl=False)
+    elif output_format is SummaryFormat.markdown:
+        typer.echo(summary_markdown(report, chosen), nl=False)
+    else:
+        stdout_console().print(summary_table(report, chosen))
+
+
+@app.command()
+@boundary
+def check(
+    specs: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[SPEC]...", help="Spec files or bundled names; every bundled architecture if none.")] = None,
+    input_size: InputOpt = None,
+    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) on warnings too.")] = False,
+) -> None:
+    """Find inexact divisions, layers that do not fit, and claims that do not hold. Exit 1 on errors."""
+    networks = ([load_network(ref, input_size) for ref in specs] if specs
+                else [_with_input(load_spec(path), input_size) for path in bundled_paths()])
+    checked = [Checked(net.name, net.input, tuple(check_report(analyze(net)))) for net in networks]
+    if output_format is CheckFormat.json:
+        typer.echo(findings_json(checked))
+    elif output_format is CheckFormat.markdown:
+        typer.echo(findings_markdown(checked), nl=False)
+    else:
+        stdout_console().print(findings_rich(checked))
+    raise typer.Exit(exit_status([f for item in checked for f in item.findings], strict))
+
+
+def _with_input(spec: NetworkSpec, input_size: str | None) -> NetworkSpec:
+    return spec.with_input(*parse_input_size(input_size)) if input_size else spec
+
+
+@app.command("list")
+@boundary
+def list_architectures(
+    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+) -> None:
+    """The bundled architectures, with title, input, parameters and MACs."""
+    rows = []
+    for path in bundled_paths():
+        spec = load_spec(path)
+        totals = analysed(spec).totals
+        rows.append({"name": spec.name, "aliases": list(spec.aliases), "title": spec.title,
+                     "input": list(spec.input), "params": totals.params, "macs": totals.macs})
+    if output_format is CheckFormat.json:
+        import json
+
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif output_format is CheckFormat.markdown:
+        typer.echo("| name | aliases | title | input | params | MACs |\n|---|---|---|---|---:|---:|")
+        for row in rows:
+            typer.echo(f"| {row['name']} | {', '.join(row['aliases'])} | {row['title']} | "
+                       f"{'×'.join(map(str, row['input']))} | {row['params']:,} | {row['macs']:,} |")
+    else:
+        stdout_console().print(library_table(rows))
+
+
+@app.command()
+@boundary
+def schema() -> None:
+    """Print the JSON Schema of the spec format (for editor validation and completion)."""
+    from .schema import schema_json
+
+    typer.echo(schema_json())
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"convaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Audit convolutional network architectures."""
+
+
+def main() -> None:
+    app()

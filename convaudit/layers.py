@@ -1,0 +1,480 @@
+"""Layer formulas, one small class per layer type, in one registry.
+
+Each type declares the YAML fields it takes and computes, from its input
+shapes and hyper-parameters alone, its output shape, parameter counts, MACs
+and "other ops". Everything is an exact integer; divisions that may not be
+whole go through `WindowAxis` as Fractions.
+
+Counting conventions (also in the README):
+  MACs      multiply-accumulates of conv, linear, subsample and RBF layers only
+  FLOPs     2·MACs
+  other ops everything else, each type's rule in `other_ops_rule`
+Shapes leave out the batch: [C, H, W] for feature maps, [F] for vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar, Mapping
+
+from .fields import Bool, ConnectionTable, Field, Int, Number, Size
+from .windows import WindowAxis
+
+Shape = tuple[int, ...]
+Params = Mapping[str, Any]
+
+
+class LayerProblem(Exception):
+    """This layer cannot be computed at this input (an error finding: analysis stops here)."""
+
+    def __init__(self, kind: str, message: str, key: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one layer does to one sample."""
+
+    shape: Shape
+    weights: int = 0
+    biases: int = 0
+    stats: int = 0  # running statistics: non-trainable buffers (batchnorm)
+    fixed: bool = False  # weights and biases are set by hand, not trained (LeNet's RBF)
+    macs: int = 0
+    other_ops: int = 0
+    windows: tuple[WindowAxis, ...] = ()  # the H and W divisions of a sliding-window layer
+    in_features: int | None = None  # what a fully connected layer receives, flattened
+
+
+REGISTRY: dict[str, "LayerType"] = {}
+
+
+def register(cls: type["LayerType"]) -> type["LayerType"]:
+    REGISTRY[cls.type_name] = cls()
+    return cls
+
+
+def elements(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def describe_shape(shape: Shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+class LayerType:
+    """The formulas of one layer type."""
+
+    type_name: ClassVar[str]
+    prefix: ClassVar[str]  # default names: conv1, conv2, ...
+    doc: ClassVar[str]
+    other_ops_rule: ClassVar[str] = "0"
+    fields: ClassVar[tuple[Field, ...]] = ()
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = 1
+    has_macs: ClassVar[bool] = False  # counted in MACs (else only in other ops)
+
+    def static_problems(self, params: Params) -> list[tuple[str, str]]:
+        """(key, problem) pairs found from the hyper-parameters alone, before any shape is known."""
+        return []
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        raise NotImplementedError
+
+
+def feature_map(shape: Shape, layer: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise LayerProblem("rank", f"{layer} needs a [C, H, W] feature map, got [{', '.join(map(str, shape))}]")
+    c, h, w = shape
+    return c, h, w
+
+
+def slide(h: int, w: int, params: Params, ceil: bool = False) -> tuple[WindowAxis, WindowAxis]:
+    """The two window divisions of a layer; refuses a kernel larger than the padded input."""
+    kernel, stride = params["kernel"], params["stride"]
+    padding, dilation = params.get("padding", (0, 0)), params.get("dilation", (1, 1))
+    axes = tuple(
+        WindowAxis(axis, size, kernel[i], stride[i], padding[i], dilation[i], ceil)
+        for i, (axis, size) in enumerate((("H", h), ("W", w)))
+    )
+    for axis in axes:
+        if not axis.fits:
+            raise LayerProblem(
+                "kernel-too-large",
+                f"output {axis.axis} would be {axis.formula()}, rounded to {axis.out}: the kernel "
+                f"({axis.effective_kernel}) is larger than the padded input ({axis.size} + 2·{axis.padding} = "
+                f"{axis.padded})",
+                "kernel",
+            )
+    return axes  # type: ignore[return-value]
+
+
+KERNEL = Field("kernel", Size(), "window size: an int or [h, w]", required=True)
+PADDING = Field("padding", Size(0), "zero padding on each side: an int or [h, w]", default=(0, 0))
+DILATION = Field("dilation", Size(), "spacing between kernel taps: an int or [h, w]", default=(1, 1))
+CEIL = Field("ceil", Bool(), "round the output size up (Caffe's pooling rule) instead of down", default=False)
+BIAS = Field("bias", Bool(), "whether the layer adds a learned bias", default=True)
+IN_PIN = Field("in", Int(), "input features the source states; a different flattened input is an error finding")
+
+
+def pool_stride(params: Params) -> tuple[int, int]:
+    return params["stride"] if params.get("stride") is not None else params["kernel"]
+
+
+def pool_padding_problems(params: Params) -> list[tuple[str, str]]:
+    # PyTorch refuses padding above half the (undilated) kernel: P ≤ ⌊K/2⌋ on each axis.
+    kernel, padding = params["kernel"], params["padding"]
+    if any(p > k // 2 for k, p in zip(kernel, padding)):
+        return [("padding", f"padding {list(padding)} is more than half the kernel {list(kernel)}; "
+                            "PyTorch allows at most ⌊K/2⌋")]
+    return []
+
+
+@register
+class Conv(LayerType):
+    type_name = "conv"
+    prefix = "conv"
+    doc = "2-D convolution"
+    has_macs = True
+    other_ops_rule = "bias adds: Cout·Hout·Wout (0 without bias)"
+    fields = (
+        Field("out", Int(), "output channels", required=True),
+        KERNEL,
+        Field("stride", Size(), "step between windows: an int or [h, w]", default=(1, 1)),
+        PADDING,
+        DILATION,
+        Field("groups", Int(), "split channels into this many independent groups (AlexNet's two GPUs: 2)", default=1),
+        BIAS,
+        Field("connections", ConnectionTable(), "sparse connection table: for each output map, the input maps it "
+                                                "reads (LeNet-5's C3); replaces the full connection"),
+    )
+
+    def static_problems(self, params: Params) -> list[tuple[str, str]]:
+        out, groups, table = params["out"], params["groups"], params.get("connections")
+        if out % groups:
+            return [("groups", f"output channels {out} are not divisible by groups {groups}")]
+        if table is not None:
+            if groups != 1:
+                return [("connections", "a connection table replaces groups; leave groups at 1")]
+            if len(table) != out:
+                return [("connections", f"the table has {len(table)} rows but the layer has {out} output maps")]
+        return []
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        c, h, w = feature_map(inputs[0], "conv")
+        groups, table = params["groups"], params.get("connections")
+        if c % groups:
+            raise LayerProblem("groups", f"input channels {c} are not divisible by groups {groups}", "groups")
+        if table is not None and max(max(row) for row in table) >= c:
+            raise LayerProblem("connections", f"the table names input map {max(max(r) for r in table)}, "
+                                              f"but the input has only {c} maps (0–{c - 1})", "connections")
+        rows, cols = slide(h, w, params)
+        kh, kw = params["kernel"]
+        out = params["out"]
+        # Weights: each output map reads Cin/g input maps (grouped) or its table row (sparse), Kh·Kw taps each.
+        inputs_read = sum(len(row) for row in table) if table is not None else out * (c // groups)
+        weights = inputs_read * kh * kw
+        positions = rows.out * cols.out
+        return Outcome(
+            shape=(out, rows.out, cols.out),
+            weights=weights,
+            biases=out if params["bias"] else 0,
+            macs=weights * positions,  # Cout·(Cin/g)·Kh·Kw·Hout·Wout
+            other_ops=out * positions if params["bias"] else 0,
+            windows=(rows, cols),
+        )
+
+
+class _Pool(LayerType):
+    prefix = "pool"
+    fields = (
+        KERNEL,
+        Field("stride", Size(), "step between windows; defaults to the kernel"),
+        PADDING,
+        CEIL,
+    )
+
+    def static_problems(self, params: Params) -> list[tuple[str, str]]:
+        return pool_padding_problems(params)
+
+    def windows(self, inputs: list[Shape], params: Params) -> tuple[int, tuple[WindowAxis, WindowAxis]]:
+        c, h, w = feature_map(inputs[0], self.type_name)
+        return c, slide(h, w, {**params, "stride": pool_stride(params)}, ceil=params["ceil"])
+
+
+@register
+class MaxPool(_Pool):
+    type_name = "maxpool"
+    doc = "max pooling"
+    other_ops_rule = "comparisons: (Kh·Kw − 1) per output element"
+    fields = _Pool.fields + (DILATION,)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        c, (rows, cols) = self.windows(inputs, params)
+        kh, kw = params["kernel"]
+        shape = (c, rows.out, cols.out)
+        return Outcome(shape=shape, other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols))
+
+
+@register
+class AvgPool(_Pool):
+    type_name = "avgpool"
+    doc = "average pooling"
+    other_ops_rule = "Kh·Kw per output element: Kh·Kw − 1 adds and one divide"
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        c, (rows, cols) = self.windows(inputs, params)
+        kh, kw = params["kernel"]
+        shape = (c, rows.out, cols.out)
+        return Outcome(shape=shape, other_ops=kh * kw * elements(shape), windows=(rows, cols))
+
+
+def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive pooling windows: [⌊i·W/O⌋, ⌈(i+1)·W/O⌉) for i < O."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+@register
+class AdaptiveAvgPool(LayerType):
+    type_name = "adaptiveavgpool"
+    prefix = "pool"
+    doc = "adaptive average pooling to a fixed output size (torchvision's AlexNet and VGG)"
+    other_ops_rule = "window elements per output element (window − 1 adds, one divide), windows as PyTorch sizes them"
+    fields = (Field("output", Size(), "output size: an int or [h, w]", required=True),)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        c, h, w = feature_map(inputs[0], "adaptiveavgpool")
+        oh, ow = params["output"]
+        # Summing window sizes per axis and multiplying counts every (row window × column window) pair.
+        rows = sum(end - start for start, end in adaptive_windows(h, oh))
+        cols = sum(end - start for start, end in adaptive_windows(w, ow))
+        return Outcome(shape=(c, oh, ow), other_ops=c * rows * cols)
+
+
+@register
+class GlobalAvgPool(LayerType):
+    type_name = "globalavgpool"
+    prefix = "pool"
+    doc = "average over each whole feature map, to [C, 1, 1]"
+    other_ops_rule = "H·W per channel: H·W − 1 adds and one divide"
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        c, h, w = feature_map(inputs[0], "globalavgpool")
+        return Outcome(shape=(c, 1, 1), other_ops=c * h * w)
+
+
+@register
+class Subsample(LayerType):
+    type_name = "subsample"
+    prefix = "subsample"
+    doc = ("LeNet-5's trainable subsampling: per map, sum a window, multiply by one trainable coefficient, "
+           "add one trainable bias")
+    has_macs = True
+    other_ops_rule = "window adds: (Kh·Kw − 1) per output element"
+    fields = (
+        Field("kernel", Size(), "window size: an int or [h, w]", default=(2, 2)),
+        Field("stride", Size(), "step between windows; defaults to the kernel"),
+    )
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        c, h, w = feature_map(inputs[0], "subsample")
+        rows, cols = slide(h, w, {**params, "stride": pool_stride(params)})
+        kh, kw = params["kernel"]
+        shape = (c, rows.out, cols.out)
+        # coefficient·(window sum) + bias is one multiply-accumulate per output element.
+        return Outcome(shape=shape, weights=c, biases=c, macs=elements(shape),
+                       other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols))
+
+
+@register
+class LRN(LayerType):
+    type_name = "lrn"
+    prefix = "lrn"
+    doc = ("local response normalisation across channels, as PyTorch and Caffe define it: "
+           "b = a / (k + alpha/size · Σ a²)^beta")
+    other_ops_rule = "(2·size + 3) per element: size squares, size − 1 adds, scale, add k, power, divide"
+    fields = (
+        Field("size", Int(), "number of neighbouring channels summed", required=True),
+        Field("alpha", Number(minimum=0), "scale (divided by size, as in PyTorch and Caffe)", default=Fraction(1, 10000)),
+        Field("beta", Number(minimum=0), "exponent", default=Fraction(3, 4)),
+        Field("k", Number(minimum=0), "additive constant", default=1),
+    )
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        feature_map(inputs[0], "lrn")
+        return Outcome(shape=inputs[0], other_ops=(2 * params["size"] + 3) * elements(inputs[0]))
+
+
+class _Elementwise(LayerType):
+    ops_per_element: ClassVar[int] = 1
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        return Outcome(shape=inputs[0], other_ops=self.ops_per_element * elements(inputs[0]))
+
+
+@register
+class ReLU(_Elementwise):
+    type_name = "relu"
+    prefix = "relu"
+    doc = "max(0, x)"
+    other_ops_rule = "1 per element (a comparison)"
+
+
+@register
+class Tanh(_Elementwise):
+    type_name = "tanh"
+    prefix = "tanh"
+    doc = "hyperbolic tangent"
+    other_ops_rule = "1 per element"
+
+
+@register
+class ScaledTanh(_Elementwise):
+    type_name = "scaledtanh"
+    prefix = "tanh"
+    doc = "LeNet-5's squashing function: amplitude · tanh(slope · x)"
+    other_ops_rule = "3 per element: scale, tanh, scale"
+    ops_per_element = 3
+    fields = (
+        Field("amplitude", Number(exclusive_minimum=True, minimum=0), "A in A·tanh(S·x)", default=Fraction("1.7159")),
+        Field("slope", Number(exclusive_minimum=True, minimum=0), "S in A·tanh(S·x)", default=Fraction(2, 3)),
+    )
+
+
+@register
+class Sigmoid(_Elementwise):
+    type_name = "sigmoid"
+    prefix = "sigmoid"
+    doc = "logistic sigmoid"
+    other_ops_rule = "1 per element"
+
+
+@register
+class Softmax(LayerType):
+    type_name = "softmax"
+    prefix = "softmax"
+    doc = "softmax over the features (over channels at each position of a feature map)"
+    other_ops_rule = "3·N − 1 per vector of N: N exps, N − 1 adds, N divides"
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape = inputs[0]
+        n, positions = shape[0], elements(shape[1:])
+        return Outcome(shape=shape, other_ops=(3 * n - 1) * positions)
+
+
+@register
+class Dropout(LayerType):
+    type_name = "dropout"
+    prefix = "dropout"
+    doc = "dropout: identity at inference"
+    other_ops_rule = "0 (identity at inference)"
+    fields = (Field("p", Number(minimum=0, maximum=1, exclusive_maximum=True), "drop probability",
+                    default=Fraction(1, 2)),)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        return Outcome(shape=inputs[0])
+
+
+@register
+class Flatten(LayerType):
+    type_name = "flatten"
+    prefix = "flatten"
+    doc = "reshape [C, H, W] to [C·H·W]"
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        return Outcome(shape=(elements(inputs[0]),))
+
+
+@register
+class BatchNorm(LayerType):
+    type_name = "batchnorm"
+    prefix = "bn"
+    doc = "batch normalisation (inference form), over channels or features"
+    other_ops_rule = "2 per element once folded: x·scale + shift (1 without affine)"
+    fields = (Field("affine", Bool(), "learn a scale and shift per channel", default=True),)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        channels = inputs[0][0]
+        affine = params["affine"]
+        return Outcome(
+            shape=inputs[0],
+            weights=channels if affine else 0,
+            biases=channels if affine else 0,
+            stats=2 * channels,  # running mean and variance
+            other_ops=(2 if affine else 1) * elements(inputs[0]),
+        )
+
+
+@register
+class Linear(LayerType):
+    type_name = "linear"
+    prefix = "fc"
+    doc = "fully connected layer; a feature map input is flattened first"
+    has_macs = True
+    other_ops_rule = "bias adds: out (0 without bias)"
+    fields = (Field("out", Int(), "output features", required=True), BIAS, IN_PIN)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        features, out = elements(inputs[0]), params["out"]
+        return Outcome(
+            shape=(out,),
+            weights=features * out,
+            biases=out if params["bias"] else 0,
+            macs=features * out,  # in·out
+            other_ops=out if params["bias"] else 0,
+            in_features=features,
+        )
+
+
+@register
+class RBF(LayerType):
+    type_name = "rbf"
+    prefix = "rbf"
+    doc = "Euclidean radial basis units: y_i = Σ_j (x_j − w_ij)², with fixed (non-trainable) centres w"
+    has_macs = True
+    other_ops_rule = "subtractions: in·out"
+    fields = (Field("out", Int(), "number of units", required=True), IN_PIN)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        features, out = elements(inputs[0]), params["out"]
+        # (x_j − w_ij)² accumulated over j: one multiply-accumulate and one subtraction per term.
+        return Outcome(shape=(out,), weights=features * out, fixed=True, macs=features * out,
+                       other_ops=features * out, in_features=features)
+
+
+@register
+class Concat(LayerType):
+    type_name = "concat"
+    prefix = "concat"
+    doc = "concatenate feature maps along channels; spatial sizes must match"
+    min_inputs = 2
+    max_inputs = None
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        ranks = {len(shape) for shape in inputs}
+        if ranks != {3} and ranks != {1}:
+            raise LayerProblem("merge", "concat needs inputs that are all feature maps or all vectors")
+        spatial = {shape[1:] for shape in inputs}
+        if len(spatial) > 1:
+            raise LayerProblem("merge", "spatial sizes differ")
+        return Outcome(shape=(sum(shape[0] for shape in inputs),) + inputs[0][1:])
+
+
+@register
+class Add(LayerType):
+    type_name = "add"
+    prefix = "add"
+    doc = "element-wise sum of inputs of identical shape (a residual connection)"
+    other_ops_rule = "(inputs − 1) adds per element"
+    min_inputs = 2
+    max_inputs = None
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        if len(set(inputs)) > 1:
+            raise LayerProblem("merge", "shapes differ")
+        return Outcome(shape=inputs[0], other_ops=(len(inputs) - 1) * elements(inputs[0]))

@@ -1,0 +1,57 @@
+"""Find a spec by path, or by a bundled architecture's name or alias."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from .errors import SpecError
+from .spec import NetworkSpec, closest, load_spec
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+def bundled_dir() -> Path:
+    return Path(str(files("convaudit.architectures")))
+
+
+def bundled_paths() -> list[Path]:
+    return sorted((p for p in bundled_dir().iterdir() if p.suffix in SPEC_SUFFIXES), key=lambda p: p.stem)
+
+
+def display_path(path: Path) -> Path:
+    """Relative to the working directory when inside it, so messages stay short."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def bundled_specs() -> list[NetworkSpec]:
+    return [load_spec(path) for path in bundled_paths()]
+
+
+def resolve(reference: str) -> Path:
+    """A file path if it exists, else the bundled spec named (or aliased) `reference`."""
+    path = Path(reference).expanduser()
+    if path.is_file() or path.is_dir():
+        return path
+    looks_like_path = "/" in reference or "\\" in reference or path.suffix in SPEC_SUFFIXES
+    if looks_like_path:
+        raise SpecError(f"no such file: {reference}")
+    wanted = reference.lower()
+    direct = bundled_dir() / f"{wanted}.yaml"
+    if direct.is_file():
+        return display_path(direct)
+    names: dict[str, Path] = {}
+    for spec in bundled_specs():
+        for name in (spec.name, *spec.aliases):
+            names[name.lower()] = Path(spec.file)
+    if wanted in names:
+        return display_path(names[wanted])
+    raise SpecError(f"'{reference}' is neither a file nor a bundled architecture{closest(wanted, sorted(names))}; "
+                    f"bundled: {', '.join(sorted(spec_name for spec_name in names if (bundled_dir() / f'{spec_name}.yaml').exists()))}")
+
+
+def load(reference: str) -> NetworkSpec:
+    return load_spec(resolve(reference))

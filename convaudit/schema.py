@@ -1,0 +1,72 @@
+"""The JSON Schema of the spec format, generated from the layer registry's field declarations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .fields import Names, Text
+from .layers import REGISTRY
+from .spec import EXPECT_FIELDS
+
+SCHEMA_ID = "https://github.com/convaudit/convaudit/spec.schema.json"
+
+
+def _layer_schema(type_name: str) -> dict[str, Any]:
+    kind = REGISTRY[type_name]
+    properties: dict[str, Any] = {
+        "type": {"const": type_name, "description": kind.doc},
+        "name": {"type": "string", "description": "layer name; defaults to e.g. conv1, pool2"},
+        "from": {**Names().schema(), "description": "input layer(s); defaults to the previous layer"},
+        "expect": {"$ref": "#/$defs/expect"},
+    }
+    properties.update({field.name: field.schema() for field in kind.fields})
+    return {
+        "type": "object",
+        "description": kind.doc + (f". Other ops: {kind.other_ops_rule}" if kind.other_ops_rule != "0" else ""),
+        "properties": properties,
+        "required": ["type"] + [field.name for field in kind.fields if field.required],
+        "additionalProperties": False,
+    }
+
+
+def build_schema() -> dict[str, Any]:
+    types = sorted(REGISTRY)
+    expect = {key: kind.schema() for key, kind in EXPECT_FIELDS.items()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "convaudit network spec",
+        "description": "A convolutional network described layer by layer; see the convaudit README.",
+        "type": "object",
+        "required": ["name", "input", "layers"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {**Text().schema(), "description": "short name, used on the command line"},
+            "title": {**Text().schema(), "description": "human-readable title"},
+            "source": {**Text().schema(), "description": "where the architecture is stated (paper, section)"},
+            "notes": {**Text().schema(), "description": "free text"},
+            "aliases": {"type": "array", "items": {"type": "string"}, "description": "other names that resolve"},
+            "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
+                      "description": "[channels, height, width]"},
+            "outputs": {**Names().schema(), "description": "the network's outputs; defaults to the last layer"},
+            "layers": {"$ref": "#/$defs/layers"},
+        },
+        "$defs": {
+            "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}},
+            "layer": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"enum": types}},
+                "allOf": [{"if": {"properties": {"type": {"const": t}}, "required": ["type"]},
+                           "then": {"$ref": f"#/$defs/{t}"}} for t in types],
+            },
+            "expect": {"type": "object", "description": "what a source states about this layer; `check` verifies it",
+                       "properties": expect, "additionalProperties": False},
+            **{t: _layer_schema(t) for t in types},
+        },
+    }
+
+
+def schema_json() -> str:
+    return json.dumps(build_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,110 @@
+"""Sliding-window arithmetic along one axis, exact.
+
+    out = (W − K' + 2P)/S + 1,   K' = D·(K − 1) + 1   (the dilated kernel)
+
+evaluated as a Fraction. PyTorch floors it. With ceil_mode (Caffe's pooling
+rule) it rounds up, but drops the last window if it would start in the right
+padding: if (out − 1)·S ≥ W + P then out −= 1. Rounding up keeps every window
+that overhangs the padded input by less than one stride.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+def format_fraction(value: Fraction) -> str:
+    """54.25 for a terminating decimal, '163/3 (54.333…)' otherwise."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    if denominator == 1:
+        digits = 0
+        while (value * 10**digits).denominator != 1:
+            digits += 1
+        return f"{value.numerator / value.denominator:.{digits}f}"
+    return f"{value.numerator}/{value.denominator} ({float(value):.3f}…)"
+
+
+@dataclass(frozen=True)
+class WindowAxis:
+    """A kernel sliding along one axis of size `size`."""
+
+    axis: str  # "H" or "W"
+    size: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int = 1
+    ceil: bool = False
+
+    @property
+    def effective_kernel(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def padded(self) -> int:
+        return self.size + 2 * self.padding
+
+    @property
+    def exact(self) -> Fraction:
+        """(W − K' + 2P)/S + 1 before any rounding."""
+        return Fraction(self.padded - self.effective_kernel, self.stride) + 1
+
+    @property
+    def fits(self) -> bool:
+        """Whether there is at least one output position.
+
+        Floor: the kernel must fit in the padded input. Ceil (PyTorch): a window may
+        overhang the padded input by less than one stride, even the first one.
+        """
+        return self.out >= 1
+
+    @property
+    def out(self) -> int:
+        if not self.ceil:
+            return math.floor(self.exact)
+        out = math.ceil(self.exact)
+        if (out - 1) * self.stride >= self.size + self.padding:
+            out -= 1  # PyTorch/Caffe: the last window must start inside the input or left padding
+        return out
+
+    @property
+    def is_exact(self) -> bool:
+        return self.exact.denominator == 1
+
+    @property
+    def covered(self) -> int:
+        """Padded positions from the first window's start to the last window's end."""
+        return (self.out - 1) * self.stride + self.effective_kernel
+
+    @property
+    def unseen(self) -> int:
+        """Input rows past the last window (floor rounding drops them); right padding absorbs first."""
+        return max(0, self.padded - self.covered - self.padding)
+
+    @property
+    def overhang(self) -> int:
+        """How far the last window reaches past the padded input (ceil rounding)."""
+        return max(0, self.covered - self.padded)
+
+    def formula(self) -> str:
+        """'(224 − 11 + 2·0)/4 + 1 = 54.25', with the dilated kernel spelled out when D > 1."""
+        kernel = str(self.effective_kernel)
+        if self.dilation > 1:
+            kernel = f"({self.dilation}·({self.kernel}−1)+1)"
+        return f"({self.size} − {kernel} + 2·{self.padding})/{self.stride} + 1 = {format_fraction(self.exact)}"
+
+    def with_size(self, size: int) -> WindowAxis:
+        return WindowAxis(self.axis, size, self.kernel, self.stride, self.padding, self.dilation, self.ceil)
+
+    def ceil_rounded(self) -> WindowAxis:
+        return WindowAxis(self.axis, self.size, self.kernel, self.stride, self.padding, self.dilation, True)
+
+    def floor_rounded(self) -> WindowAxis:
+        return WindowAxis(self.axis, self.size, self.kernel, self.stride, self.padding, self.dilation, False)

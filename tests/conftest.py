@@ -1,0 +1,46 @@
+"""Shared fixtures and the needs_torch / needs_cuda markers."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHITECTURES = sorted((ROOT / "architectures").glob("*.yaml"))
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _has_cuda() -> bool:
+    if not HAS_TORCH:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_torch = pytest.mark.skip(reason="torch is not installed (pip install 'convaudit[torch]')")
+    cuda = None
+    for item in items:
+        if "needs_torch" in item.keywords and not HAS_TORCH:
+            item.add_marker(skip_torch)
+        if "needs_cuda" in item.keywords:
+            if cuda is None:
+                cuda = _has_cuda()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="no CUDA GPU here"))
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """Write YAML text to a file and return its path."""
+
+    def write(text: str, name: str = "net.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
