@@ -68,16 +68,17 @@ def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes)
     noun, formula = _axes_text(inexact)
     where = layer.spec.where_key("stride" if "stride" in layer.spec.key_lines else "kernel")
     if first.ceil:
-        message = (f"{layer.name}: {formula}, rounded up to {first.out} (ceil: true); the last window hangs "
-                   f"{first.overhang} past the padded input, reading only what lies inside")
+        message = (f"{layer.name}: {formula}, rounded up to {first.out} (ceil: true); the last window reaches "
+                   f"{first.overhang} {_rows(noun, first.overhang, verb=False)} past the padded input, "
+                   f"reading only what lies inside")
         return [Finding(spec.name, layer.name, "info", "ceil-rounding", message, (), where)]
     unseen = first.unseen
     seen_text = (f"so the last {unseen} input {_rows(noun, unseen)} never seen" if unseen
                  else "dropping only right padding, so no input is lost")
     caffe = first.ceil_rounded()
     message = (f"{layer.name}: {formula} is not an integer. PyTorch floors it to {first.out}, {seen_text}. "
-               f"Caffe's ceil rounding (its pooling rule) would give {caffe.out}, the last window hanging "
-               f"{caffe.overhang} past the padded input")
+               f"Caffe's ceil rounding (its pooling rule) would give {caffe.out}, its last window reaching "
+               f"{caffe.overhang} {_rows(noun, caffe.overhang, verb=False)} past the padded input")
     axes = _distinct(inexact)
     on = "H and W" if len(axes) == 1 and len(inexact) == 2 else None
     first_cause = layer.inexact_upstream[0] == layer.name  # later ones follow from it: fix the input once
@@ -86,26 +87,30 @@ def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes)
     return [Finding(spec.name, layer.name, "warning", "inexact-division", message, suggestions, where)]
 
 
-def _rows(noun: str, count: int) -> str:
+def _rows(noun: str, count: int, verb: bool = True) -> str:
+    """'row and column are', 'rows are', 'column' … agreeing with the count."""
     if noun == "rows and columns":
-        return "row and column are" if count == 1 else "rows and columns are"
-    return (noun.rstrip("s") + " is") if count == 1 else f"{noun} are"
+        words = "row and column" if count == 1 else "rows and columns"
+    else:
+        words = noun.replace("rows", "row").replace("columns", "column") if count == 1 else noun
+    return f"{words} {'is' if count == 1 and noun != 'rows and columns' else 'are'}" if verb else words
 
 
 def _padding_fix(axis: WindowAxis, layer_type: str, on: str) -> str:
     """The least extra padding that makes this division exact."""
     span = axis.padded - axis.effective_kernel
     extra = -span % axis.stride  # padded positions to add so that S divides W − K' + 2P
-    fixed = axis.with_size(axis.size + extra)
-    result = f"({axis.size} + {extra} − {axis.effective_kernel} + 2·{axis.padding})/{axis.stride} + 1 = {fixed.out}"
+    out = (span + extra) // axis.stride + 1
     new_padding = axis.padding + extra // 2
     pool_limit_ok = layer_type == "conv" or new_padding <= axis.kernel // 2  # PyTorch: pool padding ≤ ⌊K/2⌋
     if extra % 2 == 0 and pool_limit_ok:
-        return f"padding {new_padding} on {on} makes {layer_type} exact: {result}"
+        return (f"padding {new_padding} on {on} makes {layer_type} exact: "
+                f"({axis.size} − {axis.effective_kernel} + 2·{new_padding})/{axis.stride} + 1 = {out}")
     why = f"{span} + 2P is odd" if extra % 2 else f"padding above ⌊{axis.kernel}/2⌋ is refused by PyTorch"
     before, after = extra // 2, extra - extra // 2
-    return (f"no symmetric padding makes it exact ({why}); padding {before} before and {after} after on "
-            f"{on} (nn.ZeroPad2d) does: {result}")
+    return (f"no symmetric padding makes it exact ({why}); padding {before} before and {after} after on {on} "
+            f"(nn.ZeroPad2d) does: ({axis.size} − {axis.effective_kernel} + 2·{axis.padding} + {before} + {after})"
+            f"/{axis.stride} + 1 = {out}")
 
 
 def _pin_findings(spec: NetworkSpec, report: Report, layer: LayerResult, fixes: InputFixes) -> list[Finding]:

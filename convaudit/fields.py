@@ -67,13 +67,13 @@ class Size(FieldKind):
         self.description = f"{self.axis.description} or [h, w]"
 
     def parse(self, value: Any) -> tuple[int, int]:
-        if _is_int(value):
-            return (self.axis.parse(value),) * 2
-        if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
-            try:
+        try:
+            if _is_int(value):
+                return (self.axis.parse(value),) * 2
+            if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
                 return self.axis.parse(value[0]), self.axis.parse(value[1])
-            except ValueError:
-                pass
+        except ValueError:
+            pass
         raise ValueError(f"expected {self.description}, got {_describe(value)}")
 
     def schema(self) -> dict[str, Any]:

@@ -53,6 +53,15 @@ class Outcome:
 
 REGISTRY: dict[str, "LayerType"] = {}
 
+# Names people write for our types (PyTorch, Keras, Caffe), offered as "did you mean".
+SYNONYMS = {
+    "convolution": "conv", "conv2d": "conv", "dense": "linear", "fc": "linear", "innerproduct": "linear",
+    "fullyconnected": "linear", "pool": "maxpool", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
+    "adaptiveavgpool2d": "adaptiveavgpool", "globalaveragepooling2d": "globalavgpool", "bn": "batchnorm",
+    "batchnorm2d": "batchnorm", "batchnormalization": "batchnorm", "localresponsenorm": "lrn",
+    "localresponsenormalization": "lrn", "cat": "concat", "sum": "add", "eltwise": "add", "logistic": "sigmoid",
+}
+
 
 def register(cls: type["LayerType"]) -> type["LayerType"]:
     REGISTRY[cls.type_name] = cls()

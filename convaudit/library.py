@@ -12,11 +12,16 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 def bundled_dir() -> Path:
-    return Path(str(files("convaudit.architectures")))
+    """Installed: the package's architectures/. From a bare source checkout: the repository's."""
+    try:
+        return Path(str(files("convaudit.architectures")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "architectures"
 
 
 def bundled_paths() -> list[Path]:
-    return sorted((p for p in bundled_dir().iterdir() if p.suffix in SPEC_SUFFIXES), key=lambda p: p.stem)
+    paths = (display_path(p) for p in bundled_dir().iterdir() if p.suffix in SPEC_SUFFIXES)
+    return sorted(paths, key=lambda p: p.stem)
 
 
 def display_path(path: Path) -> Path:

@@ -299,7 +299,7 @@ def _tally(checked: Checked) -> str:
 
 
 def findings_rich(checked: list[Checked]) -> Group:
-    parts: list[Text] = []
+    parts: list[Any] = []
     for item in checked:
         errors = item.count("error")
         mark, style = ("✗", "bold red") if errors else ("✓", "green")
@@ -308,18 +308,22 @@ def findings_rich(checked: list[Checked]) -> Group:
         head.append(item.spec, style="bold")
         head.append(f" at {fmt_shape(item.input)}: {_tally(item)}")
         parts.append(head)
+        if not item.findings:
+            continue
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=2)
+        grid.add_column(no_wrap=True)
+        grid.add_column(ratio=1)
         shown: set[str] = set()
         for finding in item.findings:
-            line = Text("  ")
-            line.append(f"{finding.severity:<7}", style=SEVERITY_STYLE[finding.severity])
-            line.append(f" {finding.message}")
-            line.append(f"  [{finding.where}]", style="dim")
-            parts.append(line)
+            body = Text(finding.message)
+            body.append(f"\n{finding.where}", style="dim")
             for suggestion in finding.suggestions:
-                if suggestion in shown:
-                    continue
-                shown.add(suggestion)
-                parts.append(Text(f"          fix: {suggestion}", style="green"))
+                if suggestion not in shown:
+                    shown.add(suggestion)
+                    body.append(f"\nfix: {suggestion}", style="green")
+            grid.add_row("", Text(finding.severity, style=SEVERITY_STYLE[finding.severity]), body)
+        parts.append(grid)
     return Group(*parts)
 
 

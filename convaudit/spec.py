@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from .errors import SpecError, Where
 from .fields import Field, Int, Names, Shape, Text
-from .layers import REGISTRY
+from .layers import REGISTRY, SYNONYMS
 from .yamlsource import Document, KeyPath, load_document, read_text
 
 INPUT = "input"  # the name of the network's input in `from:`
@@ -190,7 +190,7 @@ class LayerListParser:
             raise doc.error(path, "the layer has no 'type'")
         type_name = item["type"]
         if not isinstance(type_name, str) or type_name not in REGISTRY:
-            raise doc.error(path + ("type",), f"unknown layer type '{type_name}'{closest(str(type_name), sorted(REGISTRY))}")
+            raise doc.error(path + ("type",), f"unknown layer type '{type_name}'{_type_hint(type_name)}")
         kind = REGISTRY[type_name]
         by_name = {f.name: f for f in kind.fields}
         for key in item:
@@ -211,7 +211,7 @@ class LayerListParser:
         name = self._name(item, path, kind.prefix)
         inputs = (_field_value(doc, path + ("from",), Field("from", Names(), ""), item["from"])
                   if "from" in item else (previous,))
-        if name in inputs:
+        if "from" in item and name in inputs:
             raise doc.error(path + ("from",), f"layer '{name}' takes its own output as input (a cycle)")
         if len(inputs) < kind.min_inputs:
             raise doc.error(path + ("from",) if "from" in item else path,
@@ -255,16 +255,32 @@ class LayerListParser:
         return expect
 
 
+def _type_hint(type_name: Any) -> str:
+    key = "".join(ch for ch in str(type_name).lower() if ch.isalnum())
+    if key in SYNONYMS:
+        return f" (did you mean '{SYNONYMS[key]}'?)"
+    if key in REGISTRY:
+        return f" (did you mean '{key}'?)"
+    return closest(str(type_name), sorted(REGISTRY)) or f"; known types: {', '.join(sorted(REGISTRY))}"
+
+
 def _parse_outputs(doc: Document, data: dict[str, Any], layers: list[LayerSpec]) -> tuple[str, ...]:
-    if "outputs" not in data:
-        return (layers[-1].name,)
-    names = _field_value(doc, ("outputs",), Field("outputs", Names(), ""), data["outputs"])
+    """The `outputs:` named, or else the one layer nothing reads."""
     known = {layer.name for layer in layers}
-    for index, name in enumerate(names):
-        if name not in known:
-            raise doc.error(("outputs", index) if isinstance(data["outputs"], list) else ("outputs",),
-                            f"'{name}' is no layer here{closest(name, sorted(known))}")
-    return names
+    if "outputs" in data:
+        names = _field_value(doc, ("outputs",), Field("outputs", Names(), ""), data["outputs"])
+        for index, name in enumerate(names):
+            if name not in known:
+                raise doc.error(("outputs", index) if isinstance(data["outputs"], list) else ("outputs",),
+                                f"'{name}' is no layer here{closest(name, sorted(known))}")
+        return names
+    read = {source for layer in layers for source in layer.inputs}
+    sinks = [layer for layer in layers if layer.name not in read]
+    if len(sinks) > 1:
+        raise SpecError(f"the output of '{sinks[0].name}' is never used (nor that of "
+                        f"{', '.join(repr(s.name) for s in sinks[1:])}); feed it to a layer with from:, "
+                        f"or list the network's outputs under outputs:", sinks[0].where)
+    return tuple(layer.name for layer in sinks) or (layers[-1].name,)
 
 
 def _topological(doc: Document, layers: list[LayerSpec], outputs: tuple[str, ...]) -> tuple[LayerSpec, ...]:

@@ -1,0 +1,132 @@
+"""Findings: what `check` says about inexact divisions, misfits and broken claims, and the fixes it offers."""
+
+from __future__ import annotations
+
+from convaudit.analysis import analyze
+from convaudit.checks import check, exit_status
+from convaudit.library import load
+from convaudit.spec import parse_text
+
+
+def findings_for(text: str, height: int | None = None) -> list:
+    spec = parse_text(text, "net.yaml")
+    if height:
+        spec = spec.with_input(height, height)
+    return check(analyze(spec))
+
+
+def by_kind(findings: list, kind: str) -> list:
+    return [f for f in findings if f.kind == kind]
+
+
+def test_alexnet_224_flags_conv1_with_the_arithmetic() -> None:
+    findings = check(analyze(load("alexnet").with_input(224, 224)))
+    conv1 = [f for f in by_kind(findings, "inexact-division") if f.layer == "conv1"][0]
+    assert conv1.severity == "warning"
+    assert "(224 − 11 + 2·0)/4 + 1 = 54.25" in conv1.message
+    # 213 = 53·4 + 1: the last window ends at row 222, so one row (223) is never read.
+    assert "PyTorch floors it to 54, so the last 1 input row and column are never seen" in conv1.message
+    # Ceil: 55 windows, the last covering 216..226, 3 rows past the 224-row input.
+    assert "Caffe's ceil rounding (its pooling rule) would give 55" in conv1.message
+    assert conv1.where.line is not None and conv1.where.key == "layers[0].stride"
+    suggestions = " ".join(conv1.suggestions)
+    assert "227×227 (+3)" in suggestions
+    assert "227×227 is the nearest where every layer is exact and every pinned `in:` matches" in suggestions
+    # 213 + 2P is odd, so no symmetric padding divides by 4; 1 before and 2 after gives 216/4 + 1 = 55.
+    assert "padding 1 before and 2 after" in suggestions and "= 55" in suggestions
+
+
+def test_alexnet_224_traces_fc6_back_to_conv1() -> None:
+    findings = check(analyze(load("alexnet").with_input(224, 224)))
+    fc6 = by_kind(findings, "in-mismatch")[0]
+    assert fc6.severity == "error" and fc6.layer == "fc6"
+    # pool5 gives 256·5·5 = 6400, not the pinned 6·6·256 = 9216.
+    assert "fc6 pins in: 9216 but receives 256×5×5 = 6400" in fc6.message
+    assert "a consequence of the inexact division at conv1 (54.25 → 54)" in fc6.message
+    assert exit_status(findings) == 1
+
+
+def test_bundled_alexnet_is_clean_at_227() -> None:
+    assert check(analyze(load("alexnet"))) == []
+
+
+def test_expectations_are_checked() -> None:
+    findings = findings_for("""\
+name: t
+input: [3, 32, 32]
+layers:
+  - {type: conv, out: 8, kernel: 3, expect: {shape: [8, 32, 32], params: 224}}
+""")
+    # (32 − 3)/1 + 1 = 30, and 8·3·3·3 + 8 = 224
+    assert [f.message for f in findings] == ["conv1: expected shape [8, 32, 32], computed [8, 30, 30]"]
+    assert findings[0].where.key == "layers[0].expect"
+
+
+def test_kernel_larger_than_input_stops_the_analysis() -> None:
+    findings = findings_for("""\
+name: t
+input: [1, 8, 8]
+layers:
+  - {type: conv, out: 4, kernel: 5}
+  - {type: conv, out: 4, kernel: 5}
+""")
+    # 8 − 5 + 1 = 4, then (4 − 5 + 0)/1 + 1 = 0
+    (finding,) = findings
+    assert finding.kind == "non-positive-output" and finding.layer == "conv2" and finding.severity == "error"
+    assert "(4 − 5 + 2·0)/1 + 1 = 0" in finding.message and "larger than the padded input" in finding.message
+
+
+def test_groups_that_do_not_divide_the_input_channels() -> None:
+    findings = findings_for("""\
+name: t
+input: [3, 8, 8]
+layers:
+  - {type: conv, out: 4, kernel: 3, groups: 2}
+""")
+    (finding,) = findings
+    assert finding.kind == "groups" and "input channels 3 are not divisible by groups 2" in finding.message
+    assert finding.where.key == "layers[0].groups"
+
+
+def test_ceil_rounding_is_information_not_a_warning() -> None:
+    findings = findings_for("""\
+name: t
+input: [8, 112, 112]
+layers:
+  - {type: maxpool, kernel: 3, stride: 2, ceil: true}
+""")
+    (finding,) = findings
+    # (112 − 3)/2 + 1 = 55.5 → 56; the last window covers 110..112, one past the edge.
+    assert finding.severity == "info" and "rounded up to 56" in finding.message
+    assert exit_status(findings) == 0 and exit_status(findings, strict=True) == 0
+
+
+def test_padding_fix_symmetric() -> None:
+    findings = findings_for("""\
+name: t
+input: [3, 25, 25]
+layers:
+  - {type: conv, out: 4, kernel: 3, stride: 4}
+""")
+    (finding,) = by_kind(findings, "inexact-division")
+    # (25 − 3)/4 + 1 = 6.5; two more rows make 24/4: padding 1 on each side gives 7.
+    assert "padding 1 on H and W makes conv exact: (25 − 3 + 2·1)/4 + 1 = 7" in finding.suggestions
+
+
+def test_padding_fix_asymmetric() -> None:
+    findings = findings_for("""\
+name: t
+input: [3, 30, 30]
+layers:
+  - {type: conv, out: 4, kernel: 3, stride: 2}
+""")
+    (finding,) = by_kind(findings, "inexact-division")
+    # (30 − 3)/2 + 1 = 14.5; one more row makes 28/2, which symmetric padding cannot add.
+    assert any("padding 0 before and 1 after on H and W (nn.ZeroPad2d) does: (30 − 3 + 2·0 + 0 + 1)/2 + 1 = 15"
+               in s for s in finding.suggestions)
+
+
+def test_strict_fails_on_warnings() -> None:
+    findings = check(analyze(load("alexnet-torchvision")))
+    assert [f.severity for f in findings] == ["warning"]
+    assert exit_status(findings) == 0 and exit_status(findings, strict=True) == 1

@@ -1,0 +1,228 @@
+"""The command line through Typer's CliRunner at a fixed width: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from convaudit.cli import app
+
+from .conftest import ROOT
+
+WIDTH = {"COLUMNS": "140"}
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env=WIDTH)
+
+
+def assert_one_line_error(result, code: int = 2, needle: str = "") -> str:
+    assert result.exit_code == code, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: "), message
+    assert "\n" not in message and "Traceback" not in result.output
+    assert needle in message, message
+    assert result.stdout == ""  # nothing half-written
+    return message
+
+
+# ------------------------------------------------------------------ summary
+
+def test_summary_table_shows_totals_and_conventions() -> None:
+    result = run("summary", "alexnet")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "conv1" in out and "96×55×55" in out and "34,944" in out
+    assert "60,965,224" in out  # params total in the footer
+    assert "FLOPs = 2 × MACs" in out
+    assert "floor((W − K + 2P)/S) + 1" in out
+
+
+def test_summary_marks_inexact_layers_in_the_table() -> None:
+    result = run("summary", "alexnet", "--input", "224")
+    # Every layer can still be computed (fc6 just receives 6400), so the table shows the marks.
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith("conv1"))
+    assert "96×54×54 ⚠ 54.25" in row
+    assert "⚠ marks a division that is not exact" in result.stdout
+
+
+def test_summary_json_contract() -> None:
+    result = run("summary", "lenet5", "--format", "json", "--batch", "2", "--dtype", "fp16")
+    data = json.loads(result.stdout)
+    assert {"name", "input", "batch", "conventions", "layers", "totals"} <= set(data)
+    assert data["input"] == [1, 32, 32] and data["batch"] == 2
+    layer = data["layers"][0]
+    for key in ("name", "type", "input_shape", "output_shape", "params", "weights", "biases", "macs", "flops",
+                "other_ops", "activations", "exact"):
+        assert key in layer
+    for key in ("params", "trainable_params", "non_trainable_params", "macs", "flops", "other_ops",
+                "activations", "param_bytes", "activation_bytes"):
+        assert key in data["totals"]
+        if key not in ("param_bytes", "activation_bytes"):
+            assert data["totals"][key] == sum(l.get(key, 0) for l in data["layers"]), key
+    assert data["totals"]["param_bytes"] == 2 * data["totals"]["params"]  # fp16
+
+
+def test_summary_csv_and_markdown() -> None:
+    csv_text = run("summary", "vgg16", "--format", "csv").stdout
+    rows = [line.split(",") for line in csv_text.strip().splitlines()]
+    header, body, total = rows[0], rows[1:-1], rows[-1]
+    macs = header.index("macs")
+    assert sum(int(r[macs]) for r in body) == int(total[macs])
+    md = run("summary", "vgg16", "--format", "markdown").stdout
+    assert md.startswith("### vgg-d") and "| conv1_1 | conv |" in md
+
+
+def test_summary_columns_option() -> None:
+    result = run("summary", "lenet5", "--columns", "layer,other_ops")
+    header = next(line for line in result.stdout.splitlines() if line.strip().startswith("Layer"))
+    assert result.exit_code == 0 and header.split() == ["Layer", "Other", "ops"]
+    assert_one_line_error(run("summary", "lenet5", "--columns", "layer,bogus"), needle="unknown column 'bogus'")
+
+
+def test_bundled_names_resolve_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("summary", "vgg16")
+    assert result.exit_code == 0 and "vgg-d" in result.stdout
+
+
+def test_paths_work(tmp_path: Path) -> None:
+    result = run("summary", str(ROOT / "architectures" / "alexnet.yaml"))
+    assert result.exit_code == 0 and "alexnet" in result.stdout
+
+
+# ------------------------------------------------------------------ check
+
+def test_check_all_bundled_is_clean() -> None:
+    result = run("check")
+    assert result.exit_code == 0, result.output
+    for name in ("alexnet", "vgg-d", "lenet5"):
+        assert f"✓ {name} at" in result.stdout
+
+
+def test_check_alexnet_224() -> None:
+    result = run("check", "alexnet", "--input", "224")
+    assert result.exit_code == 1
+    assert "(224 − 11 + 2·0)/4 + 1 = 54.25" in result.stdout
+    assert "fc6 pins in: 9216 but receives 256×5×5 = 6400" in result.stdout
+    assert "227×227" in result.stdout
+
+
+def test_check_input_224_over_all_bundled() -> None:
+    result = run("check", "--input", "224", "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    flagged = {(f["spec"], f["layer"], f["kind"]) for f in data["findings"]}
+    assert ("alexnet", "conv1", "inexact-division") in flagged
+    assert ("alexnet", "fc6", "in-mismatch") in flagged
+    finding = data["findings"][0]
+    assert set(finding) >= {"spec", "layer", "severity", "kind", "message", "suggestions"}
+
+
+def test_check_strict_and_markdown() -> None:
+    assert run("check", "alexnet-torchvision").exit_code == 0
+    assert run("check", "alexnet-torchvision", "--strict").exit_code == 1
+    md = run("check", "alexnet", "--input", "224", "--format", "markdown").stdout
+    assert md.startswith("- **alexnet** at 3×224×224")
+
+
+# ------------------------------------------------------------------ list, schema, version
+
+def test_list() -> None:
+    result = run("list", "--format", "json")
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert {"alexnet", "alexnet-torchvision", "lenet5", "vgg-a", "vgg-a-lrn", "vgg-b", "vgg-c", "vgg-d",
+            "vgg-e"} <= set(rows)
+    assert "vgg16" in rows["vgg-d"]["aliases"]
+    assert "AlexNet" in run("list").stdout
+
+
+def test_schema_and_version() -> None:
+    assert json.loads(run("schema").stdout)["title"] == "convaudit network spec"
+    assert run("--version").stdout.startswith("convaudit ")
+
+
+# ------------------------------------------------------------------ bad input: one line, exit 2
+
+def test_missing_file() -> None:
+    assert_one_line_error(run("summary", "nope/absent.yaml"), needle="no such file: nope/absent.yaml")
+
+
+def test_unknown_architecture_suggests() -> None:
+    assert_one_line_error(run("summary", "alexnt"), needle="(did you mean 'alexnet'?)")
+
+
+def test_malformed_yaml(write_spec) -> None:
+    path = write_spec("name: x\ninput: [3, 8, 8]\nlayers:\n  - {type: relu\n")
+    message = assert_one_line_error(run("summary", str(path)), needle="YAML syntax error")
+    assert f"{path}:" in message
+
+
+def test_unknown_layer_type(write_spec) -> None:
+    path = write_spec("name: x\ninput: [3, 8, 8]\nlayers:\n  - {type: convolution, out: 4, kernel: 3}\n")
+    assert_one_line_error(run("check", str(path)), needle=f"{path}:4: layers[0].type: unknown layer type "
+                                                          "'convolution' (did you mean")
+
+
+def test_zero_and_negative_sizes(write_spec) -> None:
+    path = write_spec("name: x\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: 4, kernel: -3}\n")
+    assert_one_line_error(run("summary", str(path)), needle="layers[0].kernel: expected a positive integer")
+    assert_one_line_error(run("summary", "alexnet", "--input", "0"), needle="--input: sizes must be positive")
+    assert_one_line_error(run("summary", "alexnet", "--input", "big"), needle="--input: expected N or HxW")
+    assert_one_line_error(run("summary", "alexnet", "--batch", "0"), needle="--batch")
+
+
+def test_kernel_larger_than_input(write_spec) -> None:
+    path = write_spec("name: x\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: 4, kernel: 11}\n")
+    assert_one_line_error(run("summary", str(path)), needle="larger than the padded input")
+    result = run("check", str(path))
+    assert result.exit_code == 1 and "larger than the padded input" in result.stdout
+
+
+def test_groups_that_do_not_divide(write_spec) -> None:
+    path = write_spec("name: x\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: 4, kernel: 3, groups: 2}\n")
+    assert_one_line_error(run("summary", str(path)), needle="input channels 3 are not divisible by groups 2")
+    path = write_spec("name: x\ninput: [4, 8, 8]\nlayers:\n  - {type: conv, out: 5, kernel: 3, groups: 2}\n")
+    assert_one_line_error(run("summary", str(path)), needle="output channels 5 are not divisible by groups 2")
+
+
+def test_wrong_value_type(write_spec) -> None:
+    path = write_spec("name: x\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: four, kernel: 3}\n")
+    assert_one_line_error(run("summary", str(path)), needle=f"{path}:4: layers[0].out: expected a positive integer,"
+                                                            " got string 'four'")
+
+
+def test_alias_bomb(write_spec) -> None:
+    lines = ["name: bomb", "input: [3, 8, 8]", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    path = write_spec("\n".join(lines) + "\nlayers: [{type: relu}]\n")
+    assert_one_line_error(run("summary", str(path)), needle="alias bomb")
+
+
+def test_unknown_option_is_one_line() -> None:
+    assert_one_line_error(run("summary", "alexnet", "--bogus"), needle="No such option: --bogus")
+
+
+# ------------------------------------------------------------------ the analytic core never imports torch
+
+@pytest.mark.parametrize("args", [["summary", "alexnet"], ["check"], ["list"],
+                                  ["summary", "vgg16", "--format", "json"]])
+def test_core_commands_never_import_torch(args: list[str]) -> None:
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from convaudit.cli import app\n"
+        f"result = CliRunner().invoke(app, {args!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = sorted(m for m in ('torch', 'fvcore', 'numpy') if m in sys.modules)\n"
+        "print('imported:', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "imported: []" in done.stdout

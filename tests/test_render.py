@@ -1,0 +1,50 @@
+"""Formatting helpers and renderers, at a fixed width."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from convaudit.analysis import analyze
+from convaudit.library import load
+from convaudit.render import (fmt_bytes, fmt_int, fmt_share, fmt_si, parse_columns, rounding_note, summary_csv,
+                              summary_markdown, summary_table)
+
+
+def test_number_helpers() -> None:
+    assert fmt_int(724406816) == "724,406,816"
+    assert fmt_si(724406816) == "724.4 M"
+    assert fmt_si(15470264320) == "15.47 G"
+    assert fmt_si(999) == "999"
+    assert fmt_bytes(243860896) == "232.6 MiB"
+    assert fmt_bytes(512) == "512 B"
+    assert fmt_share(1, 4) == "25.0%" and fmt_share(0, 4) == ""
+
+
+def test_parse_columns() -> None:
+    assert parse_columns(None)[0] == "layer"
+    assert parse_columns("default,other_ops")[-1] == "other_ops"
+    assert parse_columns("layer,layer") == ("layer",)
+
+
+def test_rounding_notes() -> None:
+    report = analyze(load("alexnet").with_input(224, 224))
+    assert rounding_note(report.layer("conv1")) == "⚠ 54.25"
+    assert rounding_note(report.layer("conv2")) == ""
+
+
+def test_table_renders_at_a_fixed_width() -> None:
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(summary_table(analyze(load("lenet5"))))
+    text = console.export_text()
+    assert "C3" in text and "1,516" in text and "60,840" in text
+    assert "non-trainable 840" in text
+
+
+def test_markdown_and_csv_totals() -> None:
+    report = analyze(load("lenet5"))
+    md = summary_markdown(report)
+    assert "| **Total** |" in md and "**60,840**" in md
+    last = summary_csv(report).strip().splitlines()[-1].split(",")
+    assert last[0] == "TOTAL" and "60840" in last
