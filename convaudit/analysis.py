@@ -7,8 +7,8 @@ do not depend on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .errors import ConvauditError
 from .layers import REGISTRY, LayerProblem, Outcome, Shape, describe_shape, elements
@@ -198,5 +198,6 @@ def analyze(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
 
 
 def _name_branches(problem: LayerProblem, layer: LayerSpec, shapes: tuple[Shape, ...]) -> LayerProblem:
-    branches = ", ".join(f"'{source}' gives {describe_shape(shape)}" for source, shape in zip(layer.inputs, shapes))
+    pairs = zip(layer.inputs, shapes, strict=True)
+    branches = ", ".join(f"'{source}' gives {describe_shape(shape)}" for source, shape in pairs)
     return LayerProblem("merge", f"{layer.type} of mismatched inputs: {problem.message}: {branches}", "from")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .analysis import LayerResult, Report, analyze
 from .errors import Where
@@ -205,7 +205,7 @@ def _axis_suggestions(spec: NetworkSpec, current: int, size_of: Callable[[int], 
     found = sorted({s for s in (below, above) if s is not None}, key=lambda s: (abs(s - current), s))
     if not found:
         return [f"no input within {SEARCH_SPAN} of {label} makes every layer exact"]
-    suggestions = [f"nearest inputs where every layer divides exactly: "
+    suggestions = ["nearest inputs where every layer divides exactly: "
                    + ", ".join(f"{show(s)} ({s - current:+d})" for s in found)]
     if pinned is not None and _has_pins(spec):
         suggestions.append(f"{show(pinned)} is the nearest where every layer is exact and every pinned `in:` matches")

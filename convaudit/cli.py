@@ -6,8 +6,9 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,9 +25,20 @@ from .checks import check as check_report
 from .checks import exit_status
 from .errors import ConvauditError
 from .library import bundled_paths, load
-from .render import (Checked, findings_json, findings_markdown, findings_rich, library_table, parse_columns,
-                     summary_csv, summary_json, summary_markdown, summary_table)
+from .render import (
+    Checked,
+    findings_json,
+    findings_markdown,
+    findings_rich,
+    library_table,
+    parse_columns,
+    summary_csv,
+    summary_json,
+    summary_markdown,
+    summary_table,
+)
 from .spec import NetworkSpec, load_spec
+
 
 class OneLineErrors(TyperGroup):
     """Usage errors as one line ('error: …') on stderr with exit 2, instead of a boxed panel."""
@@ -81,8 +93,9 @@ class CheckFormat(str, Enum):
     markdown = "markdown"
 
 
-SpecArg = Annotated[str, typer.Argument(metavar="SPEC", help="A spec file, or a bundled name such as alexnet or vgg16.")]
-InputOpt = Annotated[Optional[str], typer.Option(
+SpecArg = Annotated[str, typer.Argument(
+    metavar="SPEC", help="A spec file, or a bundled name such as alexnet or vgg16.")]
+InputOpt = Annotated[str | None, typer.Option(
     "--input", "-i", metavar="N|HxW", help="Override the spec's input size: 224 or 224x200 (channels stay).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size: scales MACs, FLOPs and activations.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
@@ -156,9 +169,11 @@ def summary(
     input_size: InputOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = Dtype.fp32,  # type: ignore[attr-defined]
-    output_format: Annotated[SummaryFormat, typer.Option("--format", "-f", help="Output format.")] = SummaryFormat.table,
-    columns: Annotated[Optional[str], typer.Option(
-        "--columns", help="Table columns, comma-separated: default, all, or names such as layer,output,other_ops.")] = None,
+    output_format: Annotated[SummaryFormat, typer.Option(
+        "--format", "-f", help="Output format.")] = SummaryFormat.table,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", help="Table columns, comma-separated: default, all, or names such as layer,output,other_ops."
+    )] = None,
 ) -> None:
     """Per-layer shapes, parameters, MACs and FLOPs, with totals and the conventions used."""
     report = analysed(load_network(spec, input_size), batch, dtype.value)
@@ -179,7 +194,7 @@ def summary(
 @app.command()
 @boundary
 def check(
-    specs: Annotated[Optional[list[str]], typer.Argument(
+    specs: Annotated[list[str] | None, typer.Argument(
         metavar="[SPEC]...", help="Spec files or bundled names; every bundled architecture if none.")] = None,
     input_size: InputOpt = None,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,

@@ -7,9 +7,10 @@ cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 Problem = str  # a human-readable reason a value was refused
 
@@ -204,7 +205,8 @@ class ConnectionTable(FieldKind):
         rows = []
         for index, row in enumerate(value):
             if not isinstance(row, list) or not row or not all(_is_int(v) and v >= 0 for v in row):
-                raise ValueError(f"output map {index}: expected a non-empty list of input map indices, got {_describe(row)}")
+                raise ValueError(f"output map {index}: expected a non-empty list of input map indices, "
+                                 f"got {_describe(row)}")
             if len(set(row)) != len(row):
                 raise ValueError(f"output map {index}: lists an input map twice: {row}")
             rows.append(tuple(sorted(row)))

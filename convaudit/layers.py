@@ -15,9 +15,10 @@ Shapes leave out the batch: [C, H, W] for feature maps, [F] for vectors.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from .fields import Bool, ConnectionTable, Field, Int, Number, Size
 from .windows import WindowAxis
@@ -51,7 +52,7 @@ class Outcome:
     in_features: int | None = None  # what a fully connected layer receives, flattened
 
 
-REGISTRY: dict[str, "LayerType"] = {}
+REGISTRY: dict[str, LayerType] = {}
 
 # Names people write for our types (PyTorch, Keras, Caffe), offered as "did you mean".
 SYNONYMS = {
@@ -63,7 +64,7 @@ SYNONYMS = {
 }
 
 
-def register(cls: type["LayerType"]) -> type["LayerType"]:
+def register(cls: type[LayerType]) -> type[LayerType]:
     REGISTRY[cls.type_name] = cls()
     return cls
 
@@ -138,7 +139,7 @@ def pool_stride(params: Params) -> tuple[int, int]:
 def pool_padding_problems(params: Params) -> list[tuple[str, str]]:
     # PyTorch refuses padding above half the (undilated) kernel: P ≤ ⌊K/2⌋ on each axis.
     kernel, padding = params["kernel"], params["padding"]
-    if any(p > k // 2 for k, p in zip(kernel, padding)):
+    if any(p > k // 2 for k, p in zip(kernel, padding, strict=True)):
         return [("padding", f"padding {list(padding)} is more than half the kernel {list(kernel)}; "
                             "PyTorch allows at most ⌊K/2⌋")]
     return []
@@ -309,7 +310,8 @@ class LRN(LayerType):
     other_ops_rule = "(2·size + 3) per element: size squares, size − 1 adds, scale, add k, power, divide"
     fields = (
         Field("size", Int(), "number of neighbouring channels summed", required=True),
-        Field("alpha", Number(minimum=0), "scale (divided by size, as in PyTorch and Caffe)", default=Fraction(1, 10000)),
+        Field("alpha", Number(minimum=0), "scale (divided by size, as in PyTorch and Caffe)",
+              default=Fraction(1, 10000)),
         Field("beta", Number(minimum=0), "exponent", default=Fraction(3, 4)),
         Field("k", Number(minimum=0), "additive constant", default=1),
     )

@@ -54,8 +54,9 @@ def resolve(reference: str) -> Path:
             names[name.lower()] = Path(spec.file)
     if wanted in names:
         return display_path(names[wanted])
+    bundled = ", ".join(path.stem for path in bundled_paths())
     raise SpecError(f"'{reference}' is neither a file nor a bundled architecture{closest(wanted, sorted(names))}; "
-                    f"bundled: {', '.join(sorted(spec_name for spec_name in names if (bundled_dir() / f'{spec_name}.yaml').exists()))}")
+                    f"bundled: {bundled}")
 
 
 def load(reference: str) -> NetworkSpec:

@@ -8,9 +8,10 @@ layers is a chain. Every error names the file, line and key.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import SpecError, Where
 from .fields import Field, Int, Names, Shape, Text
@@ -158,7 +159,7 @@ class LayerListParser:
     def parse(self, items: Any, path: KeyPath) -> list[LayerSpec]:
         if not isinstance(items, list) or not items:
             raise self.doc.error(path, "expected a non-empty list of layers")
-        for index, item in enumerate(items):
+        for item in items:
             if isinstance(item, dict) and isinstance(item.get("name"), str):
                 self.taken.add(item["name"])
         layers: list[LayerSpec] = []
@@ -201,7 +202,8 @@ class LayerListParser:
         params: dict[str, Any] = {}
         for spec_field in kind.fields:
             if spec_field.name in item:
-                params[spec_field.name] = _field_value(doc, path + (spec_field.name,), spec_field, item[spec_field.name])
+                value = item[spec_field.name]
+                params[spec_field.name] = _field_value(doc, path + (spec_field.name,), spec_field, value)
             elif spec_field.required:
                 raise doc.error(path, f"{type_name} needs '{spec_field.name}' ({spec_field.kind.description})")
             else:

@@ -65,7 +65,7 @@ def test_summary_json_contract() -> None:
                 "activations", "param_bytes", "activation_bytes"):
         assert key in data["totals"]
         if key not in ("param_bytes", "activation_bytes"):
-            assert data["totals"][key] == sum(l.get(key, 0) for l in data["layers"]), key
+            assert data["totals"][key] == sum(row.get(key, 0) for row in data["layers"]), key
     assert data["totals"]["param_bytes"] == 2 * data["totals"]["params"]  # fp16
 
 

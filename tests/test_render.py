@@ -8,8 +8,17 @@ from rich.console import Console
 
 from convaudit.analysis import analyze
 from convaudit.library import load
-from convaudit.render import (fmt_bytes, fmt_int, fmt_share, fmt_si, parse_columns, rounding_note, summary_csv,
-                              summary_markdown, summary_table)
+from convaudit.render import (
+    fmt_bytes,
+    fmt_int,
+    fmt_share,
+    fmt_si,
+    parse_columns,
+    rounding_note,
+    summary_csv,
+    summary_markdown,
+    summary_table,
+)
 
 
 def test_number_helpers() -> None:

@@ -1,67 +1,22 @@
-"""Turn reports and findings into Rich tables, JSON, CSV and Markdown. No arithmetic beyond formatting."""
+"""`summary`: a report as a Rich table, JSON, CSV or Markdown."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report
-from .checks import Finding
-from .windows import format_fraction
-
-INEXACT_MARK = "⚠"  # floor rounding dropped part of the input
-CEIL_MARK = "↑"  # ceil rounding (deliberate, Caffe-style)
-
-
-# ---------------------------------------------------------------- formatting helpers
-
-def fmt_int(value: int) -> str:
-    return f"{value:,}"
-
-
-def fmt_si(value: int | float, unit: str = "") -> str:
-    """724406816 -> '724.4 M' (four significant figures; for reading, never for quoting)."""
-    for factor, prefix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.4g} {prefix}{unit}"
-    return f"{value:g} {unit}".rstrip()
-
-
-def fmt_bytes(value: int) -> str:
-    """IEC units: 243860896 -> '232.6 MiB'."""
-    for factor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if value >= factor:
-            return f"{value / factor:.1f} {unit}"
-    return f"{value} B"
-
-
-def fmt_shape(shape: Iterable[int]) -> str:
-    return "×".join(str(d) for d in shape)
-
-
-def fmt_share(part: int, whole: int) -> str:
-    if not part or not whole:
-        return ""
-    return f"{100 * part / whole:.1f}%"
-
-
-def rounding_note(layer: LayerResult) -> str:
-    """'⚠ 54.25' for a floored inexact division, '↑ 55.5' for a ceil-rounded one, '' if exact."""
-    inexact = [axis for axis in layer.windows if not axis.is_exact]
-    if not inexact:
-        return ""
-    mark = CEIL_MARK if inexact[0].ceil else INEXACT_MARK
-    values = sorted({format_fraction(axis.exact) for axis in inexact})
-    return f"{mark} {'/'.join(values)}"
-
+from ..analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report
+from ..windows import format_fraction
+from .formatting import CEIL_MARK, INEXACT_MARK, fmt_bytes, fmt_int, fmt_shape, fmt_share, fmt_si, rounding_note
 
 # ---------------------------------------------------------------- columns
 
@@ -79,25 +34,33 @@ def _output_cell(layer: LayerResult, report: Report) -> str:
     return f"{fmt_shape(layer.output_shape)} {note}" if note else fmt_shape(layer.output_shape)
 
 
+def count_column(key: str, title: str, blank_zero: bool = True) -> Column:
+    """A column showing LayerResult.<key>, totalled from Totals.<key>."""
+
+    def cell(layer: LayerResult, report: Report) -> str:
+        value = getattr(layer, key)
+        return fmt_int(value) if value or not blank_zero else ""
+
+    return Column(key, title, cell, lambda report: fmt_int(getattr(report.totals, key)))
+
+
 COLUMNS: dict[str, Column] = {c.key: c for c in (
-    Column("layer", "Layer", lambda l, r: l.name, lambda r: "Total", numeric=False),
-    Column("type", "Type", lambda l, r: l.type, numeric=False),
-    Column("input", "Input", lambda l, r: " + ".join(fmt_shape(s) for s in l.input_shapes), numeric=False),
+    Column("layer", "Layer", lambda layer, report: layer.name, lambda report: "Total", numeric=False),
+    Column("type", "Type", lambda layer, report: layer.type, numeric=False),
+    Column("input", "Input", lambda layer, report: " + ".join(fmt_shape(s) for s in layer.input_shapes),
+           numeric=False),
     Column("output", "Output", _output_cell, numeric=False),
-    Column("params", "Params", lambda l, r: fmt_int(l.params) if l.params else "",
-           lambda r: fmt_int(r.totals.params)),
-    Column("weights", "Weights", lambda l, r: fmt_int(l.weights) if l.weights else "",
-           lambda r: fmt_int(r.totals.weights)),
-    Column("biases", "Biases", lambda l, r: fmt_int(l.biases) if l.biases else "",
-           lambda r: fmt_int(r.totals.biases)),
-    Column("macs", "MACs", lambda l, r: fmt_int(l.macs) if l.macs else "", lambda r: fmt_int(r.totals.macs)),
-    Column("flops", "FLOPs", lambda l, r: fmt_int(l.flops) if l.flops else "", lambda r: fmt_int(r.totals.flops)),
-    Column("share", "Share", lambda l, r: fmt_share(l.flops, r.totals.flops), lambda r: "100%"),
-    Column("other_ops", "Other ops", lambda l, r: fmt_int(l.other_ops) if l.other_ops else "",
-           lambda r: fmt_int(r.totals.other_ops)),
-    Column("activations", "Activations", lambda l, r: fmt_int(l.activations), lambda r: fmt_int(r.totals.activations)),
-    Column("memory", "Act. memory", lambda l, r: fmt_bytes(l.activation_bytes),
-           lambda r: fmt_bytes(r.totals.activation_bytes)),
+    count_column("params", "Params"),
+    count_column("weights", "Weights"),
+    count_column("biases", "Biases"),
+    count_column("macs", "MACs"),
+    count_column("flops", "FLOPs"),
+    Column("share", "Share", lambda layer, report: fmt_share(layer.flops, report.totals.flops),
+           lambda report: "100%"),
+    count_column("other_ops", "Other ops"),
+    count_column("activations", "Activations", blank_zero=False),
+    Column("memory", "Act. memory", lambda layer, report: fmt_bytes(layer.activation_bytes),
+           lambda report: fmt_bytes(report.totals.activation_bytes)),
 )}
 DEFAULT_COLUMNS = ("layer", "type", "output", "params", "macs", "flops", "share")
 
@@ -118,8 +81,6 @@ def parse_columns(text: str | None) -> tuple[str, ...]:
             raise ValueError(f"unknown column '{key}'; choose from default, all, {', '.join(COLUMNS)}")
     return tuple(dict.fromkeys(keys))
 
-
-# ---------------------------------------------------------------- summary
 
 def report_dict(report: Report) -> dict[str, Any]:
     """The JSON contract of `summary --format json`."""
@@ -251,101 +212,3 @@ def summary_markdown(report: Report, columns: tuple[str, ...] = DEFAULT_COLUMNS)
     lines.append("")
     lines += [f"- {line}" for line in totals_lines(report) + convention_lines(report)]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- findings
-
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-
-
-def finding_dict(finding: Finding) -> dict[str, Any]:
-    return {
-        "spec": finding.spec,
-        "layer": finding.layer,
-        "severity": finding.severity,
-        "kind": finding.kind,
-        "message": finding.message,
-        "suggestions": list(finding.suggestions),
-        "file": finding.where.file,
-        "line": finding.where.line,
-        "key": finding.where.key,
-    }
-
-
-@dataclass(frozen=True)
-class Checked:
-    """One spec checked at one input, with what was found."""
-
-    spec: str
-    input: tuple[int, int, int]
-    findings: tuple[Finding, ...]
-
-    def count(self, severity: str) -> int:
-        return sum(1 for f in self.findings if f.severity == severity)
-
-
-def findings_json(checked: list[Checked]) -> str:
-    return json.dumps({
-        "checked": [{"spec": c.spec, "input": list(c.input), "errors": c.count("error"),
-                     "warnings": c.count("warning"), "infos": c.count("info")} for c in checked],
-        "findings": [finding_dict(f) for c in checked for f in c.findings],
-    }, indent=2, ensure_ascii=False)
-
-
-def _tally(checked: Checked) -> str:
-    parts = [f"{checked.count(s)} {s}{'s' if checked.count(s) != 1 else ''}"
-             for s in ("error", "warning", "info") if checked.count(s)]
-    return ", ".join(parts) if parts else "clean"
-
-
-def findings_rich(checked: list[Checked]) -> Group:
-    parts: list[Any] = []
-    for item in checked:
-        errors = item.count("error")
-        mark, style = ("✗", "bold red") if errors else ("✓", "green")
-        head = Text()
-        head.append(f"{mark} ", style=style)
-        head.append(item.spec, style="bold")
-        head.append(f" at {fmt_shape(item.input)}: {_tally(item)}")
-        parts.append(head)
-        if not item.findings:
-            continue
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(width=2)
-        grid.add_column(no_wrap=True)
-        grid.add_column(ratio=1)
-        shown: set[str] = set()
-        for finding in item.findings:
-            body = Text(finding.message)
-            body.append(f"\n{finding.where}", style="dim")
-            for suggestion in finding.suggestions:
-                if suggestion not in shown:
-                    shown.add(suggestion)
-                    body.append(f"\nfix: {suggestion}", style="green")
-            grid.add_row("", Text(finding.severity, style=SEVERITY_STYLE[finding.severity]), body)
-        parts.append(grid)
-    return Group(*parts)
-
-
-def findings_markdown(checked: list[Checked]) -> str:
-    lines = []
-    for item in checked:
-        lines.append(f"- **{item.spec}** at {fmt_shape(item.input)}: {_tally(item)}")
-        for finding in item.findings:
-            lines.append(f"  - {finding.severity}: {finding.message} (`{finding.where}`)")
-            lines += [f"    - fix: {s}" for s in finding.suggestions]
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- list
-
-def library_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for title, numeric in (("Name (aliases)", False), ("Title", False), ("Input", False), ("Params", True),
-                           ("MACs", True)):
-        table.add_column(title, justify="right" if numeric else "left", no_wrap=numeric or title == "Input")
-    for row in rows:
-        aliases = f" ({', '.join(row['aliases'])})" if row["aliases"] else ""
-        table.add_row(row["name"] + aliases, row["title"], fmt_shape(row["input"]), fmt_int(row["params"]),
-                      fmt_int(row["macs"]))
-    return table

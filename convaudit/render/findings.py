@@ -1,0 +1,108 @@
+"""`check` and `list`: findings and the architecture library as Rich, JSON or Markdown."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..checks import Finding
+from .formatting import fmt_int, fmt_shape
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "spec": finding.spec,
+        "layer": finding.layer,
+        "severity": finding.severity,
+        "kind": finding.kind,
+        "message": finding.message,
+        "suggestions": list(finding.suggestions),
+        "file": finding.where.file,
+        "line": finding.where.line,
+        "key": finding.where.key,
+    }
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One spec checked at one input, with what was found."""
+
+    spec: str
+    input: tuple[int, int, int]
+    findings: tuple[Finding, ...]
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+
+def findings_json(checked: list[Checked]) -> str:
+    return json.dumps({
+        "checked": [{"spec": c.spec, "input": list(c.input), "errors": c.count("error"),
+                     "warnings": c.count("warning"), "infos": c.count("info")} for c in checked],
+        "findings": [finding_dict(f) for c in checked for f in c.findings],
+    }, indent=2, ensure_ascii=False)
+
+
+def _tally(checked: Checked) -> str:
+    parts = [f"{checked.count(s)} {s}{'s' if checked.count(s) != 1 else ''}"
+             for s in ("error", "warning", "info") if checked.count(s)]
+    return ", ".join(parts) if parts else "clean"
+
+
+def findings_rich(checked: list[Checked]) -> Group:
+    parts: list[Any] = []
+    for item in checked:
+        errors = item.count("error")
+        mark, style = ("✗", "bold red") if errors else ("✓", "green")
+        head = Text()
+        head.append(f"{mark} ", style=style)
+        head.append(item.spec, style="bold")
+        head.append(f" at {fmt_shape(item.input)}: {_tally(item)}")
+        parts.append(head)
+        if not item.findings:
+            continue
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=2)
+        grid.add_column(no_wrap=True)
+        grid.add_column(ratio=1)
+        shown: set[str] = set()
+        for finding in item.findings:
+            body = Text(finding.message)
+            body.append(f"\n{finding.where}", style="dim")
+            for suggestion in finding.suggestions:
+                if suggestion not in shown:
+                    shown.add(suggestion)
+                    body.append(f"\nfix: {suggestion}", style="green")
+            grid.add_row("", Text(finding.severity, style=SEVERITY_STYLE[finding.severity]), body)
+        parts.append(grid)
+    return Group(*parts)
+
+
+def findings_markdown(checked: list[Checked]) -> str:
+    lines = []
+    for item in checked:
+        lines.append(f"- **{item.spec}** at {fmt_shape(item.input)}: {_tally(item)}")
+        for finding in item.findings:
+            lines.append(f"  - {finding.severity}: {finding.message} (`{finding.where}`)")
+            lines += [f"    - fix: {s}" for s in finding.suggestions]
+    return "\n".join(lines) + "\n"
+
+
+def library_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for title, numeric in (("Name (aliases)", False), ("Title", False), ("Input", False), ("Params", True),
+                           ("MACs", True)):
+        table.add_column(title, justify="right" if numeric else "left", no_wrap=numeric or title == "Input")
+    for row in rows:
+        aliases = f" ({', '.join(row['aliases'])})" if row["aliases"] else ""
+        table.add_row(row["name"] + aliases, row["title"], fmt_shape(row["input"]), fmt_int(row["params"]),
+                      fmt_int(row["macs"]))
+    return table

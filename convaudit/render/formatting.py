@@ -1,0 +1,51 @@
+"""Number, shape and size formatting shared by every renderer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..analysis import LayerResult
+from ..windows import format_fraction
+
+INEXACT_MARK = "⚠"  # floor rounding dropped part of the input
+CEIL_MARK = "↑"  # ceil rounding (deliberate, Caffe-style)
+
+
+def fmt_int(value: int) -> str:
+    return f"{value:,}"
+
+
+def fmt_si(value: int | float, unit: str = "") -> str:
+    """724406816 -> '724.4 M' (four significant figures; for reading, never for quoting)."""
+    for factor, prefix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.4g} {prefix}{unit}"
+    return f"{value:g} {unit}".rstrip()
+
+
+def fmt_bytes(value: int) -> str:
+    """IEC units: 243860896 -> '232.6 MiB'."""
+    for factor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= factor:
+            return f"{value / factor:.1f} {unit}"
+    return f"{value} B"
+
+
+def fmt_shape(shape: Iterable[int]) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def fmt_share(part: int, whole: int) -> str:
+    if not part or not whole:
+        return ""
+    return f"{100 * part / whole:.1f}%"
+
+
+def rounding_note(layer: LayerResult) -> str:
+    """'⚠ 54.25' for a floored inexact division, '↑ 55.5' for a ceil-rounded one, '' if exact."""
+    inexact = [axis for axis in layer.windows if not axis.is_exact]
+    if not inexact:
+        return ""
+    mark = CEIL_MARK if inexact[0].ceil else INEXACT_MARK
+    values = sorted({format_fraction(axis.exact) for axis in inexact})
+    return f"{mark} {'/'.join(values)}"
