@@ -27,6 +27,8 @@ CONVENTIONS = {
                 "right padding",
     "params": "params = weights + biases + running statistics; non-trainable = batchnorm running mean/var and "
               "fixed RBF centres",
+    "backward": "backward FLOPs = 2 × (weight-gradient MACs + input-gradient MACs), each equal to the forward "
+                "MACs; no input gradient before the first trained layer",
     "batch": "MACs, FLOPs, other ops and activations are for the whole batch; parameters are not",
     "memory": "parameters and every layer's output held at once (input excluded), at the chosen dtype",
 }
@@ -40,6 +42,7 @@ class LayerResult:
     batch: int
     dtype_bytes: int
     inexact_upstream: tuple[str, ...]  # floor-rounded inexact layers up to and including this one
+    needs_input_grad: bool = False  # something upstream is trainable, so backward computes dL/dinput
 
     @property
     def name(self) -> str:
@@ -90,6 +93,21 @@ class LayerResult:
         return 2 * self.macs
 
     @property
+    def backward_macs(self) -> int:
+        """Backward of a MAC layer: the weight gradient (if trained) plus the input gradient (if needed).
+
+        Each costs as many MACs as the forward: dW = x ⋆ dy and dx = dy ⋆ᵀ W run over the same
+        Cout·(Cin/g)·Kh·Kw·Hout·Wout products (in·out for linear). The first trained layer needs no dx.
+        """
+        weight_grad = self.macs if self.trainable_params else 0
+        input_grad = self.macs if self.needs_input_grad else 0
+        return weight_grad + input_grad
+
+    @property
+    def backward_flops(self) -> int:
+        return 2 * self.backward_macs
+
+    @property
     def other_ops(self) -> int:
         return self.outcome.other_ops * self.batch
 
@@ -125,6 +143,7 @@ class Totals:
     biases: int
     macs: int
     flops: int
+    backward_flops: int
     other_ops: int
     activations: int
     param_bytes: int
@@ -178,6 +197,7 @@ def analyze(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
     size = dtype_bytes(dtype)
     shapes: dict[str, Shape] = {INPUT: spec.input}
     inexact: dict[str, tuple[str, ...]] = {INPUT: ()}
+    trained_upstream: dict[str, bool] = {INPUT: False}  # does this output depend on trainable parameters?
     results: list[LayerResult] = []
     for layer in spec.layers:
         input_shapes = tuple(shapes[source] for source in layer.inputs)
@@ -190,10 +210,12 @@ def analyze(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
             return Report(spec, batch, dtype, tuple(results), Halt(layer, input_shapes, problem, upstream))
         if any(not axis.is_exact and not axis.ceil for axis in outcome.windows):
             upstream = upstream + (layer.name,)
-        result = LayerResult(layer, input_shapes, outcome, batch, size, upstream)
+        needs_input_grad = any(trained_upstream[source] for source in layer.inputs)
+        result = LayerResult(layer, input_shapes, outcome, batch, size, upstream, needs_input_grad)
         results.append(result)
         shapes[layer.name] = outcome.shape
         inexact[layer.name] = upstream
+        trained_upstream[layer.name] = needs_input_grad or result.trainable_params > 0
     return Report(spec, batch, dtype, tuple(results))
 
 

@@ -217,6 +217,57 @@ def _with_input(spec: NetworkSpec, input_size: str | None) -> NetworkSpec:
     return spec.with_input(*parse_input_size(input_size)) if input_size else spec
 
 
+def require_torch(command: str) -> None:
+    """verify and bench need torch; say how to get it instead of a traceback."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConvauditError(f"{command} needs PyTorch: pip install 'convaudit[torch]' (for the CPU build, "
+                             "pip install torch==2.13.0 first)") from None
+
+
+GpuOpt = Annotated[bool, typer.Option("--gpu", help="Run on the CUDA GPU (exit 2 if there is none).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Run even if the memory estimate says it will not fit.")]
+WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
+
+
+class VerifyFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+@boundary
+def verify(
+    spec: SpecArg,
+    input_size: InputOpt = None,
+    batch: BatchOpt = 1,
+    gpu: GpuOpt = False,
+    dtype: DtypeOpt = Dtype.fp32,  # type: ignore[attr-defined]
+    output_format: Annotated[VerifyFormat, typer.Option("--format", "-f", help="Output format.")] = VerifyFormat.table,
+    warmup: WarmupOpt = 1,
+    repeats: Annotated[int, typer.Option("--repeats", min=0, help="Timed runs (0: do not time).")] = 5,
+    force: ForceOpt = False,
+) -> None:
+    """Cross-check every number against a real PyTorch model, fvcore and FlopCounterMode; time it.
+
+    Exit 0 when every comparable cell matches, 1 on a mismatch or when PyTorch cannot run the model.
+    """
+    require_torch("verify")
+    from .render.verify import verify_json, verify_rich
+    from .runtime import pick_device
+    from .verify import verify_report
+
+    network = load_network(spec, input_size)
+    device = pick_device(gpu)
+    result = verify_report(analyze(network, batch, dtype.value), device, dtype.value, warmup, repeats, force)
+    if output_format is VerifyFormat.json:
+        typer.echo(verify_json(result))
+    else:
+        stdout_console().print(verify_rich(result))
+    raise typer.Exit(0 if result.passed else 1)
+
+
 @app.command("list")
 @boundary
 def list_architectures(

@@ -2,7 +2,7 @@
 
 Each block is marked by a comment naming the command's arguments:
 
-    <!-- convaudit: summary architectures/alexnet.yaml -->
+    <!-- convaudit: summary architectures/alexnet.yaml -->   (or "convaudit (timed):" for output with timings)
     ```text
     …output…
     ```
@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 WIDTH = "100"
-BLOCK = re.compile(r"(<!-- convaudit: (?P<args>.*?) -->\n```text\n)(?P<body>.*?)(\n```)", re.S)
+# "convaudit (timed):" marks output with timings: refreshed by --write, not compared.
+BLOCK = re.compile(r"(<!-- convaudit(?P<timed> \(timed\))?: (?P<args>.*?) -->\n```text\n)(?P<body>.*?)(\n```)", re.S)
 
 
 def command_output(args: str) -> str:
@@ -34,11 +35,12 @@ def command_output(args: str) -> str:
 
 
 def refreshed(text: str) -> str:
-    return BLOCK.sub(lambda m: m.group(1) + command_output(m.group("args")) + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + command_output(m.group("args")) + m.group(5), text)
 
 
 def stale_blocks(text: str) -> list[str]:
-    return [m.group("args") for m in BLOCK.finditer(text) if m.group("body") != command_output(m.group("args"))]
+    return [m.group("args") for m in BLOCK.finditer(text)
+            if not m.group("timed") and m.group("body") != command_output(m.group("args"))]
 
 
 def main() -> int:

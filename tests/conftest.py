@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Reproducible in CI: the same examples every run. HYPOTHESIS_PROFILE=explore draws fresh ones.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = sorted((ROOT / "architectures").glob("*.yaml"))

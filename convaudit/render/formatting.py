@@ -49,3 +49,12 @@ def rounding_note(layer: LayerResult) -> str:
     mark = CEIL_MARK if inexact[0].ceil else INEXACT_MARK
     values = sorted({format_fraction(axis.exact) for axis in inexact})
     return f"{mark} {'/'.join(values)}"
+
+
+def fmt_time(seconds: float) -> str:
+    """0.0298 -> '29.8 ms'; 4.51e-05 -> '45.1 µs'; 1.234 -> '1.23 s'."""
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"

@@ -112,6 +112,7 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
         "non_trainable_params": layer.non_trainable_params,
         "macs": layer.macs,
         "flops": layer.flops,
+        "backward_flops": layer.backward_flops,
         "other_ops": layer.other_ops,
         "activations": layer.activations,
         "param_bytes": layer.param_bytes,

@@ -1,0 +1,136 @@
+"""Devices, the memory guard and timing, shared by verify and bench. Imports torch."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .errors import DeviceError
+from .memory import RunMemory
+from .render.formatting import fmt_bytes
+
+GUARD_FRACTION = 0.9  # refuse a run that needs more than this share of what is free
+
+
+def pick_device(gpu: bool) -> torch.device:
+    if not gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise DeviceError(f"--gpu: CUDA is not available here (torch {torch.__version__}, {build}); "
+                          "drop --gpu to run on the CPU")
+    return torch.device("cuda")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, torch {torch.__version__})"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__})"
+
+
+def host_available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def available_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free
+    return host_available_bytes()
+
+
+def guard_memory(need: RunMemory, device: torch.device, force: bool, available: int | None = None) -> None:
+    """Refuse (exit 2) a run that would not fit, before anything is allocated, unless --force."""
+    free = available if available is not None else available_bytes(device)
+    if force or free is None or need.total <= GUARD_FRACTION * free:
+        return
+    where = "GPU" if device.type == "cuda" else "host"
+    raise DeviceError(
+        f"the model needs about {fmt_bytes(need.total)} (parameters {fmt_bytes(need.params)}, gradients "
+        f"{fmt_bytes(need.grads)}, activations {fmt_bytes(need.activations + need.activation_grads)}) but only "
+        f"{fmt_bytes(free)} of {where} memory is free; lower --batch or --input, or pass --force to try anyway")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Repeated wall-clock samples of one step, in seconds."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.samples)
+
+    @property
+    def maximum(self) -> float:
+        return max(self.samples)
+
+    @property
+    def quartiles(self) -> tuple[float, float]:
+        if len(self.samples) < 2:
+            return self.samples[0], self.samples[0]
+        q1, _, q3 = statistics.quantiles(self.samples, n=4, method="inclusive")
+        return q1, q3
+
+    def as_dict(self) -> dict[str, float | int]:
+        q1, q3 = self.quartiles
+        return {"median_s": self.median, "min_s": self.minimum, "max_s": self.maximum, "q1_s": q1, "q3_s": q3,
+                "repeats": len(self.samples)}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_step(step: Callable[[], object], device: torch.device, warmup: int, repeats: int,
+              before: Callable[[], object] | None = None) -> Timing:
+    """Warm up, then time `repeats` runs of `step`: CUDA events on a GPU, perf_counter on the CPU.
+
+    `before` runs untimed ahead of each repeat (clearing gradients, say).
+    """
+    for _ in range(warmup):
+        if before:
+            before()
+        step()
+    synchronize(device)
+    samples = []
+    for _ in range(repeats):
+        if before:
+            before()
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 1000)
+        else:
+            began = time.perf_counter()
+            step()
+            samples.append(time.perf_counter() - began)
+    return Timing(tuple(samples))

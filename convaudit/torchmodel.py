@@ -1,0 +1,263 @@
+"""Build a real torch.nn.Module from an analysed spec. Imported only by verify and bench.
+
+Every layer becomes one module in `SpecModel.layers`, keyed by a sanitised
+layer name, so per-module counts from fvcore and FlopCounterMode map back to
+spec layers. LeNet-5's pieces are small modules of their own: the sparse
+convolution really holds only the weights its table names.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+from collections.abc import Callable
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .analysis import Report
+from .layers import Shape
+from .spec import INPUT, LayerSpec
+
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+Builder = Callable[[LayerSpec, tuple[Shape, ...]], nn.Module]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builds(type_name: str) -> Callable[[Builder], Builder]:
+    def register(builder: Builder) -> Builder:
+        BUILDERS[type_name] = builder
+        return builder
+
+    return register
+
+
+# ------------------------------------------------------------------ custom modules
+
+class SparseConv2d(nn.Module):
+    """A convolution whose output map j reads only the input maps in table[j] (LeNet-5's C3).
+
+    One small Conv2d per output map, so the parameters are exactly the table's:
+    Σ_j |table[j]|·Kh·Kw weights plus one bias per map.
+    """
+
+    def __init__(self, table: tuple[tuple[int, ...], ...], kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int], dilation: tuple[int, int], bias: bool):
+        super().__init__()
+        self.table = [list(row) for row in table]
+        self.maps = nn.ModuleList(
+            nn.Conv2d(len(row), 1, kernel, stride, padding, dilation, bias=bias) for row in table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([conv(x[:, row]) for row, conv in zip(self.table, self.maps, strict=True)], dim=1)
+
+
+class Subsample(nn.Module):
+    """LeNet-5's S2/S4: per map, coefficient · (window sum) + bias."""
+
+    def __init__(self, channels: int, kernel: tuple[int, int], stride: tuple[int, int]):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        window_sum = F.avg_pool2d(x, self.kernel, self.stride) * (self.kernel[0] * self.kernel[1])
+        return window_sum * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class RBF(nn.Module):
+    """Euclidean RBF units with fixed centres: y_i = Σ_j (x_j − w_ij)²."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        centres = torch.randint(0, 2, (out_features, in_features)).float() * 2 - 1  # ±1, as the paper's bitmaps
+        self.weight = nn.Parameter(centres, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.flatten(1).unsqueeze(1) - self.weight) ** 2).sum(-1)
+
+
+class ScaledTanh(nn.Module):
+    def __init__(self, amplitude: Fraction, slope: Fraction):
+        super().__init__()
+        self.amplitude, self.slope = float(amplitude), float(slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.amplitude * torch.tanh(self.slope * x)
+
+
+class FlattenLinear(nn.Linear):
+    """nn.Linear that flattens a feature map first, as the spec's `linear` does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.flatten(1), self.weight, self.bias)
+
+
+class Concat(nn.Module):
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(inputs, dim=1)
+
+
+class Add(nn.Module):
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return functools.reduce(operator.add, inputs)
+
+
+# ------------------------------------------------------------------ builders
+
+@builds("conv")
+def _conv(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    p = layer.params
+    if p.get("connections") is not None:
+        return SparseConv2d(p["connections"], p["kernel"], p["stride"], p["padding"], p["dilation"], p["bias"])
+    return nn.Conv2d(inputs[0][0], p["out"], p["kernel"], p["stride"], p["padding"], p["dilation"],
+                     groups=p["groups"], bias=p["bias"])
+
+
+def _stride(params: dict) -> tuple[int, int]:
+    return params["stride"] if params.get("stride") is not None else params["kernel"]
+
+
+@builds("maxpool")
+def _maxpool(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    p = layer.params
+    return nn.MaxPool2d(p["kernel"], _stride(p), p["padding"], p["dilation"], ceil_mode=p["ceil"])
+
+
+@builds("avgpool")
+def _avgpool(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    p = layer.params
+    return nn.AvgPool2d(p["kernel"], _stride(p), p["padding"], ceil_mode=p["ceil"])
+
+
+@builds("adaptiveavgpool")
+def _adaptive(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return nn.AdaptiveAvgPool2d(layer.params["output"])
+
+
+@builds("globalavgpool")
+def _global(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return nn.AdaptiveAvgPool2d(1)
+
+
+@builds("subsample")
+def _subsample(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return Subsample(inputs[0][0], layer.params["kernel"], _stride(layer.params))
+
+
+@builds("lrn")
+def _lrn(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    p = layer.params
+    return nn.LocalResponseNorm(p["size"], float(p["alpha"]), float(p["beta"]), float(p["k"]))
+
+
+@builds("batchnorm")
+def _batchnorm(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    cls = nn.BatchNorm2d if len(inputs[0]) == 3 else nn.BatchNorm1d
+    return cls(inputs[0][0], affine=layer.params["affine"])
+
+
+@builds("linear")
+def _linear(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    features = layer.params.get("in") or _elements(inputs[0])  # a pinned `in:` is what the model is built with
+    return FlattenLinear(features, layer.params["out"], bias=layer.params["bias"])
+
+
+@builds("rbf")
+def _rbf(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return RBF(layer.params.get("in") or _elements(inputs[0]), layer.params["out"])
+
+
+@builds("softmax")
+def _softmax(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return nn.Softmax(dim=1)
+
+
+@builds("dropout")
+def _dropout(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return nn.Dropout(float(layer.params["p"]))
+
+
+@builds("scaledtanh")
+def _scaledtanh(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return ScaledTanh(layer.params["amplitude"], layer.params["slope"])
+
+
+for _name, _module in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("sigmoid", nn.Sigmoid), ("flatten", nn.Flatten),
+                       ("concat", Concat), ("add", Add)):
+    BUILDERS[_name] = (lambda cls: lambda layer, inputs: cls())(_module)
+
+
+def _elements(shape: Shape) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+# ------------------------------------------------------------------ the model
+
+def module_key(name: str, taken: set[str]) -> str:
+    """A ModuleDict key for a layer name: letters, digits and _ only (fvcore splits scopes on '.' and '/')."""
+    key = re.sub(r"\W", "_", name) or "layer"
+    if key[0].isdigit():
+        key = f"l_{key}"
+    base, index = key, 1
+    while key in taken:
+        index += 1
+        key = f"{base}_{index}"
+    taken.add(key)
+    return key
+
+
+class SpecModel(nn.Module):
+    """Runs spec layers in graph order; `keys` maps each spec layer name to its module key."""
+
+    def __init__(self, plan: list[tuple[str, str, tuple[str, ...]]], modules: dict[str, nn.Module],
+                 outputs: tuple[str, ...]):
+        super().__init__()
+        self.layers = nn.ModuleDict(modules)
+        self.plan = plan  # (module key, layer name, input names)
+        self.outputs = outputs
+        self.keys = {name: key for key, name, _ in plan}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        values = {INPUT: x}
+        for key, name, sources in self.plan:
+            values[name] = self.layers[key](*(values[source] for source in sources))
+        results = tuple(values[name] for name in self.outputs if name in values)
+        return results[0] if len(results) == 1 else results
+
+    def module_for(self, name: str) -> nn.Module:
+        return self.layers[self.keys[name]]
+
+
+def build_model(report: Report) -> SpecModel:
+    """The analysed layers, plus the layer the analysis stopped at (so PyTorch can raise its own error)."""
+    layers = [(result.spec, result.input_shapes) for result in report.layers]
+    if report.halted:
+        layers.append((report.halted.layer, report.halted.input_shapes))
+    taken: set[str] = set()
+    plan, modules = [], {}
+    for spec, input_shapes in layers:
+        key = module_key(spec.name, taken)
+        modules[key] = BUILDERS[spec.type](spec, input_shapes)
+        plan.append((key, spec.name, spec.inputs))
+    outputs = report.spec.outputs if not report.halted else (report.halted.layer.name,)
+    return SpecModel(plan, modules, outputs)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(trainable, non-trainable): parameters with and without requires_grad, plus buffers.
+
+    BatchNorm's `num_batches_tracked` is a counter, not a parameter, and is left out.
+    """
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    fixed = sum(p.numel() for p in module.parameters() if not p.requires_grad)
+    buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+    return trainable, fixed + buffers

@@ -1,0 +1,334 @@
+"""Cross-check an analysis against a real PyTorch model, fvcore and torch's FlopCounterMode.
+
+Imported only by `convaudit verify` (torch is heavy). The result is plain data;
+rendering lives in render/verify.py.
+
+Conventions, converted explicitly:
+  fvcore FlopCountAnalysis  counts one multiply-add as one flop: compared with our MACs
+                            (batchnorm: its 2 per element at inference, our other-ops rule;
+                            adaptive pooling: one per input element)
+  torch FlopCounterMode     counts 2 per MAC, conv and matmul only: compared with our FLOPs
+                            and backward FLOPs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .analysis import LayerResult, Report
+from .checks import Finding, check
+from .errors import DeviceError
+from .layers import REGISTRY, elements
+from .memory import run_memory
+from .runtime import Timing, describe_device, guard_memory, is_out_of_memory, time_step
+from .torchmodel import TORCH_DTYPES, SpecModel, build_model, count_parameters
+
+MATCH, MISMATCH, NOT_COUNTED, TORCH_OVERCOUNT, NOTHING = "match", "mismatch", "not-counted", "torch-overcount", "none"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One comparison: our number, the reference's, and the verdict."""
+
+    status: str
+    ours: object = None
+    theirs: object = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    type: str
+    cells: dict[str, Cell]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    spec: str
+    input: tuple[int, int, int]
+    batch: int
+    dtype: str
+    device: str
+    rows: tuple[Row, ...] = ()
+    totals: Row | None = None
+    timings: dict[str, Timing] = field(default_factory=dict)
+    torch_error: str | None = None  # what PyTorch raised when the model ran
+    explanation: tuple[Finding, ...] = ()  # the analysis findings that predicted it
+    references: dict[str, str] = field(default_factory=dict)  # reference name -> version, or why it is missing
+
+    @property
+    def cells(self) -> Iterator[Cell]:
+        for row in self.rows + ((self.totals,) if self.totals else ()):
+            yield from row.cells.values()
+
+    def count(self, status: str) -> int:
+        return sum(1 for cell in self.cells if cell.status == status)
+
+    @property
+    def passed(self) -> bool:
+        return self.torch_error is None and self.count(MISMATCH) == 0
+
+
+COLUMNS = ("shape", "params", "fvcore_macs", "torch_forward", "torch_backward")
+
+
+# ------------------------------------------------------------------ what each reference counts, in our terms
+
+def fvcore_expected(layer: LayerResult) -> int:
+    """fvcore's number for this layer under fvcore's own convention, computed from our analysis."""
+    if layer.type == "batchnorm":
+        return layer.other_ops  # fvcore at inference: 2 per element with affine, 1 without (our rule too)
+    if layer.type in ("adaptiveavgpool", "globalavgpool"):
+        return elements(layer.input_shapes[0]) * layer.batch  # fvcore: one per input element
+    if layer.type in ("conv", "linear"):
+        return layer.macs
+    return 0  # subsample and RBF have MACs fvcore cannot see (it reports their ops unsupported)
+
+
+TORCH_COUNTED = ("conv", "linear")  # FlopCounterMode counts convolutions and matmuls only
+
+
+# ------------------------------------------------------------------ running the model
+
+class TorchRunError(Exception):
+    def __init__(self, layer: str | None, error: BaseException):
+        self.layer = layer
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        where = f" in {layer}" if layer else ""
+        super().__init__(f"PyTorch raised{where}: {type(error).__name__}: {first_line}")
+
+
+def forward_backward(model: SpecModel, x: torch.Tensor) -> None:
+    outputs = model(x)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    loss = sum(output.float().sum() for output in outputs)
+    if loss.requires_grad:
+        loss.backward()
+
+
+def run_with_hooks(model: SpecModel, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """One real forward and backward; the output shape of every layer, batch dimension dropped."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    current: list[str | None] = [None]
+    handles = []
+    for _key, name, _sources in model.plan:
+        module = model.module_for(name)
+        handles.append(module.register_forward_pre_hook(lambda m, a, name=name: current.__setitem__(0, name)))
+        handles.append(module.register_forward_hook(
+            lambda m, a, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))))
+    try:
+        forward_backward(model, x)
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise DeviceError(f"out of memory running the model ({type(error).__name__}); lower --batch") from None
+        raise TorchRunError(current[0], error) from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Swallow tracer warnings and fvcore's unsupported-operator log lines: the report names those ops."""
+    loggers = [logging.getLogger(name) for name in ("fvcore", "fvcore.nn.jit_analysis")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def fvcore_counts(model: SpecModel, x: torch.Tensor) -> tuple[dict[str, int], dict[str, dict[str, int]]] | str:
+    """Per spec layer: fvcore's count and the operators it could not count; or why fvcore is unavailable."""
+    with quiet(), torch.no_grad():
+        try:
+            from fvcore.nn import FlopCountAnalysis
+        except ImportError:
+            return "fvcore is not installed (pip install 'convaudit[torch]')"
+        analysis = (FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
+                    .uncalled_modules_warnings(False).tracer_warnings("none"))
+        by_module = analysis.by_module()
+        counts, unsupported = {}, {}
+        for key, name, _ in model.plan:
+            scope = f"layers.{key}"
+            counts[name] = int(by_module.get(scope, 0))
+            unsupported[name] = dict(analysis.unsupported_ops(scope))
+    return counts, unsupported
+
+
+def flop_counter_counts(report: Report, dtype: torch.dtype) -> tuple[dict[str, int], dict[str, int]]:
+    """FlopCounterMode per spec layer on the meta device: (forward FLOPs, backward FLOPs).
+
+    Train mode: an eval-mode dropout returns its input tensor itself, and the module tracker then
+    files the next layer's backward under the dropout. Conv and matmul counts do not depend on the mode.
+    """
+    with torch.device("meta"):
+        model = build_model(report).to(dtype=dtype).train()
+    x = torch.empty((report.batch, *report.input), device="meta", dtype=dtype)
+    with FlopCounterMode(display=False) as forward_only:
+        model(x)
+    with FlopCounterMode(display=False) as both:
+        forward_backward(model, x)
+    root = type(model).__name__
+
+    def per_layer(counter: FlopCounterMode) -> dict[str, int]:
+        table = counter.get_flop_counts()
+        return {name: sum(table.get(f"{root}.layers.{key}", {}).values()) for key, name, _ in model.plan}
+
+    forward, total = per_layer(forward_only), per_layer(both)
+    return forward, {name: total[name] - forward[name] for name in forward}
+
+
+# ------------------------------------------------------------------ comparing
+
+def compare(ours: object, theirs: object, note: str = "") -> Cell:
+    return Cell(MATCH if ours == theirs else MISMATCH, ours, theirs, note)
+
+
+def fvcore_cell(layer: LayerResult, counted: int, unsupported: dict[str, int]) -> Cell:
+    expected = fvcore_expected(layer)
+    if unsupported:
+        ops = ", ".join(sorted(unsupported))
+        return Cell(NOT_COUNTED, expected, counted, f"not counted by fvcore: {ops}")
+    if expected == counted == 0:
+        return Cell(NOTHING, 0, 0)
+    note = "fvcore counts one op per input element" if layer.type.endswith("avgpool") and expected else ""
+    return compare(expected, counted, note)
+
+
+def torch_forward_cell(layer: LayerResult, counted: int) -> Cell:
+    if REGISTRY[layer.type].has_macs and layer.type not in TORCH_COUNTED:
+        return Cell(NOT_COUNTED, layer.flops, counted, "not counted by FlopCounterMode (conv and matmul only)")
+    expected = layer.flops if layer.type in TORCH_COUNTED else 0
+    return Cell(NOTHING, 0, 0) if expected == counted == 0 else compare(expected, counted)
+
+
+def torch_backward_cell(layer: LayerResult, counted: int) -> Cell:
+    if REGISTRY[layer.type].has_macs and layer.type not in TORCH_COUNTED:
+        return Cell(NOT_COUNTED, layer.backward_flops, counted, "not counted by FlopCounterMode")
+    expected = layer.backward_flops if layer.type in TORCH_COUNTED else 0
+    if expected == counted == 0:
+        return Cell(NOTHING, 0, 0)
+    groups = layer.spec.params.get("groups", 1)
+    if counted != expected and layer.type == "conv" and groups > 1:
+        # torch's conv_backward_flop sizes dW as a conv over all Cin input channels, ignoring groups:
+        # it counts groups × the weight-gradient MACs.
+        weight_grad = 2 * layer.macs if layer.trainable_params else 0
+        if counted == expected + (groups - 1) * weight_grad:
+            extra = counted - expected
+            return Cell(TORCH_OVERCOUNT, expected, counted,
+                        f"torch over-counts grouped-conv weight gradient by ×{groups} (+{extra:,} FLOPs)")
+    return compare(expected, counted)
+
+
+def verify_report(report: Report, device: torch.device, dtype: str = "fp32", warmup: int = 1, repeats: int = 5,
+                  force: bool = False, seed: int = 0) -> VerifyResult:
+    """Build, run, count and time the model of `report`, comparing every number the analysis gives."""
+    base = dict(spec=report.spec.name, input=report.input, batch=report.batch, dtype=dtype,
+                device=describe_device(device))
+    guard_memory(run_memory(report), device, force)
+    torch.manual_seed(seed)
+    torch_dtype = TORCH_DTYPES[dtype]
+    model = build_model(report).to(device=device, dtype=torch_dtype).eval()
+    x = torch.randn((report.batch, *report.input), device=device, dtype=torch_dtype)
+    try:
+        shapes = run_with_hooks(model, x)
+    except TorchRunError as error:
+        return VerifyResult(**base, torch_error=str(error), explanation=predicted(report, error.layer))
+    if report.halted:  # the analysis said this layer cannot run, yet PyTorch ran it
+        halt = report.halted
+        explanation = (Finding(report.spec.name, halt.layer.name, "error", "analysis-disagrees",
+                               f"the analysis stopped at {halt.layer.name} ({halt.problem.message}), "
+                               "but PyTorch ran it"),)
+        return VerifyResult(**base, torch_error="PyTorch ran a layer the analysis refused", explanation=explanation)
+
+    fvcore = fvcore_counts(model, x)
+    forward, backward = flop_counter_counts(report, torch_dtype)
+    references = {"torch": torch.__version__}
+    if isinstance(fvcore, str):
+        references["fvcore"] = fvcore
+    else:
+        import fvcore as fvcore_package
+
+        references["fvcore"] = getattr(fvcore_package, "__version__", "installed")
+
+    rows = []
+    for layer in report.layers:
+        module = model.module_for(layer.name)
+        cells = {
+            "shape": compare(layer.output_shape, shapes.get(layer.name)),
+            "params": compare((layer.trainable_params, layer.non_trainable_params), count_parameters(module)),
+            "fvcore_macs": (Cell(NOT_COUNTED, fvcore_expected(layer), None, fvcore) if isinstance(fvcore, str)
+                            else fvcore_cell(layer, fvcore[0][layer.name], fvcore[1][layer.name])),
+            "torch_forward": torch_forward_cell(layer, forward[layer.name]),
+            "torch_backward": torch_backward_cell(layer, backward[layer.name]),
+        }
+        rows.append(Row(layer.name, layer.type, cells))
+    totals = Row("Total", "", {
+        "params": compare((report.totals.trainable_params, report.totals.non_trainable_params),
+                          count_parameters(model)),
+        **{column: total_cell(rows, column) for column in ("fvcore_macs", "torch_forward", "torch_backward")},
+    })
+    timings = time_model(model, x, device, warmup, repeats) if repeats > 0 else {}
+    return VerifyResult(**base, rows=tuple(rows), totals=totals, timings=timings, references=references)
+
+
+def predicted(report: Report, failed_layer: str | None) -> tuple[Finding, ...]:
+    """The analysis's findings for the layer PyTorch failed in, and for the inexact division that caused them."""
+    findings = [f for f in check(report) if f.severity in ("error", "warning")]
+    at_layer = [f for f in findings if f.layer == failed_layer]
+    if not at_layer:
+        return tuple(findings)
+    causes: tuple[str, ...] = ()
+    if report.halted and report.halted.layer.name == failed_layer:
+        causes = report.halted.inexact_upstream
+    elif failed_layer in {layer.name for layer in report.layers}:
+        causes = report.layer(failed_layer).inexact_upstream
+    root = [f for f in findings if causes and f.layer == causes[0] and f.kind == "inexact-division"]
+    return tuple(root + at_layer)
+
+
+def total_cell(rows: list[Row], column: str) -> Cell:
+    """Sum what both sides count, leaving out cells a reference cannot count; torch's over-count is its own."""
+    cells = [row.cells[column] for row in rows]
+    counted = [c for c in cells if c.status in (MATCH, MISMATCH, TORCH_OVERCOUNT)]
+    left_out = sum(1 for c in cells if c.status == NOT_COUNTED)
+    ours = sum(int(c.ours) for c in counted)
+    theirs = sum(int(c.theirs) for c in counted)
+    overcount = sum(int(c.theirs) - int(c.ours) for c in counted if c.status == TORCH_OVERCOUNT)
+    note = f"{left_out} layer{'s' if left_out != 1 else ''} not countable left out" if left_out else ""
+    if overcount and ours + overcount == theirs:
+        return Cell(TORCH_OVERCOUNT, ours, theirs, f"torch's grouped-conv over-count: +{overcount:,}")
+    return compare(ours, theirs, note)
+
+
+def time_model(model: SpecModel, x: torch.Tensor, device: torch.device, warmup: int,
+               repeats: int) -> dict[str, Timing]:
+    def forward() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    step: Callable[[], None] = lambda: forward_backward(model, x)
+    clear = lambda: model.zero_grad(set_to_none=True)
+    try:
+        return {"forward": time_step(forward, device, warmup, repeats),
+                "forward_backward": time_step(step, device, warmup, repeats, before=clear)}
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise DeviceError(f"out of memory while timing ({type(error).__name__}); lower --batch") from None
+        raise

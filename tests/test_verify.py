@@ -1,0 +1,234 @@
+"""verify: the analysis against a real PyTorch model, fvcore and FlopCounterMode (CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from convaudit.analysis import analyze
+from convaudit.cli import app
+from convaudit.library import load
+from convaudit.spec import parse_text
+
+from .conftest import ARCHITECTURES
+
+pytestmark = pytest.mark.needs_torch
+
+WIDTH = {"COLUMNS": "140"}
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env=WIDTH)
+
+
+def cpu_verify(report, **kwargs):
+    import torch
+
+    from convaudit.verify import verify_report
+
+    return verify_report(report, torch.device("cpu"), repeats=0, **kwargs)
+
+
+# ------------------------------------------------------------------ every bundled architecture
+
+@pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.stem)
+def test_verify_passes_on_every_bundled_architecture(path) -> None:
+    result = cpu_verify(analyze(load(str(path))))
+    assert result.torch_error is None
+    mismatches = [(row.name, column, cell) for row in result.rows for column, cell in row.cells.items()
+                  if cell.status == "mismatch"]
+    assert mismatches == []
+    assert result.passed
+    # every layer's shape and parameter count really was compared
+    assert all(row.cells["shape"].status == "match" and row.cells["params"].status == "match"
+               for row in result.rows)
+
+
+def test_verify_cli_table_names_what_references_cannot_count() -> None:
+    result = run("verify", "alexnet", "--repeats", "1", "--warmup", "0")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "not counted by fvcore (aten::max_pool2d): pool1, pool2, pool5" in out
+    # conv2 has groups 2: torch sizes dW over all 96 input maps instead of 48 per group.
+    assert "conv2: torch over-counts grouped-conv weight gradient by ×2" in out
+    assert "time, median of 1: forward" in out
+    assert "✓ all" in out and "comparable cells match" in out
+
+
+def test_grouped_conv_overcount_is_torchs_and_exact() -> None:
+    report = analyze(load("alexnet"))
+    conv2 = next(row for row in cpu_verify(report).rows if row.name == "conv2")
+    cell = conv2.cells["torch_backward"]
+    assert cell.status == "torch-overcount"
+    macs = 256 * 48 * 5 * 5 * 27 * 27  # Cout·(Cin/g)·K²·Hout·Wout
+    assert cell.ours == 2 * (macs + macs)  # input gradient + weight gradient, 2 FLOPs per MAC
+    assert cell.theirs == 2 * (macs + 2 * macs)  # torch's weight gradient counts all 96 input maps
+
+
+def test_lenet5_sparse_table_is_really_sparse() -> None:
+    import torch
+
+    from convaudit.torchmodel import build_model, count_parameters
+
+    model = build_model(analyze(load("lenet5")))
+    c3 = model.module_for("C3")
+    # (6·3 + 9·4 + 1·6)·25 weights + 16 biases; a masked full conv would hold 16·6·25 + 16 = 2416
+    assert count_parameters(c3) == (1516, 0)
+    assert count_parameters(model.module_for("OUTPUT")) == (0, 840)
+    assert isinstance(model(torch.randn(2, 1, 32, 32)), torch.Tensor)
+
+
+def test_json_contract() -> None:
+    result = run("verify", "lenet5", "--format", "json", "--repeats", "2", "--warmup", "0", "--batch", "3")
+    data = json.loads(result.stdout)
+    assert data["passed"] is True and data["batch"] == 3
+    assert data["timings"]["forward"]["repeats"] == 2
+    c3 = next(layer for layer in data["layers"] if layer["name"] == "C3")
+    assert c3["cells"]["shape"] == {"status": "match", "ours": [16, 10, 10], "theirs": [16, 10, 10], "note": ""}
+    s2 = next(layer for layer in data["layers"] if layer["name"] == "S2")
+    assert s2["cells"]["fvcore_macs"]["status"] == "not-counted"
+
+
+# ------------------------------------------------------------------ when PyTorch cannot run it
+
+def test_alexnet_224_shows_pytorchs_error_and_the_prediction() -> None:
+    result = run("verify", "alexnet", "--input", "224")
+    assert result.exit_code == 1
+    out = result.stdout
+    # pool5 gives 256·5·5 = 6400 features, fc6 was built for 9216
+    assert "PyTorch raised in fc6: RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x6400 and 9216x4096)" \
+        in out
+    assert "(224 − 11 + 2·0)/4 + 1 = 54.25" in out
+    assert "fc6 pins in: 9216 but receives 256×5×5 = 6400" in out
+
+
+def test_a_layer_the_analysis_refuses_fails_in_pytorch_too() -> None:
+    text = ("name: t\ninput: [1, 8, 8]\nlayers:\n"
+            "  - {type: conv, out: 2, kernel: 5}\n  - {type: conv, out: 2, kernel: 5}\n")  # 8 → 4 → (4 − 5)/1 + 1 = 0
+    result = cpu_verify(analyze(parse_text(text)))
+    assert result.torch_error and "PyTorch raised in conv2" in result.torch_error
+    assert result.explanation[-1].kind == "non-positive-output"
+
+
+# ------------------------------------------------------------------ the check can fail
+
+def tampered(report, name: str, **changes):
+    """The report with one layer's outcome changed: a planted discrepancy."""
+    layers = tuple(dataclasses.replace(layer, outcome=dataclasses.replace(layer.outcome, **changes))
+                   if layer.name == name else layer for layer in report.layers)
+    return dataclasses.replace(report, layers=layers)
+
+
+def test_planted_wrong_macs_is_caught() -> None:
+    report = analyze(load("lenet5"))
+    c1 = report.layer("C1")
+    result = cpu_verify(tampered(report, "C1", macs=c1.outcome.macs + 1))
+    row = next(row for row in result.rows if row.name == "C1")
+    assert row.cells["fvcore_macs"].status == "mismatch"
+    assert row.cells["torch_forward"].status == "mismatch"
+    assert not result.passed
+
+
+def test_planted_wrong_shape_and_params_are_caught() -> None:
+    report = analyze(load("lenet5"))
+    result = cpu_verify(tampered(report, "C3", shape=(16, 9, 9), weights=1499))
+    row = next(row for row in result.rows if row.name == "C3")
+    assert row.cells["shape"].status == "mismatch" and row.cells["params"].status == "mismatch"
+
+
+def test_planted_discrepancy_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convaudit.cli as cli
+
+    real = cli.analyze
+    monkeypatch.setattr(cli, "analyze", lambda spec, batch, dtype: tampered(
+        real(spec, batch, dtype), "F6", macs=10081))
+    result = run("verify", "lenet5", "--repeats", "0")
+    assert result.exit_code == 1
+    assert "✗ ours 10,081 ≠ 10,080" in result.stdout
+
+
+# ------------------------------------------------------------------ devices and memory
+
+def test_gpu_without_cuda_is_one_line_exit_2() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = run("verify", "lenet5", "--gpu")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --gpu: CUDA is not available") and result.stdout == ""
+
+
+def test_model_too_large_is_refused_before_building(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convaudit.runtime as runtime
+
+    monkeypatch.setattr(runtime, "available_bytes", lambda device: 100 * 2**20)  # 100 MiB free
+    result = run("verify", "vgg16")
+    assert result.exit_code == 2
+    assert "the model needs about" in result.stderr and "only 100.0 MiB of host memory is free" in result.stderr
+    assert "--force" in result.stderr and result.stdout == ""
+
+
+def test_force_runs_anyway(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convaudit.runtime as runtime
+
+    monkeypatch.setattr(runtime, "available_bytes", lambda device: 1024)
+    assert run("verify", "lenet5", "--force", "--repeats", "0").exit_code == 0
+
+
+# ------------------------------------------------------------------ random networks against PyTorch
+
+@st.composite
+def random_network(draw: st.DrawFn) -> str:
+    """A random chain: convs, pools with and without ceil, LRN, ReLU, dropout, then a linear layer."""
+    in_channels = channels = draw(st.integers(1, 6))
+    height, width = draw(st.integers(6, 28)), draw(st.integers(6, 28))
+    layers = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "lrn", "relu", "dropout"]))
+        if kind == "conv":
+            groups = draw(st.sampled_from([g for g in (1, 2, 3) if channels % g == 0]))
+            out = groups * draw(st.integers(1, 4))
+            kernel = [draw(st.integers(1, 4)), draw(st.integers(1, 4))]
+            stride = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+            layers.append(f"{{type: conv, out: {out}, kernel: {kernel}, stride: {stride}, "
+                          f"padding: {draw(st.integers(0, 2))}, dilation: {draw(st.integers(1, 2))}, "
+                          f"groups: {groups}, bias: {str(draw(st.booleans())).lower()}}}")
+            channels = out
+        elif kind in ("maxpool", "avgpool"):
+            kernel = draw(st.integers(1, 3))
+            layers.append(f"{{type: {kind}, kernel: {kernel}, stride: {draw(st.integers(1, 3))}, "
+                          f"padding: {draw(st.integers(0, kernel // 2))}, ceil: {str(draw(st.booleans())).lower()}}}")
+        elif kind == "lrn":
+            layers.append(f"{{type: lrn, size: {draw(st.integers(1, 5))}}}")
+        else:
+            layers.append(f"{{type: {kind}}}")
+    layers.append(f"{{type: linear, out: {draw(st.integers(1, 10))}, bias: {str(draw(st.booleans())).lower()}}}")
+    body = "\n".join(f"  - {layer}" for layer in layers)
+    return f"name: random\ninput: [{in_channels}, {height}, {width}]\nlayers:\n{body}\n"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(random_network())
+def test_random_networks_match_pytorch_fvcore_and_flopcounter(text: str) -> None:
+    report = analyze(parse_text(text))
+    assume(report.halted is None)  # a kernel larger than the map: not a network to compare
+    result = cpu_verify(report)
+    assert result.torch_error is None, (result.torch_error, text)
+    for row in result.rows:
+        layer = report.layer(row.name)
+        assert row.cells["shape"].status == "match", (row.name, row.cells["shape"], text)
+        assert row.cells["params"].status == "match", (row.name, row.cells["params"], text)
+        fvcore, forward = row.cells["fvcore_macs"], row.cells["torch_forward"]
+        if layer.type in ("conv", "linear"):
+            assert fvcore.status == "match" and fvcore.theirs == layer.macs, (row.name, fvcore, text)
+            assert forward.status == "match" and forward.theirs == 2 * layer.macs, (row.name, forward, text)
+        else:
+            assert fvcore.status in ("none", "not-counted") and forward.status == "none", (row.name, text)
+        assert row.cells["torch_backward"].status in ("match", "none", "torch-overcount"), (row.name, text)
+    assert result.passed
