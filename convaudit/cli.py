@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Annotated, Any
 
@@ -266,6 +267,92 @@ def verify(
     else:
         stdout_console().print(verify_rich(result))
     raise typer.Exit(0 if result.passed else 1)
+
+
+class BenchDtype(str, Enum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class BenchFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+DEFAULT_BENCH_SPEC = "alexnet"
+
+
+@app.command()
+@boundary
+def bench(
+    spec: Annotated[str, typer.Argument(metavar="[SPEC]", help="A spec file or bundled name (default: alexnet).")
+                    ] = DEFAULT_BENCH_SPEC,
+    input_size: InputOpt = None,
+    batch: BatchOpt = 1,
+    gpu: GpuOpt = False,
+    dtype: Annotated[BenchDtype, typer.Option("--dtype", help="fp32, tf32 (fp32 storage, TF32 math), bf16 or fp16.")
+                     ] = BenchDtype.fp32,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout.")] = False,
+    warmup: WarmupOpt = 5,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per layer.")] = 20,
+    backward: Annotated[bool, typer.Option("--backward/--no-backward", help="Time backward passes too.")] = True,
+    peak: Annotated[str | None, typer.Option(
+        "--peak", metavar="auto|TFLOPS", help="Device ceiling for % of peak and the roofline: 'auto' measures a "
+        "large matmul; a number gives TFLOP/s by hand.")] = None,
+    bandwidth: Annotated[float | None, typer.Option(
+        "--bandwidth", metavar="GB/s", help="Memory bandwidth for the roofline with --peak TFLOPS (else measured).")
+    ] = None,
+    output_format: Annotated[BenchFormat, typer.Option("--format", "-f", help="Output format.")] = BenchFormat.table,
+    force: ForceOpt = False,
+) -> None:
+    """Time every layer's forward and backward, and the whole model; throughput, roofline and memory per layer.
+
+    Ctrl-C stops and prints what was measured so far (exit 130).
+    """
+    if peak is not None and peak != "auto":
+        try:
+            if float(peak) <= 0:
+                raise ValueError
+        except ValueError:
+            raise ConvauditError(f"--peak: expected 'auto' or a positive number of TFLOP/s, got '{peak}'") from None
+    require_torch("bench")
+    from .bench import bench_report, storage_dtype
+    from .render.bench import bench_csv, bench_json, bench_rich
+    from .runtime import pick_device
+
+    network = load_network(spec, input_size)
+    device = pick_device(gpu)
+    report = analysed(network, batch, storage_dtype(dtype.value))
+    with bench_progress() as progress:
+        result = bench_report(report, device, dtype.value, warmup, repeats, backward, channels_last, peak,
+                              bandwidth, progress, force)
+    if output_format is BenchFormat.json:
+        typer.echo(bench_json(result))
+    elif output_format is BenchFormat.csv:
+        typer.echo(bench_csv(result), nl=False)
+    else:
+        stdout_console().print(bench_rich(result))
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def bench_progress() -> Iterator[Callable[[int, int, str], None]]:
+    """A Rich progress bar over the layers, on stderr so that JSON and CSV on stdout stay clean."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console, transient=console.is_terminal) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name)
+
+        yield update
 
 
 @app.command("list")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .analysis import Report
+from .analysis import LayerResult, Report
 from .layers import elements
 
 
@@ -34,3 +34,13 @@ def run_memory(report: Report, backward: bool = True) -> RunMemory:
         activation_grads=totals.activation_bytes if backward else 0,
         input=elements(report.input) * report.batch * size,
     )
+
+
+def layer_step_bytes(layer: LayerResult, backward: bool) -> int:
+    """What one layer's step allocates beyond its resident weights: inputs and output, and for backward
+    the output's gradient, the inputs' gradients (when needed) and the weights' gradients."""
+    inputs = sum(elements(shape) for shape in layer.input_shapes) * layer.batch
+    values = inputs + layer.activations
+    if backward:
+        values += layer.activations + (inputs if layer.needs_input_grad else 0) + layer.trainable_params
+    return values * layer.dtype_bytes

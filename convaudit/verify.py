@@ -28,7 +28,8 @@ from .checks import Finding, check
 from .errors import DeviceError
 from .layers import REGISTRY, elements
 from .memory import run_memory
-from .runtime import Timing, describe_device, guard_memory, is_out_of_memory, time_step
+from .runtime import describe_device, guard_memory, is_out_of_memory, time_step
+from .timing import Timing
 from .torchmodel import TORCH_DTYPES, SpecModel, build_model, count_parameters
 
 MATCH, MISMATCH, NOT_COUNTED, TORCH_OVERCOUNT, NOTHING = "match", "mismatch", "not-counted", "torch-overcount", "none"

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-WIDTH = "100"
+WIDTH = "120"
 # "convaudit (timed):" marks output with timings: refreshed by --write, not compared.
 BLOCK = re.compile(r"(<!-- convaudit(?P<timed> \(timed\))?: (?P<args>.*?) -->\n```text\n)(?P<body>.*?)(\n```)", re.S)
 

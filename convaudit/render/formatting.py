@@ -51,10 +51,27 @@ def rounding_note(layer: LayerResult) -> str:
     return f"{mark} {'/'.join(values)}"
 
 
+def time_unit(seconds: float) -> tuple[float, str]:
+    """The scale and unit that suit a duration: (1e3, 'ms') for 0.0298."""
+    if seconds >= 1:
+        return 1.0, "s"
+    if seconds >= 1e-3:
+        return 1e3, "ms"
+    return 1e6, "µs"
+
+
 def fmt_time(seconds: float) -> str:
     """0.0298 -> '29.8 ms'; 4.51e-05 -> '45.1 µs'; 1.234 -> '1.23 s'."""
-    if seconds >= 1:
-        return f"{seconds:.3g} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} µs"
+    scale, unit = time_unit(seconds)
+    return f"{seconds * scale:.3g} {unit}"
+
+
+def _figure(value: float) -> str:
+    """Three significant figures, never in exponent form: 1.07, 23.2, 393, 3,930."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def fmt_spread(median: float, low: float, high: float) -> str:
+    """'1.07 ms [1.05–1.21]': the spread in the median's unit."""
+    scale, unit = time_unit(median)
+    return f"{_figure(median * scale)} {unit} [{_figure(low * scale)}–{_figure(high * scale)}]"

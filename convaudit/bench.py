@@ -1,0 +1,273 @@
+"""Time every layer's forward and backward, and the whole model, on the CPU or a GPU. Imports torch.
+
+Each layer runs alone, on random inputs of exactly the shapes the analysis
+predicts: its forward without autograd, then its backward alone (the forward
+that builds the graph runs untimed before each repeat). On a GPU, CUDA events
+time the kernels, cudnn.benchmark picks algorithms during warm-up, and nothing
+crosses between host and device inside a timed region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from .analysis import LayerResult, Report
+from .memory import layer_step_bytes, run_memory
+from .runtime import describe_device, guard_memory, is_out_of_memory, synchronize, time_step
+from .throughput import Ceiling
+from .timing import Timing
+from .torchmodel import TORCH_DTYPES, SpecModel, build_model
+from .verify import forward_backward
+
+BENCH_DTYPES = ("fp32", "tf32", "bf16", "fp16")
+Progress = Callable[[int, int, str], None]  # (layers done, layers in all, the layer starting now)
+
+
+@dataclass(frozen=True)
+class LayerBench:
+    layer: LayerResult
+    status: str  # ok | out-of-memory | error
+    forward: Timing | None = None
+    backward: Timing | None = None  # None when no gradient flows through this layer
+    peak_memory: int | None = None  # GPU: bytes the step allocated beyond what was resident
+    memory_estimate: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelBench:
+    status: str
+    forward: Timing | None = None
+    forward_backward: Timing | None = None
+    peak_memory: int | None = None  # GPU: max allocated during forward+backward, weights included
+    memory_estimate: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    spec: str
+    input: tuple[int, int, int]
+    batch: int
+    dtype: str
+    device: str
+    gpu: bool
+    channels_last: bool
+    backward: bool
+    warmup: int
+    repeats: int
+    layers: tuple[LayerBench, ...]
+    model: ModelBench | None
+    ceiling: Ceiling | None
+    interrupted: bool = False
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def layer_total(self, layer: LayerBench) -> float:
+        return sum(t.median for t in (layer.forward, layer.backward) if t)
+
+    @property
+    def sum_of_medians(self) -> tuple[float, float]:
+        """(forward, forward + backward) summed over the layers that ran."""
+        forward = sum(item.forward.median for item in self.layers if item.forward)
+        backward = sum(item.backward.median for item in self.layers if item.backward)
+        return forward, forward + backward
+
+
+@contextlib.contextmanager
+def precision(dtype: str, device: torch.device) -> Iterator[None]:
+    """cudnn autotuning on, and TF32 only when asked: PyTorch lets cudnn use TF32 for fp32 by default."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = saved
+
+
+def storage_dtype(dtype: str) -> str:
+    return "fp32" if dtype == "tf32" else dtype  # TF32 is a compute mode over fp32 storage
+
+
+def _matmul_rate(device: torch.device, dtype: str, size: int) -> float:
+    torch_dtype = TORCH_DTYPES[storage_dtype(dtype)]
+    a = torch.randn(size, size, device=device, dtype=torch_dtype)
+    b = torch.randn(size, size, device=device, dtype=torch_dtype)
+    timing = time_step(lambda: torch.mm(a, b), device, warmup=3, repeats=10)
+    return 2 * size**3 / timing.median  # 2 FLOPs per multiply-add
+
+
+def _copy_rate(device: torch.device, size: int) -> float:
+    source = torch.empty(size, device=device, dtype=torch.uint8)
+    target = torch.empty_like(source)
+    timing = time_step(lambda: target.copy_(source), device, warmup=3, repeats=10)
+    return 2 * size / timing.median  # each byte read once and written once
+
+
+def measure_ceiling(device: torch.device, dtype: str) -> Ceiling:
+    """A large dense matmul at this dtype (peak FLOP/s) and a large copy (bandwidth)."""
+    size = 8192 if device.type == "cuda" else 2048
+    copy_bytes = 2**30 if device.type == "cuda" else 2**27
+    return Ceiling(_matmul_rate(device, dtype, size), _copy_rate(device, copy_bytes),
+                   f"measured: {size}×{size} matmul at {dtype}, {copy_bytes // 2**20} MiB copy")
+
+
+def given_ceiling(device: torch.device, tflops: float, bandwidth_gbps: float | None) -> Ceiling:
+    if bandwidth_gbps is None:
+        copy_bytes = 2**30 if device.type == "cuda" else 2**27
+        return Ceiling(tflops * 1e12, _copy_rate(device, copy_bytes), f"given: {tflops:g} TFLOP/s; bandwidth measured")
+    return Ceiling(tflops * 1e12, bandwidth_gbps * 1e9, f"given: {tflops:g} TFLOP/s, {bandwidth_gbps:g} GB/s")
+
+
+def layer_inputs(layer: LayerResult, device: torch.device, dtype: torch.dtype, channels_last: bool,
+                 requires_grad: bool) -> list[torch.Tensor]:
+    tensors = []
+    for shape in layer.input_shapes:
+        tensor = torch.randn((layer.batch, *shape), device=device, dtype=dtype)
+        if channels_last and tensor.dim() == 4:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        tensors.append(tensor.requires_grad_(requires_grad))
+    return tensors
+
+
+def bench_layer(model: SpecModel, layer: LayerResult, device: torch.device, dtype: torch.dtype, warmup: int,
+                repeats: int, backward: bool, channels_last: bool) -> LayerBench:
+    module = model.module_for(layer.name)
+    estimate = layer_step_bytes(layer, backward)
+    needs_backward = backward and (layer.trainable_params > 0 or layer.needs_input_grad)
+    try:
+        synchronize(device)
+        base = _reset_peak(device)
+        inputs = layer_inputs(layer, device, dtype, channels_last, backward and layer.needs_input_grad)
+
+        def forward() -> None:
+            with torch.no_grad():
+                module(*inputs)
+
+        forward_timing = time_step(forward, device, warmup, repeats)
+        backward_timing = None
+        if needs_backward:
+            graph: dict[str, torch.Tensor] = {}
+            gradient = torch.randn_like(module(*inputs))
+
+            def build() -> None:  # untimed: clear gradients, run the forward that backward will walk
+                module.zero_grad(set_to_none=True)
+                for tensor in inputs:
+                    tensor.grad = None
+                graph["out"] = module(*inputs)
+
+            backward_timing = time_step(lambda: graph["out"].backward(gradient), device, warmup, repeats,
+                                        before=build)
+        peak = _peak_since(device, base)
+        return LayerBench(layer, "ok", forward_timing, backward_timing, peak, estimate,
+                          "" if needs_backward or not backward else "no gradient flows here")
+    except Exception as error:  # Ctrl-C is not an Exception: it reaches bench_report
+        status = "out-of-memory" if is_out_of_memory(error) else "error"
+        _release(device)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return LayerBench(layer, status, memory_estimate=estimate, note=f"{type(error).__name__}: {first_line}")
+
+
+def bench_model(model: SpecModel, report: Report, device: torch.device, dtype: torch.dtype, warmup: int,
+                repeats: int, backward: bool, channels_last: bool) -> ModelBench:
+    estimate = run_memory(report, backward).total
+    try:
+        x = torch.randn((report.batch, *report.input), device=device, dtype=dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(x)
+
+        forward_timing = time_step(forward, device, warmup, repeats)
+        both = None
+        peak = None
+        if backward:
+            synchronize(device)
+            _reset_peak(device)
+            both = time_step(lambda: forward_backward(model, x), device, warmup, repeats,
+                             before=lambda: model.zero_grad(set_to_none=True))
+            peak = _peak_since(device, 0)
+        return ModelBench("ok", forward_timing, both, peak, estimate)
+    except Exception as error:
+        _release(device)
+        status = "out-of-memory" if is_out_of_memory(error) else "error"
+        return ModelBench(status, memory_estimate=estimate, note=f"{type(error).__name__}: {str(error)[:200]}")
+
+
+def _reset_peak(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 0
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
+
+
+def _peak_since(device: torch.device, base: int) -> int | None:
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base
+
+
+def _release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def bench_report(report: Report, device: torch.device, dtype: str = "fp32", warmup: int = 5, repeats: int = 20,
+                 backward: bool = True, channels_last: bool = False, peak: str | None = None,
+                 bandwidth_gbps: float | None = None, progress: Progress | None = None,
+                 force: bool = False) -> BenchResult:
+    """Bench every layer in graph order, then the whole model. Ctrl-C keeps what was measured."""
+    guard_memory(run_memory(report, backward), device, force)
+    torch.manual_seed(0)
+    torch_dtype = TORCH_DTYPES[storage_dtype(dtype)]
+    model = build_model(report).to(device=device, dtype=torch_dtype).train(backward)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    layers: list[LayerBench] = []
+    model_bench = None
+    ceiling = None
+    interrupted = False
+    with precision(dtype, device):
+        try:
+            if peak == "auto":
+                ceiling = measure_ceiling(device, dtype)
+            elif peak is not None:
+                ceiling = given_ceiling(device, float(peak), bandwidth_gbps)
+            for index, layer in enumerate(report.layers):
+                if progress:
+                    progress(index, len(report.layers), layer.name)
+                layers.append(bench_layer(model, layer, device, torch_dtype, warmup, repeats, backward,
+                                          channels_last))
+            if progress:
+                progress(len(report.layers), len(report.layers), "whole model")
+            model_bench = bench_model(model, report, device, torch_dtype, warmup, repeats, backward, channels_last)
+        except KeyboardInterrupt:
+            interrupted = True
+    return BenchResult(
+        spec=report.spec.name, input=report.input, batch=report.batch, dtype=dtype, device=describe_device(device),
+        gpu=device.type == "cuda", channels_last=channels_last, backward=backward, warmup=warmup, repeats=repeats,
+        layers=tuple(layers), model=model_bench, ceiling=ceiling, interrupted=interrupted,
+        versions=versions(device),
+    )
+
+
+def versions(device: torch.device) -> dict[str, str]:
+    import platform
+
+    from . import __version__
+
+    found = {"convaudit": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    if device.type == "cuda":
+        found["cuda"] = str(torch.version.cuda)
+        found["cudnn"] = str(torch.backends.cudnn.version())
+        found["gpu"] = torch.cuda.get_device_name(device)
+    return found

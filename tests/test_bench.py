@@ -1,0 +1,159 @@
+"""The bench harness on the CPU: order, statistics, output shapes, progress, Ctrl-C and out-of-memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from convaudit.analysis import analyze
+from convaudit.cli import app
+from convaudit.library import load
+
+pytestmark = pytest.mark.needs_torch
+
+FAST = ("--repeats", "2", "--warmup", "0")
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def cpu_bench(name: str = "lenet5", **kwargs):
+    import torch
+
+    from convaudit.bench import bench_report
+
+    kwargs.setdefault("warmup", 0)
+    kwargs.setdefault("repeats", 2)
+    return bench_report(analyze(load(name)), torch.device("cpu"), **kwargs)
+
+
+def test_layers_in_graph_order_with_statistics() -> None:
+    report = analyze(load("lenet5"))
+    result = cpu_bench()
+    assert [item.layer.name for item in result.layers] == [layer.name for layer in report.layers]
+    for item in result.layers:
+        assert item.status == "ok"
+        assert len(item.forward.samples) == 2 and item.forward.minimum <= item.forward.median <= item.forward.maximum
+    # C1 is the first trained layer: it has a backward (dW) though its input needs no gradient
+    assert result.layers[0].backward is not None
+    assert result.model.status == "ok" and result.model.forward_backward is not None
+    forward_sum, both_sum = result.sum_of_medians
+    assert 0 < forward_sum < both_sum
+
+
+def test_no_backward() -> None:
+    result = cpu_bench(backward=False)
+    assert all(item.backward is None for item in result.layers)
+    assert result.model.forward_backward is None
+
+
+def test_progress_is_reported_in_order() -> None:
+    calls = []
+    cpu_bench(progress=lambda done, total, name: calls.append((done, total, name)))
+    names = [layer.name for layer in analyze(load("lenet5")).layers]
+    assert calls == [(i, len(names), name) for i, name in enumerate(names)] + [(len(names), len(names),
+                                                                                "whole model")]
+
+
+def test_ctrl_c_keeps_what_was_measured() -> None:
+    def interrupt_at_third(done: int, total: int, name: str) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    result = cpu_bench(progress=interrupt_at_third)
+    assert result.interrupted and len(result.layers) == 2 and result.model is None
+
+
+def test_ctrl_c_from_the_cli_prints_partial_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convaudit.bench as bench
+
+    real = bench.bench_layer
+    calls = []
+
+    def layer_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "bench_layer", layer_then_interrupt)
+    result = run("bench", "lenet5", *FAST)
+    assert result.exit_code == 130
+    assert "interrupted (Ctrl-C) after 2 layers" in result.stdout
+    rows = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(" ") and line.split()]
+    assert "C1" in rows and "tanh1" in rows and "S2" not in rows
+
+
+def test_out_of_memory_in_one_layer_is_reported_and_the_rest_continue(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import convaudit.bench as bench
+
+    real = bench.time_step
+
+    def fail_on_c3(step, device, warmup, repeats, before=None):
+        if fail_on_c3.layer == "C3":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(step, device, warmup, repeats, before)
+
+    real_layer = bench.bench_layer
+
+    def track(model, layer, *args, **kwargs):
+        fail_on_c3.layer = layer.name
+        return real_layer(model, layer, *args, **kwargs)
+
+    fail_on_c3.layer = ""
+    monkeypatch.setattr(bench, "time_step", fail_on_c3)
+    monkeypatch.setattr(bench, "bench_layer", track)
+    result = cpu_bench()
+    statuses = {item.layer.name: item.status for item in result.layers}
+    assert statuses["C3"] == "out-of-memory" and "Tried to allocate" in result.layers[4].note
+    assert all(status == "ok" for name, status in statuses.items() if name != "C3")
+    assert len(result.layers) == 13
+
+
+def test_cli_table_says_cpu_timings_plainly() -> None:
+    result = run("bench", "lenet5", *FAST, "--peak", "auto")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "CPU timings (no --gpu)" in out and "Fwd FLOP/s" in out and "These are CPU timings" in out
+    assert "whole model: forward" in out and "layers sum" in out
+    assert "ceiling:" in out and "ridge" in out
+    assert "13/13" in result.stderr  # the progress bar, on stderr
+
+
+def test_default_spec_is_alexnet() -> None:
+    result = run("bench", "--repeats", "1", "--warmup", "0", "--no-backward", "--format", "json")
+    assert json.loads(result.stdout)["spec"] == "alexnet"
+
+
+def test_json_and_csv() -> None:
+    data = json.loads(run("bench", "lenet5", *FAST, "--format", "json", "--batch", "4").stdout)
+    assert data["batch"] == 4 and data["gpu"] is False and data["versions"]["torch"]
+    c1 = data["layers"][0]
+    assert c1["name"] == "C1" and c1["forward"]["repeats"] == 2
+    assert c1["flops"] == 4 * 2 * 117_600  # 6·25·28·28 MACs per sample, batch 4, 2 FLOPs each
+    assert c1["forward_flops_per_s"] == pytest.approx(c1["flops"] / c1["forward"]["median_s"])
+    assert sum(layer["share_of_time"] for layer in data["layers"]) == pytest.approx(1)
+    assert data["sum_of_layer_medians"]["forward_s"] > 0
+    rows = list(csv.DictReader(io.StringIO(run("bench", "lenet5", *FAST, "--format", "csv").stdout)))
+    assert [row["name"] for row in rows][:3] == ["C1", "tanh1", "S2"] and float(rows[0]["forward_median_s"]) > 0
+
+
+def test_gpu_without_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = run("bench", "--gpu")
+    assert result.exit_code == 2 and result.stderr.startswith("error: --gpu: CUDA is not available")
+
+
+def test_bad_peak() -> None:
+    result = run("bench", "lenet5", "--peak", "fast")
+    assert result.exit_code == 2 and "--peak: expected 'auto' or a positive number" in result.stderr
