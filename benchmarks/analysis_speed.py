@@ -27,7 +27,7 @@ def main() -> int:
     from convaudit.analysis import analyze
     from convaudit.checks import check
     from convaudit.library import bundled_paths
-    from convaudit.spec import load_spec
+    from convaudit.parser import load_spec
 
     print(f"{'spec':22}{'parse':>10}{'analyse':>10}{'check':>10}{'check@224':>12}")
     for path in bundled_paths():

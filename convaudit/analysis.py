@@ -153,6 +153,10 @@ class Totals:
 TOTAL_FIELDS = tuple(Totals.__dataclass_fields__)
 
 
+def totals_of(layers: tuple[LayerResult, ...] | list[LayerResult]) -> Totals:
+    return Totals(**{name: sum(getattr(layer, name) for layer in layers) for name in TOTAL_FIELDS})
+
+
 @dataclass(frozen=True)
 class Report:
     spec: NetworkSpec
@@ -167,7 +171,7 @@ class Report:
 
     @property
     def totals(self) -> Totals:
-        return Totals(**{name: sum(getattr(layer, name) for layer in self.layers) for name in TOTAL_FIELDS})
+        return totals_of(self.layers)
 
     @property
     def exact(self) -> bool:

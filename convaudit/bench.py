@@ -65,6 +65,8 @@ class BenchResult:
     ceiling: Ceiling | None
     interrupted: bool = False
     versions: dict[str, str] = field(default_factory=dict)
+    separator: str = "/"
+    has_blocks: bool = False
 
     def layer_total(self, layer: LayerBench) -> float:
         return sum(t.median for t in (layer.forward, layer.backward) if t)
@@ -253,10 +255,11 @@ def bench_report(report: Report, device: torch.device, dtype: str = "fp32", warm
         except KeyboardInterrupt:
             interrupted = True
     return BenchResult(
-        spec=report.spec.name, input=report.input, batch=report.batch, dtype=dtype, device=describe_device(device),
+        spec=report.spec.label, input=report.input, batch=report.batch, dtype=dtype, device=describe_device(device),
         gpu=device.type == "cuda", channels_last=channels_last, backward=backward, warmup=warmup, repeats=repeats,
         layers=tuple(layers), model=model_bench, ceiling=ceiling, interrupted=interrupted,
-        versions=versions(device),
+        versions=versions(device), separator=report.spec.separator,
+        has_blocks=any(layer.spec.blocks for layer in report.layers),
     )
 
 

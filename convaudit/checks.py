@@ -39,7 +39,7 @@ def check(report: Report) -> list[Finding]:
         halt = report.halted
         message = halt.problem.message + _consequence(report, halt.inexact_upstream)
         kind = {"kernel-too-large": "non-positive-output"}.get(halt.problem.kind, halt.problem.kind)
-        findings.append(Finding(spec.name, halt.layer.name, "error", kind,
+        findings.append(Finding(spec.label, halt.layer.name, "error", kind,
                                 f"{halt.layer.name}: {message}; analysis stops here",
                                 fixes.suggest() if halt.inexact_upstream else (),
                                 halt.layer.where_key(halt.problem.key)))
@@ -61,6 +61,7 @@ def _axes_text(axes: list[WindowAxis]) -> tuple[str, str]:
 
 
 def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes) -> list[Finding]:
+    """Warning when floor rounding leaves input unread; info when it drops only padding, or rounds up."""
     inexact = [axis for axis in layer.windows if not axis.is_exact]
     if not inexact:
         return []
@@ -71,20 +72,31 @@ def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes)
         message = (f"{layer.name}: {formula}, rounded up to {first.out} (ceil: true); the last window reaches "
                    f"{first.overhang} {_rows(noun, first.overhang, verb=False)} past the padded input, "
                    f"reading only what lies inside")
-        return [Finding(spec.name, layer.name, "info", "ceil-rounding", message, (), where)]
+        return [Finding(spec.label, layer.name, "info", "ceil-rounding", message, (), where)]
     unseen = first.unseen
-    seen_text = (f"so the last {unseen} input {_rows(noun, unseen)} never seen" if unseen
-                 else "dropping only right padding, so no input is lost")
+    if unseen:
+        seen_text = f"so the last {unseen} input {_rows(noun, unseen)} never seen"
+    else:
+        seen_text = "dropping only right padding, so no input is lost"
+    if first.effective_kernel < first.stride:  # windows leave gaps: rows are skipped between them anyway
+        seen_text += (f" (with a {first.effective_kernel}-wide window and stride {first.stride}, "
+                      f"{first.stride - first.effective_kernel} of every {first.stride} rows are skipped anyway)")
     caffe = first.ceil_rounded()
-    message = (f"{layer.name}: {formula} is not an integer. PyTorch floors it to {first.out}, {seen_text}. "
-               f"Caffe's ceil rounding (its pooling rule) would give {caffe.out}, its last window reaching "
-               f"{caffe.overhang} {_rows(noun, caffe.overhang, verb=False)} past the padded input")
+    if caffe.out == first.out:
+        caffe_text = (f"Caffe's ceil rounding gives {caffe.out} too: window {caffe.out + 1} would start past the "
+                      "input")
+    else:
+        caffe_text = (f"Caffe's ceil rounding (its pooling rule) would give {caffe.out}, its last window reaching "
+                      f"{caffe.overhang} {_rows(noun, caffe.overhang, verb=False)} past the padded input")
+    message = f"{layer.name}: {formula} is not an integer. PyTorch floors it to {first.out}, {seen_text}. {caffe_text}"
+    if not unseen:
+        return [Finding(spec.label, layer.name, "info", "inexact-division", message, (), where)]
     axes = _distinct(inexact)
     on = "H and W" if len(axes) == 1 and len(inexact) == 2 else None
     first_cause = layer.inexact_upstream[0] == layer.name  # later ones follow from it: fix the input once
     suggestions = (fixes.suggest() if first_cause else ()) + tuple(
         _padding_fix(axis, layer.type, on or axis.axis) for axis in axes)
-    return [Finding(spec.name, layer.name, "warning", "inexact-division", message, suggestions, where)]
+    return [Finding(spec.label, layer.name, "warning", "inexact-division", message, suggestions, where)]
 
 
 def _rows(noun: str, count: int, verb: bool = True) -> str:
@@ -122,7 +134,7 @@ def _pin_findings(spec: NetworkSpec, report: Report, layer: LayerResult, fixes: 
     arithmetic = f"{describe_shape(shape)} = {received}" if len(shape) > 1 else str(received)
     message = (f"{layer.name} pins in: {pinned} but receives {arithmetic}"
                f"{_consequence(report, layer.inexact_upstream)}")
-    return [Finding(spec.name, layer.name, "error", "in-mismatch", message, fixes.suggest(),
+    return [Finding(spec.label, layer.name, "error", "in-mismatch", message, fixes.suggest(),
                     layer.spec.where_key("in"))]
 
 
@@ -158,7 +170,7 @@ def _expect_findings(spec: NetworkSpec, report: Report, layer: LayerResult) -> l
         show = (lambda v: f"[{', '.join(map(str, v))}]") if key == "shape" else (lambda v: f"{v:,}")
         message = (f"{layer.name}: expected {key} {show(expected)}, computed {show(computed)}"
                    f"{_consequence(report, layer.inexact_upstream)}")
-        findings.append(Finding(spec.name, layer.name, "error", "expect-mismatch", message, (),
+        findings.append(Finding(spec.label, layer.name, "error", "expect-mismatch", message, (),
                                 layer.spec.where_key("expect")))
     return findings
 

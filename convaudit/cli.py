@@ -26,6 +26,7 @@ from .checks import check as check_report
 from .checks import exit_status
 from .errors import ConvauditError
 from .library import bundled_paths, load
+from .parser import load_spec
 from .render import (
     Checked,
     findings_json,
@@ -38,7 +39,7 @@ from .render import (
     summary_markdown,
     summary_table,
 )
-from .spec import NetworkSpec, load_spec
+from .spec import NetworkSpec
 
 
 class OneLineErrors(TyperGroup):
@@ -100,6 +101,8 @@ InputOpt = Annotated[str | None, typer.Option(
     "--input", "-i", metavar="N|HxW", help="Override the spec's input size: 224 or 224x200 (channels stay).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size: scales MACs, FLOPs and activations.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
+VariantOpt = Annotated[str | None, typer.Option(
+    "--variant", help="A variant the spec defines, such as googlenet's aux (also written googlenet+aux).")]
 
 
 def stdout_console() -> Console:
@@ -146,8 +149,8 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def load_network(reference: str, input_size: str | None) -> NetworkSpec:
-    spec = load(reference)
+def load_network(reference: str, input_size: str | None, variant: str | None = None) -> NetworkSpec:
+    spec = load(reference, variant)
     if input_size is not None:
         spec = spec.with_input(*parse_input_size(input_size))
     return spec
@@ -168,6 +171,7 @@ def analysed(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
 def summary(
     spec: SpecArg,
     input_size: InputOpt = None,
+    variant: VariantOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = Dtype.fp32,  # type: ignore[attr-defined]
     output_format: Annotated[SummaryFormat, typer.Option(
@@ -175,9 +179,11 @@ def summary(
     columns: Annotated[str | None, typer.Option(
         "--columns", help="Table columns, comma-separated: default, all, or names such as layer,output,other_ops."
     )] = None,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", min=1, help="Collapse blocks below this depth (1: one row per top-level block).")] = None,
 ) -> None:
     """Per-layer shapes, parameters, MACs and FLOPs, with totals and the conventions used."""
-    report = analysed(load_network(spec, input_size), batch, dtype.value)
+    report = analysed(load_network(spec, input_size, variant), batch, dtype.value)
     try:
         chosen = parse_columns(columns)
     except ValueError as exc:
@@ -187,9 +193,9 @@ def summary(
     elif output_format is SummaryFormat.csv:
         typer.echo(summary_csv(report), nl=False)
     elif output_format is SummaryFormat.markdown:
-        typer.echo(summary_markdown(report, chosen), nl=False)
+        typer.echo(summary_markdown(report, chosen, depth), nl=False)
     else:
-        stdout_console().print(summary_table(report, chosen))
+        stdout_console().print(summary_table(report, chosen, depth))
 
 
 @app.command()
@@ -198,13 +204,14 @@ def check(
     specs: Annotated[list[str] | None, typer.Argument(
         metavar="[SPEC]...", help="Spec files or bundled names; every bundled architecture if none.")] = None,
     input_size: InputOpt = None,
+    variant: VariantOpt = None,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) on warnings too.")] = False,
 ) -> None:
     """Find inexact divisions, layers that do not fit, and claims that do not hold. Exit 1 on errors."""
-    networks = ([load_network(ref, input_size) for ref in specs] if specs
+    networks = ([load_network(ref, input_size, variant) for ref in specs] if specs
                 else [_with_input(load_spec(path), input_size) for path in bundled_paths()])
-    checked = [Checked(net.name, net.input, tuple(check_report(analyze(net)))) for net in networks]
+    checked = [Checked(net.label, net.input, tuple(check_report(analyze(net)))) for net in networks]
     if output_format is CheckFormat.json:
         typer.echo(findings_json(checked))
     elif output_format is CheckFormat.markdown:
@@ -242,6 +249,7 @@ class VerifyFormat(str, Enum):
 def verify(
     spec: SpecArg,
     input_size: InputOpt = None,
+    variant: VariantOpt = None,
     batch: BatchOpt = 1,
     gpu: GpuOpt = False,
     dtype: DtypeOpt = Dtype.fp32,  # type: ignore[attr-defined]
@@ -259,7 +267,7 @@ def verify(
     from .runtime import pick_device
     from .verify import verify_report
 
-    network = load_network(spec, input_size)
+    network = load_network(spec, input_size, variant)
     device = pick_device(gpu)
     result = verify_report(analyze(network, batch, dtype.value), device, dtype.value, warmup, repeats, force)
     if output_format is VerifyFormat.json:
@@ -291,6 +299,7 @@ def bench(
     spec: Annotated[str, typer.Argument(metavar="[SPEC]", help="A spec file or bundled name (default: alexnet).")
                     ] = DEFAULT_BENCH_SPEC,
     input_size: InputOpt = None,
+    variant: VariantOpt = None,
     batch: BatchOpt = 1,
     gpu: GpuOpt = False,
     dtype: Annotated[BenchDtype, typer.Option("--dtype", help="fp32, tf32 (fp32 storage, TF32 math), bf16 or fp16.")
@@ -306,6 +315,9 @@ def bench(
         "--bandwidth", metavar="GB/s", help="Memory bandwidth for the roofline with --peak TFLOPS (else measured).")
     ] = None,
     output_format: Annotated[BenchFormat, typer.Option("--format", "-f", help="Output format.")] = BenchFormat.table,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", min=1, help="Also sum the timings per block at this depth (default 1 for specs with blocks).")
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Time every layer's forward and backward, and the whole model; throughput, roofline and memory per layer.
@@ -323,18 +335,18 @@ def bench(
     from .render.bench import bench_csv, bench_json, bench_rich
     from .runtime import pick_device
 
-    network = load_network(spec, input_size)
+    network = load_network(spec, input_size, variant)
     device = pick_device(gpu)
     report = analysed(network, batch, storage_dtype(dtype.value))
     with bench_progress() as progress:
         result = bench_report(report, device, dtype.value, warmup, repeats, backward, channels_last, peak,
                               bandwidth, progress, force)
     if output_format is BenchFormat.json:
-        typer.echo(bench_json(result))
+        typer.echo(bench_json(result, depth))
     elif output_format is BenchFormat.csv:
         typer.echo(bench_csv(result), nl=False)
     else:
-        stdout_console().print(bench_rich(result))
+        stdout_console().print(bench_rich(result, depth))
     if result.interrupted:
         raise typer.Exit(130)
 

@@ -6,7 +6,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from .errors import SpecError
-from .spec import NetworkSpec, closest, load_spec
+from .layerlist import closest
+from .parser import load_spec
+from .spec import NetworkSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -59,5 +61,17 @@ def resolve(reference: str) -> Path:
                     f"bundled: {bundled}")
 
 
-def load(reference: str) -> NetworkSpec:
-    return load_spec(resolve(reference))
+def load(reference: str, variant: str | None = None) -> NetworkSpec:
+    """Load a spec by path or bundled name; `name+variant` picks a variant (as --variant does)."""
+    base, named = split_variant(reference)
+    if named and variant and named != variant:
+        raise SpecError(f"'{reference}' names variant '{named}' but --variant says '{variant}'")
+    return load_spec(resolve(base), named or variant)
+
+
+def split_variant(reference: str) -> tuple[str, str | None]:
+    """'googlenet+aux' -> ('googlenet', 'aux'); a file whose name holds a '+' is taken whole."""
+    if "+" not in reference or Path(reference).expanduser().exists():
+        return reference, None
+    base, variant = reference.rsplit("+", 1)
+    return base, variant or None

@@ -10,6 +10,7 @@ from .layers import REGISTRY
 from .spec import EXPECT_FIELDS
 
 SCHEMA_ID = "https://github.com/convaudit/convaudit/spec.schema.json"
+EXPRESSION = {"$ref": "#/$defs/expression"}
 
 
 def _layer_schema(type_name: str) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def _layer_schema(type_name: str) -> dict[str, Any]:
         "from": {**Names().schema(), "description": "input layer(s); defaults to the previous layer"},
         "expect": {"$ref": "#/$defs/expect"},
     }
-    properties.update({field.name: field.schema() for field in kind.fields})
+    properties.update({field.name: {"anyOf": [field.schema(), EXPRESSION]} for field in kind.fields})
     return {
         "type": "object",
         "description": kind.doc + (f". Other ops: {kind.other_ops_rule}" if kind.other_ops_rule != "0" else ""),
@@ -49,11 +50,59 @@ def build_schema() -> dict[str, Any]:
             "aliases": {"type": "array", "items": {"type": "string"}, "description": "other names that resolve"},
             "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
                       "description": "[channels, height, width]"},
-            "outputs": {**Names().schema(), "description": "the network's outputs; defaults to the last layer"},
+            "outputs": {**Names().schema(), "description": "the network's outputs, the main one first; defaults to "
+                                                          "the one layer nothing reads"},
+            "separator": {"enum": ["/", ".", "_", ":"], "default": "/",
+                          "description": "joins a block instance's name to its layers' names"},
             "layers": {"$ref": "#/$defs/layers"},
+            "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"},
+                       "description": "reusable blocks, used in layers as {block: NAME, name: ..., params...}"},
+            "variants": {"type": "object", "additionalProperties": {"$ref": "#/$defs/variant"},
+                         "description": "named changes to the network: extra layers and outputs, or replaced blocks"},
+            "claims": {"type": "object", "description": "figures a source states, checked by `convaudit audit`"},
         },
         "$defs": {
-            "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}},
+            "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/item"}},
+            "item": {"if": {"type": "object", "required": ["block"]}, "then": {"$ref": "#/$defs/instance"},
+                     "else": {"$ref": "#/$defs/layer"}},
+            "expression": {"type": "string", "pattern": "^\\$",
+                           "description": "inside a block: $param, or integer arithmetic such as $width * 4"},
+            "instance": {
+                "type": "object",
+                "description": "a use of a block; its other keys are the block's parameters",
+                "required": ["block"],
+                "properties": {
+                    "block": {"type": "string", "description": "the block's name under blocks:"},
+                    "name": {"type": "string", "description": "the instance's name, prefixed to its layers' names"},
+                    "from": {**Names().schema(), "description": "the instance's input; defaults to the previous layer"},
+                    "repeat": {"type": "integer", "minimum": 1,
+                               "description": "instances NAME/0 … NAME/N−1 (joined with the separator)"},
+                    "start": {"type": "integer", "minimum": 0, "description": "the first index when repeated"},
+                    "expect": {"$ref": "#/$defs/expect"},
+                },
+            },
+            "block": {
+                "type": "object",
+                "required": ["layers"],
+                "additionalProperties": False,
+                "properties": {
+                    "description": {"type": "string"},
+                    "params": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "string"}}],
+                               "description": "parameter names and defaults (null: required)"},
+                    "layers": {"$ref": "#/$defs/layers"},
+                    "output": {"type": "string", "description": "the block's output layer; defaults to its last"},
+                },
+            },
+            "variant": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "description": {"type": "string"},
+                    "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"}},
+                    "layers": {"$ref": "#/$defs/layers"},
+                    "outputs": Names().schema(),
+                },
+            },
             "layer": {
                 "type": "object",
                 "required": ["type"],

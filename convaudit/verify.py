@@ -154,8 +154,17 @@ def quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def fvcore_counts(model: SpecModel, x: torch.Tensor) -> tuple[dict[str, int], dict[str, dict[str, int]]] | str:
-    """Per spec layer: fvcore's count and the operators it could not count; or why fvcore is unavailable."""
+@dataclass(frozen=True)
+class Counts:
+    """What one reference counted: per spec layer, and its own total over the whole model."""
+
+    per_layer: dict[str, int]
+    total: int
+    unsupported: dict[str, dict[str, int]] = field(default_factory=dict)  # fvcore: ops it could not count
+
+
+def fvcore_counts(model: SpecModel, x: torch.Tensor) -> Counts | str:
+    """fvcore per spec layer, with the operators it could not count; or why fvcore is unavailable."""
     with quiet(), torch.no_grad():
         try:
             from fvcore.nn import FlopCountAnalysis
@@ -169,14 +178,17 @@ def fvcore_counts(model: SpecModel, x: torch.Tensor) -> tuple[dict[str, int], di
             scope = f"layers.{key}"
             counts[name] = int(by_module.get(scope, 0))
             unsupported[name] = dict(analysis.unsupported_ops(scope))
-    return counts, unsupported
+        return Counts(counts, int(analysis.total()), unsupported)
 
 
-def flop_counter_counts(report: Report, dtype: torch.dtype) -> tuple[dict[str, int], dict[str, int]]:
-    """FlopCounterMode per spec layer on the meta device: (forward FLOPs, backward FLOPs).
+def flop_counter_counts(report: Report, dtype: torch.dtype) -> tuple[Counts, Counts]:
+    """FlopCounterMode on the meta device: (forward, backward).
 
-    Train mode: an eval-mode dropout returns its input tensor itself, and the module tracker then
-    files the next layer's backward under the dropout. Conv and matmul counts do not depend on the mode.
+    Forward per layer comes from the module tracker over the whole model. Backward per layer is counted
+    with each layer run alone, because the tracker misfiles gradients once tensors fan out to several
+    layers (residual adds, inception branches). The totals are the whole model's own, so they check the
+    composition independently. Train mode: an eval-mode dropout returns its input tensor itself, which
+    also confuses the tracker; conv and matmul counts do not depend on the mode.
     """
     with torch.device("meta"):
         model = build_model(report).to(dtype=dtype).train()
@@ -185,14 +197,24 @@ def flop_counter_counts(report: Report, dtype: torch.dtype) -> tuple[dict[str, i
         model(x)
     with FlopCounterMode(display=False) as both:
         forward_backward(model, x)
+    table = forward_only.get_flop_counts()
     root = type(model).__name__
+    forward = {name: sum(table.get(f"{root}.layers.{key}", {}).values()) for key, name, _ in model.plan}
+    backward = {layer.name: layer_backward_flops(model, layer, dtype) for layer in report.layers}
+    forward_total = forward_only.get_total_flops()
+    return Counts(forward, forward_total), Counts(backward, both.get_total_flops() - forward_total)
 
-    def per_layer(counter: FlopCounterMode) -> dict[str, int]:
-        table = counter.get_flop_counts()
-        return {name: sum(table.get(f"{root}.layers.{key}", {}).values()) for key, name, _ in model.plan}
 
-    forward, total = per_layer(forward_only), per_layer(both)
-    return forward, {name: total[name] - forward[name] for name in forward}
+def layer_backward_flops(model: SpecModel, layer: LayerResult, dtype: torch.dtype) -> int:
+    """FlopCounterMode's count for one layer's backward alone, on meta inputs of its analysed shapes."""
+    inputs = [torch.empty((layer.batch, *shape), device="meta", dtype=dtype).requires_grad_(layer.needs_input_grad)
+              for shape in layer.input_shapes]
+    output = model.module_for(layer.name)(*inputs)
+    if not output.requires_grad:
+        return 0
+    with FlopCounterMode(display=False) as counter:
+        output.backward(torch.empty_like(output))
+    return counter.get_total_flops()
 
 
 # ------------------------------------------------------------------ comparing
@@ -240,7 +262,7 @@ def torch_backward_cell(layer: LayerResult, counted: int) -> Cell:
 def verify_report(report: Report, device: torch.device, dtype: str = "fp32", warmup: int = 1, repeats: int = 5,
                   force: bool = False, seed: int = 0) -> VerifyResult:
     """Build, run, count and time the model of `report`, comparing every number the analysis gives."""
-    base = dict(spec=report.spec.name, input=report.input, batch=report.batch, dtype=dtype,
+    base = dict(spec=report.spec.label, input=report.input, batch=report.batch, dtype=dtype,
                 device=describe_device(device))
     guard_memory(run_memory(report), device, force)
     torch.manual_seed(seed)
@@ -275,16 +297,18 @@ def verify_report(report: Report, device: torch.device, dtype: str = "fp32", war
             "shape": compare(layer.output_shape, shapes.get(layer.name)),
             "params": compare((layer.trainable_params, layer.non_trainable_params), count_parameters(module)),
             "fvcore_macs": (Cell(NOT_COUNTED, fvcore_expected(layer), None, fvcore) if isinstance(fvcore, str)
-                            else fvcore_cell(layer, fvcore[0][layer.name], fvcore[1][layer.name])),
-            "torch_forward": torch_forward_cell(layer, forward[layer.name]),
-            "torch_backward": torch_backward_cell(layer, backward[layer.name]),
+                            else fvcore_cell(layer, fvcore.per_layer[layer.name], fvcore.unsupported[layer.name])),
+            "torch_forward": torch_forward_cell(layer, forward.per_layer[layer.name]),
+            "torch_backward": torch_backward_cell(layer, backward.per_layer[layer.name]),
         }
         rows.append(Row(layer.name, layer.type, cells))
-    totals = Row("Total", "", {
-        "params": compare((report.totals.trainable_params, report.totals.non_trainable_params),
-                          count_parameters(model)),
-        **{column: total_cell(rows, column) for column in ("fvcore_macs", "torch_forward", "torch_backward")},
-    })
+    total_cells = {"params": compare((report.totals.trainable_params, report.totals.non_trainable_params),
+                                     count_parameters(model))}
+    if not isinstance(fvcore, str):
+        total_cells["fvcore_macs"] = total_cell(rows, "fvcore_macs", fvcore.total)
+    total_cells["torch_forward"] = total_cell(rows, "torch_forward", forward.total)
+    total_cells["torch_backward"] = total_cell(rows, "torch_backward", backward.total)
+    totals = Row("Total", "", total_cells)
     timings = time_model(model, x, device, warmup, repeats) if repeats > 0 else {}
     return VerifyResult(**base, rows=tuple(rows), totals=totals, timings=timings, references=references)
 
@@ -304,16 +328,16 @@ def predicted(report: Report, failed_layer: str | None) -> tuple[Finding, ...]:
     return tuple(root + at_layer)
 
 
-def total_cell(rows: list[Row], column: str) -> Cell:
-    """Sum what both sides count, leaving out cells a reference cannot count; torch's over-count is its own."""
+def total_cell(rows: list[Row], column: str, reference_total: int) -> Cell:
+    """Our total against the reference's own whole-model total, less what it counted in layers it cannot
+    count fully; torch's grouped-conv over-count is named, not failed."""
     cells = [row.cells[column] for row in rows]
-    counted = [c for c in cells if c.status in (MATCH, MISMATCH, TORCH_OVERCOUNT)]
-    left_out = sum(1 for c in cells if c.status == NOT_COUNTED)
-    ours = sum(int(c.ours) for c in counted)
-    theirs = sum(int(c.theirs) for c in counted)
-    overcount = sum(int(c.theirs) - int(c.ours) for c in counted if c.status == TORCH_OVERCOUNT)
-    note = f"{left_out} layer{'s' if left_out != 1 else ''} not countable left out" if left_out else ""
-    if overcount and ours + overcount == theirs:
+    left_out = [c for c in cells if c.status == NOT_COUNTED]
+    ours = sum(int(c.ours) for c in cells if c.status != NOT_COUNTED)
+    theirs = reference_total - sum(int(c.theirs or 0) for c in left_out)
+    overcount = sum(int(c.theirs) - int(c.ours) for c in cells if c.status == TORCH_OVERCOUNT)
+    note = f"{len(left_out)} layer{'s' if len(left_out) != 1 else ''} not countable left out" if left_out else ""
+    if overcount and ours != theirs and ours + overcount == theirs:
         return Cell(TORCH_OVERCOUNT, ours, theirs, f"torch's grouped-conv over-count: +{overcount:,}")
     return compare(ours, theirs, note)
 

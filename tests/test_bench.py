@@ -157,3 +157,15 @@ def test_gpu_without_cuda() -> None:
 def test_bad_peak() -> None:
     result = run("bench", "lenet5", "--peak", "fast")
     assert result.exit_code == 2 and "--peak: expected 'auto' or a positive number" in result.stderr
+
+
+def test_blocks_are_timed_as_sums_of_their_layers() -> None:
+    result = run("bench", "resnet18", "--input", "64", "--repeats", "1", "--warmup", "0", "--no-backward",
+                 "--format", "json")
+    data = json.loads(result.stdout)
+    blocks = {block["name"]: block for block in data["blocks"]}
+    assert list(blocks)[:5] == ["conv1", "bn1", "relu", "maxpool", "layer1"]
+    layer1 = [layer for layer in data["layers"] if layer["name"].startswith("layer1.")]
+    assert blocks["layer1"]["layers"] == len(layer1) == 14
+    assert blocks["layer1"]["forward_s"] == pytest.approx(sum(layer["forward"]["median_s"] for layer in layer1))
+    assert sum(block["share_of_time"] for block in blocks.values()) == pytest.approx(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from convaudit.analysis import analyze
 from convaudit.checks import check, exit_status
 from convaudit.library import load
-from convaudit.spec import parse_text
+from convaudit.parser import parse_text
 
 
 def findings_for(text: str, height: int | None = None) -> list:
@@ -126,7 +126,20 @@ layers:
                in s for s in finding.suggestions)
 
 
-def test_strict_fails_on_warnings() -> None:
+def test_padding_only_drops_are_information() -> None:
+    # torchvision's AlexNet: (224 − 11 + 2·2)/4 + 1 = 55.25; the last window ends at 54·4 + 11 = 227 of the
+    # 228 padded rows, so only right padding is dropped.
     findings = check(analyze(load("alexnet-torchvision")))
-    assert [f.severity for f in findings] == ["warning"]
+    assert [(f.severity, f.kind) for f in findings] == [("info", "inexact-division")]
+    assert "dropping only right padding, so no input is lost" in findings[0].message
+
+
+def test_strict_fails_on_warnings() -> None:
+    # ResNet-18's 1×1 stride-2 shortcut: (56 − 1)/2 + 1 = 28.5; windows start at 0, 2, …, 54, so row 55 is
+    # never read (and, stride 2 over a 1-wide window, every second row is skipped anyway).
+    findings = check(analyze(load("resnet18")))
+    warnings = [f for f in findings if f.severity == "warning"]
+    assert [f.layer for f in warnings] == ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+    assert "1 of every 2 rows are skipped anyway" in warnings[0].message
+    assert "Caffe's ceil rounding gives 28 too" in warnings[0].message
     assert exit_status(findings) == 0 and exit_status(findings, strict=True) == 1

@@ -126,8 +126,8 @@ def test_check_input_224_over_all_bundled() -> None:
 
 
 def test_check_strict_and_markdown() -> None:
-    assert run("check", "alexnet-torchvision").exit_code == 0
-    assert run("check", "alexnet-torchvision", "--strict").exit_code == 1
+    assert run("check", "resnet18").exit_code == 0
+    assert run("check", "resnet18", "--strict").exit_code == 1
     md = run("check", "alexnet", "--input", "224", "--format", "markdown").stdout
     assert md.startswith("- **alexnet** at 3×224×224")
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from convaudit.analysis import analyze
 from convaudit.layers import REGISTRY, adaptive_windows
-from convaudit.spec import parse_text
+from convaudit.parser import parse_text
 
 
 def one_layer(layer: str, shape: str = "[8, 16, 16]", before: str = ""):

@@ -11,8 +11,8 @@ import pytest
 from convaudit.analysis import TOTAL_FIELDS, analyze
 from convaudit.checks import check
 from convaudit.library import bundled_paths, load
+from convaudit.parser import load_spec
 from convaudit.schema import build_schema, schema_json
-from convaudit.spec import load_spec
 from convaudit.yamlsource import load_document, read_text
 
 from .conftest import ARCHITECTURES, ROOT

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from convaudit.errors import SpecError
-from convaudit.spec import INPUT, load_spec, parse_text
+from convaudit.parser import load_spec, parse_text
+from convaudit.spec import INPUT
 from convaudit.yamlsource import MAX_NODES, load_document
 
 NET = """\

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from convaudit.analysis import analyze
 from convaudit.cli import app
 from convaudit.library import load
-from convaudit.spec import parse_text
+from convaudit.parser import parse_text
 
 from .conftest import ARCHITECTURES
 
@@ -232,3 +232,74 @@ def test_random_networks_match_pytorch_fvcore_and_flopcounter(text: str) -> None
             assert fvcore.status in ("none", "not-counted") and forward.status == "none", (row.name, text)
         assert row.cells["torch_backward"].status in ("match", "none", "torch-overcount"), (row.name, text)
     assert result.passed
+
+
+@st.composite
+def random_dag(draw: st.DrawFn) -> str:
+    """A random small graph: a stem, then inception-like concats and residual adds (projected when the
+    channels or the stride change), then a pool and a linear layer."""
+    size = draw(st.integers(8, 20))
+    lines = [f"name: dag\ninput: [{draw(st.integers(1, 5))}, {size}, {size}]\nlayers:",
+             f"  - {{type: conv, name: stem, out: {(channels := draw(st.integers(2, 6)))}, kernel: 3, padding: 1}}"]
+    current = "stem"
+    for index in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["concat", "add", "plain"]))
+        if kind == "concat":
+            branches, total = [], 0
+            for b in range(draw(st.integers(2, 3))):
+                name = f"m{index}b{b}"
+                if draw(st.booleans()):
+                    kernel = draw(st.sampled_from([1, 3, 5]))
+                    out = draw(st.integers(1, 5))
+                    lines.append(f"  - {{type: conv, name: {name}, out: {out}, kernel: {kernel}, "
+                                 f"padding: {kernel // 2}, from: {current}}}")
+                else:  # GoogLeNet's pool branch: 3×3 stride-1 max-pool, then a 1×1 projection
+                    out = draw(st.integers(1, 5))
+                    lines.append(f"  - {{type: maxpool, name: {name}p, kernel: 3, stride: 1, padding: 1, "
+                                 f"from: {current}}}")
+                    lines.append(f"  - {{type: conv, name: {name}, out: {out}, kernel: 1}}")
+                branches.append(name)
+                total += out
+            lines.append(f"  - {{type: concat, name: m{index}, from: [{', '.join(branches)}]}}")
+            current, channels = f"m{index}", total
+        elif kind == "add":
+            width = draw(st.integers(1, 6))
+            stride = draw(st.sampled_from([1, 2]))
+            groups = draw(st.sampled_from([g for g in (1, 2) if channels % g == 0 and width % g == 0]))
+            lines.append(f"  - {{type: conv, name: r{index}a, out: {width}, kernel: 3, stride: {stride}, "
+                         f"padding: 1, groups: {groups}, bias: false, from: {current}}}")
+            lines.append(f"  - {{type: batchnorm, name: r{index}n}}")
+            lines.append(f"  - {{type: relu, name: r{index}r}}")
+            lines.append(f"  - {{type: conv, name: r{index}b, out: {width}, kernel: 3, padding: 1}}")
+            shortcut = current
+            if stride != 1 or width != channels:
+                shortcut = f"r{index}p"
+                lines.append(f"  - {{type: conv, name: {shortcut}, out: {width}, kernel: 1, stride: {stride}, "
+                             f"from: {current}}}")
+            lines.append(f"  - {{type: add, name: r{index}, from: [r{index}b, {shortcut}]}}")
+            current, channels = f"r{index}", width
+        else:
+            lines.append(f"  - {{type: relu, name: p{index}, from: {current}}}")
+            current = f"p{index}"
+    lines.append(f"  - {{type: {draw(st.sampled_from(['globalavgpool', 'relu']))}, name: head, from: {current}}}")
+    lines.append(f"  - {{type: linear, name: fc, out: {draw(st.integers(1, 8))}}}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_dag())
+def test_random_graphs_match_pytorch_fvcore_and_flopcounter(text: str) -> None:
+    report = analyze(parse_text(text))
+    assert report.halted is None, (report.halted, text)
+    result = cpu_verify(report)
+    assert result.torch_error is None, (result.torch_error, text)
+    for row in result.rows:
+        for column in ("shape", "params"):
+            assert row.cells[column].status == "match", (row.name, column, row.cells[column], text)
+        for column in ("fvcore_macs", "torch_forward", "torch_backward"):
+            assert row.cells[column].status in ("match", "none", "not-counted", "torch-overcount"), \
+                (row.name, column, row.cells[column], text)
+        if row.type in ("conv", "linear"):
+            assert row.cells["fvcore_macs"].status == "match" and row.cells["torch_forward"].status == "match"
+    assert result.passed
+    assert all(cell.status in ("match", "torch-overcount") for cell in result.totals.cells.values()), text

@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..groups import group_key
 from ..throughput import achieved, attainable, bound, bytes_moved, intensity
 from .formatting import fmt_bytes, fmt_shape, fmt_si, fmt_spread, fmt_time
 
@@ -60,7 +61,36 @@ def heading(result: BenchResult) -> str:
             f"{result.dtype}{layout} · {result.device}")
 
 
-def bench_rich(result: BenchResult) -> Group:
+def block_times(result: BenchResult, depth: int) -> list[dict[str, Any]]:
+    """Per block at `depth`: its layers' forward and backward medians summed, and its share of the total."""
+    blocks: dict[str, list[LayerBench]] = {}
+    for item in result.layers:
+        blocks.setdefault(group_key(item.layer.name, result.separator, depth), []).append(item)
+    total = sum(result.layer_total(item) for item in result.layers)
+    rows = []
+    for name, items in blocks.items():
+        forward = sum(item.forward.median for item in items if item.forward)
+        backward = sum(item.backward.median for item in items if item.backward)
+        rows.append({"name": name, "layers": len(items), "forward_s": forward, "backward_s": backward,
+                     "flops": sum(item.layer.flops for item in items),
+                     "share_of_time": (forward + backward) / total if total else None})
+    return rows
+
+
+def blocks_table(result: BenchResult, depth: int) -> Table:
+    table = Table(title=f"per block (depth {depth}): sums of layer medians", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for title in ("Block", "Layers", "Forward", "Backward", "Fwd FLOP/s", "Share"):
+        table.add_column(title, justify="left" if title == "Block" else "right", no_wrap=True)
+    for row in block_times(result, depth):
+        table.add_row(row["name"], str(row["layers"]), fmt_time(row["forward_s"]),
+                      fmt_time(row["backward_s"]) if row["backward_s"] else "",
+                      fmt_rate(achieved(row["flops"], row["forward_s"]), ""),
+                      f"{100 * row['share_of_time']:.1f}%" if row["share_of_time"] is not None else "")
+    return table
+
+
+def bench_rich(result: BenchResult, depth: int | None = None) -> Group:
     table = Table(title=heading(result), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     titles = ["Layer", "Forward [min–max]", "Backward [min–max]" if result.backward else None,
               "Fwd FLOP/s", "Bwd FLOP/s" if result.backward else None, "% peak" if result.ceiling else None,
@@ -90,7 +120,10 @@ def bench_rich(result: BenchResult) -> Group:
                                 if item.peak_memory is not None else ""),
         }
         table.add_row(*(cells[title] for title in titles))
-    return Group(table, Text("\n".join(bench_notes(result))))
+    parts: list[Any] = [table]
+    if depth or result.has_blocks:
+        parts.append(blocks_table(result, depth or 1))
+    return Group(*parts, Text("\n".join(bench_notes(result))))
 
 
 def bench_notes(result: BenchResult) -> list[str]:
@@ -130,7 +163,7 @@ def timing_dict(timing: Timing | None) -> dict[str, float | int] | None:
     return timing.as_dict() if timing else None
 
 
-def bench_dict(result: BenchResult) -> dict[str, Any]:
+def bench_dict(result: BenchResult, depth: int | None = None) -> dict[str, Any]:
     layers = []
     for item in result.layers:
         m = layer_metrics(result, item) if item.status == "ok" else {}
@@ -161,11 +194,12 @@ def bench_dict(result: BenchResult) -> dict[str, Any]:
                    "peak_memory_bytes": model.peak_memory, "memory_estimate_bytes": model.memory_estimate}
                   if model else None),
         "sum_of_layer_medians": {"forward_s": forward_sum, "forward_backward_s": both_sum},
+        "blocks": block_times(result, depth or 1) if depth or result.has_blocks else [],
     }
 
 
-def bench_json(result: BenchResult) -> str:
-    return json.dumps(bench_dict(result), indent=2, ensure_ascii=False)
+def bench_json(result: BenchResult, depth: int | None = None) -> str:
+    return json.dumps(bench_dict(result, depth), indent=2, ensure_ascii=False)
 
 
 CSV_FIELDS = ("name", "type", "status", "forward_median_s", "forward_min_s", "forward_max_s", "backward_median_s",

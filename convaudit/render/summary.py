@@ -14,7 +14,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report
+from ..analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, totals_of
+from ..groups import Group as BlockGroup
+from ..groups import group_key, grouped, main_and_side
+from ..spec import INPUT
 from ..windows import format_fraction
 from .formatting import CEIL_MARK, INEXACT_MARK, fmt_bytes, fmt_int, fmt_shape, fmt_share, fmt_si, rounding_note
 
@@ -47,6 +50,7 @@ def count_column(key: str, title: str, blank_zero: bool = True) -> Column:
 COLUMNS: dict[str, Column] = {c.key: c for c in (
     Column("layer", "Layer", lambda layer, report: layer.name, lambda report: "Total", numeric=False),
     Column("type", "Type", lambda layer, report: layer.type, numeric=False),
+    Column("from", "From", lambda layer, report: ", ".join(layer.spec.inputs), numeric=False),
     Column("input", "Input", lambda layer, report: " + ".join(fmt_shape(s) for s in layer.input_shapes),
            numeric=False),
     Column("output", "Output", _output_cell, numeric=False),
@@ -65,10 +69,11 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
 DEFAULT_COLUMNS = ("layer", "type", "output", "params", "macs", "flops", "share")
 
 
-def parse_columns(text: str | None) -> tuple[str, ...]:
-    """'default,other_ops' or 'layer,output,macs' -> column keys; ValueError names the unknown one."""
+def parse_columns(text: str | None) -> tuple[str, ...] | None:
+    """'default,other_ops' or 'layer,output,macs' -> column keys (None: the default); ValueError names the
+    unknown one."""
     if not text:
-        return DEFAULT_COLUMNS
+        return None
     keys: list[str] = []
     for key in (part.strip() for part in text.split(",") if part.strip()):
         if key == "default":
@@ -86,6 +91,7 @@ def report_dict(report: Report) -> dict[str, Any]:
     """The JSON contract of `summary --format json`."""
     return {
         "name": report.spec.name,
+        "variant": report.spec.variant,
         "title": report.spec.title,
         "source": report.spec.source,
         "input": list(report.input),
@@ -94,7 +100,18 @@ def report_dict(report: Report) -> dict[str, Any]:
         "conventions": dict(CONVENTIONS),
         "layers": [layer_dict(layer) for layer in report.layers],
         "totals": {name: getattr(report.totals, name) for name in TOTAL_FIELDS},
+        **parts_dict(report),
     }
+
+
+def parts_dict(report: Report) -> dict[str, Any]:
+    """Main-path and side-output totals, when the network has side outputs (auxiliary classifiers)."""
+    main, side = main_and_side(report)
+    if not side:
+        return {}
+    return {"parts": {"main": {name: getattr(totals_of(main), name) for name in TOTAL_FIELDS},
+                      "side": {name: getattr(totals_of(side), name) for name in TOTAL_FIELDS},
+                      "side_outputs": list(report.spec.outputs[1:])}}
 
 
 def layer_dict(layer: LayerResult) -> dict[str, Any]:
@@ -102,6 +119,7 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
         "name": layer.name,
         "type": layer.type,
         "inputs": list(layer.spec.inputs),
+        "blocks": [instance for instance, _ in layer.spec.blocks],
         "input_shape": list(layer.input_shapes[0]),
         "input_shapes": [list(shape) for shape in layer.input_shapes],
         "output_shape": list(layer.output_shape),
@@ -151,7 +169,7 @@ def summary_csv(report: Report) -> str:
 def _headline(report: Report) -> str:
     spec = report.spec
     title = f" — {spec.title}" if spec.title else ""
-    return f"{spec.name}{title}"
+    return f"{spec.label}{title}"
 
 
 def _setting(report: Report) -> str:
@@ -169,6 +187,12 @@ def totals_lines(report: Report) -> list[str]:
         f"memory at {report.dtype}: params {fmt_bytes(t.param_bytes)} · activations "
         f"{fmt_bytes(t.activation_bytes)} ({fmt_int(t.activations)} values){per}",
     ]
+    main, side = main_and_side(report)
+    if side:
+        m, s = totals_of(main), totals_of(side)
+        others = ", ".join(report.spec.outputs[1:]) or "unused branches"
+        lines.append(f"main path to {report.spec.outputs[0]}: params {fmt_int(m.params)}, MACs {fmt_int(m.macs)} · "
+                     f"side outputs ({others}): params {fmt_int(s.params)}, MACs {fmt_int(s.macs)}")
     return lines
 
 
@@ -187,28 +211,52 @@ def convention_lines(report: Report) -> list[str]:
     return lines
 
 
-def summary_table(report: Report, columns: tuple[str, ...] = DEFAULT_COLUMNS) -> Group:
-    chosen = [COLUMNS[key] for key in columns]
+def default_columns(report: Report) -> tuple[str, ...]:
+    """The default columns, with From for networks that branch."""
+    if report.spec.is_chain:
+        return DEFAULT_COLUMNS
+    return DEFAULT_COLUMNS[:2] + ("from",) + DEFAULT_COLUMNS[2:]
+
+
+def table_rows(report: Report, depth: int | None) -> list[tuple[Any, str]]:
+    """(row, its From text): every layer, or groups at `depth`. From is blank when a row reads the one above."""
+    rows: list[Any] = list(report.layers) if depth is None else grouped(report, depth)
+    shown, previous = [], INPUT
+    for row in rows:
+        if isinstance(row, BlockGroup):  # name each input by the group it belongs to at this depth
+            inputs = tuple(dict.fromkeys(group_key(name, report.spec.separator, depth or 1) for name in row.inputs))
+        else:
+            inputs = row.spec.inputs
+        shown.append((row, "" if inputs == (previous,) else ", ".join(inputs)))
+        previous = row.name
+    return shown
+
+
+def _cells(chosen: list[Column], row: Any, from_text: str, report: Report) -> list[str]:
+    return [from_text if column.key == "from" else column.cell(row, report) for column in chosen]
+
+
+def summary_table(report: Report, columns: tuple[str, ...] | None = None, depth: int | None = None) -> Group:
+    chosen = [COLUMNS[key] for key in (columns or default_columns(report))]
     table = Table(title=_headline(report), caption=_setting(report), box=box.SIMPLE_HEAD, show_footer=True,
                   pad_edge=False, title_justify="left", caption_justify="left")
     for column in chosen:
         table.add_column(column.title, footer=column.total(report), justify="right" if column.numeric else "left",
                          no_wrap=column.key in ("output", "layer"))
-    for layer in report.layers:
-        cells = [column.cell(layer, report) for column in chosen]
-        style = "yellow" if not layer.exact and any(not a.ceil for a in layer.windows) else None
-        table.add_row(*cells, style=style)
+    for row, from_text in table_rows(report, depth):
+        style = "yellow" if not row.exact and any(not a.ceil for a in row.windows if not a.is_exact) else None
+        table.add_row(*_cells(chosen, row, from_text, report), style=style)
     notes = Text("\n".join(totals_lines(report)) + "\n\n" + "\n".join(convention_lines(report)))
     return Group(table, notes)
 
 
-def summary_markdown(report: Report, columns: tuple[str, ...] = DEFAULT_COLUMNS) -> str:
-    chosen = [COLUMNS[key] for key in columns]
+def summary_markdown(report: Report, columns: tuple[str, ...] | None = None, depth: int | None = None) -> str:
+    chosen = [COLUMNS[key] for key in (columns or default_columns(report))]
     lines = [f"### {_headline(report)}", "", _setting(report), ""]
     lines.append("| " + " | ".join(c.title for c in chosen) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in chosen) + "|")
-    for layer in report.layers:
-        lines.append("| " + " | ".join(c.cell(layer, report) for c in chosen) + " |")
+    for row, from_text in table_rows(report, depth):
+        lines.append("| " + " | ".join(_cells(chosen, row, from_text, report)) + " |")
     lines.append("| " + " | ".join(f"**{c.total(report)}**" if c.total(report) else "" for c in chosen) + " |")
     lines.append("")
     lines += [f"- {line}" for line in totals_lines(report) + convention_lines(report)]

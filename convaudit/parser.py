@@ -1,0 +1,196 @@
+"""Parse a YAML document into a NetworkSpec: top-level keys, variants, outputs and graph order.
+
+Every error names the file, line and key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+from .fields import Field, Names, Text
+from .layerlist import LayerListParser, Scope, closest, field_value, parse_blocks
+from .spec import INPUT, LayerSpec, NetworkSpec
+from .yamlsource import Document, load_document, read_text
+
+TOP_LEVEL_KEYS = ("name", "title", "source", "input", "layers", "aliases", "notes", "claims", "outputs",
+                  "blocks", "variants", "separator")
+VARIANT_KEYS = ("description", "blocks", "layers", "outputs")
+
+
+def load_spec(path: Path | str, variant: str | None = None) -> NetworkSpec:
+    path = Path(path)
+    return parse_document(load_document(read_text(path), str(path)), variant)
+
+
+def parse_text(text: str, file: str = "<spec>", variant: str | None = None) -> NetworkSpec:
+    return parse_document(load_document(text, file), variant)
+
+
+def parse_document(doc: Document, variant: str | None = None) -> NetworkSpec:
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SpecError("a spec must be a mapping with at least 'name', 'input' and 'layers'", doc.where(()))
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise doc.error((key,), f"unknown top-level key '{key}'{closest(key, TOP_LEVEL_KEYS)}")
+    for key in ("name", "input", "layers"):
+        if key not in data:
+            raise doc.error((), f"the spec has no '{key}'")
+    name = field_value(doc, ("name",), Field("name", Text(), ""), data["name"])
+    input_shape = _parse_input(doc, data["input"])
+    aliases = data.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise doc.error(("aliases",), "expected a list of names")
+    text_fields = {key: field_value(doc, (key,), Field(key, Text(), ""), data[key])
+                   for key in ("title", "source", "notes") if key in data}
+    separator = data.get("separator", "/")
+    if separator not in ("/", ".", "_", ":"):
+        raise doc.error(("separator",), f"expected one of / . _ : between instance and layer names, got {separator!r}")
+
+    variants = _parse_variants(doc, data.get("variants"))
+    blocks = parse_blocks(doc, data.get("blocks"), ("blocks",))
+    entries = _entries(doc, data["layers"], ("layers",))
+    outputs_value, outputs_path = data.get("outputs"), ("outputs",)
+    if variant is not None:
+        if variant not in variants:
+            known = ", ".join(sorted(variants)) or "none"
+            raise SpecError(f"{name} has no variant '{variant}'{closest(variant, sorted(variants))}; "
+                            f"variants: {known}", doc.where(("variants",)))
+        body = data["variants"][variant]
+        blocks = {**blocks, **parse_blocks(doc, body.get("blocks"), ("variants", variant, "blocks"))}
+        if "layers" in body:
+            entries += _entries(doc, body["layers"], ("variants", variant, "layers"))
+        if "outputs" in body:
+            outputs_value, outputs_path = body["outputs"], ("variants", variant, "outputs")
+
+    parser = LayerListParser(doc, blocks, separator)
+    layers, _, local = parser.parse_list(entries, Scope(), ("layers",))
+    layers = _resolve_top_level(doc, layers, local)
+    outputs = _parse_outputs(doc, outputs_value, outputs_path, layers, local)
+    ordered = _topological(layers, outputs)
+    return NetworkSpec(
+        name=name, input=input_shape, layers=ordered, file=doc.file, aliases=tuple(aliases), outputs=outputs,
+        separator=separator, variant=variant, variants=variants, input_where=doc.where(("input",)), raw=data,
+        **text_fields,
+    )
+
+
+def _entries(doc: Document, items: Any, path: tuple) -> list[tuple[Any, tuple]]:
+    if not isinstance(items, list) or not items:
+        raise doc.error(path, "expected a non-empty list of layers")
+    return [(item, path + (i,)) for i, item in enumerate(items)]
+
+
+def _parse_input(doc: Document, value: Any) -> tuple[int, int, int]:
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise doc.error(("input",), f"expected [channels, height, width], got {value!r}")
+    if any(v <= 0 for v in value):
+        raise doc.error(("input",), f"sizes must be positive, got {value}")
+    return value[0], value[1], value[2]
+
+
+def _parse_variants(doc: Document, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise doc.error(("variants",), "expected a mapping of variant names to {description, blocks, layers, "
+                                       "outputs}")
+    described = {}
+    for name, body in value.items():
+        if not isinstance(body, dict):
+            raise doc.error(("variants", name), "expected {description, blocks, layers, outputs}")
+        for key in body:
+            if key not in VARIANT_KEYS:
+                raise doc.error(("variants", name, key), f"a variant takes {', '.join(VARIANT_KEYS)}, not '{key}'"
+                                                         f"{closest(str(key), VARIANT_KEYS)}")
+        described[str(name)] = str(body.get("description", ""))
+    return described
+
+
+def _resolve_top_level(doc: Document, layers: list[LayerSpec], local: dict[str, str]) -> list[LayerSpec]:
+    """Check every input names a layer; a block instance's name stands for its output."""
+    known = {layer.name for layer in layers}
+    resolved = []
+    for layer in layers:
+        inputs = []
+        for source in layer.inputs:
+            if source == INPUT or source in known:
+                inputs.append(source)
+            elif source in local:
+                inputs.append(local[source])
+            else:
+                raise SpecError(f"'from' names '{source}', which is no layer here"
+                                f"{closest(source, sorted(known | set(local)))}", layer.where_key("from"))
+        resolved.append(layer if tuple(inputs) == layer.inputs else LayerSpec(**{**layer.__dict__,
+                                                                                  "inputs": tuple(inputs)}))
+    return resolved
+
+
+def _parse_outputs(doc: Document, value: Any, path: tuple, layers: list[LayerSpec],
+                   local: dict[str, str]) -> tuple[str, ...]:
+    """The `outputs:` named (instance names stand for their output), or else the one layer nothing reads."""
+    known = {layer.name for layer in layers}
+    if value is not None:
+        names = field_value(doc, path, Field("outputs", Names(), ""), value)
+        resolved = []
+        for index, name in enumerate(names):
+            if name not in known and name not in local:
+                raise doc.error(path + (index,) if isinstance(value, list) else path,
+                                f"'{name}' is no layer here{closest(name, sorted(known))}")
+            resolved.append(name if name in known else local[name])
+        return tuple(resolved)
+    read = {source for layer in layers for source in layer.inputs}
+    sinks = [layer for layer in layers if layer.name not in read]
+    if len(sinks) > 1:
+        raise SpecError(f"the output of '{sinks[0].name}' is never used (nor that of "
+                        f"{', '.join(repr(s.name) for s in sinks[1:])}); feed it to a layer with from:, "
+                        f"or list the network's outputs under outputs:", sinks[0].where)
+    return tuple(layer.name for layer in sinks) or (layers[-1].name,)
+
+
+def _topological(layers: list[LayerSpec], outputs: tuple[str, ...]) -> tuple[LayerSpec, ...]:
+    """Order layers so every input comes first, keeping the file's order where free; refuse cycles and unused layers."""
+    by_name = {layer.name: layer for layer in layers}
+    position = {layer.name: i for i, layer in enumerate(layers)}
+    consumers: dict[str, list[str]] = {name: [] for name in by_name}
+    waiting = {layer.name: len([s for s in layer.inputs if s != INPUT]) for layer in layers}
+    for layer in layers:
+        for source in layer.inputs:
+            if source != INPUT:
+                consumers[source].append(layer.name)
+    ready = sorted((name for name, count in waiting.items() if count == 0), key=position.get)
+    ordered: list[LayerSpec] = []
+    while ready:
+        name = ready.pop(0)
+        ordered.append(by_name[name])
+        for consumer in consumers[name]:
+            waiting[consumer] -= 1
+            if waiting[consumer] == 0:
+                ready.append(consumer)
+                ready.sort(key=position.get)
+    if len(ordered) < len(layers):
+        stuck = [layer for layer in layers if waiting[layer.name] > 0]
+        cycle = _find_cycle(stuck)
+        first = by_name[cycle[0]]
+        raise SpecError(f"the layers form a cycle: {' → '.join(cycle + [cycle[0]])}", first.where_key("from"))
+    unused = [layer for layer in layers if not consumers[layer.name] and layer.name not in outputs]
+    if unused:
+        layer = unused[0]
+        raise SpecError(f"the output of '{layer.name}' is never used; feed it to a layer with from:, "
+                        f"or list it under outputs:", layer.where)
+    return tuple(ordered)
+
+
+def _find_cycle(stuck: list[LayerSpec]) -> list[str]:
+    inputs = {layer.name: [s for s in layer.inputs if s != INPUT] for layer in stuck}
+    start = stuck[0].name
+    path, seen = [start], {start: 0}
+    while True:
+        following = next(s for s in inputs[path[-1]] if s in inputs)
+        if following in seen:
+            return list(reversed(path[seen[following]:]))
+        seen[following] = len(path)
+        path.append(following)
