@@ -378,7 +378,8 @@ def list_architectures(
         spec = load_spec(path)
         totals = analysed(spec).totals
         rows.append({"name": spec.name, "aliases": list(spec.aliases), "title": spec.title,
-                     "input": list(spec.input), "params": totals.params, "macs": totals.macs})
+                     "input": list(spec.input), "params": totals.params, "macs": totals.macs,
+                     "variants": dict(spec.variants)})
     if output_format is CheckFormat.json:
         import json
 

@@ -103,6 +103,7 @@ def library_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(title, justify="right" if numeric else "left", no_wrap=numeric or title == "Input")
     for row in rows:
         aliases = f" ({', '.join(row['aliases'])})" if row["aliases"] else ""
-        table.add_row(row["name"] + aliases, row["title"], fmt_shape(row["input"]), fmt_int(row["params"]),
-                      fmt_int(row["macs"]))
+        variants = "".join(f"\n  +{name}" for name in row.get("variants", {}))
+        table.add_row(row["name"] + aliases + variants, row["title"], fmt_shape(row["input"]),
+                      fmt_int(row["params"]), fmt_int(row["macs"]))
     return table
