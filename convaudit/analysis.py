@@ -30,6 +30,8 @@ CONVENTIONS = {
     "backward": "backward FLOPs = 2 × (weight-gradient MACs + input-gradient MACs), each equal to the forward "
                 "MACs; no input gradient before the first trained layer",
     "batch": "MACs, FLOPs, other ops and activations are for the whole batch; parameters are not",
+    "neurons": "output units of weight layers (conv, linear, subsample, RBF), per sample",
+    "connections": "multiply-adds plus bias terms, per sample (subsampling: window plus bias per unit)",
     "memory": "parameters and every layer's output held at once (input excluded), at the chosen dtype",
 }
 
@@ -112,6 +114,16 @@ class LayerResult:
         return self.outcome.other_ops * self.batch
 
     @property
+    def neurons(self) -> int:
+        """Output units of a weight layer, per sample, as the papers count neurons."""
+        return elements(self.output_shape) if REGISTRY[self.type].has_macs else 0
+
+    @property
+    def connections(self) -> int:
+        """Multiply-adds plus bias terms, per sample, as the papers count connections."""
+        return self.outcome.connections
+
+    @property
     def activations(self) -> int:
         return elements(self.output_shape) * self.batch
 
@@ -145,6 +157,8 @@ class Totals:
     flops: int
     backward_flops: int
     other_ops: int
+    neurons: int
+    connections: int
     activations: int
     param_bytes: int
     activation_bytes: int

@@ -9,7 +9,7 @@ from .analysis import LayerResult, Report, analyze
 from .errors import Where
 from .layers import describe_shape
 from .spec import NetworkSpec
-from .windows import WindowAxis, format_fraction
+from .windows import WindowAxis, format_fraction, merged_axes
 
 SEVERITIES = ("error", "warning", "info")
 SEARCH_SPAN = 256  # input sizes tried on each side when looking for an exact one
@@ -46,18 +46,11 @@ def check(report: Report) -> list[Finding]:
     return findings
 
 
-def _distinct(axes: list[WindowAxis]) -> list[WindowAxis]:
-    """One axis when H and W divide alike (a square case), else both."""
-    key = lambda a: (a.size, a.kernel, a.stride, a.padding, a.dilation)  # noqa: E731
-    return axes[:1] if len(axes) == 2 and key(axes[0]) == key(axes[1]) else axes
-
-
 def _axes_text(axes: list[WindowAxis]) -> tuple[str, str]:
     """('rows and columns', 'H and W: (…)') when both axes divide alike, else one clause per axis."""
-    if len(axes) == 2 and len(_distinct(axes)) == 1:
-        return "rows and columns", f"H and W: {axes[0].formula()}"
-    noun = {"H": "rows", "W": "columns"}
-    return " / ".join(noun[a.axis] for a in axes), "; ".join(f"{a.axis}: {a.formula()}" for a in axes)
+    merged = merged_axes(axes)
+    noun = {"H": "rows", "W": "columns", "H and W": "rows and columns"}
+    return " / ".join(noun[a.axis] for a in merged), "; ".join(f"{a.axis}: {a.formula()}" for a in merged)
 
 
 def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes) -> list[Finding]:
@@ -91,11 +84,9 @@ def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes)
     message = f"{layer.name}: {formula} is not an integer. PyTorch floors it to {first.out}, {seen_text}. {caffe_text}"
     if not unseen:
         return [Finding(spec.label, layer.name, "info", "inexact-division", message, (), where)]
-    axes = _distinct(inexact)
-    on = "H and W" if len(axes) == 1 and len(inexact) == 2 else None
     first_cause = layer.inexact_upstream[0] == layer.name  # later ones follow from it: fix the input once
     suggestions = (fixes.suggest() if first_cause else ()) + tuple(
-        _padding_fix(axis, layer.type, on or axis.axis) for axis in axes)
+        _padding_fix(axis, layer.type, axis.axis) for axis in merged_axes(inexact))
     return [Finding(spec.label, layer.name, "warning", "inexact-division", message, suggestions, where)]
 
 

@@ -27,13 +27,12 @@ from .checks import exit_status
 from .errors import ConvauditError
 from .library import bundled_paths, load
 from .parser import load_spec
-from .render import (
-    Checked,
-    findings_json,
-    findings_markdown,
-    findings_rich,
-    library_table,
+from .render.findings import Checked, findings_json, findings_markdown, findings_rich, library_table
+from .render.summary import (
+    View,
     parse_columns,
+    rf_json,
+    rf_table,
     summary_csv,
     summary_json,
     summary_markdown,
@@ -101,6 +100,16 @@ InputOpt = Annotated[str | None, typer.Option(
     "--input", "-i", metavar="N|HxW", help="Override the spec's input size: 224 or 224x200 (channels stay).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size: scales MACs, FLOPs and activations.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+
+
+OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer state for the training memory: "
+                                                 "sgd none, momentum one buffer, adam two per parameter.")]
 VariantOpt = Annotated[str | None, typer.Option(
     "--variant", help="A variant the spec defines, such as googlenet's aux (also written googlenet+aux).")]
 
@@ -181,21 +190,45 @@ def summary(
     )] = None,
     depth: Annotated[int | None, typer.Option(
         "--depth", min=1, help="Collapse blocks below this depth (1: one row per top-level block).")] = None,
+    rf: Annotated[bool, typer.Option("--rf", help="Add receptive-field columns: RF, jump, start, unseen pixels.")
+                  ] = False,
+    optimizer: OptimizerOpt = Optimizer.adam,
 ) -> None:
-    """Per-layer shapes, parameters, MACs and FLOPs, with totals and the conventions used."""
+    """Per-layer shapes, parameters, MACs and FLOPs, with totals, memory and the conventions used."""
     report = analysed(load_network(spec, input_size, variant), batch, dtype.value)
+    view = View(report, depth, optimizer.value)
     try:
         chosen = parse_columns(columns)
     except ValueError as exc:
         raise ConvauditError(f"--columns: {exc}") from None
     if output_format is SummaryFormat.json:
-        typer.echo(summary_json(report))
+        typer.echo(summary_json(view))
     elif output_format is SummaryFormat.csv:
         typer.echo(summary_csv(report), nl=False)
     elif output_format is SummaryFormat.markdown:
-        typer.echo(summary_markdown(report, chosen, depth), nl=False)
+        typer.echo(summary_markdown(view, chosen, rf), nl=False)
     else:
-        stdout_console().print(summary_table(report, chosen, depth))
+        stdout_console().print(summary_table(view, chosen, rf))
+
+
+@app.command("rf")
+@boundary
+def receptive_field(
+    spec: SpecArg,
+    input_size: InputOpt = None,
+    variant: VariantOpt = None,
+    depth: Annotated[int | None, typer.Option("--depth", min=1, help="One row per block at this depth.")] = None,
+    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+) -> None:
+    """Receptive field, jump and first centre of every layer, per axis, and the input pixels no output sees."""
+    view = View(analysed(load_network(spec, input_size, variant)), depth)
+    columns = ("layer", "type", "output", "rf", "jump", "rf_start", "uncovered")
+    if output_format is CheckFormat.json:
+        typer.echo(rf_json(view))
+    elif output_format is CheckFormat.markdown:
+        typer.echo(summary_markdown(view, columns), nl=False)
+    else:
+        stdout_console().print(rf_table(view))
 
 
 @app.command()
@@ -365,6 +398,68 @@ def bench_progress() -> Iterator[Callable[[int, int, str], None]]:
             bar.update(task, completed=done, total=total, description=name)
 
         yield update
+
+
+@app.command("audit")
+@boundary
+def audit_claims(
+    specs: Annotated[list[str] | None, typer.Argument(
+        metavar="[SPEC]...", help="Spec files or bundled names; every bundled spec with claims if none.")] = None,
+    variant: VariantOpt = None,
+    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the arithmetic of every claim, not only "
+                                                            "the contradicted ones.")] = False,
+) -> None:
+    """Check what sources claim (the spec's claims: section) against the analysis. Exit 1 if any is contradicted."""
+    from .claims import audit
+    from .render.audit import audit_json, audit_markdown, audit_rich
+
+    networks = ([load_network(ref, None, variant) for ref in specs] if specs
+                else [spec for spec in (load_spec(path) for path in bundled_paths()) if spec.claims])
+    audits = [(net, audit(net, lambda name, net=net: load_spec(net.file, name))) for net in networks]
+    if output_format is CheckFormat.json:
+        typer.echo(audit_json(audits))
+    elif output_format is CheckFormat.markdown:
+        typer.echo(audit_markdown(audits), nl=False)
+    else:
+        stdout_console().print(audit_rich(audits, explain))
+    raise typer.Exit(1 if any(not v.holds for _, verdicts in audits for v in verdicts) else 0)
+
+
+@app.command("diff")
+@boundary
+def diff_specs(
+    left: SpecArg,
+    right: Annotated[str | None, typer.Argument(
+        metavar="[SPEC_B]", help="The second spec; the first again if left out (compare two inputs).")] = None,
+    input_sizes: Annotated[list[str] | None, typer.Option(
+        "--input", "-i", metavar="N|HxW", help="Input size: once for both sides, or twice (A then B).")] = None,
+    output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+    changed_only: Annotated[bool, typer.Option("--changed", help="Show only the rows that differ.")] = False,
+) -> None:
+    """Two specs, or one spec at two inputs, side by side: shapes, parameters and MACs per layer.
+
+    convaudit diff alexnet --input 224 --input 227 · convaudit diff alexnet alexnet-torchvision
+    """
+    from .diff import align
+    from .render.diff import diff_json, diff_markdown, diff_rich
+
+    sizes = input_sizes or []
+    if len(sizes) > 2:
+        raise ConvauditError("--input: give it once (both sides) or twice (A then B)")
+    if right is None and len(sizes) != 2:
+        raise ConvauditError("diff needs two specs, or one spec and two --input sizes")
+    left_size = sizes[0] if sizes else None
+    right_size = sizes[-1] if sizes else None
+    a = analysed(load_network(left, left_size))
+    b = analysed(load_network(right or left, right_size))
+    pairs = align(a, b)
+    if output_format is CheckFormat.json:
+        typer.echo(diff_json(a, b, pairs))
+    elif output_format is CheckFormat.markdown:
+        typer.echo(diff_markdown(a, b, pairs), nl=False)
+    else:
+        stdout_console().print(diff_rich(a, b, pairs, changed_only))
 
 
 @app.command("list")

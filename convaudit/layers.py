@@ -50,6 +50,7 @@ class Outcome:
     other_ops: int = 0
     windows: tuple[WindowAxis, ...] = ()  # the H and W divisions of a sliding-window layer
     in_features: int | None = None  # what a fully connected layer receives, flattened
+    connections: int = 0  # as the papers count them: multiply-adds plus bias terms
 
 
 REGISTRY: dict[str, LayerType] = {}
@@ -190,13 +191,15 @@ class Conv(LayerType):
         inputs_read = sum(len(row) for row in table) if table is not None else out * (c // groups)
         weights = inputs_read * kh * kw
         positions = rows.out * cols.out
+        bias_terms = out * positions if params["bias"] else 0
         return Outcome(
             shape=(out, rows.out, cols.out),
             weights=weights,
             biases=out if params["bias"] else 0,
             macs=weights * positions,  # Cout·(Cin/g)·Kh·Kw·Hout·Wout
-            other_ops=out * positions if params["bias"] else 0,
+            other_ops=bias_terms,
             windows=(rows, cols),
+            connections=weights * positions + bias_terms,  # LeNet's C1: (25 + 1)·6·28·28 = 122,304
         )
 
 
@@ -297,8 +300,10 @@ class Subsample(LayerType):
         kh, kw = params["kernel"]
         shape = (c, rows.out, cols.out)
         # coefficient·(window sum) + bias is one multiply-accumulate per output element.
+        # LeNet counts (K·K + 1) connections per unit: the window and the bias (S2: 5·6·14·14 = 5,880).
         return Outcome(shape=shape, weights=c, biases=c, macs=elements(shape),
-                       other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols))
+                       other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols),
+                       connections=(kh * kw + 1) * elements(shape))
 
 
 @register
@@ -432,13 +437,15 @@ class Linear(LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         features, out = elements(inputs[0]), params["out"]
+        biases = out if params["bias"] else 0
         return Outcome(
             shape=(out,),
             weights=features * out,
-            biases=out if params["bias"] else 0,
+            biases=biases,
             macs=features * out,  # in·out
-            other_ops=out if params["bias"] else 0,
+            other_ops=biases,
             in_features=features,
+            connections=features * out + biases,
         )
 
 
@@ -455,7 +462,7 @@ class RBF(LayerType):
         features, out = elements(inputs[0]), params["out"]
         # (x_j − w_ij)² accumulated over j: one multiply-accumulate and one subtraction per term.
         return Outcome(shape=(out,), weights=features * out, fixed=True, macs=features * out,
-                       other_ops=features * out, in_features=features)
+                       other_ops=features * out, in_features=features, connections=features * out)
 
 
 @register

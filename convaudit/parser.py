@@ -5,9 +5,11 @@ Every error names the file, line and key.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .claims import parse_claims
 from .errors import SpecError
 from .fields import Field, Names, Text
 from .layerlist import LayerListParser, Scope, closest, field_value, parse_blocks
@@ -15,7 +17,9 @@ from .spec import INPUT, LayerSpec, NetworkSpec
 from .yamlsource import Document, load_document, read_text
 
 TOP_LEVEL_KEYS = ("name", "title", "source", "input", "layers", "aliases", "notes", "claims", "outputs",
-                  "blocks", "variants", "separator")
+                  "blocks", "variants", "separator", "extends")
+EXTENDING_KEYS = ("name", "title", "source", "notes", "aliases", "claims", "extends", "input")
+MAX_EXTENDS = 8
 VARIANT_KEYS = ("description", "blocks", "layers", "outputs")
 
 
@@ -28,13 +32,15 @@ def parse_text(text: str, file: str = "<spec>", variant: str | None = None) -> N
     return parse_document(load_document(text, file), variant)
 
 
-def parse_document(doc: Document, variant: str | None = None) -> NetworkSpec:
+def parse_document(doc: Document, variant: str | None = None, depth: int = 0) -> NetworkSpec:
     data = doc.data
     if not isinstance(data, dict):
         raise SpecError("a spec must be a mapping with at least 'name', 'input' and 'layers'", doc.where(()))
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise doc.error((key,), f"unknown top-level key '{key}'{closest(key, TOP_LEVEL_KEYS)}")
+    if "extends" in data:
+        return _extending(doc, data, variant, depth)
     for key in ("name", "input", "layers"):
         if key not in data:
             raise doc.error((), f"the spec has no '{key}'")
@@ -70,11 +76,38 @@ def parse_document(doc: Document, variant: str | None = None) -> NetworkSpec:
     layers = _resolve_top_level(doc, layers, local)
     outputs = _parse_outputs(doc, outputs_value, outputs_path, layers, local)
     ordered = _topological(layers, outputs)
-    return NetworkSpec(
+    spec = NetworkSpec(
         name=name, input=input_shape, layers=ordered, file=doc.file, aliases=tuple(aliases), outputs=outputs,
         separator=separator, variant=variant, variants=variants, input_where=doc.where(("input",)), raw=data,
         **text_fields,
     )
+    return replace(spec, claims=parse_claims(doc, data.get("claims"), spec))
+
+
+def _extending(doc: Document, data: dict[str, Any], variant: str | None, depth: int) -> NetworkSpec:
+    """A spec that reuses another's network (a path beside it, or a bundled name) and states its own claims."""
+    from .library import resolve  # the library resolves names through this module
+
+    for key in data:
+        if key not in EXTENDING_KEYS:
+            raise doc.error((key,), f"a spec that extends another may set {', '.join(EXTENDING_KEYS)}, not '{key}'")
+    reference = data["extends"]
+    if not isinstance(reference, str):
+        raise doc.error(("extends",), "expected the path or bundled name of the spec to extend")
+    if depth >= MAX_EXTENDS:
+        raise doc.error(("extends",), f"refused: more than {MAX_EXTENDS} specs extend one another (a loop?)")
+    beside = Path(doc.file).parent / reference
+    path = beside if beside.is_file() else resolve(reference)
+    base = parse_document(load_document(read_text(path), str(path)), variant, depth + 1)
+    changes: dict[str, Any] = {key: field_value(doc, (key,), Field(key, Text(), ""), data[key])
+                               for key in ("name", "title", "source", "notes") if key in data}
+    if "aliases" in data:
+        changes["aliases"] = tuple(data["aliases"])
+    if "input" in data:
+        changes["input"] = _parse_input(doc, data["input"])
+        changes["input_where"] = doc.where(("input",))
+    spec = replace(base, file=doc.file, raw=data, **changes)
+    return replace(spec, claims=parse_claims(doc, data.get("claims"), spec))
 
 
 def _entries(doc: Document, items: Any, path: tuple) -> list[tuple[Any, tuple]]:

@@ -40,7 +40,8 @@ def build_schema() -> dict[str, Any]:
         "title": "convaudit network spec",
         "description": "A convolutional network described layer by layer; see the convaudit README.",
         "type": "object",
-        "required": ["name", "input", "layers"],
+        "required": ["name"],
+        "anyOf": [{"required": ["input", "layers"]}, {"required": ["extends"]}],
         "additionalProperties": False,
         "properties": {
             "name": {**Text().schema(), "description": "short name, used on the command line"},
@@ -59,12 +60,34 @@ def build_schema() -> dict[str, Any]:
                        "description": "reusable blocks, used in layers as {block: NAME, name: ..., params...}"},
             "variants": {"type": "object", "additionalProperties": {"$ref": "#/$defs/variant"},
                          "description": "named changes to the network: extra layers and outputs, or replaced blocks"},
-            "claims": {"type": "object", "description": "figures a source states, checked by `convaudit audit`"},
+            "extends": {"type": "string", "description": "reuse another spec's network (a path beside this file or a "
+                                                         "bundled name); this spec may then set only its name, "
+                                                         "title, source, notes, aliases, input and claims"},
+            "claims": {"description": "figures a source states, checked by `convaudit audit`",
+                       "oneOf": [{"type": "object", "additionalProperties": {"$ref": "#/$defs/claimValue"}},
+                                 {"type": "array", "items": {"$ref": "#/$defs/claim"}}]},
         },
         "$defs": {
             "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/item"}},
             "item": {"if": {"type": "object", "required": ["block"]}, "then": {"$ref": "#/$defs/instance"},
                      "else": {"$ref": "#/$defs/layer"}},
+            "claimValue": {"oneOf": [{"type": ["number", "string"]}, {"type": "array", "items": {"type": "integer"}},
+                                     {"$ref": "#/$defs/claim"}]},
+            "claim": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "claim": {"type": "string", "description": "params, neurons, … or layer.quantity such as "
+                                                               "conv1.shape"},
+                    "value": {"description": "the stated value: a number (60e6) or a shape [96, 55, 55]"},
+                    "tol": {"type": ["number", "string"], "description": "5% (relative) or an absolute number"},
+                    "source": {"type": "string", "description": "where the claim is made"},
+                    "at": {"description": "the input size the claim is stated for: 224 or [224, 200]"},
+                    "variant": {"type": "string"},
+                    "note": {"type": "string"},
+                },
+                "required": ["value"],
+            },
             "expression": {"type": "string", "pattern": "^\\$",
                            "description": "inside a block: $param, or integer arithmetic such as $width * 4"},
             "instance": {

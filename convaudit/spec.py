@@ -66,7 +66,8 @@ class NetworkSpec:
     variant: str | None = None
     variants: Mapping[str, str] = field(default_factory=dict)  # name -> description
     input_where: Where = Where()
-    raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for later sections
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document
+    claims: tuple[Any, ...] = ()  # claims.Claim: what sources state about this network
 
     @property
     def label(self) -> str:

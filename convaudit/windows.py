@@ -11,7 +11,7 @@ that overhangs the padded input by less than one stride.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 
@@ -108,3 +108,11 @@ class WindowAxis:
 
     def floor_rounded(self) -> WindowAxis:
         return WindowAxis(self.axis, self.size, self.kernel, self.stride, self.padding, self.dilation, False)
+
+
+def merged_axes(windows: tuple[WindowAxis, ...] | list[WindowAxis]) -> list[WindowAxis]:
+    """One axis labelled 'H and W' when both divide alike (the square case), else the axes as they are."""
+    windows = list(windows)
+    if len(windows) == 2 and replace(windows[0], axis="W") == windows[1]:
+        return [replace(windows[0], axis="H and W")]
+    return windows

@@ -8,17 +8,8 @@ from rich.console import Console
 
 from convaudit.analysis import analyze
 from convaudit.library import load
-from convaudit.render import (
-    fmt_bytes,
-    fmt_int,
-    fmt_share,
-    fmt_si,
-    parse_columns,
-    rounding_note,
-    summary_csv,
-    summary_markdown,
-    summary_table,
-)
+from convaudit.render.formatting import fmt_bytes, fmt_int, fmt_share, fmt_si, rounding_note
+from convaudit.render.summary import View, parse_columns, summary_csv, summary_markdown, summary_table
 
 
 def test_number_helpers() -> None:
@@ -45,7 +36,7 @@ def test_rounding_notes() -> None:
 
 def test_table_renders_at_a_fixed_width() -> None:
     console = Console(width=100, record=True, file=io.StringIO())
-    console.print(summary_table(analyze(load("lenet5"))))
+    console.print(summary_table(View(analyze(load("lenet5")))))
     text = console.export_text()
     assert "C3" in text and "1,516" in text and "60,840" in text
     assert "non-trainable 840" in text
@@ -53,7 +44,7 @@ def test_table_renders_at_a_fixed_width() -> None:
 
 def test_markdown_and_csv_totals() -> None:
     report = analyze(load("lenet5"))
-    md = summary_markdown(report)
+    md = summary_markdown(View(report))
     assert "| **Total** |" in md and "**60,840**" in md
     last = summary_csv(report).strip().splitlines()[-1].split(",")
     assert last[0] == "TOTAL" and "60840" in last

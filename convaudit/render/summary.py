@@ -7,6 +7,8 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 from rich import box
@@ -17,41 +19,91 @@ from rich.text import Text
 from ..analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, totals_of
 from ..groups import Group as BlockGroup
 from ..groups import group_key, grouped, main_and_side
+from ..memory import Memory, training_memory
+from ..receptive import LayerField, receptive_fields, show
 from ..spec import INPUT
 from ..windows import format_fraction
 from .formatting import CEIL_MARK, INEXACT_MARK, fmt_bytes, fmt_int, fmt_shape, fmt_share, fmt_si, rounding_note
 
 # ---------------------------------------------------------------- columns
 
+class View:
+    """What a summary table shows: the report, its rows (layers or groups at `depth`) and lazily the
+    receptive fields and memory."""
+
+    def __init__(self, report: Report, depth: int | None = None, optimizer: str = "adam"):
+        self.report = report
+        self.depth = depth
+        self.optimizer = optimizer
+
+    @cached_property
+    def rows(self) -> list[Any]:
+        return list(self.report.layers) if self.depth is None else grouped(self.report, self.depth)
+
+    @cached_property
+    def from_texts(self) -> dict[str, str]:
+        """Each row's inputs, blank when it reads the row above; groups name the groups they read."""
+        texts, previous = {}, INPUT
+        for row in self.rows:
+            if isinstance(row, BlockGroup):
+                inputs = tuple(dict.fromkeys(group_key(name, self.report.spec.separator, self.depth or 1)
+                                             for name in row.inputs))
+            else:
+                inputs = row.spec.inputs
+            texts[row.name] = "" if inputs == (previous,) else ", ".join(inputs)
+            previous = row.name
+        return texts
+
+    @cached_property
+    def fields(self) -> dict[str, LayerField]:
+        return receptive_fields(self.report)
+
+    def field(self, row: Any) -> LayerField:
+        return self.fields[row.layers[-1].name if isinstance(row, BlockGroup) else row.name]
+
+    @cached_property
+    def memory(self) -> Memory:
+        return training_memory(self.report, self.optimizer)
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
     title: str
-    cell: Callable[[LayerResult, Report], str]
-    total: Callable[[Report], str] = lambda report: ""
+    cell: Callable[[Any, View], str]
+    total: Callable[[View], str] = lambda view: ""
     numeric: bool = True
 
 
-def _output_cell(layer: LayerResult, report: Report) -> str:
-    note = rounding_note(layer)
-    return f"{fmt_shape(layer.output_shape)} {note}" if note else fmt_shape(layer.output_shape)
+def _output_cell(row: Any, view: View) -> str:
+    note = rounding_note(row)
+    return f"{fmt_shape(row.output_shape)} {note}" if note else fmt_shape(row.output_shape)
 
 
 def count_column(key: str, title: str, blank_zero: bool = True) -> Column:
-    """A column showing LayerResult.<key>, totalled from Totals.<key>."""
+    """A column showing LayerResult.<key> (or a group's sum), totalled from Totals.<key>."""
 
-    def cell(layer: LayerResult, report: Report) -> str:
-        value = getattr(layer, key)
+    def cell(row: Any, view: View) -> str:
+        value = getattr(row, key)
         return fmt_int(value) if value or not blank_zero else ""
 
-    return Column(key, title, cell, lambda report: fmt_int(getattr(report.totals, key)))
+    return Column(key, title, cell, lambda view: fmt_int(getattr(view.report.totals, key)))
+
+
+def _pair(values: tuple[Any, Any]) -> str:
+    return show(values[0]) if values[0] == values[1] else f"{show(values[0])}×{show(values[1])}"
+
+
+def _uncovered(row: Any, view: View) -> str:
+    field = view.field(row)
+    return "" if field.uncovered == (0, 0) else _pair(field.uncovered)
 
 
 COLUMNS: dict[str, Column] = {c.key: c for c in (
-    Column("layer", "Layer", lambda layer, report: layer.name, lambda report: "Total", numeric=False),
-    Column("type", "Type", lambda layer, report: layer.type, numeric=False),
-    Column("from", "From", lambda layer, report: ", ".join(layer.spec.inputs), numeric=False),
-    Column("input", "Input", lambda layer, report: " + ".join(fmt_shape(s) for s in layer.input_shapes),
+    Column("layer", "Layer", lambda row, view: row.name, lambda view: "Total", numeric=False),
+    Column("type", "Type", lambda row, view: row.type, numeric=False),
+    Column("from", "From", lambda row, view: view.from_texts[row.name], numeric=False),
+    Column("input", "Input", lambda row, view: " + ".join(fmt_shape(s) for s in row.input_shapes),
            numeric=False),
     Column("output", "Output", _output_cell, numeric=False),
     count_column("params", "Params"),
@@ -59,13 +111,25 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
     count_column("biases", "Biases"),
     count_column("macs", "MACs"),
     count_column("flops", "FLOPs"),
-    Column("share", "Share", lambda layer, report: fmt_share(layer.flops, report.totals.flops),
-           lambda report: "100%"),
+    Column("share", "Share", lambda row, view: fmt_share(row.flops, view.report.totals.flops),
+           lambda view: "100%"),
     count_column("other_ops", "Other ops"),
+    count_column("backward_flops", "Bwd FLOPs"),
+    count_column("neurons", "Neurons"),
+    count_column("connections", "Connections"),
     count_column("activations", "Activations", blank_zero=False),
-    Column("memory", "Act. memory", lambda layer, report: fmt_bytes(layer.activation_bytes),
-           lambda report: fmt_bytes(report.totals.activation_bytes)),
+    Column("memory", "Act. memory", lambda row, view: fmt_bytes(row.activation_bytes),
+           lambda view: fmt_bytes(view.report.totals.activation_bytes)),
+    Column("saved", "Saved for bwd", lambda row, view: fmt_bytes(view.memory.saved_by_layer.get(row.name, 0))
+           if isinstance(row, LayerResult) else fmt_bytes(sum(view.memory.saved_by_layer[layer.name]
+                                                              for layer in row.layers)),
+           lambda view: fmt_bytes(view.memory.saved_activations)),
+    Column("rf", "RF", lambda row, view: _pair(view.field(row).rf)),
+    Column("jump", "Jump", lambda row, view: _pair(view.field(row).jump)),
+    Column("rf_start", "RF start", lambda row, view: _pair(view.field(row).start)),
+    Column("uncovered", "Unseen px", _uncovered),
 )}
+RF_COLUMNS = ("rf", "jump", "rf_start", "uncovered")
 DEFAULT_COLUMNS = ("layer", "type", "output", "params", "macs", "flops", "share")
 
 
@@ -87,8 +151,27 @@ def parse_columns(text: str | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(keys))
 
 
-def report_dict(report: Report) -> dict[str, Any]:
+def json_number(value: Fraction | int) -> int | float | str:
+    """Exact in JSON: an int, a float when it is a whole number of halves or quarters, else 'p/q'."""
+    value = Fraction(value)
+    if value.denominator == 1:
+        return value.numerator
+    if value.denominator in (2, 4, 8):
+        return float(value)
+    return f"{value.numerator}/{value.denominator}"
+
+
+def memory_dict(memory: Memory) -> dict[str, Any]:
+    return {"dtype": memory.dtype, "batch": memory.batch, "optimizer": memory.optimizer,
+            "params_bytes": memory.params, "gradients_bytes": memory.gradients,
+            "optimizer_state_bytes": memory.optimizer_state, "saved_activations_bytes": memory.saved_activations,
+            "training_total_bytes": memory.training_total, "inference_peak_activation_bytes": memory.inference_peak,
+            "inference_peak_layer": memory.inference_peak_layer, "inference_total_bytes": memory.inference_total}
+
+
+def report_dict(view: View) -> dict[str, Any]:
     """The JSON contract of `summary --format json`."""
+    report = view.report
     return {
         "name": report.spec.name,
         "variant": report.spec.variant,
@@ -98,10 +181,18 @@ def report_dict(report: Report) -> dict[str, Any]:
         "batch": report.batch,
         "dtype": report.dtype,
         "conventions": dict(CONVENTIONS),
-        "layers": [layer_dict(layer) for layer in report.layers],
+        "layers": [{**layer_dict(layer), **field_dict(view.fields[layer.name]),
+                    "saved_bytes": view.memory.saved_by_layer[layer.name]} for layer in report.layers],
         "totals": {name: getattr(report.totals, name) for name in TOTAL_FIELDS},
+        "memory": memory_dict(view.memory),
         **parts_dict(report),
     }
+
+
+def field_dict(field: LayerField) -> dict[str, Any]:
+    return {"rf": [json_number(v) for v in field.rf], "jump": [json_number(v) for v in field.jump],
+            "rf_start": [json_number(v) for v in field.start], "uncovered": list(field.uncovered),
+            "rf_notes": list(field.notes)}
 
 
 def parts_dict(report: Report) -> dict[str, Any]:
@@ -132,6 +223,8 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
         "flops": layer.flops,
         "backward_flops": layer.backward_flops,
         "other_ops": layer.other_ops,
+        "neurons": layer.neurons,
+        "connections": layer.connections,
         "activations": layer.activations,
         "param_bytes": layer.param_bytes,
         "activation_bytes": layer.activation_bytes,
@@ -144,8 +237,8 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
     }
 
 
-def summary_json(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2, ensure_ascii=False)
+def summary_json(view: View) -> str:
+    return json.dumps(report_dict(view), indent=2, ensure_ascii=False)
 
 
 CSV_FIELDS = ("name", "type", "input_shape", "output_shape", "params", "weights", "biases", "trainable_params",
@@ -196,6 +289,26 @@ def totals_lines(report: Report) -> list[str]:
     return lines
 
 
+def memory_lines(memory: Memory) -> list[str]:
+    per = f", batch {memory.batch}" if memory.batch > 1 else ""
+    return [
+        f"training at {memory.dtype} with {memory.optimizer}{per}: params {fmt_bytes(memory.params)} + gradients "
+        f"{fmt_bytes(memory.gradients)} + optimizer state {fmt_bytes(memory.optimizer_state)} + saved activations "
+        f"{fmt_bytes(memory.saved_activations)} = {fmt_bytes(memory.training_total)}",
+        f"inference: params {fmt_bytes(memory.params)} + peak activations {fmt_bytes(memory.inference_peak)} "
+        f"(at {memory.inference_peak_layer}) = {fmt_bytes(memory.inference_total)}",
+    ]
+
+
+def rf_lines(view: View) -> list[str]:
+    notes = [f"{name}: {note}" for name, field in view.fields.items() for note in field.notes
+             if "floored" in note or "misaligned" in note or "adaptive" in note]
+    lines = ["RF: receptive field in input pixels; Jump: input pixels between neighbouring outputs; RF start: "
+             "centre of the first output's field (pixel i centred at i, padding moves it below 0); Unseen px: "
+             "input pixels no output depends on."]
+    return lines + notes[:8] + ([f"… and {len(notes) - 8} more"] if len(notes) > 8 else [])
+
+
 def convention_lines(report: Report) -> list[str]:
     lines = [
         "MACs: multiply-accumulates of conv, linear, subsample and RBF layers. FLOPs = 2 × MACs.",
@@ -211,53 +324,73 @@ def convention_lines(report: Report) -> list[str]:
     return lines
 
 
-def default_columns(report: Report) -> tuple[str, ...]:
-    """The default columns, with From for networks that branch."""
-    if report.spec.is_chain:
-        return DEFAULT_COLUMNS
-    return DEFAULT_COLUMNS[:2] + ("from",) + DEFAULT_COLUMNS[2:]
+def default_columns(report: Report, rf: bool = False) -> tuple[str, ...]:
+    """The default columns, with From for networks that branch, and the receptive field on request."""
+    columns = DEFAULT_COLUMNS if report.spec.is_chain else DEFAULT_COLUMNS[:2] + ("from",) + DEFAULT_COLUMNS[2:]
+    if rf:
+        at = columns.index("output") + 1
+        columns = columns[:at] + RF_COLUMNS + columns[at:]
+    return columns
 
 
-def table_rows(report: Report, depth: int | None) -> list[tuple[Any, str]]:
-    """(row, its From text): every layer, or groups at `depth`. From is blank when a row reads the one above."""
-    rows: list[Any] = list(report.layers) if depth is None else grouped(report, depth)
-    shown, previous = [], INPUT
-    for row in rows:
-        if isinstance(row, BlockGroup):  # name each input by the group it belongs to at this depth
-            inputs = tuple(dict.fromkeys(group_key(name, report.spec.separator, depth or 1) for name in row.inputs))
-        else:
-            inputs = row.spec.inputs
-        shown.append((row, "" if inputs == (previous,) else ", ".join(inputs)))
-        previous = row.name
-    return shown
-
-
-def _cells(chosen: list[Column], row: Any, from_text: str, report: Report) -> list[str]:
-    return [from_text if column.key == "from" else column.cell(row, report) for column in chosen]
-
-
-def summary_table(report: Report, columns: tuple[str, ...] | None = None, depth: int | None = None) -> Group:
-    chosen = [COLUMNS[key] for key in (columns or default_columns(report))]
+def summary_table(view: View, columns: tuple[str, ...] | None = None, rf: bool = False) -> Group:
+    report = view.report
+    chosen = [COLUMNS[key] for key in (columns or default_columns(report, rf))]
     table = Table(title=_headline(report), caption=_setting(report), box=box.SIMPLE_HEAD, show_footer=True,
                   pad_edge=False, title_justify="left", caption_justify="left")
     for column in chosen:
-        table.add_column(column.title, footer=column.total(report), justify="right" if column.numeric else "left",
+        table.add_column(column.title, footer=column.total(view), justify="right" if column.numeric else "left",
                          no_wrap=column.key in ("output", "layer"))
-    for row, from_text in table_rows(report, depth):
+    for row in view.rows:
         style = "yellow" if not row.exact and any(not a.ceil for a in row.windows if not a.is_exact) else None
-        table.add_row(*_cells(chosen, row, from_text, report), style=style)
-    notes = Text("\n".join(totals_lines(report)) + "\n\n" + "\n".join(convention_lines(report)))
+        table.add_row(*(column.cell(row, view) for column in chosen), style=style)
+    lines = totals_lines(report) + memory_lines(view.memory)
+    if rf or any(key in RF_COLUMNS for key in (columns or ())):
+        lines += rf_lines(view)
+    notes = Text("\n".join(lines) + "\n\n" + "\n".join(convention_lines(report)))
     return Group(table, notes)
 
 
-def summary_markdown(report: Report, columns: tuple[str, ...] | None = None, depth: int | None = None) -> str:
-    chosen = [COLUMNS[key] for key in (columns or default_columns(report))]
+def summary_markdown(view: View, columns: tuple[str, ...] | None = None, rf: bool = False) -> str:
+    report = view.report
+    chosen = [COLUMNS[key] for key in (columns or default_columns(report, rf))]
     lines = [f"### {_headline(report)}", "", _setting(report), ""]
     lines.append("| " + " | ".join(c.title for c in chosen) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in chosen) + "|")
-    for row, from_text in table_rows(report, depth):
-        lines.append("| " + " | ".join(_cells(chosen, row, from_text, report)) + " |")
-    lines.append("| " + " | ".join(f"**{c.total(report)}**" if c.total(report) else "" for c in chosen) + " |")
+    for row in view.rows:
+        lines.append("| " + " | ".join(c.cell(row, view) for c in chosen) + " |")
+    lines.append("| " + " | ".join(f"**{c.total(view)}**" if c.total(view) else "" for c in chosen) + " |")
     lines.append("")
-    lines += [f"- {line}" for line in totals_lines(report) + convention_lines(report)]
+    lines += [f"- {line}" for line in totals_lines(report) + memory_lines(view.memory) + convention_lines(report)]
     return "\n".join(lines) + "\n"
+
+
+RF_VIEW_COLUMNS = ("layer", "type", "output", "rf", "jump", "rf_start", "uncovered")
+
+
+def rf_table(view: View) -> Group:
+    """`convaudit rf`: the receptive-field columns alone, with every note on rounding, merges and pools."""
+    report = view.report
+    chosen = [COLUMNS[key] for key in RF_VIEW_COLUMNS]
+    table = Table(title=_headline(report), caption=_setting(report), box=box.SIMPLE_HEAD, pad_edge=False,
+                  title_justify="left", caption_justify="left")
+    for column in chosen:
+        table.add_column(column.title, justify="right" if column.numeric else "left",
+                         no_wrap=column.key in ("output", "layer"))
+    for row in view.rows:
+        table.add_row(*(column.cell(row, view) for column in chosen))
+    notes = [f"{name}: {note}" for name, field in view.fields.items() for note in field.notes]
+    lines = rf_lines(view)[:1] + notes
+    return Group(table, Text("\n".join(lines)))
+
+
+def rf_json(view: View) -> str:
+    report = view.report
+    return json.dumps({"name": report.spec.name, "variant": report.spec.variant, "input": list(report.input),
+                       "conventions": {"coordinates": "network-input pixels, pixel i centred at i",
+                                       "rf": "field size in input pixels", "jump": "pixels between neighbouring "
+                                       "outputs", "rf_start": "centre of the first output's field",
+                                       "uncovered": "input pixels no output of the layer depends on"},
+                       "layers": [{"name": layer.name, "type": layer.type, "output_shape": list(layer.output_shape),
+                                   **field_dict(view.fields[layer.name])} for layer in report.layers]},
+                      indent=2, ensure_ascii=False)

@@ -1,0 +1,384 @@
+"""Claims a source states about a network, checked against the analysis with the arithmetic shown.
+
+A spec's `claims:` is a mapping from what is claimed to the stated value, or a list:
+
+    claims:
+      params: {value: 60e6, tol: 5%, source: "abstract: 60 million parameters"}
+      conv1.shape: [96, 55, 55]
+      - {claim: conv1.shape, value: [96, 55, 55], at: 224, source: "blog: 224 input gives 55×55"}
+
+What is claimed is a network quantity (params, neurons, connections, depth, …),
+`layer.quantity` (conv1.shape, C3.connections) or `block.quantity` (a sum over
+the block's layers, inception3a.macs). `tol` is relative ("5%") or absolute (a
+number); without it the value must match exactly. `at` evaluates the claim at
+another input size, `variant` on a variant of the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from .analysis import LayerResult, Report, analyze
+from .errors import Where
+from .fields import parse_number
+from .groups import group_key
+from .layerlist import closest
+from .layers import REGISTRY, elements
+from .receptive import receptive_fields, show
+from .spec import INPUT, NetworkSpec
+from .windows import WindowAxis, merged_axes
+from .yamlsource import Document, KeyPath
+
+NETWORK_QUANTITIES = ("params", "trainable_params", "non_trainable_params", "weights", "biases", "macs", "flops",
+                      "backward_flops", "other_ops", "neurons", "connections", "activations", "depth",
+                      "input_elements")
+LAYER_QUANTITIES = ("shape", "channels", "params", "trainable_params", "weights", "biases", "macs", "flops",
+                    "neurons", "connections", "activations", "rf")
+CLAIM_KEYS = ("claim", "value", "tol", "source", "at", "variant", "note")
+
+
+@dataclass(frozen=True)
+class Claim:
+    target: str
+    layer: str | None  # a layer or block name; None for the whole network
+    quantity: str
+    value: Fraction | tuple[int, ...]
+    tolerance: Fraction | None  # absolute
+    relative: Fraction | None  # a share of the stated value
+    source: str
+    at: tuple[int, int] | None
+    variant: str | None
+    where: Where
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    computed: int | tuple[int, ...] | None
+    holds: bool
+    difference: str
+    arithmetic: str
+
+
+# ---------------------------------------------------------------- parsing
+
+def parse_claims(doc: Document, value: Any, spec: NetworkSpec, path: KeyPath = ("claims",)) -> tuple[Claim, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        entries = [(key, item, path + (key,)) for key, item in value.items()]
+    elif isinstance(value, list):
+        entries = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict) or "claim" not in item:
+                raise doc.error(path + (index,), "a claim in a list needs `claim:` (what is claimed) and `value:`")
+            entries.append((item["claim"], item, path + (index,)))
+    else:
+        raise doc.error(path, "expected a mapping of claims (params: 60e6) or a list of {claim, value, …}")
+    return tuple(_parse_claim(doc, str(target), item, where, spec) for target, item, where in entries)
+
+
+def _parse_claim(doc: Document, target: str, item: Any, path: KeyPath, spec: NetworkSpec) -> Claim:
+    body = item if isinstance(item, dict) else {"value": item}
+    for key in body:
+        if key not in CLAIM_KEYS:
+            raise doc.error(path + (key,), f"a claim takes {', '.join(CLAIM_KEYS)}, not '{key}'"
+                                           f"{closest(str(key), CLAIM_KEYS)}")
+    if "value" not in body:
+        raise doc.error(path, "the claim has no value")
+    layer, quantity = _split_target(doc, target, path, spec)
+    raw = body["value"]
+    if quantity == "shape":
+        if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+            raise doc.error(path, f"a shape claim needs a list such as [96, 55, 55], got {raw!r}")
+        value: Fraction | tuple[int, ...] = tuple(raw)
+    else:
+        try:
+            value = parse_number(str(raw).replace(",", "") if isinstance(raw, str) else raw)
+        except ValueError as problem:
+            raise doc.error(path + ("value",) if isinstance(item, dict) else path, str(problem)) from None
+    tolerance, relative = _tolerance(doc, body.get("tol"), path + ("tol",))
+    at = _at(doc, body.get("at"), path + ("at",))
+    variant = body.get("variant")
+    if variant is not None and variant not in spec.variants:
+        raise doc.error(path + ("variant",), f"{spec.name} has no variant '{variant}'"
+                                             f"{closest(str(variant), sorted(spec.variants))}")
+    return Claim(target, layer, quantity, value, tolerance, relative, str(body.get("source", "")), at, variant,
+                 doc.where(path))
+
+
+def _split_target(doc: Document, target: str, path: KeyPath, spec: NetworkSpec) -> tuple[str | None, str]:
+    if target in NETWORK_QUANTITIES:
+        return None, target
+    if "." not in target:
+        raise doc.error(path, f"unknown claim '{target}'{closest(target, NETWORK_QUANTITIES)}: claim a network "
+                              f"quantity ({', '.join(NETWORK_QUANTITIES)}) or layer.quantity")
+    layer, quantity = target.rsplit(".", 1)
+    if quantity not in LAYER_QUANTITIES:
+        raise doc.error(path, f"unknown quantity '{quantity}' in '{target}'{closest(quantity, LAYER_QUANTITIES)}; "
+                              f"a layer has {', '.join(LAYER_QUANTITIES)}")
+    names = {layer_spec.name for layer_spec in spec.layers}
+    groups = {group_key(name, spec.separator, depth) for name in names for depth in range(1, 4)}
+    if layer not in names and layer not in groups:
+        raise doc.error(path, f"'{layer}' in '{target}' is no layer or block here{closest(layer, sorted(names))}")
+    return layer, quantity
+
+
+def _tolerance(doc: Document, value: Any, path: KeyPath) -> tuple[Fraction | None, Fraction | None]:
+    if value is None:
+        return None, None
+    try:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            return None, parse_number(value.strip()[:-1]) / 100
+        return parse_number(value), None
+    except ValueError:
+        raise doc.error(path, f"expected a tolerance such as 5% or 1000, got {value!r}") from None
+
+
+def _at(doc: Document, value: Any, path: KeyPath) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value, value
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return value[0], value[1]
+    raise doc.error(path, f"expected an input size such as 224 or [224, 200], got {value!r}")
+
+
+# ---------------------------------------------------------------- evaluating
+
+def audit(spec: NetworkSpec, load_variant: Any = None) -> list[Verdict]:
+    """Every claim of `spec`, each evaluated at its own input size and variant."""
+    reports: dict[tuple[Any, Any], Report] = {}
+    verdicts = []
+    for claim in spec.claims:
+        key = (claim.at, claim.variant)
+        if key not in reports:
+            network = load_variant(claim.variant) if claim.variant else spec
+            reports[key] = analyze(network.with_input(*claim.at) if claim.at else network)
+        verdicts.append(evaluate(claim, reports[key]))
+    return verdicts
+
+
+def evaluate(claim: Claim, report: Report) -> Verdict:
+    computed, arithmetic = compute(claim, report)
+    if computed is None:
+        return Verdict(claim, None, False, "cannot be computed", arithmetic)
+    if isinstance(claim.value, tuple) or isinstance(computed, tuple):
+        holds = computed == claim.value
+        difference = "" if holds else f"{_fmt(computed)} instead of {_fmt(claim.value)}"
+        return Verdict(claim, computed, holds, difference, arithmetic)
+    stated = claim.value
+    gap = Fraction(computed) - stated
+    allowed = claim.tolerance if claim.tolerance is not None else (
+        abs(stated) * claim.relative if claim.relative is not None else Fraction(0))
+    holds = abs(gap) <= allowed
+    share = f" ({float(gap / stated) * 100:+.1f}%)" if stated else ""
+    difference = "exact" if gap == 0 else f"{_fmt_number(gap, signed=True)}{share}"
+    return Verdict(claim, computed, holds, difference, arithmetic)
+
+
+def compute(claim: Claim, report: Report) -> tuple[int | tuple[int, ...] | None, str]:
+    """The analysis's value of the claimed quantity, and how it comes about."""
+    if claim.layer is None:
+        return _network(claim.quantity, report)
+    layers = [layer for layer in report.layers
+              if layer.name == claim.layer or layer.name.startswith(claim.layer + report.spec.separator)]
+    if not layers:
+        reason = f"; analysis stopped at {report.halted.layer.name}: {report.halted.problem.message}" \
+            if report.halted else ""
+        return None, f"{claim.layer} was not reached{reason}"
+    if len(layers) == 1 and layers[0].name == claim.layer:
+        return _layer(claim.quantity, layers[0], report)
+    return _block(claim.quantity, claim.layer, layers)
+
+
+def _network(quantity: str, report: Report) -> tuple[int | None, str]:
+    if quantity == "input_elements":
+        c, h, w = report.input
+        return c * h * w, f"{c}·{h}·{w} = {c * h * w:,}"
+    if quantity == "depth":
+        path = longest_weight_path(report)
+        return len(path), f"{len(path)} weight layers on the longest path: {', '.join(path)}"
+    per_sample = quantity in ("activations", "macs", "flops", "backward_flops", "other_ops")
+    contributions = [(layer.name, getattr(layer, quantity) // (layer.batch if per_sample else 1))
+                     for layer in report.layers]
+    contributions = [(name, value) for name, value in contributions if value]
+    total = sum(value for _, value in contributions)
+    shown = " + ".join(f"{name} {value:,}" for name, value in contributions[:8])
+    more = f" + {len(contributions) - 8} more layers" if len(contributions) > 8 else ""
+    stopped = f" (analysis stopped at {report.halted.layer.name})" if report.halted else ""
+    return total, f"{shown}{more} = {total:,}{stopped}"
+
+
+def _block(quantity: str, name: str, layers: list[LayerResult]) -> tuple[int | tuple[int, ...] | None, str]:
+    if quantity == "shape":
+        return layers[-1].output_shape, f"{name} ends in {layers[-1].name}: {_fmt(layers[-1].output_shape)}"
+    if quantity == "channels":
+        return layers[-1].output_shape[0], f"{name} ends in {layers[-1].name} with {layers[-1].output_shape[0]}"
+    if quantity == "rf":
+        return None, "claim the receptive field of one layer, not of a block"
+    per_sample = quantity in ("activations", "macs", "flops")
+    parts = [(layer.name, _layer_value(quantity, layer) // (layer.batch if per_sample else 1)) for layer in layers]
+    parts = [(n, v) for n, v in parts if v]
+    total = sum(v for _, v in parts)
+    return total, f"{name}: " + " + ".join(f"{n.removeprefix(name)[1:]} {v:,}" for n, v in parts) + f" = {total:,}"
+
+
+def _layer_value(quantity: str, layer: LayerResult) -> int:
+    if quantity == "activations":
+        return layer.activations
+    return getattr(layer, quantity)
+
+
+def _layer(quantity: str, layer: LayerResult, report: Report) -> tuple[int | tuple[int, ...] | None, str]:
+    batch = layer.batch
+    if quantity == "shape":
+        return layer.output_shape, shape_arithmetic(layer, report)
+    if quantity == "channels":
+        return layer.output_shape[0], f"{layer.name} gives {layer.output_shape[0]} channels ({layer.type})"
+    if quantity == "rf":
+        field = receptive_fields(report)[layer.name]
+        rf = field.rf
+        value = int(rf[0]) if rf[0] == rf[1] and rf[0].denominator == 1 else None
+        return value, f"receptive field {show(rf[0])}×{show(rf[1])} (jump {show(field.jump[0])})"
+    if quantity in ("params", "trainable_params", "weights", "biases"):
+        return getattr(layer, quantity), weight_arithmetic(layer, quantity)
+    if quantity in ("macs", "flops"):
+        value = getattr(layer, quantity) // batch
+        return value, mac_arithmetic(layer) + (f"; FLOPs = 2 × {layer.macs // batch:,}" if quantity == "flops"
+                                               else "")
+    if quantity == "neurons":
+        shape = layer.output_shape
+        if not layer.neurons:
+            return 0, f"{layer.name} ({layer.type}) has no weights: its outputs are not counted as neurons"
+        return layer.neurons, f"{'·'.join(map(str, shape))} output units = {layer.neurons:,}"
+    if quantity == "connections":
+        return layer.connections, connection_arithmetic(layer)
+    if quantity == "activations":
+        return layer.activations // batch, f"{'·'.join(map(str, layer.output_shape))} = {layer.activations // batch:,}"
+    raise AssertionError(quantity)  # every quantity is parsed against LAYER_QUANTITIES
+
+
+def shape_arithmetic(layer: LayerResult, report: Report) -> str:
+    own = "; ".join(f"{w.axis}: {w.formula()}" + (_rounding(w) if not w.is_exact else "")
+                    for w in merged_axes(layer.windows))
+    text = f"{layer.name}: {own}" if own else f"{layer.name} ({layer.type}) gives {_fmt(layer.output_shape)}"
+    upstream = [name for name in layer.inexact_upstream if name != layer.name]
+    if upstream:
+        causes = []
+        for name in upstream[:3]:
+            earlier = report.layer(name)
+            causes.append("; ".join(f"{name} {w.formula()} → {w.out}" for w in merged_axes(earlier.windows)
+                                    if not w.is_exact))
+        text += f", after {', '.join(causes)}"
+    return text
+
+
+def _rounding(w: WindowAxis) -> str:
+    if w.ceil:
+        return f" → {w.out} (ceil: true rounds up)"
+    return f" → {w.out} (PyTorch floors; rounding up, Caffe's rule for pooling only, would give {w.ceil_rounded().out})"
+
+
+def weight_arithmetic(layer: LayerResult, quantity: str) -> str:
+    p, kind = layer.spec.params, layer.type
+    c_in = layer.input_shapes[0][0]
+    if kind == "conv":
+        kh, kw = p["kernel"]
+        if p.get("connections") is not None:
+            reads = sum(len(row) for row in p["connections"])
+            weights = f"{reads} table reads·{kh}·{kw} = {layer.weights:,} weights"
+        else:
+            weights = f"{p['out']}·{c_in // p['groups']}·{kh}·{kw} = {layer.weights:,} weights" + (
+                f" (Cin/groups = {c_in}/{p['groups']})" if p["groups"] > 1 else "")
+    elif kind in ("linear", "rbf"):
+        weights = f"{layer.outcome.in_features:,}·{p['out']} = {layer.weights:,} weights"
+    elif kind == "subsample":
+        weights = f"{layer.weights} coefficients (one per map)"
+    elif kind == "batchnorm":
+        weights = f"{layer.weights} scales"
+    else:
+        return f"{layer.name} ({kind}) has no parameters"
+    biases = f" + {layer.biases:,} biases" if layer.biases else ""
+    stats = f" + {layer.outcome.stats:,} running statistics" if layer.outcome.stats else ""
+    fixed = " (fixed, not trained)" if layer.outcome.fixed else ""
+    if quantity == "weights":
+        return weights + fixed
+    if quantity == "biases":
+        return f"{layer.biases:,} biases"
+    total = layer.trainable_params if quantity == "trainable_params" else layer.params
+    if quantity == "trainable_params":
+        stats = ""
+    return f"{weights}{biases}{stats}{fixed} = {total:,}"
+
+
+def mac_arithmetic(layer: LayerResult) -> str:
+    macs = layer.macs // layer.batch
+    if layer.type == "conv":
+        return f"{layer.weights:,} weights × {layer.output_shape[1]}·{layer.output_shape[2]} positions = {macs:,}"
+    if layer.type in ("linear", "rbf"):
+        return f"{layer.outcome.in_features:,}·{layer.output_shape[0]} = {macs:,}"
+    if layer.type == "subsample":
+        return f"one per output: {'·'.join(map(str, layer.output_shape))} = {macs:,}"
+    return f"{layer.name} ({layer.type}) does no multiply-adds (other ops: {layer.other_ops // layer.batch:,})"
+
+
+def connection_arithmetic(layer: LayerResult) -> str:
+    outputs = elements(layer.output_shape)
+    if layer.type == "conv" and layer.spec.params.get("connections") is None:
+        per_unit = layer.weights // layer.output_shape[0]
+        bias = " + 1 bias" if layer.biases else ""
+        return f"({per_unit:,} inputs{bias}) × {outputs:,} outputs = {layer.connections:,}"
+    if layer.type == "conv":
+        return f"{layer.macs // layer.batch:,} table multiply-adds + {outputs:,} bias terms = {layer.connections:,}"
+    if layer.type == "subsample":
+        kh, kw = layer.spec.params["kernel"]
+        return f"({kh}·{kw} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}"
+    if layer.type == "linear":
+        bias = f" + {layer.biases:,} biases" if layer.biases else ""
+        return f"{layer.outcome.in_features:,}·{layer.output_shape[0]}{bias} = {layer.connections:,}"
+    if layer.type == "rbf":
+        return f"{layer.outcome.in_features:,}·{layer.output_shape[0]} = {layer.connections:,}"
+    return f"{layer.name} ({layer.type}) has no weights: no connections counted"
+
+
+def longest_weight_path(report: Report) -> list[str]:
+    """The weight layers (conv, linear, subsample, RBF) on the longest path from input to the main output."""
+    best: dict[str, list[str]] = {INPUT: []}
+    for layer in report.layers:
+        longest = max((best[source] for source in layer.spec.inputs), key=len)
+        best[layer.name] = longest + ([layer.name] if REGISTRY[layer.type].has_macs else [])
+    main = report.spec.outputs[0] if report.spec.outputs and report.spec.outputs[0] in best else \
+        report.layers[-1].name
+    return best[main]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "×".join(str(v) for v in value)
+    return _fmt_number(value)
+
+
+def _fmt_number(value: Fraction | int, signed: bool = False) -> str:
+    value = Fraction(value)
+    if value.denominator == 1:
+        return f"{value.numerator:+,}" if signed else f"{value.numerator:,}"
+    return f"{float(value):+,.4g}" if signed else f"{float(value):,.6g}"
+
+
+def describe_stated(claim: Claim) -> str:
+    if isinstance(claim.value, tuple):
+        return _fmt(claim.value)
+    tolerance = ""
+    if claim.relative is not None:
+        tolerance = f" ± {float(claim.relative * 100):g}%"
+    elif claim.tolerance is not None:
+        tolerance = f" ± {_fmt_number(claim.tolerance)}"
+    return f"{_fmt_number(claim.value)}{tolerance}"
+
+
+def describe_computed(verdict: Verdict) -> str:
+    return "—" if verdict.computed is None else _fmt(verdict.computed)

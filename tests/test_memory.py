@@ -1,0 +1,79 @@
+"""Training and inference memory: the arithmetic by hand, and saved tensors against PyTorch's own."""
+
+from __future__ import annotations
+
+import pytest
+
+from convaudit.analysis import analyze
+from convaudit.library import load
+from convaudit.memory import OPTIMIZER_STATES, inference_peak, training_memory
+from convaudit.parser import parse_text
+
+from .conftest import ARCHITECTURES
+
+
+def test_parameters_gradients_and_optimizer_state() -> None:
+    report = analyze(load("alexnet"), dtype="fp16")
+    trainable = 60_965_224
+    for optimizer, buffers in (("sgd", 0), ("momentum", 1), ("adam", 2)):
+        memory = training_memory(report, optimizer)
+        assert memory.params == memory.gradients == 2 * trainable  # fp16: 2 bytes each
+        assert memory.optimizer_state == buffers * 2 * trainable == OPTIMIZER_STATES[optimizer] * 2 * trainable
+
+
+def test_saved_activations_of_a_small_chain_by_hand() -> None:
+    text = """\
+name: t
+input: [3, 8, 8]
+layers:
+  - {type: conv, out: 4, kernel: 3, padding: 1}
+  - {type: relu}
+  - {type: maxpool, kernel: 2}
+  - {type: linear, out: 10}
+"""
+    memory = training_memory(analyze(parse_text(text), batch=2))
+    # conv saves the input (2·3·8·8 = 384 values); relu its output (2·4·8·8 = 512), which maxpool also
+    # reads and saves (counted once), plus int64 indices for its 2·4·4·4 = 128 outputs; linear saves its
+    # input, the pool's 128 outputs.
+    assert memory.saved_by_layer == {"conv1": 384 * 4, "relu1": 512 * 4, "pool1": 128 * 8, "fc1": 128 * 4}
+    assert memory.saved_activations == (384 + 512 + 128) * 4 + 128 * 8
+
+
+def test_inference_peak_is_the_widest_step() -> None:
+    text = """\
+name: t
+input: [1, 4, 4]
+layers:
+  - {type: conv, name: a, out: 8, kernel: 1}
+  - {type: conv, name: b, out: 2, kernel: 1, from: input}
+  - {type: concat, name: c, from: [a, b]}
+"""
+    # input 16 values; step a: input + a (128) = 144; step b: input + a + b (32) = 176 (a waits for c);
+    # step c: a + b + c (160) = 320, the input freed after b
+    peak, at = inference_peak(analyze(parse_text(text)))
+    assert (peak, at) == (320 * 4, "c")
+
+
+@pytest.mark.needs_torch
+@pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.stem)
+def test_saved_activations_match_what_pytorch_saves(path) -> None:
+    import torch
+    from torch.autograd.graph import saved_tensors_hooks
+
+    from convaudit.torchmodel import build_model
+
+    report = analyze(load(str(path)))
+    model = build_model(report).train()
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    own |= {b.untyped_storage().data_ptr() for b in model.buffers()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in own:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(torch.randn((1, *report.input)))
+    assert training_memory(report).saved_activations == sum(saved.values())
