@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .analysis import LayerResult, Report
-from .memory import layer_step_bytes, run_memory
+from .memory import layer_step_bytes, run_memory, training_memory
 from .runtime import describe_device, guard_memory, is_out_of_memory, synchronize, time_step
 from .throughput import Ceiling
 from .timing import Timing
@@ -178,7 +178,8 @@ def bench_layer(model: SpecModel, layer: LayerResult, device: torch.device, dtyp
 
 def bench_model(model: SpecModel, report: Report, device: torch.device, dtype: torch.dtype, warmup: int,
                 repeats: int, backward: bool, channels_last: bool) -> ModelBench:
-    estimate = run_memory(report, backward).total
+    # forward+backward without an optimizer step: parameters, gradients and the tensors saved for backward
+    estimate = training_memory(report, "sgd").training_total if backward else run_memory(report, False).total
     try:
         x = torch.randn((report.batch, *report.input), device=device, dtype=dtype)
         if channels_last:

@@ -277,8 +277,8 @@ def totals_lines(report: Report) -> list[str]:
         f"non-trainable {fmt_int(t.non_trainable_params)}",
         f"MACs {fmt_int(t.macs)} ≈ {fmt_si(t.macs)} · FLOPs {fmt_int(t.flops)} ≈ {fmt_si(t.flops)} · "
         f"other ops {fmt_int(t.other_ops)}{per}",
-        f"memory at {report.dtype}: params {fmt_bytes(t.param_bytes)} · activations "
-        f"{fmt_bytes(t.activation_bytes)} ({fmt_int(t.activations)} values){per}",
+        f"layer outputs: {fmt_int(t.activations)} values, {fmt_bytes(t.activation_bytes)} at {report.dtype} if all "
+        f"are kept{per}",
     ]
     main, side = main_and_side(report)
     if side:
