@@ -7,7 +7,6 @@ do not depend on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import ConvauditError
@@ -187,18 +186,11 @@ class Report:
     def totals(self) -> Totals:
         return totals_of(self.layers)
 
-    @property
-    def exact(self) -> bool:
-        return all(layer.exact for layer in self.layers)
-
     def layer(self, name: str) -> LayerResult:
         for layer in self.layers:
             if layer.name == name:
                 return layer
         raise KeyError(name)
-
-    def __iter__(self) -> Iterator[LayerResult]:
-        return iter(self.layers)
 
 
 def dtype_bytes(dtype: str) -> int:

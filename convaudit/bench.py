@@ -23,7 +23,6 @@ from .timing import Timing
 from .torchmodel import TORCH_DTYPES, SpecModel, build_model
 from .verify import forward_backward
 
-BENCH_DTYPES = ("fp32", "tf32", "bf16", "fp16")
 Progress = Callable[[int, int, str], None]  # (layers done, layers in all, the layer starting now)
 
 

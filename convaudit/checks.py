@@ -6,12 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .analysis import LayerResult, Report, analyze
-from .errors import Where
+from .errors import EXIT_FINDINGS, Where
 from .layers import describe_shape
 from .spec import NetworkSpec
 from .windows import WindowAxis, format_fraction, merged_axes
 
-SEVERITIES = ("error", "warning", "info")
 SEARCH_SPAN = 256  # input sizes tried on each side when looking for an exact one
 
 
@@ -232,4 +231,4 @@ def _verdict(spec: NetworkSpec, height: int, width: int) -> bool | None:
 
 def exit_status(findings: list[Finding], strict: bool = False) -> int:
     failing = {"error", "warning"} if strict else {"error"}
-    return 1 if any(f.severity in failing for f in findings) else 0
+    return EXIT_FINDINGS if any(f.severity in failing for f in findings) else 0

@@ -24,8 +24,9 @@ from . import __version__
 from .analysis import DTYPE_BYTES, Report, analyze
 from .checks import check as check_report
 from .checks import exit_status
-from .errors import ConvauditError
+from .errors import EXIT_FINDINGS, ConvauditError
 from .library import bundled_paths, load
+from .memory import OPTIMIZER_STATES
 from .parser import load_spec
 from .render.findings import Checked, findings_json, findings_markdown, findings_rich, library_table
 from .render.summary import (
@@ -78,20 +79,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Dtype = Enum("Dtype", {name: name for name in DTYPE_BYTES}, type=str)  # type: ignore[misc]
+def choices(name: str, *values: str) -> Any:
+    """A str Enum whose members are the values themselves: Typer lists them as the option's choices."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class SummaryFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-    markdown = "markdown"
-
-
-class CheckFormat(str, Enum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
+Dtype = choices("Dtype", *DTYPE_BYTES)
+SummaryFormat = choices("SummaryFormat", "table", "json", "csv", "markdown")
+CheckFormat = choices("CheckFormat", "table", "json", "markdown")
+VerifyFormat = choices("VerifyFormat", "table", "json")
+BenchFormat = choices("BenchFormat", "table", "json", "csv")
+Optimizer = choices("Optimizer", *OPTIMIZER_STATES)
 
 
 SpecArg = Annotated[str, typer.Argument(
@@ -100,12 +98,6 @@ InputOpt = Annotated[str | None, typer.Option(
     "--input", "-i", metavar="N|HxW", help="Override the spec's input size: 224 or 224x200 (channels stay).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size: scales MACs, FLOPs and activations.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
-
-
-class Optimizer(str, Enum):
-    sgd = "sgd"
-    momentum = "momentum"
-    adam = "adam"
 
 
 OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer state for the training memory: "
@@ -182,7 +174,7 @@ def summary(
     input_size: InputOpt = None,
     variant: VariantOpt = None,
     batch: BatchOpt = 1,
-    dtype: DtypeOpt = Dtype.fp32,  # type: ignore[attr-defined]
+    dtype: DtypeOpt = Dtype.fp32,
     output_format: Annotated[SummaryFormat, typer.Option(
         "--format", "-f", help="Output format.")] = SummaryFormat.table,
     columns: Annotated[str | None, typer.Option(
@@ -272,11 +264,6 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Run even if the memory 
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
 
 
-class VerifyFormat(str, Enum):
-    table = "table"
-    json = "json"
-
-
 @app.command()
 @boundary
 def verify(
@@ -285,7 +272,7 @@ def verify(
     variant: VariantOpt = None,
     batch: BatchOpt = 1,
     gpu: GpuOpt = False,
-    dtype: DtypeOpt = Dtype.fp32,  # type: ignore[attr-defined]
+    dtype: DtypeOpt = Dtype.fp32,
     output_format: Annotated[VerifyFormat, typer.Option("--format", "-f", help="Output format.")] = VerifyFormat.table,
     warmup: WarmupOpt = 1,
     repeats: Annotated[int, typer.Option("--repeats", min=0, help="Timed runs (0: do not time).")] = 5,
@@ -307,20 +294,10 @@ def verify(
         typer.echo(verify_json(result))
     else:
         stdout_console().print(verify_rich(result))
-    raise typer.Exit(0 if result.passed else 1)
+    raise typer.Exit(0 if result.passed else EXIT_FINDINGS)
 
 
-class BenchDtype(str, Enum):
-    fp32 = "fp32"
-    tf32 = "tf32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class BenchFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
+BenchDtype = choices("BenchDtype", "fp32", "tf32", "bf16", "fp16")  # tf32: fp32 storage, TF32 math
 
 
 DEFAULT_BENCH_SPEC = "alexnet"
@@ -423,7 +400,7 @@ def audit_claims(
         typer.echo(audit_markdown(audits), nl=False)
     else:
         stdout_console().print(audit_rich(audits, explain))
-    raise typer.Exit(1 if any(not v.holds for _, verdicts in audits for v in verdicts) else 0)
+    raise typer.Exit(EXIT_FINDINGS if any(not v.holds for _, verdicts in audits for v in verdicts) else 0)
 
 
 @app.command("diff")

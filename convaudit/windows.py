@@ -100,9 +100,6 @@ class WindowAxis:
             kernel = f"({self.dilation}·({self.kernel}−1)+1)"
         return f"({self.size} − {kernel} + 2·{self.padding})/{self.stride} + 1 = {format_fraction(self.exact)}"
 
-    def with_size(self, size: int) -> WindowAxis:
-        return WindowAxis(self.axis, size, self.kernel, self.stride, self.padding, self.dilation, self.ceil)
-
     def ceil_rounded(self) -> WindowAxis:
         return WindowAxis(self.axis, self.size, self.kernel, self.stride, self.padding, self.dilation, True)
 
