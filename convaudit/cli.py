@@ -28,8 +28,17 @@ from .errors import EXIT_FINDINGS, ConvauditError
 from .library import bundled_paths, load
 from .memory import OPTIMIZER_STATES
 from .parser import load_spec
-from .render.findings import Checked, findings_json, findings_markdown, findings_rich, library_table
+from .render.findings import (
+    Checked,
+    findings_json,
+    findings_markdown,
+    findings_rich,
+    library_json,
+    library_markdown,
+    library_table,
+)
 from .render.summary import (
+    RF_VIEW_COLUMNS,
     View,
     parse_columns,
     rf_json,
@@ -79,6 +88,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 def choices(name: str, *values: str) -> Any:
     """A str Enum whose members are the values themselves: Typer lists them as the option's choices."""
     return Enum(name, {value: value for value in values}, type=str)
@@ -91,15 +101,12 @@ VerifyFormat = choices("VerifyFormat", "table", "json")
 BenchFormat = choices("BenchFormat", "table", "json", "csv")
 Optimizer = choices("Optimizer", *OPTIMIZER_STATES)
 
-
 SpecArg = Annotated[str, typer.Argument(
     metavar="SPEC", help="A spec file, or a bundled name such as alexnet or vgg16.")]
 InputOpt = Annotated[str | None, typer.Option(
     "--input", "-i", metavar="N|HxW", help="Override the spec's input size: 224 or 224x200 (channels stay).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size: scales MACs, FLOPs and activations.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
-
-
 OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer state for the training memory: "
                                                  "sgd none, momentum one buffer, adam two per parameter.")]
 VariantOpt = Annotated[str | None, typer.Option(
@@ -214,11 +221,10 @@ def receptive_field(
 ) -> None:
     """Receptive field, jump and first centre of every layer, per axis, and the input pixels no output sees."""
     view = View(analysed(load_network(spec, input_size, variant)), depth)
-    columns = ("layer", "type", "output", "rf", "jump", "rf_start", "uncovered")
     if output_format is CheckFormat.json:
         typer.echo(rf_json(view))
     elif output_format is CheckFormat.markdown:
-        typer.echo(summary_markdown(view, columns), nl=False)
+        typer.echo(summary_markdown(view, RF_VIEW_COLUMNS), nl=False)
     else:
         stdout_console().print(rf_table(view))
 
@@ -234,8 +240,7 @@ def check(
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) on warnings too.")] = False,
 ) -> None:
     """Find inexact divisions, layers that do not fit, and claims that do not hold. Exit 1 on errors."""
-    networks = ([load_network(ref, input_size, variant) for ref in specs] if specs
-                else [_with_input(load_spec(path), input_size) for path in bundled_paths()])
+    networks = [load_network(ref, input_size, variant) for ref in specs_or_bundled(specs, variant)]
     checked = [Checked(net.label, net.input, tuple(check_report(analyze(net)))) for net in networks]
     if output_format is CheckFormat.json:
         typer.echo(findings_json(checked))
@@ -246,8 +251,13 @@ def check(
     raise typer.Exit(exit_status([f for item in checked for f in item.findings], strict))
 
 
-def _with_input(spec: NetworkSpec, input_size: str | None) -> NetworkSpec:
-    return spec.with_input(*parse_input_size(input_size)) if input_size else spec
+def specs_or_bundled(specs: list[str] | None, variant: str | None) -> list[str]:
+    """The references given, or every bundled spec; a variant needs a spec to belong to."""
+    if specs:
+        return specs
+    if variant:
+        raise ConvauditError("--variant needs a SPEC: each spec defines its own variants")
+    return [str(path) for path in bundled_paths()]
 
 
 def require_torch(command: str) -> None:
@@ -391,8 +401,9 @@ def audit_claims(
     from .claims import audit
     from .render.audit import audit_json, audit_markdown, audit_rich
 
-    networks = ([load_network(ref, None, variant) for ref in specs] if specs
-                else [spec for spec in (load_spec(path) for path in bundled_paths()) if spec.claims])
+    networks = [load_network(ref, None, variant) for ref in specs_or_bundled(specs, variant)]
+    if not specs:
+        networks = [network for network in networks if network.claims]
     audits = [(net, audit(net, lambda name, net=net: load_spec(net.file, name))) for net in networks]
     if output_format is CheckFormat.json:
         typer.echo(audit_json(audits))
@@ -453,14 +464,9 @@ def list_architectures(
                      "input": list(spec.input), "params": totals.params, "macs": totals.macs,
                      "variants": dict(spec.variants)})
     if output_format is CheckFormat.json:
-        import json
-
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        typer.echo(library_json(rows))
     elif output_format is CheckFormat.markdown:
-        typer.echo("| name | aliases | title | input | params | MACs |\n|---|---|---|---|---:|---:|")
-        for row in rows:
-            typer.echo(f"| {row['name']} | {', '.join(row['aliases'])} | {row['title']} | "
-                       f"{'×'.join(map(str, row['input']))} | {row['params']:,} | {row['macs']:,} |")
+        typer.echo(library_markdown(rows), nl=False)
     else:
         stdout_console().print(library_table(rows))
 

@@ -107,3 +107,14 @@ def library_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(row["name"] + aliases + variants, row["title"], fmt_shape(row["input"]),
                       fmt_int(row["params"]), fmt_int(row["macs"]))
     return table
+
+
+def library_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=2, ensure_ascii=False)
+
+
+def library_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| name | aliases | variants | title | input | params | MACs |", "|---|---|---|---|---|---:|---:|"]
+    lines += [f"| {row['name']} | {', '.join(row['aliases'])} | {', '.join(row.get('variants', {}))} | {row['title']} "
+              f"| {fmt_shape(row['input'])} | {fmt_int(row['params'])} | {fmt_int(row['macs'])} |" for row in rows]
+    return "\n".join(lines) + "\n"
