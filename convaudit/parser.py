@@ -101,8 +101,7 @@ def _extending(doc: Document, data: dict[str, Any], variant: str | None, depth: 
     base = parse_document(load_document(read_text(path), str(path)), variant, depth + 1)
     changes: dict[str, Any] = {key: field_value(doc, (key,), Field(key, Text(), ""), data[key])
                                for key in ("name", "title", "source", "notes") if key in data}
-    if "aliases" in data:
-        changes["aliases"] = tuple(data["aliases"])
+    changes["aliases"] = tuple(data.get("aliases", []))  # the base's names stay the base's
     if "input" in data:
         changes["input"] = _parse_input(doc, data["input"])
         changes["input_where"] = doc.where(("input",))

@@ -45,6 +45,11 @@ def test_file_name_is_the_spec_name(architecture: Path) -> None:
     assert load_spec(architecture).name == architecture.stem
 
 
+def test_names_and_aliases_are_unique() -> None:
+    names = [name for path in ARCHITECTURES for name in (load_spec(path).name, *load_spec(path).aliases)]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
 def test_installed_copy_matches_the_repository() -> None:
     names = sorted(p.name for p in bundled_paths())
     assert names == sorted(p.name for p in ARCHITECTURES)
