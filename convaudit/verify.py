@@ -192,6 +192,9 @@ def flop_counter_counts(report: Report, dtype: torch.dtype) -> tuple[Counts, Cou
     """
     with torch.device("meta"):
         model = build_model(report).to(dtype=dtype).train()
+    for module in model.modules():  # batchnorm counts no FLOPs here; in eval it also takes a batch of one
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
     x = torch.empty((report.batch, *report.input), device="meta", dtype=dtype)
     with FlopCounterMode(display=False) as forward_only:
         model(x)

@@ -19,6 +19,8 @@ from .errors import SpecError, Where
 
 MAX_FILE_BYTES = 2_000_000
 MAX_NODES = 200_000  # after alias expansion; real specs use a few thousand
+PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
+              ("str", "int", "float", "bool", "null", "seq", "map", "merge", "timestamp")}
 
 KeyPath = tuple[str | int, ...]
 
@@ -105,6 +107,8 @@ class _Converter:
         if id(node) in self.active:
             raise self.doc.error(path, "refused: an alias refers to the node that contains it")
         self.doc.lines.setdefault(path, node.start_mark.line + 1)
+        if node.tag not in PLAIN_TAGS:
+            raise self.doc.error(path, f"YAML tags such as {node.tag} are not allowed in a spec")
         if isinstance(node, yaml.ScalarNode):
             try:
                 return self.scalars.construct_object(node)

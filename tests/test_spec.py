@@ -145,6 +145,11 @@ def test_alias_bomb_is_refused_not_expanded() -> None:
         load_document("\n".join(lines) + "\n", "bomb.yaml")
 
 
+def test_python_tags_are_refused() -> None:
+    with pytest.raises(SpecError, match="YAML tags such as tag:yaml.org,2002:python/object:os.system are not allowed"):
+        load_document("layers:\n  - !!python/object:os.system {type: relu}\n", "tag.yaml")
+
+
 def test_recursive_alias_is_refused() -> None:
     with pytest.raises(SpecError, match="refers to the node that contains it"):
         load_document("a: &a [1, *a]\n", "loop.yaml")

@@ -107,6 +107,14 @@ def test_alexnet_224_shows_pytorchs_error_and_the_prediction() -> None:
     assert "fc6 pins in: 9216 but receives 256×5×5 = 6400" in out
 
 
+def test_batchnorm_on_vectors_at_batch_one() -> None:
+    text = ("name: t\ninput: [2, 5, 7]\nlayers:\n  - {type: conv, out: 2, kernel: [1, 3], stride: [2, 1], "
+            "padding: [0, 4], dilation: [1, 3]}\n  - {type: flatten}\n  - {type: batchnorm}\n"
+            "  - {type: rbf, out: 3}\n")
+    result = cpu_verify(analyze(parse_text(text)))
+    assert result.passed, result.torch_error
+
+
 def test_a_layer_the_analysis_refuses_fails_in_pytorch_too() -> None:
     text = ("name: t\ninput: [1, 8, 8]\nlayers:\n"
             "  - {type: conv, out: 2, kernel: 5}\n  - {type: conv, out: 2, kernel: 5}\n")  # 8 → 4 → (4 − 5)/1 + 1 = 0
