@@ -142,7 +142,7 @@ class LayerListParser:
             item = self.substituted(item, path, scope)
             if isinstance(item, dict) and "block" in item:
                 name = self.default_name(item, path, str(item["block"]), counters, taken)
-                self.claim(name, path, where_local)
+                self.reserve_name(name, path, where_local)
                 source = self.instance_input(item, path, scope, local, previous)
                 layers, output = self.expand(item, path, scope, name, source)
                 sequence += layers
@@ -151,14 +151,14 @@ class LayerListParser:
                 continue
             layer, raw_from = self.parse_layer(item, path, scope, previous, counters, taken)
             short = layer.name[len(scope.prefix) + len(self.separator):] if scope.prefix else layer.name
-            self.claim(short, path, where_local)
+            self.reserve_name(short, path, where_local)
             local[short] = layer.name
             sequence.append(Pending(layer, raw_from, path + ("from",)))
             previous = layer.name
         layers = [self.resolve(item, scope, local) if isinstance(item, Pending) else item for item in sequence]
         return layers, previous, local
 
-    def claim(self, name: str, path: KeyPath, seen: dict[str, KeyPath]) -> None:
+    def reserve_name(self, name: str, path: KeyPath, seen: dict[str, KeyPath]) -> None:
         if name == INPUT:
             raise self.doc.error(path + ("name",), f"'{INPUT}' is reserved for the network's (or block's) input")
         if name in seen:

@@ -143,8 +143,15 @@ def _parse_variants(doc: Document, value: Any) -> dict[str, str]:
 
 
 def _resolve_top_level(doc: Document, layers: list[LayerSpec], local: dict[str, str]) -> list[LayerSpec]:
-    """Check every input names a layer; a block instance's name stands for its output."""
-    known = {layer.name for layer in layers}
+    """Check names are unique once blocks are expanded and every input names a layer; a block instance's
+    name stands for its output."""
+    first: dict[str, LayerSpec] = {}
+    for layer in layers:
+        if layer.name in first:
+            raise SpecError(f"layer name '{layer.name}' is used twice once blocks are expanded (first at line "
+                            f"{first[layer.name].where.line})", layer.where)
+        first[layer.name] = layer
+    known = set(first)
     resolved = []
     for layer in layers:
         inputs = []

@@ -216,6 +216,11 @@ def test_errors_inside_a_block_name_the_definition_and_the_instance() -> None:
     assert message.endswith("(in u1, a 'unit' block)")
 
 
+def test_expanded_names_must_not_collide() -> None:
+    message = bad(["{block: unit, name: u, width: 4}", "{type: relu, name: u/r}"], BLOCK)
+    assert "layer name 'u/r' is used twice once blocks are expanded" in message
+
+
 def test_a_block_that_uses_itself_is_refused() -> None:
     recursive = "blocks:\n  loop:\n    layers:\n      - {block: loop}\n"
     assert "block 'loop' uses itself (loop → loop)" in bad(["{block: loop}"], recursive)
