@@ -242,8 +242,8 @@ def summary_json(view: View) -> str:
 
 
 CSV_FIELDS = ("name", "type", "input_shape", "output_shape", "params", "weights", "biases", "trainable_params",
-              "non_trainable_params", "macs", "flops", "other_ops", "activations", "param_bytes",
-              "activation_bytes", "exact")
+              "non_trainable_params", "macs", "flops", "backward_flops", "other_ops", "neurons", "connections",
+              "activations", "param_bytes", "activation_bytes", "exact")
 
 
 def summary_csv(report: Report) -> str:
