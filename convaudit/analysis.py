@@ -218,7 +218,7 @@ def analyze(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
             if problem.kind == "merge":
                 problem = _name_branches(problem, layer, input_shapes)
             return Report(spec, batch, dtype, tuple(results), Halt(layer, input_shapes, problem, upstream))
-        if any(not axis.is_exact and not axis.ceil for axis in outcome.windows):
+        if any(axis.truncated for axis in outcome.windows):
             upstream = upstream + (layer.name,)
         needs_input_grad = any(trained_upstream[source] for source in layer.inputs)
         result = LayerResult(layer, input_shapes, outcome, batch, size, upstream, needs_input_grad)

@@ -79,6 +79,11 @@ class WindowAxis:
         return self.exact.denominator == 1
 
     @property
+    def truncated(self) -> bool:
+        """Inexact and floored: the division's remainder is dropped (ceil rounding is deliberate)."""
+        return not self.is_exact and not self.ceil
+
+    @property
     def covered(self) -> int:
         """Padded positions from the first window's start to the last window's end."""
         return (self.out - 1) * self.stride + self.effective_kernel

@@ -315,11 +315,11 @@ def convention_lines(report: Report) -> list[str]:
         "Other ops (bias adds, activations, pooling, LRN, softmax, batchnorm) are counted apart, not in FLOPs.",
         "Output sizes: floor((W − K + 2P)/S) + 1 as PyTorch; layers with ceil: true round up.",
     ]
-    notes = [layer for layer in report.layers if not layer.exact]
-    if any(not a.ceil for layer in notes for a in layer.windows if not a.is_exact):
+    inexact = [axis for layer in report.layers for axis in layer.windows if not axis.is_exact]
+    if any(axis.truncated for axis in inexact):
         lines.append(f"{INEXACT_MARK} marks a division that is not exact (value shown, floored by PyTorch): "
                      "see `convaudit check`.")
-    if any(a.ceil for layer in notes for a in layer.windows if not a.is_exact):
+    if any(axis.ceil for axis in inexact):
         lines.append(f"{CEIL_MARK} marks a division rounded up by ceil: true.")
     return lines
 
@@ -342,7 +342,7 @@ def summary_table(view: View, columns: tuple[str, ...] | None = None, rf: bool =
         table.add_column(column.title, footer=column.total(view), justify="right" if column.numeric else "left",
                          no_wrap=column.key in ("output", "layer"))
     for row in view.rows:
-        style = "yellow" if not row.exact and any(not a.ceil for a in row.windows if not a.is_exact) else None
+        style = "yellow" if any(axis.truncated for axis in row.windows) else None
         table.add_row(*(column.cell(row, view) for column in chosen), style=style)
     lines = totals_lines(report) + memory_lines(view.memory)
     if rf or any(key in RF_COLUMNS for key in (columns or ())):
