@@ -24,10 +24,10 @@ def median_time(step: Callable[[], object], repeats: int = 20) -> float:
 
 
 def main() -> int:
-    from convaudit.analysis import analyze
-    from convaudit.checks import check
-    from convaudit.library import bundled_paths
-    from convaudit.parser import load_spec
+    from convaudit.core.analysis import analyze
+    from convaudit.core.checks import check
+    from convaudit.spec.library import bundled_paths
+    from convaudit.spec.parser import load_spec
 
     print(f"{'spec':22}{'parse':>10}{'analyse':>10}{'check':>10}{'check@224':>12}")
     for path in bundled_paths():

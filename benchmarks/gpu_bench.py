@@ -32,11 +32,11 @@ def main() -> int:
 
     import torch
 
-    from convaudit.analysis import analyze
-    from convaudit.bench import bench_report, storage_dtype, versions
-    from convaudit.library import load
+    from convaudit.core.analysis import analyze
+    from convaudit.pytorch.bench import bench_report, storage_dtype, versions
+    from convaudit.pytorch.runtime import describe_device, pick_device
     from convaudit.render.bench import bench_dict
-    from convaudit.runtime import describe_device, pick_device
+    from convaudit.spec.library import load
 
     device = pick_device(not args.cpu)
     entries = []

@@ -20,15 +20,14 @@ try:  # Typer ≥ 0.24 vendors click; older releases depend on it
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
-from . import __version__
-from .analysis import DTYPE_BYTES, Report, analyze
-from .checks import check as check_report
-from .checks import exit_status
-from .errors import EXIT_FINDINGS, ConvauditError
-from .library import bundled_paths, load
-from .memory import OPTIMIZER_STATES
-from .parser import load_spec
-from .render.findings import (
+from convaudit import __version__
+from convaudit.core.analysis import DTYPE_BYTES, Report, analyze
+from convaudit.core.checks import check as check_report
+from convaudit.core.checks import exit_status
+from convaudit.core.memory import OPTIMIZER_STATES
+from convaudit.core.model import NetworkSpec
+from convaudit.errors import EXIT_FINDINGS, ConvauditError
+from convaudit.render.findings import (
     Checked,
     findings_json,
     findings_markdown,
@@ -37,7 +36,7 @@ from .render.findings import (
     library_markdown,
     library_table,
 )
-from .render.summary import (
+from convaudit.render.summary import (
     RF_VIEW_COLUMNS,
     View,
     parse_columns,
@@ -48,7 +47,8 @@ from .render.summary import (
     summary_markdown,
     summary_table,
 )
-from .spec import NetworkSpec
+from convaudit.spec.library import bundled_paths, load
+from convaudit.spec.parser import load_spec
 
 
 class OneLineErrors(TyperGroup):
@@ -293,9 +293,9 @@ def verify(
     Exit 0 when every comparable cell matches, 1 on a mismatch or when PyTorch cannot run the model.
     """
     require_torch("verify")
-    from .render.verify import verify_json, verify_rich
-    from .runtime import pick_device
-    from .verify import verify_report
+    from convaudit.pytorch.runtime import pick_device
+    from convaudit.pytorch.verify import verify_report
+    from convaudit.render.verify import verify_json, verify_rich
 
     network = load_network(spec, input_size, variant)
     device = pick_device(gpu)
@@ -351,9 +351,9 @@ def bench(
         except ValueError:
             raise ConvauditError(f"--peak: expected 'auto' or a positive number of TFLOP/s, got '{peak}'") from None
     require_torch("bench")
-    from .bench import bench_report, storage_dtype
-    from .render.bench import bench_csv, bench_json, bench_rich
-    from .runtime import pick_device
+    from convaudit.pytorch.bench import bench_report, storage_dtype
+    from convaudit.pytorch.runtime import pick_device
+    from convaudit.render.bench import bench_csv, bench_json, bench_rich
 
     network = load_network(spec, input_size, variant)
     device = pick_device(gpu)
@@ -398,8 +398,8 @@ def audit_claims(
                                                             "the contradicted ones.")] = False,
 ) -> None:
     """Check what sources claim (the spec's claims: section) against the analysis. Exit 1 if any is contradicted."""
-    from .claims import audit
-    from .render.audit import audit_json, audit_markdown, audit_rich
+    from convaudit.core.claims import audit
+    from convaudit.render.audit import audit_json, audit_markdown, audit_rich
 
     networks = [load_network(ref, None, variant) for ref in specs_or_bundled(specs, variant)]
     if not specs:
@@ -429,8 +429,8 @@ def diff_specs(
 
     convaudit diff alexnet --input 224 --input 227 · convaudit diff alexnet alexnet-torchvision
     """
-    from .diff import align
-    from .render.diff import diff_json, diff_markdown, diff_rich
+    from convaudit.core.diff import align
+    from convaudit.render.diff import diff_json, diff_markdown, diff_rich
 
     sizes = input_sizes or []
     if len(sizes) > 2:
@@ -475,7 +475,7 @@ def list_architectures(
 @boundary
 def schema() -> None:
     """Print the JSON Schema of the spec format (for editor validation and completion)."""
-    from .schema import schema_json
+    from convaudit.spec.schema import schema_json
 
     typer.echo(schema_json())
 

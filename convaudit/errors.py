@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 EXIT_FINDINGS = 1  # the audit ran and found errors (check, verify, audit)
 EXIT_USAGE = 2  # bad input: usage, spec, file, device
+
+
+def printable(text: str) -> str:
+    """User-supplied text made safe for a terminal: control and format characters shown as escapes.
+
+    ESC, BEL, carriage returns and bidi overrides (Unicode categories Cc and Cf) become `\\x1b`-style escapes,
+    so a layer name can never move the cursor, retitle the terminal or reorder a line. Rich markup is a
+    separate concern: the renderers also pass names through `rich.markup.escape`.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"):
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from convaudit.analysis import analyze
-from convaudit.claims import audit, longest_weight_path
 from convaudit.cli import app
-from convaudit.diff import align
+from convaudit.core.analysis import analyze
+from convaudit.core.claims import audit, longest_weight_path
+from convaudit.core.diff import align
 from convaudit.errors import SpecError
-from convaudit.library import load
-from convaudit.parser import load_spec, parse_text
+from convaudit.spec.library import load
+from convaudit.spec.parser import load_spec, parse_text
 
 
 def run(*args: str):

@@ -9,9 +9,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from convaudit.analysis import analyze
 from convaudit.cli import app
-from convaudit.library import load
+from convaudit.core.analysis import analyze
+from convaudit.spec.library import load
 
 pytestmark = pytest.mark.needs_torch
 
@@ -25,7 +25,7 @@ def run(*args: str):
 def cpu_bench(name: str = "lenet5", **kwargs):
     import torch
 
-    from convaudit.bench import bench_report
+    from convaudit.pytorch.bench import bench_report
 
     kwargs.setdefault("warmup", 0)
     kwargs.setdefault("repeats", 2)
@@ -70,7 +70,7 @@ def test_ctrl_c_keeps_what_was_measured() -> None:
 
 
 def test_ctrl_c_from_the_cli_prints_partial_results(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convaudit.bench as bench
+    import convaudit.pytorch.bench as bench
 
     real = bench.bench_layer
     calls = []
@@ -92,7 +92,7 @@ def test_ctrl_c_from_the_cli_prints_partial_results(monkeypatch: pytest.MonkeyPa
 def test_out_of_memory_in_one_layer_is_reported_and_the_rest_continue(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    import convaudit.bench as bench
+    import convaudit.pytorch.bench as bench
 
     real = bench.time_step
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from convaudit.analysis import analyze
-from convaudit.checks import check, exit_status
-from convaudit.library import load
-from convaudit.parser import parse_text
+from convaudit.core.analysis import analyze
+from convaudit.core.checks import check, exit_status
+from convaudit.spec.library import load
+from convaudit.spec.parser import parse_text
 
 
 def findings_for(text: str, height: int | None = None) -> list:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from convaudit.analysis import analyze
-from convaudit.library import load
+from convaudit.core.analysis import analyze
+from convaudit.spec.library import load
 
 
 def conv_numbers(cin: int, cout: int, k: int, out: int, groups: int = 1) -> tuple[int, int]:

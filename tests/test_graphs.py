@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from convaudit.analysis import analyze
-from convaudit.checks import check
+from convaudit.core.analysis import analyze
+from convaudit.core.checks import check
+from convaudit.core.groups import grouped, main_and_side
 from convaudit.errors import SpecError
-from convaudit.groups import grouped, main_and_side
-from convaudit.library import load
-from convaudit.parser import parse_text
+from convaudit.spec.library import load
+from convaudit.spec.parser import parse_text
 
 
 def conv(cin: int, cout: int, k: int, bias: bool = True) -> int:

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convaudit.analysis import analyze
-from convaudit.layers import REGISTRY, adaptive_windows
-from convaudit.parser import parse_text
+from convaudit.core.analysis import analyze
+from convaudit.core.layers import REGISTRY, adaptive_windows
+from convaudit.spec.parser import parse_text
 
 
 def one_layer(layer: str, shape: str = "[8, 16, 16]", before: str = ""):

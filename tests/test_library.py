@@ -8,12 +8,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from convaudit.analysis import TOTAL_FIELDS, analyze
-from convaudit.checks import check
-from convaudit.library import bundled_paths, load
-from convaudit.parser import load_spec
-from convaudit.schema import build_schema, schema_json
-from convaudit.yamlsource import load_document, read_text
+from convaudit.core.analysis import TOTAL_FIELDS, analyze
+from convaudit.core.checks import check
+from convaudit.spec.library import bundled_paths, load
+from convaudit.spec.parser import load_spec
+from convaudit.spec.schema import build_schema, schema_json
+from convaudit.spec.yamlsource import load_document, read_text
 
 from .conftest import ARCHITECTURES, ROOT
 
@@ -62,8 +62,8 @@ def test_common_names_resolve(alias: str, name: str) -> None:
 
 
 def test_published_schema_is_current() -> None:
-    published = (ROOT / "convaudit" / "spec.schema.json").read_text(encoding="utf-8")
-    assert published == schema_json(), "run: convaudit schema > convaudit/spec.schema.json"
+    published = (ROOT / "convaudit" / "spec" / "spec.schema.json").read_text(encoding="utf-8")
+    assert published == schema_json(), "run: convaudit schema > convaudit/spec/spec.schema.json"
 
 
 def test_schema_rejects_what_the_parser_rejects() -> None:

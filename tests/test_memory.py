@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from convaudit.analysis import analyze
-from convaudit.library import load
-from convaudit.memory import OPTIMIZER_STATES, inference_peak, training_memory
-from convaudit.parser import parse_text
+from convaudit.core.analysis import analyze
+from convaudit.core.memory import OPTIMIZER_STATES, inference_peak, training_memory
+from convaudit.spec.library import load
+from convaudit.spec.parser import parse_text
 
 from .conftest import ARCHITECTURES
 
@@ -60,7 +60,7 @@ def test_saved_activations_match_what_pytorch_saves(path) -> None:
     import torch
     from torch.autograd.graph import saved_tensors_hooks
 
-    from convaudit.torchmodel import build_model
+    from convaudit.pytorch.builder import build_model
 
     report = analyze(load(str(path)))
     model = build_model(report).train()

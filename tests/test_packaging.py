@@ -22,5 +22,6 @@ def test_every_subpackage_is_listed() -> None:
 
 def test_package_data_is_declared() -> None:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"convaudit" = ["spec.schema.json", "py.typed"]' in text
+    assert '"convaudit" = ["py.typed"]' in text
+    assert '"convaudit.spec" = ["spec.schema.json"]' in text
     assert '"convaudit.architectures" = ["*.yaml"]' in text

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from convaudit.analysis import analyze
-from convaudit.library import load
-from convaudit.parser import parse_text
-from convaudit.receptive import Supports, receptive_fields
+from convaudit.core.analysis import analyze
+from convaudit.core.receptive import Supports, receptive_fields
+from convaudit.spec.library import load
+from convaudit.spec.parser import parse_text
 
 
 def test_alexnet_pool5_by_hand() -> None:
@@ -96,7 +96,7 @@ def random_chain(draw: st.DrawFn) -> str:
 def test_fields_match_the_pixels_gradients_reach(text: str, data: st.DataObject) -> None:
     import torch
 
-    from convaudit.torchmodel import build_model
+    from convaudit.pytorch.builder import build_model
 
     report = analyze(parse_text(text))
     assume(report.halted is None)

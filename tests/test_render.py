@@ -6,10 +6,10 @@ import io
 
 from rich.console import Console
 
-from convaudit.analysis import analyze
-from convaudit.library import load
+from convaudit.core.analysis import analyze
 from convaudit.render.formatting import fmt_bytes, fmt_int, fmt_share, fmt_si, rounding_note
 from convaudit.render.summary import View, parse_columns, summary_csv, summary_markdown, summary_table
+from convaudit.spec.library import load
 
 
 def test_number_helpers() -> None:

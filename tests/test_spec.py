@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from convaudit.core.model import INPUT
 from convaudit.errors import SpecError
-from convaudit.parser import load_spec, parse_text
-from convaudit.spec import INPUT
-from convaudit.yamlsource import MAX_NODES, load_document
+from convaudit.spec.parser import load_spec, parse_text
+from convaudit.spec.yamlsource import MAX_NODES, load_document
 
 NET = """\
 name: tiny

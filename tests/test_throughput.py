@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from convaudit.analysis import analyze
-from convaudit.library import load
+from convaudit.core.analysis import analyze
+from convaudit.core.throughput import Ceiling, achieved, attainable, bound, bytes_moved, intensity
+from convaudit.core.timing import Timing
 from convaudit.render.formatting import fmt_spread, fmt_time
-from convaudit.throughput import Ceiling, achieved, attainable, bound, bytes_moved, intensity
-from convaudit.timing import Timing
+from convaudit.spec.library import load
 
 
 def test_timing_statistics() -> None:

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from convaudit.analysis import analyze
 from convaudit.cli import app
-from convaudit.library import load
-from convaudit.parser import parse_text
+from convaudit.core.analysis import analyze
+from convaudit.spec.library import load
+from convaudit.spec.parser import parse_text
 
 from .conftest import ARCHITECTURES
 
@@ -29,7 +29,7 @@ def run(*args: str):
 def cpu_verify(report, **kwargs):
     import torch
 
-    from convaudit.verify import verify_report
+    from convaudit.pytorch.verify import verify_report
 
     return verify_report(report, torch.device("cpu"), repeats=0, **kwargs)
 
@@ -73,7 +73,7 @@ def test_grouped_conv_overcount_is_torchs_and_exact() -> None:
 def test_lenet5_sparse_table_is_really_sparse() -> None:
     import torch
 
-    from convaudit.torchmodel import build_model, count_parameters
+    from convaudit.pytorch.builder import build_model, count_parameters
 
     model = build_model(analyze(load("lenet5")))
     c3 = model.module_for("C3")
@@ -173,7 +173,7 @@ def test_gpu_without_cuda_is_one_line_exit_2() -> None:
 
 
 def test_model_too_large_is_refused_before_building(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convaudit.runtime as runtime
+    import convaudit.pytorch.runtime as runtime
 
     monkeypatch.setattr(runtime, "available_bytes", lambda device: 100 * 2**20)  # 100 MiB free
     result = run("verify", "vgg16")
@@ -183,7 +183,7 @@ def test_model_too_large_is_refused_before_building(monkeypatch: pytest.MonkeyPa
 
 
 def test_force_runs_anyway(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convaudit.runtime as runtime
+    import convaudit.pytorch.runtime as runtime
 
     monkeypatch.setattr(runtime, "available_bytes", lambda device: 1024)
     assert run("verify", "lenet5", "--force", "--repeats", "0").exit_code == 0

@@ -7,7 +7,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convaudit.windows import WindowAxis, format_fraction
+from convaudit.core.windows import WindowAxis, format_fraction
 
 
 def enumerate_windows(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool) -> int:

@@ -10,9 +10,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..claims import Verdict, describe_computed, describe_stated
-from ..spec import NetworkSpec
-from .formatting import fmt_shape
+from convaudit.core.claims import Verdict, describe_computed, describe_stated
+from convaudit.core.model import NetworkSpec
+from convaudit.render.formatting import fmt_shape
 
 
 def _at(verdict: Verdict, spec: NetworkSpec) -> str:

@@ -12,13 +12,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..groups import group_key
-from ..throughput import achieved, attainable, bound, bytes_moved, intensity
-from .formatting import fmt_bytes, fmt_shape, fmt_si, fmt_spread, fmt_time
+from convaudit.core.groups import group_key
+from convaudit.core.throughput import achieved, attainable, bound, bytes_moved, intensity
+from convaudit.render.formatting import fmt_bytes, fmt_shape, fmt_si, fmt_spread, fmt_time
 
 if TYPE_CHECKING:  # the result types live with torch; rendering only reads their fields
-    from ..bench import BenchResult, LayerBench
-    from ..timing import Timing
+    from convaudit.core.timing import Timing
+    from convaudit.pytorch.bench import BenchResult, LayerBench
 
 
 def fmt_timing(timing: Timing | None) -> str:

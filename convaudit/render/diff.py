@@ -10,9 +10,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import Report
-from ..diff import Pair
-from .formatting import fmt_int, fmt_shape
+from convaudit.core.analysis import Report
+from convaudit.core.diff import Pair
+from convaudit.render.formatting import fmt_int, fmt_shape
 
 
 def label(report: Report) -> str:

@@ -11,8 +11,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..checks import Finding
-from .formatting import fmt_int, fmt_shape
+from convaudit.core.checks import Finding
+from convaudit.render.formatting import fmt_int, fmt_shape
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..analysis import LayerResult
-from ..windows import format_fraction
+from convaudit.core.analysis import LayerResult
+from convaudit.core.units import fmt_bytes  # noqa: F401  (re-exported for the renderers)
+from convaudit.core.windows import format_fraction
 
 INEXACT_MARK = "⚠"  # floor rounding dropped part of the input
 CEIL_MARK = "↑"  # ceil rounding (deliberate, Caffe-style)
@@ -21,14 +22,6 @@ def fmt_si(value: int | float, unit: str = "") -> str:
         if abs(value) >= factor:
             return f"{value / factor:.4g} {prefix}{unit}"
     return f"{value:g} {unit}".rstrip()
-
-
-def fmt_bytes(value: int) -> str:
-    """IEC units: 243860896 -> '232.6 MiB'."""
-    for factor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if value >= factor:
-            return f"{value / factor:.1f} {unit}"
-    return f"{value} B"
 
 
 def fmt_shape(shape: Iterable[int]) -> str:

@@ -16,14 +16,23 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, totals_of
-from ..groups import Group as BlockGroup
-from ..groups import group_key, grouped, main_and_side
-from ..memory import Memory, training_memory
-from ..receptive import LayerField, receptive_fields, show
-from ..spec import INPUT
-from ..windows import format_fraction
-from .formatting import CEIL_MARK, INEXACT_MARK, fmt_bytes, fmt_int, fmt_shape, fmt_share, fmt_si, rounding_note
+from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, totals_of
+from convaudit.core.groups import Group as BlockGroup
+from convaudit.core.groups import group_key, grouped, main_and_side
+from convaudit.core.memory import Memory, training_memory
+from convaudit.core.model import INPUT
+from convaudit.core.receptive import LayerField, receptive_fields, show
+from convaudit.core.windows import format_fraction
+from convaudit.render.formatting import (
+    CEIL_MARK,
+    INEXACT_MARK,
+    fmt_bytes,
+    fmt_int,
+    fmt_shape,
+    fmt_share,
+    fmt_si,
+    rounding_note,
+)
 
 # ---------------------------------------------------------------- columns
 

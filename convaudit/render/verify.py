@@ -12,11 +12,11 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from .findings import Checked, finding_dict, findings_rich
-from .formatting import fmt_int, fmt_shape, fmt_time
+from convaudit.render.findings import Checked, finding_dict, findings_rich
+from convaudit.render.formatting import fmt_int, fmt_shape, fmt_time
 
 if TYPE_CHECKING:  # the result type lives with torch; rendering only reads its fields
-    from ..verify import Cell, VerifyResult
+    from convaudit.pytorch.verify import Cell, VerifyResult
 
 COLUMN_TITLES = {
     "shape": "Shape",

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analysis import Report
-from .layers import Shape
-from .spec import INPUT, LayerSpec
+from convaudit.core.analysis import Report
+from convaudit.core.layers import Shape
+from convaudit.core.model import INPUT, LayerSpec
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

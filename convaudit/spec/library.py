@@ -5,10 +5,10 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from .errors import SpecError
-from .layerlist import closest
-from .parser import load_spec
-from .spec import NetworkSpec
+from convaudit.core.model import NetworkSpec
+from convaudit.errors import SpecError
+from convaudit.spec.layerlist import closest
+from convaudit.spec.parser import load_spec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 

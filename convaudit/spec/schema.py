@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .fields import Names, Text
-from .layers import REGISTRY
-from .spec import EXPECT_FIELDS
+from convaudit.core.fields import Names, Text
+from convaudit.core.layers import REGISTRY
+from convaudit.core.model import EXPECT_FIELDS
 
 SCHEMA_ID = "https://github.com/convaudit/convaudit/spec.schema.json"
 EXPRESSION = {"$ref": "#/$defs/expression"}

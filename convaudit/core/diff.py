@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from .analysis import LayerResult, Report
+from convaudit.core.analysis import LayerResult, Report
 
 COMPARED = ("output_shape", "params", "macs")
 

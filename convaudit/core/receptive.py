@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 
-from .analysis import LayerResult, Report
-from .layers import adaptive_windows
-from .spec import INPUT
-from .windows import merged_axes
+from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.layers import adaptive_windows
+from convaudit.core.model import INPUT
+from convaudit.core.windows import merged_axes
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import DeviceError
-from .memory import RunMemory
-from .render.formatting import fmt_bytes
-from .timing import Timing
+from convaudit.core.memory import RunMemory
+from convaudit.core.timing import Timing
+from convaudit.core.units import fmt_bytes
+from convaudit.errors import DeviceError
 
 GUARD_FRACTION = 0.9  # refuse a run that needs more than this share of what is free
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .analysis import LayerResult
-from .layers import elements
+from convaudit.core.analysis import LayerResult
+from convaudit.core.layers import elements
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .analysis import LayerResult, Report
-from .layers import elements
-from .spec import INPUT
+from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.layers import elements
+from convaudit.core.model import INPUT
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
 INDEX_BYTES = 8  # int64 indices of max-pooling

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import Where
-from .fields import Int, Shape
+from convaudit.core.fields import Int, Shape
+from convaudit.errors import Where
 
 INPUT = "input"  # the name of the network's input in `from:`
 

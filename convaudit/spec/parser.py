@@ -9,12 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .claims import parse_claims
-from .errors import SpecError
-from .fields import Field, Names, Text
-from .layerlist import LayerListParser, Scope, closest, field_value, parse_blocks
-from .spec import INPUT, LayerSpec, NetworkSpec
-from .yamlsource import Document, load_document, read_text
+from convaudit.core.fields import Field, Names, Text
+from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
+from convaudit.errors import SpecError
+from convaudit.spec.claims import parse_claims
+from convaudit.spec.layerlist import LayerListParser, Scope, closest, field_value, parse_blocks
+from convaudit.spec.yamlsource import Document, load_document, read_text
 
 TOP_LEVEL_KEYS = ("name", "title", "source", "input", "layers", "aliases", "notes", "claims", "outputs",
                   "blocks", "variants", "separator", "extends")
@@ -86,7 +86,7 @@ def parse_document(doc: Document, variant: str | None = None, depth: int = 0) ->
 
 def _extending(doc: Document, data: dict[str, Any], variant: str | None, depth: int) -> NetworkSpec:
     """A spec that reuses another's network (a path beside it, or a bundled name) and states its own claims."""
-    from .library import resolve  # the library resolves names through this module
+    from convaudit.spec.library import resolve  # the library resolves names through this module
 
     for key in data:
         if key not in EXTENDING_KEYS:

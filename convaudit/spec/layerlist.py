@@ -24,12 +24,12 @@ import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import SpecError
-from .expressions import substitute
-from .fields import Field, Int, Names
-from .layers import REGISTRY, SYNONYMS
-from .spec import EXPECT_FIELDS, INPUT, LayerSpec
-from .yamlsource import Document, KeyPath
+from convaudit.core.fields import Field, Int, Names
+from convaudit.core.layers import REGISTRY, SYNONYMS
+from convaudit.core.model import EXPECT_FIELDS, INPUT, LayerSpec
+from convaudit.errors import SpecError
+from convaudit.spec.expressions import substitute
+from convaudit.spec.yamlsource import Document, KeyPath
 
 COMMON_LAYER_KEYS = ("type", "name", "from", "expect")
 INSTANCE_KEYS = ("block", "name", "from", "repeat", "start", "expect")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from .analysis import TOTAL_FIELDS, LayerResult, Report
-from .layers import Shape
-from .windows import WindowAxis
+from convaudit.core.analysis import TOTAL_FIELDS, LayerResult, Report
+from convaudit.core.layers import Shape
+from convaudit.core.windows import WindowAxis
 
 
 def group_key(name: str, separator: str, depth: int) -> str:

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .analysis import LayerResult, Report
-from .checks import Finding, check
-from .errors import DeviceError
-from .layers import REGISTRY, elements
-from .memory import run_memory
-from .runtime import describe_device, guard_memory, is_out_of_memory, time_step
-from .timing import Timing
-from .torchmodel import TORCH_DTYPES, SpecModel, build_model, count_parameters
+from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.checks import Finding, check
+from convaudit.core.layers import REGISTRY, elements
+from convaudit.core.memory import run_memory
+from convaudit.core.timing import Timing
+from convaudit.errors import DeviceError
+from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model, count_parameters
+from convaudit.pytorch.runtime import describe_device, guard_memory, is_out_of_memory, time_step
 
 MATCH, MISMATCH, NOT_COUNTED, TORCH_OVERCOUNT, NOTHING = "match", "mismatch", "not-counted", "torch-overcount", "none"
 

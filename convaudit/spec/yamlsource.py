@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import SpecError, Where
+from convaudit.errors import SpecError, Where
 
 MAX_FILE_BYTES = 2_000_000
 MAX_NODES = 200_000  # after alias expansion; real specs use a few thousand

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .analysis import LayerResult, Report
-from .memory import layer_step_bytes, run_memory, training_memory
-from .runtime import describe_device, guard_memory, is_out_of_memory, synchronize, time_step
-from .throughput import Ceiling
-from .timing import Timing
-from .torchmodel import TORCH_DTYPES, SpecModel, build_model
-from .verify import forward_backward
+from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.memory import layer_step_bytes, run_memory, training_memory
+from convaudit.core.throughput import Ceiling
+from convaudit.core.timing import Timing
+from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model
+from convaudit.pytorch.runtime import describe_device, guard_memory, is_out_of_memory, synchronize, time_step
+from convaudit.pytorch.verify import forward_backward
 
 Progress = Callable[[int, int, str], None]  # (layers done, layers in all, the layer starting now)
 
@@ -266,7 +266,7 @@ def bench_report(report: Report, device: torch.device, dtype: str = "fp32", warm
 def versions(device: torch.device) -> dict[str, str]:
     import platform
 
-    from . import __version__
+    from convaudit import __version__
 
     found = {"convaudit": __version__, "torch": torch.__version__, "python": platform.python_version()}
     if device.type == "cuda":

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .analysis import LayerResult, Report, analyze
-from .errors import EXIT_FINDINGS, Where
-from .layers import describe_shape
-from .spec import NetworkSpec
-from .windows import WindowAxis, format_fraction, merged_axes
+from convaudit.core.analysis import LayerResult, Report, analyze
+from convaudit.core.layers import describe_shape
+from convaudit.core.model import NetworkSpec
+from convaudit.core.windows import WindowAxis, format_fraction, merged_axes
+from convaudit.errors import EXIT_FINDINGS, Where
 
 SEARCH_SPAN = 256  # input sizes tried on each side when looking for an exact one
 

@@ -20,16 +20,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .analysis import LayerResult, Report, analyze
-from .errors import Where
-from .fields import parse_number
-from .groups import group_key
-from .layerlist import closest
-from .layers import REGISTRY, elements
-from .receptive import receptive_fields, show
-from .spec import INPUT, NetworkSpec
-from .windows import WindowAxis, merged_axes
-from .yamlsource import Document, KeyPath
+from convaudit.core.analysis import LayerResult, Report, analyze
+from convaudit.core.layers import REGISTRY, elements
+from convaudit.core.model import INPUT, NetworkSpec
+from convaudit.core.receptive import receptive_fields, show
+from convaudit.core.windows import WindowAxis, merged_axes
+from convaudit.errors import Where
 
 NETWORK_QUANTITIES = ("params", "trainable_params", "non_trainable_params", "weights", "biases", "macs", "flops",
                       "backward_flops", "other_ops", "neurons", "connections", "activations", "depth",
@@ -62,92 +58,6 @@ class Verdict:
     arithmetic: str
 
 
-# ---------------------------------------------------------------- parsing
-
-def parse_claims(doc: Document, value: Any, spec: NetworkSpec, path: KeyPath = ("claims",)) -> tuple[Claim, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, dict):
-        entries = [(key, item, path + (key,)) for key, item in value.items()]
-    elif isinstance(value, list):
-        entries = []
-        for index, item in enumerate(value):
-            if not isinstance(item, dict) or "claim" not in item:
-                raise doc.error(path + (index,), "a claim in a list needs `claim:` (what is claimed) and `value:`")
-            entries.append((item["claim"], item, path + (index,)))
-    else:
-        raise doc.error(path, "expected a mapping of claims (params: 60e6) or a list of {claim, value, …}")
-    return tuple(_parse_claim(doc, str(target), item, where, spec) for target, item, where in entries)
-
-
-def _parse_claim(doc: Document, target: str, item: Any, path: KeyPath, spec: NetworkSpec) -> Claim:
-    body = item if isinstance(item, dict) else {"value": item}
-    for key in body:
-        if key not in CLAIM_KEYS:
-            raise doc.error(path + (key,), f"a claim takes {', '.join(CLAIM_KEYS)}, not '{key}'"
-                                           f"{closest(str(key), CLAIM_KEYS)}")
-    if "value" not in body:
-        raise doc.error(path, "the claim has no value")
-    layer, quantity = _split_target(doc, target, path, spec)
-    raw = body["value"]
-    if quantity == "shape":
-        if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
-            raise doc.error(path, f"a shape claim needs a list such as [96, 55, 55], got {raw!r}")
-        value: Fraction | tuple[int, ...] = tuple(raw)
-    else:
-        try:
-            value = parse_number(str(raw).replace(",", "") if isinstance(raw, str) else raw)
-        except ValueError as problem:
-            raise doc.error(path + ("value",) if isinstance(item, dict) else path, str(problem)) from None
-    tolerance, relative = _tolerance(doc, body.get("tol"), path + ("tol",))
-    at = _at(doc, body.get("at"), path + ("at",))
-    variant = body.get("variant")
-    if variant is not None and variant not in spec.variants:
-        raise doc.error(path + ("variant",), f"{spec.name} has no variant '{variant}'"
-                                             f"{closest(str(variant), sorted(spec.variants))}")
-    return Claim(target, layer, quantity, value, tolerance, relative, str(body.get("source", "")), at, variant,
-                 doc.where(path))
-
-
-def _split_target(doc: Document, target: str, path: KeyPath, spec: NetworkSpec) -> tuple[str | None, str]:
-    if target in NETWORK_QUANTITIES:
-        return None, target
-    if "." not in target:
-        raise doc.error(path, f"unknown claim '{target}'{closest(target, NETWORK_QUANTITIES)}: claim a network "
-                              f"quantity ({', '.join(NETWORK_QUANTITIES)}) or layer.quantity")
-    layer, quantity = target.rsplit(".", 1)
-    if quantity not in LAYER_QUANTITIES:
-        raise doc.error(path, f"unknown quantity '{quantity}' in '{target}'{closest(quantity, LAYER_QUANTITIES)}; "
-                              f"a layer has {', '.join(LAYER_QUANTITIES)}")
-    names = {layer_spec.name for layer_spec in spec.layers}
-    groups = {group_key(name, spec.separator, depth) for name in names for depth in range(1, 4)}
-    if layer not in names and layer not in groups:
-        raise doc.error(path, f"'{layer}' in '{target}' is no layer or block here{closest(layer, sorted(names))}")
-    return layer, quantity
-
-
-def _tolerance(doc: Document, value: Any, path: KeyPath) -> tuple[Fraction | None, Fraction | None]:
-    if value is None:
-        return None, None
-    try:
-        if isinstance(value, str) and value.strip().endswith("%"):
-            return None, parse_number(value.strip()[:-1]) / 100
-        return parse_number(value), None
-    except ValueError:
-        raise doc.error(path, f"expected a tolerance such as 5% or 1000, got {value!r}") from None
-
-
-def _at(doc: Document, value: Any, path: KeyPath) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value, value
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
-        return value[0], value[1]
-    raise doc.error(path, f"expected an input size such as 224 or [224, 200], got {value!r}")
-
-
-# ---------------------------------------------------------------- evaluating
 
 def audit(spec: NetworkSpec, load_variant: Any = None) -> list[Verdict]:
     """Every claim of `spec`, each evaluated at its own input size and variant."""

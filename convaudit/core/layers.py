@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from .fields import Bool, ConnectionTable, Field, Int, Number, Size
-from .windows import WindowAxis
+from convaudit.core.fields import Bool, ConnectionTable, Field, Int, Number, Size
+from convaudit.core.windows import WindowAxis
 
 Shape = tuple[int, ...]
 Params = Mapping[str, Any]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ConvauditError
-from .layers import REGISTRY, LayerProblem, Outcome, Shape, describe_shape, elements
-from .spec import INPUT, LayerSpec, NetworkSpec
-from .windows import WindowAxis
+from convaudit.core.layers import REGISTRY, LayerProblem, Outcome, Shape, describe_shape, elements
+from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
+from convaudit.core.windows import WindowAxis
+from convaudit.errors import ConvauditError
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 

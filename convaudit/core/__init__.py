@@ -1,0 +1,1 @@
+"""The torch-free analytic core: layer formulas, analysis, checks, memory, receptive fields, claims."""

@@ -1,0 +1,1 @@
+"""The torch side: the model builder, verify and bench. Every module here imports torch."""

@@ -1,0 +1,53 @@
+"""The package's layers import downwards only: cli → render → pytorch → spec → core → errors."""
+
+from __future__ import annotations
+
+import ast
+
+from .conftest import ROOT
+
+# What each layer may import from convaudit. Presentation may name the torch side's result types, but only
+# under TYPE_CHECKING, so rendering never imports torch.
+ALLOWED = {
+    "errors": set(),
+    "core": {"errors", "core"},
+    "spec": {"errors", "core", "spec"},
+    "pytorch": {"errors", "core", "spec", "pytorch"},
+    "render": {"errors", "core", "spec", "render"},
+}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "convaudit"
+
+
+def runtime_imports(tree: ast.AST) -> list[str]:
+    """convaudit modules imported outside `if TYPE_CHECKING:` blocks."""
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            return
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("convaudit"):
+            found.append(node.module)
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names if alias.name.startswith("convaudit"))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_imports_point_down() -> None:
+    wrong = []
+    for path in sorted((ROOT / "convaudit").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        layer = layer_of(module)
+        if layer not in ALLOWED:
+            continue  # the package root and the CLI sit on top and may import anything
+        for target in runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if layer_of(target) not in ALLOWED[layer] and target != "convaudit":
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "imports that point up:\n" + "\n".join(wrong)
