@@ -6,10 +6,12 @@ and "other ops". Everything is an exact integer; divisions that may not be
 whole go through `WindowAxis` as Fractions.
 
 Counting conventions (also in the README):
-  MACs      multiply-accumulates of conv, linear, subsample and RBF layers only
+  MACs      multiply-accumulates of conv, linear, subsample, RBF and attention layers only
   FLOPs     2·MACs
   other ops everything else, each type's rule in `other_ops_rule`
-Shapes leave out the batch: [C, H, W] for feature maps, [F] for vectors.
+Shapes leave out the batch: [C, H, W] for feature maps, [F] for vectors, [N, D] for N tokens of D features.
+Element-wise functions count one op per arithmetic step or elementary function (exp, erf, tanh, sigmoid)
+they take per element, as written in their formula.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from convaudit.core.fields import Bool, ConnectionTable, Field, Int, Number, Size
+from convaudit.core.fields import Bool, Choice, ConnectionTable, Field, FieldKind, Int, Number, Size
 from convaudit.core.windows import WindowAxis
 
 Shape = tuple[int, ...]
@@ -51,6 +53,10 @@ class Outcome:
     windows: tuple[WindowAxis, ...] = ()  # the H and W divisions of a sliding-window layer
     in_features: int | None = None  # what a fully connected layer receives, flattened
     connections: int = 0  # as the papers count them: multiply-adds plus bias terms
+    # Backward MACs where they differ from "weight gradient = input gradient = forward MACs" (attention):
+    weight_grad_macs: int | None = None  # for the trainable weights' gradients (None: the forward MACs)
+    input_grad_macs: int | None = None  # for the input's gradient (None: the forward MACs)
+    inner_grad_macs: int = 0  # gradients of inner products with no weights, needed whenever any gradient flows
 
 
 REGISTRY: dict[str, LayerType] = {}
@@ -62,6 +68,9 @@ SYNONYMS = {
     "adaptiveavgpool2d": "adaptiveavgpool", "globalaveragepooling2d": "globalavgpool", "bn": "batchnorm",
     "batchnorm2d": "batchnorm", "batchnormalization": "batchnorm", "localresponsenorm": "lrn",
     "localresponsenormalization": "lrn", "cat": "concat", "sum": "add", "eltwise": "add", "logistic": "sigmoid",
+    "hardtanh": "relu6", "multiply": "mul", "layer_norm": "layernorm", "layernorm2d": "layernorm",
+    "multiheadattention": "attention", "mha": "attention", "view": "reshape", "transpose": "permute",
+    "channelshuffle": "shuffle", "narrow": "slice", "chunk": "slice", "layerscale": "scale",
 }
 
 
@@ -430,12 +439,17 @@ class BatchNorm(LayerType):
 class Linear(LayerType):
     type_name = "linear"
     prefix = "fc"
-    doc = "fully connected layer; a feature map input is flattened first"
+    doc = ("fully connected layer; a feature map input is flattened first, or with flatten: false it maps the "
+           "last dimension of any input, as nn.Linear does")
     has_macs = True
-    other_ops_rule = "bias adds: out (0 without bias)"
-    fields = (Field("out", Int(), "output features", required=True), BIAS, IN_PIN)
+    other_ops_rule = "bias adds: out per output vector (0 without bias)"
+    fields = (Field("out", Int(), "output features", required=True), BIAS, IN_PIN,
+              Field("flatten", Bool(), "flatten the input first (false: apply to the last dimension, like "
+                                       "nn.Linear on [N, D] tokens or an [H, W, C] map)", default=True))
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        if not params.get("flatten", True):
+            return self.pointwise(inputs[0], params)
         features, out = elements(inputs[0]), params["out"]
         biases = out if params["bias"] else 0
         return Outcome(
@@ -446,6 +460,23 @@ class Linear(LayerType):
             other_ops=biases,
             in_features=features,
             connections=features * out + biases,
+        )
+
+    @staticmethod
+    def pointwise(shape: Shape, params: Params) -> Outcome:
+        """nn.Linear on the last dimension: each of the elements/in vectors is mapped alone."""
+        features, out = shape[-1], params["out"]
+        vectors = elements(shape) // features
+        bias_terms = vectors * out if params["bias"] else 0
+        macs = vectors * features * out  # (elements / in)·in·out
+        return Outcome(
+            shape=shape[:-1] + (out,),
+            weights=features * out,
+            biases=out if params["bias"] else 0,
+            macs=macs,
+            other_ops=bias_terms,
+            in_features=features,
+            connections=macs + bias_terms,
         )
 
 
@@ -496,3 +527,327 @@ class Add(LayerType):
         if len(set(inputs)) > 1:
             raise LayerProblem("merge", "shapes differ")
         return Outcome(shape=inputs[0], other_ops=(len(inputs) - 1) * elements(inputs[0]))
+
+
+# ------------------------------------------------------------------ the operators of modern CNNs and ViT
+
+class IntList(FieldKind):
+    """A list of integers, each at least `minimum` (a permutation, a target shape)."""
+
+    def __init__(self, minimum: int, description: str):
+        self.minimum = minimum
+        self.description = description
+
+    def parse(self, value: Any) -> tuple[int, ...]:
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= self.minimum for v in value)):
+            shown = f"list {value}" if isinstance(value, list) else repr(value)
+            raise ValueError(f"expected {self.description}, got {shown}")
+        return tuple(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "integer", "minimum": self.minimum}, "minItems": 1}
+
+
+def tokens(shape: Shape, layer: str) -> tuple[int, int]:
+    if len(shape) != 2:
+        raise LayerProblem("rank", f"{layer} needs [N, D] tokens, got [{', '.join(map(str, shape))}]"
+                                   + (" (a feature map: flatten or reshape and permute it to tokens first)"
+                                      if len(shape) == 3 else ""))
+    n, d = shape
+    return n, d
+
+
+@register
+class GELU(_Elementwise):
+    type_name = "gelu"
+    prefix = "gelu"
+    doc = "Gaussian error linear unit, exact form: x·Φ(x) = x · ½(1 + erf(x/√2)) (nn.GELU)"
+    other_ops_rule = "5 per element: scale by 1/√2, erf, add 1, halve, multiply by x"
+    ops_per_element = 5
+
+
+@register
+class SiLU(_Elementwise):
+    type_name = "silu"
+    prefix = "silu"
+    doc = "SiLU (Swish): x·sigmoid(x) (nn.SiLU)"
+    other_ops_rule = "2 per element: sigmoid, multiply by x"
+    ops_per_element = 2
+
+
+@register
+class Swish(SiLU):
+    type_name = "swish"
+    prefix = "swish"
+    doc = "Swish, the same function as silu: x·sigmoid(x) (nn.SiLU)"
+
+
+@register
+class ReLU6(_Elementwise):
+    type_name = "relu6"
+    prefix = "relu"
+    doc = "min(max(0, x), 6) (nn.ReLU6, MobileNet)"
+    other_ops_rule = "2 per element: two comparisons"
+    ops_per_element = 2
+
+
+@register
+class Hardsigmoid(_Elementwise):
+    type_name = "hardsigmoid"
+    prefix = "hsigmoid"
+    doc = "relu6(x + 3)/6 (nn.Hardsigmoid, MobileNetV3's squeeze-excite gate)"
+    other_ops_rule = "4 per element: add 3, two comparisons, divide by 6"
+    ops_per_element = 4
+
+
+@register
+class Hardswish(_Elementwise):
+    type_name = "hardswish"
+    prefix = "hswish"
+    doc = "x·relu6(x + 3)/6 (nn.Hardswish, MobileNetV3)"
+    other_ops_rule = "5 per element: add 3, two comparisons, divide by 6, multiply by x"
+    ops_per_element = 5
+
+
+def broadcast(inputs: list[Shape]) -> Shape:
+    """The shape of an element-wise result: equal ranks (each tensor has its batch dimension first, so torch
+    aligns every sample dimension), each dimension equal or 1."""
+    if len({len(shape) for shape in inputs}) > 1:
+        raise LayerProblem("merge", "ranks differ")
+    result = []
+    for sizes in zip(*inputs, strict=True):
+        wide = {size for size in sizes if size != 1}
+        if len(wide) > 1:
+            raise LayerProblem("merge", f"sizes {' and '.join(map(str, sorted(wide)))} do not broadcast "
+                                        "(each dimension must match or be 1)")
+        result.append(wide.pop() if wide else 1)
+    return tuple(result)
+
+
+@register
+class Mul(LayerType):
+    type_name = "mul"
+    prefix = "mul"
+    doc = ("element-wise product, broadcasting dimensions of size 1 (the squeeze-excite gate: "
+           "[C, H, W] × [C, 1, 1] → [C, H, W])")
+    other_ops_rule = "(inputs − 1) multiplies per output element"
+    min_inputs = 2
+    max_inputs = None
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape = broadcast(inputs)
+        return Outcome(shape=shape, other_ops=(len(inputs) - 1) * elements(shape))
+
+
+OVER = ("last", "channels")
+
+
+def normalised_dim(shape: Shape, over: str) -> int:
+    """The size of the dimension a per-channel or per-feature operation runs along."""
+    return shape[0] if over == "channels" else shape[-1]
+
+
+@register
+class Scale(LayerType):
+    type_name = "scale"
+    prefix = "scale"
+    doc = ("multiply by a learned vector along one dimension (ConvNeXt's layer scale, a [C, 1, 1] parameter "
+           "on a [C, H, W] map)")
+    other_ops_rule = "1 multiply per element"
+    fields = (Field("over", Choice(*reversed(OVER)), "the dimension scaled: channels (C of [C, H, W], the first) "
+                                                     "or last (D of [N, D] tokens, C of an [H, W, C] map)",
+                    default="channels"),)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape = inputs[0]
+        return Outcome(shape=shape, weights=normalised_dim(shape, params["over"]), other_ops=elements(shape))
+
+
+@register
+class LayerNorm(LayerType):
+    type_name = "layernorm"
+    prefix = "ln"
+    doc = ("layer normalisation over one dimension, with a learned scale and shift: over the last dimension "
+           "like nn.LayerNorm, or over: channels for C at every position of a [C, H, W] map (ConvNeXt's "
+           "LayerNorm2d)")
+    other_ops_rule = ("per vector of N normalised: 6·N + 2 = mean N (N − 1 adds, a divide), subtract N, square N, "
+                      "variance N, add ε and rsqrt 2, multiply by it N, scale N and shift N (4·N + 2 without affine)")
+    fields = (
+        Field("over", Choice(*OVER), "last: the last dimension (nn.LayerNorm); channels: C of a [C, H, W] map",
+              default="last"),
+        Field("affine", Bool(), "learn a scale and shift per normalised element", default=True),
+    )
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape = inputs[0]
+        size = normalised_dim(shape, params["over"])
+        vectors = elements(shape) // size
+        affine = params["affine"]
+        per_vector = (6 if affine else 4) * size + 2
+        return Outcome(shape=shape, weights=size if affine else 0, biases=size if affine else 0,
+                       other_ops=per_vector * vectors)
+
+
+@register
+class Slice(LayerType):
+    type_name = "slice"
+    prefix = "slice"
+    doc = "channels start to end − 1 (dim 0, end exclusive): a view, no arithmetic (ShuffleNet's chunk)"
+    fields = (
+        Field("start", Int(0), "first channel kept", default=0),
+        Field("end", Int(), "one past the last channel kept", required=True),
+    )
+
+    def static_problems(self, params: Params) -> list[tuple[str, str]]:
+        if params["end"] <= params["start"]:
+            return [("end", f"end {params['end']} must be greater than start {params['start']} (end is exclusive)")]
+        return []
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape, end = inputs[0], params["end"]
+        if end > shape[0]:
+            raise LayerProblem("slice", f"end {end} is past the input's {shape[0]} channels", "end")
+        return Outcome(shape=(end - params["start"],) + shape[1:])
+
+
+@register
+class Shuffle(LayerType):
+    type_name = "shuffle"
+    prefix = "shuffle"
+    doc = ("channel shuffle (ShuffleNet): view C as [groups, C/groups], transpose, flatten; counted as a view "
+           "(data movement only, no arithmetic)")
+    fields = (Field("groups", Int(), "groups the channels are interleaved from", required=True),)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape, groups = inputs[0], params["groups"]
+        if shape[0] % groups:
+            raise LayerProblem("groups", f"channels {shape[0]} are not divisible by groups {groups}", "groups")
+        return Outcome(shape=shape)
+
+
+@register
+class Permute(LayerType):
+    type_name = "permute"
+    prefix = "permute"
+    doc = "reorder the sample dimensions (batch excluded): order [1, 2, 0] turns [C, H, W] into [H, W, C]; a view"
+    fields = (Field("order", IntList(0, "a permutation of the sample dimensions such as [1, 2, 0]"),
+                    "the input dimension each output dimension takes", required=True),)
+
+    def static_problems(self, params: Params) -> list[tuple[str, str]]:
+        order = params["order"]
+        if sorted(order) != list(range(len(order))):
+            return [("order", f"order {list(order)} is not a permutation of 0–{len(order) - 1}")]
+        return []
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape, order = inputs[0], params["order"]
+        if len(order) != len(shape):
+            raise LayerProblem("rank", f"order {list(order)} has {len(order)} entries but the input "
+                                       f"[{', '.join(map(str, shape))}] has {len(shape)} dimensions", "order")
+        return Outcome(shape=tuple(shape[i] for i in order))
+
+
+@register
+class Reshape(LayerType):
+    type_name = "reshape"
+    prefix = "reshape"
+    doc = "reshape the sample dimensions (batch excluded); one entry may be −1 (inferred); no arithmetic"
+    fields = (Field("shape", IntList(-1, "a list of positive sizes, at most one −1, such as [196, 768]"),
+                    "the output's sample dimensions", required=True),)
+
+    def static_problems(self, params: Params) -> list[tuple[str, str]]:
+        shape = params["shape"]
+        if 0 in shape or shape.count(-1) > 1:
+            return [("shape", f"shape {list(shape)} may hold positive sizes and at most one −1")]
+        return []
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        source, target = inputs[0], params["shape"]
+        total, known = elements(source), math.prod(size for size in target if size != -1)
+        if -1 in target:
+            if total % known:
+                raise LayerProblem("reshape", f"{describe_shape(source)} = {total} elements do not divide into "
+                                              f"{list(target)}: {total} is not a multiple of {known}", "shape")
+            target = tuple(total // known if size == -1 else size for size in target)
+        elif known != total:
+            raise LayerProblem("reshape", f"{describe_shape(source)} = {total} elements cannot become "
+                                          f"{describe_shape(target)} = {known}", "shape")
+        return Outcome(shape=tuple(target))
+
+
+@register
+class ClassToken(LayerType):
+    type_name = "classtoken"
+    prefix = "cls"
+    doc = "prepend a learned token to [N, D] tokens, giving [N + 1, D] (ViT's class token)"
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        n, d = tokens(inputs[0], "classtoken")
+        return Outcome(shape=(n + 1, d), weights=d)
+
+
+@register
+class PosEmbedding(LayerType):
+    type_name = "posembedding"
+    prefix = "pos"
+    doc = "add a learned position embedding of the input's shape (ViT: [N, D])"
+    other_ops_rule = "1 add per element"
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        return Outcome(shape=inputs[0], weights=elements(inputs[0]), other_ops=elements(inputs[0]))
+
+
+@register
+class Attention(LayerType):
+    type_name = "attention"
+    prefix = "attn"
+    doc = ("multi-head self-attention over [N, D] tokens, as nn.MultiheadAttention(D, heads, batch_first=True) "
+           "with query = key = value")
+    has_macs = True
+    other_ops_rule = ("per head: N·N score scalings by 1/√(D/heads) and softmax over keys, 3·N − 1 per query; "
+                      "bias adds 4·N·D (0 without bias)")
+    fields = (
+        Field("heads", Int(), "attention heads; must divide D", required=True),
+        BIAS,
+    )
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        n, d = tokens(inputs[0], "attention")
+        heads = params["heads"]
+        if d % heads:
+            raise LayerProblem("heads", f"{heads} heads do not divide D = {d}", "heads")
+        projections = 4 * n * d * d  # Q, K, V in-projections 3·N·D·D, out-projection N·D·D
+        products = 2 * n * n * d  # Q·Kᵀ and A·V: heads · N·N·(D/heads) each
+        bias_terms = 4 * n * d if params["bias"] else 0
+        return Outcome(
+            shape=(n, d),
+            weights=4 * d * d,
+            biases=4 * d if params["bias"] else 0,
+            macs=projections + products,
+            other_ops=heads * n * n + heads * n * (3 * n - 1) + bias_terms,
+            in_features=d,
+            connections=projections + products + bias_terms,
+            # Backward: dW of the four projections; dx of the in-projection; and whenever any gradient flows,
+            # dx of the out-projection N·D·D plus two gradient products of N·N·D for each of Q·Kᵀ and A·V.
+            weight_grad_macs=projections,
+            input_grad_macs=3 * n * d * d,
+            inner_grad_macs=n * d * d + 2 * products,
+        )
+
+
+@register
+class Select(LayerType):
+    type_name = "select"
+    prefix = "select"
+    doc = "pick one entry of the first dimension: token `index` of [N, D] gives [D] (ViT's class token output)"
+    fields = (Field("index", Int(0), "which token (0: the first)", default=0),)
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        shape, index = inputs[0], params["index"]
+        if len(shape) < 2:
+            raise LayerProblem("rank", f"select needs at least two dimensions, got [{shape[0]}]")
+        if index >= shape[0]:
+            raise LayerProblem("select", f"index {index} is past the input's {shape[0]} entries "
+                                         f"(0–{shape[0] - 1})", "index")
+        return Outcome(shape=shape[1:])
