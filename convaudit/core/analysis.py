@@ -17,8 +17,8 @@ from convaudit.errors import ConvauditError
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 CONVENTIONS = {
-    "macs": "multiply-accumulates of conv, linear, subsample and RBF layers (one multiply plus one add)",
-    "flops": "FLOPs = 2 × MACs (conv, linear, subsample and RBF layers only)",
+    "macs": "multiply-accumulates of conv, linear, subsample, RBF and attention layers (one multiply plus one add)",
+    "flops": "FLOPs = 2 × MACs (conv, linear, subsample, RBF and attention layers only)",
     "other_ops": "bias adds, activations, pooling, LRN, softmax, batchnorm and merges, counted apart from MACs "
                  "(rules in the README)",
     "rounding": "output sizes use floor((W − K' + 2P)/S) + 1 with K' = D·(K − 1) + 1, as PyTorch does; "
@@ -27,7 +27,8 @@ CONVENTIONS = {
     "params": "params = weights + biases + running statistics; non-trainable = batchnorm running mean/var and "
               "fixed RBF centres",
     "backward": "backward FLOPs = 2 × (weight-gradient MACs + input-gradient MACs), each equal to the forward "
-                "MACs; no input gradient before the first trained layer",
+                "MACs; no input gradient before the first trained layer; attention's weightless Q·Kᵀ and A·V "
+                "each take two gradient products of their size",
     "batch": "MACs, FLOPs, other ops and activations are for the whole batch; parameters are not",
     "neurons": "output units of weight layers (conv, linear, subsample, RBF), per sample",
     "connections": "multiply-adds plus bias terms, per sample (subsampling: window plus bias per unit)",
@@ -99,10 +100,15 @@ class LayerResult:
 
         Each costs as many MACs as the forward: dW = x ⋆ dy and dx = dy ⋆ᵀ W run over the same
         Cout·(Cin/g)·Kh·Kw·Hout·Wout products (in·out for linear). The first trained layer needs no dx.
+        A layer with products that hold no weights (attention's Q·Kᵀ and A·V) states its own split.
         """
-        weight_grad = self.macs if self.trainable_params else 0
-        input_grad = self.macs if self.needs_input_grad else 0
-        return weight_grad + input_grad
+        outcome = self.outcome
+        weight_grad = outcome.macs if outcome.weight_grad_macs is None else outcome.weight_grad_macs
+        input_grad = outcome.macs if outcome.input_grad_macs is None else outcome.input_grad_macs
+        flows = self.trainable_params or self.needs_input_grad
+        return self.batch * ((weight_grad if self.trainable_params else 0)
+                             + (input_grad if self.needs_input_grad else 0)
+                             + (outcome.inner_grad_macs if flows else 0))
 
     @property
     def backward_flops(self) -> int:
