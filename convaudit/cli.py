@@ -24,6 +24,7 @@ from convaudit import __version__
 from convaudit.core.analysis import DTYPE_BYTES, Report, analyze
 from convaudit.core.checks import check as check_report
 from convaudit.core.checks import exit_status
+from convaudit.core.fields import too_large
 from convaudit.core.memory import OPTIMIZER_STATES
 from convaudit.core.model import NetworkSpec
 from convaudit.errors import EXIT_FINDINGS, ConvauditError
@@ -147,13 +148,16 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def parse_input_size(text: str) -> tuple[int, int]:
     """'224' -> (224, 224); '224x200' -> (224, 200)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×X,]\s*(\d+))?\s*", text)
+    match = re.fullmatch(r"\s*(\d{1,30})\s*(?:[x×X,]\s*(\d{1,30}))?\s*", text)
     if not match:
-        raise ConvauditError(f"--input: expected N or HxW such as 224 or 224x200, got '{text}'")
+        shown = f"'{text}'" if len(text) <= 60 else f"{len(text):,} characters"
+        raise ConvauditError(f"--input: expected N or HxW such as 224 or 224x200 (at most 2^63), got {shown}")
     height = int(match.group(1))
     width = int(match.group(2) or height)
     if height < 1 or width < 1:
         raise ConvauditError(f"--input: sizes must be positive, got '{text}'")
+    if too_large(height) or too_large(width):
+        raise ConvauditError(f"--input: refused: a size larger than 2^63, got '{text}'")
     return height, width
 
 

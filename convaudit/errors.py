@@ -58,8 +58,9 @@ class ConvauditError(Exception):
             self.exit_code = exit_code
 
     def __str__(self) -> str:
-        one_line = " ".join(self.message.split())
-        return f"{self.where}: {one_line}" if self.where else one_line
+        """One line, safe for a terminal: whitespace runs become one space, control characters escapes."""
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        return printable(" ".join(text.split()))
 
 
 class SpecError(ConvauditError):

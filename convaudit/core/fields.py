@@ -7,12 +7,22 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 Problem = str  # a human-readable reason a value was refused
+
+# Limits on any number a spec, a claim or an option may state, checked before the number is built:
+# Fraction("1e999999999") would compute 10**999999999, and Python refuses to read ints of more than
+# 4,300 digits. Nothing a network is made of comes near 2**63 (a tensor of that many elements is 32 EiB at fp32).
+MAX_MAGNITUDE = 2**63
+MAX_NUMBER_TEXT = 100  # characters in a written number such as '60e6', '2/3' or '1.7159'
+MAX_EXPONENT = 40  # |e| in '1e-40' … '1e40' (the magnitude limit then decides)
+DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(?:[eE]([+-]?\d+))?")
+RATIO = re.compile(r"[+-]?\d+/\d+")
 
 
 class FieldKind:
@@ -32,15 +42,33 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def describe_int(value: int) -> str:
+    """An int as text, or its size when it is too long to write (Python refuses str() past 4,300 digits)."""
+    if abs(value) < 10**30:
+        return str(value)
+    digits = int(abs(value).bit_length() * 0.30103) + 1  # ≈ log10: within one digit, and never calls str()
+    return f"{'−' if value < 0 else ''}an integer of about {digits:,} digits"
+
+
+def too_large(value: int | Fraction) -> bool:
+    return abs(value) > MAX_MAGNITUDE
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"int {describe_int(value)}"
     if isinstance(value, str):
+        if len(value) > 200:
+            return f"a string of {len(value):,} characters"
         return f"string '{value}'"
     if value is None:
         return "nothing"
     if isinstance(value, list):
-        return f"list {value}"
+        text = f"list {value}" if len(value) <= 20 and not any(isinstance(v, (list, dict)) for v in value) else ""
+        return text if text and len(text) <= 200 and not any(isinstance(v, int) and too_large(v) for v in value) \
+            else f"a list of {len(value):,} items"
     if isinstance(value, dict):
         return "a mapping"
     return f"{type(value).__name__} {value}"
@@ -54,6 +82,8 @@ class Int(FieldKind):
     def parse(self, value: Any) -> int:
         if not _is_int(value) or value < self.minimum:
             raise ValueError(f"expected {self.description}, got {_describe(value)}")
+        if too_large(value):
+            raise ValueError(f"refused: {describe_int(value)} is larger than 2^63 (no network comes near)")
         return value
 
     def schema(self) -> dict[str, Any]:
@@ -95,20 +125,44 @@ class Bool(FieldKind):
 
 
 def parse_number(value: Any) -> Fraction:
-    """An exact number from an int, a float's written value, or a string like '60e6', '2/3' or '5%'."""
+    """An exact number from an int, a float's written value, or a string like '60e6' or '2/3'.
+
+    Its size is bounded before it is built: at most MAX_NUMBER_TEXT characters, an exponent within ±MAX_EXPONENT
+    and a magnitude within 2^63; past those, ValueError says so.
+    """
     if isinstance(value, bool) or value is None:
         raise ValueError(f"expected a number, got {_describe(value)}")
     if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        return Fraction(repr(value))  # the decimal the user wrote, not the binary float
-    if isinstance(value, str):
-        text = value.strip().replace("_", "")
+        number = Fraction(value)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a finite number, got {value}")
+        number = _from_text(repr(value))  # the decimal the user wrote, not the binary float
+    elif isinstance(value, str):
+        number = _from_text(value.strip().replace("_", ""))
+    else:
+        raise ValueError(f"expected a number, got {_describe(value)}")
+    if too_large(number):
+        shown = describe_int(value) if isinstance(value, int) else _describe(value)
+        raise ValueError(f"refused: {shown} is larger than 2^63 in magnitude")
+    return number
+
+
+def _from_text(text: str) -> Fraction:
+    if len(text) > MAX_NUMBER_TEXT:
+        raise ValueError(f"expected a number of at most {MAX_NUMBER_TEXT} characters, got {len(text):,}")
+    decimal = DECIMAL.fullmatch(text)
+    if decimal:
+        exponent = int(decimal.group(2) or 0)
+        if abs(exponent) > MAX_EXPONENT:
+            raise ValueError(f"refused: the exponent in '{text}' is beyond ±{MAX_EXPONENT}")
+        return Fraction(text)
+    if RATIO.fullmatch(text):
         try:
             return Fraction(text)
-        except (ValueError, ZeroDivisionError):
-            pass
-    raise ValueError(f"expected a number, got {_describe(value)}")
+        except ZeroDivisionError:
+            raise ValueError(f"'{text}' divides by zero") from None
+    raise ValueError(f"expected a number, got string '{text}'")
 
 
 class Number(FieldKind):
@@ -128,7 +182,9 @@ class Number(FieldKind):
     def parse(self, value: Any) -> Fraction:
         try:
             number = parse_number(value)
-        except ValueError:
+        except ValueError as problem:
+            if str(problem).startswith("refused"):
+                raise
             raise ValueError(f"expected {self.description}, got {_describe(value)}") from None
         low_ok = self.minimum is None or (number > self.minimum if self.exclusive_minimum else number >= self.minimum)
         high_ok = self.maximum is None or (number < self.maximum if self.exclusive_maximum else number <= self.maximum)
@@ -225,6 +281,8 @@ class Shape(FieldKind):
     def parse(self, value: Any) -> tuple[int, ...]:
         if not isinstance(value, list) or not 1 <= len(value) <= 3 or not all(_is_int(v) and v > 0 for v in value):
             raise ValueError(f"expected {self.description}, got {_describe(value)}")
+        if any(too_large(v) for v in value):
+            raise ValueError("refused: a size larger than 2^63")
         return tuple(value)
 
     def schema(self) -> dict[str, Any]:

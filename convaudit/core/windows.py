@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+from convaudit.core.units import fixed
+
 
 def format_fraction(value: Fraction) -> str:
     """54.25 for a terminating decimal, '163/3 (54.333…)' otherwise."""
@@ -27,8 +29,8 @@ def format_fraction(value: Fraction) -> str:
         digits = 0
         while (value * 10**digits).denominator != 1:
             digits += 1
-        return f"{value.numerator / value.denominator:.{digits}f}"
-    return f"{value.numerator}/{value.denominator} ({float(value):.3f}…)"
+        return fixed(value, digits)  # exact: no float, which a value of 10^400 would overflow
+    return f"{value.numerator}/{value.denominator} ({fixed(value, 3)}…)"
 
 
 @dataclass(frozen=True)

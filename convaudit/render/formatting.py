@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 
 from convaudit.core.analysis import LayerResult
-from convaudit.core.units import fmt_bytes  # noqa: F401  (re-exported for the renderers)
+from convaudit.core.units import fixed, fmt_bytes, significant  # noqa: F401  (fmt_bytes: re-exported)
 from convaudit.core.windows import format_fraction
 
 INEXACT_MARK = "⚠"  # floor rounding dropped part of the input
@@ -20,8 +21,10 @@ def fmt_si(value: int | float, unit: str = "") -> str:
     """724406816 -> '724.4 M' (four significant figures; for reading, never for quoting)."""
     for factor, prefix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
         if abs(value) >= factor:
+            if isinstance(value, int):  # exact: a float overflows past 10^308
+                return f"{significant(Fraction(value, factor), 4)} {prefix}{unit}"
             return f"{value / factor:.4g} {prefix}{unit}"
-    return f"{value:g} {unit}".rstrip()
+    return f"{value if isinstance(value, int) else format(value, 'g')} {unit}".rstrip()
 
 
 def fmt_shape(shape: Iterable[int]) -> str:
@@ -31,7 +34,7 @@ def fmt_shape(shape: Iterable[int]) -> str:
 def fmt_share(part: int, whole: int) -> str:
     if not part or not whole:
         return ""
-    return f"{100 * part / whole:.1f}%"
+    return f"{fixed(Fraction(100 * part, whole), 1)}%"  # exact, as fmt_si
 
 
 def rounding_note(layer: LayerResult) -> str:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from convaudit.core.fields import Field, Names, Text
+from convaudit.core.fields import Field, Names, Text, too_large
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
 from convaudit.errors import SpecError
 from convaudit.spec.claims import parse_claims
@@ -121,6 +121,8 @@ def _parse_input(doc: Document, value: Any) -> tuple[int, int, int]:
         raise doc.error(("input",), f"expected [channels, height, width], got {value!r}")
     if any(v <= 0 for v in value):
         raise doc.error(("input",), f"sizes must be positive, got {value}")
+    if any(too_large(v) for v in value):
+        raise doc.error(("input",), "refused: a size larger than 2^63 (no network comes near)")
     return value[0], value[1], value[2]
 
 

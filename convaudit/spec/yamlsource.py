@@ -114,6 +114,9 @@ class _Converter:
                 return self.scalars.construct_object(node)
             except yaml.constructor.ConstructorError as exc:
                 raise self.doc.error(path, f"cannot read value: {exc.problem}") from None
+            except ValueError:  # an int past Python's 4,300-digit limit (hostile input; see core/fields.py)
+                raise self.doc.error(path, f"refused: a number of {len(node.value):,} characters "
+                                           "(numbers are limited to 2^63)") from None
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
