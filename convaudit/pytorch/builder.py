@@ -164,6 +164,8 @@ def _batchnorm(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
 
 @builds("linear")
 def _linear(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    if not layer.params.get("flatten", True):  # nn.Linear itself: the last dimension
+        return nn.Linear(layer.params.get("in") or inputs[0][-1], layer.params["out"], bias=layer.params["bias"])
     features = layer.params.get("in") or _elements(inputs[0])  # a pinned `in:` is what the model is built with
     return FlattenLinear(features, layer.params["out"], bias=layer.params["bias"])
 
@@ -198,6 +200,174 @@ def _elements(shape: Shape) -> int:
     for size in shape:
         count *= size
     return count
+
+
+# ------------------------------------------------------------------ the operators of modern CNNs and ViT
+
+class Mul(nn.Module):
+    """Element-wise product, broadcasting size-1 dimensions (the squeeze-excite gate)."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return functools.reduce(operator.mul, inputs)
+
+
+class Scale(nn.Module):
+    """A learned vector along the first sample dimension ([C, 1, 1], ConvNeXt's layer scale) or the last."""
+
+    def __init__(self, shape: Shape, over: str):
+        super().__init__()
+        size = shape[0] if over == "channels" else shape[-1]
+        view = (size,) + (1,) * (len(shape) - 1) if over == "channels" else (size,)
+        self.weight = nn.Parameter(torch.full(view, 0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+class ChannelsLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the first sample dimension: torchvision's LayerNorm2d, moved and moved back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class Slice(nn.Module):
+    def __init__(self, start: int, end: int):
+        super().__init__()
+        self.start, self.end = start, end
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start:self.end]
+
+
+class ChannelShuffle(nn.Module):
+    """torchvision's channel_shuffle: view as [groups, C/groups], transpose, flatten back."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, rest = x.shape[0], x.shape[1], x.shape[2:]
+        x = x.view(batch, self.groups, channels // self.groups, *rest).transpose(1, 2).contiguous()
+        return x.view(batch, channels, *rest)
+
+
+class Permute(nn.Module):
+    def __init__(self, order: tuple[int, ...]):
+        super().__init__()
+        self.order = (0,) + tuple(i + 1 for i in order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(self.order)
+
+
+class Reshape(nn.Module):
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+class ClassToken(nn.Module):
+    """ViT's class token, prepended to every sample's tokens."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((self.weight.expand(x.shape[0], -1, -1), x), dim=1)
+
+
+class PosEmbedding(nn.Module):
+    def __init__(self, shape: Shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(1, *shape).normal_(std=0.02))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight
+
+
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention with query = key = value. need_weights=True keeps PyTorch on its explicit
+    bmm-softmax-bmm path, which fvcore and FlopCounterMode both count, on every device."""
+
+    def __init__(self, dim: int, heads: int, bias: bool):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, heads, bias=bias, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=True, average_attn_weights=False)[0]
+
+
+class Select(nn.Module):
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.index]
+
+
+@builds("scale")
+def _scale(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return Scale(inputs[0], layer.params["over"])
+
+
+@builds("layernorm")
+def _layernorm(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    shape, affine = inputs[0], layer.params["affine"]
+    if layer.params["over"] == "channels" and len(shape) > 1:
+        return ChannelsLayerNorm(shape[0], elementwise_affine=affine)
+    return nn.LayerNorm(shape[-1], elementwise_affine=affine)
+
+
+@builds("slice")
+def _slice(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return Slice(layer.params["start"], layer.params["end"])
+
+
+@builds("shuffle")
+def _shuffle(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return ChannelShuffle(layer.params["groups"])
+
+
+@builds("permute")
+def _permute(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return Permute(layer.params["order"])
+
+
+@builds("reshape")
+def _reshape(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return Reshape(layer.params["shape"])
+
+
+@builds("classtoken")
+def _classtoken(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return ClassToken(inputs[0][-1])
+
+
+@builds("posembedding")
+def _posembedding(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return PosEmbedding(inputs[0])
+
+
+@builds("attention")
+def _attention(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return SelfAttention(inputs[0][-1], layer.params["heads"], layer.params["bias"])
+
+
+@builds("select")
+def _select(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
+    return Select(layer.params["index"])
+
+
+for _name, _module in (("gelu", nn.GELU), ("silu", nn.SiLU), ("swish", nn.SiLU), ("relu6", nn.ReLU6),
+                       ("hardswish", nn.Hardswish), ("hardsigmoid", nn.Hardsigmoid), ("mul", Mul)):
+    BUILDERS[_name] = (lambda cls: lambda layer, inputs: cls())(_module)
 
 
 # ------------------------------------------------------------------ the model
