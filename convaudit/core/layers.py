@@ -805,8 +805,8 @@ class Attention(LayerType):
     doc = ("multi-head self-attention over [N, D] tokens, as nn.MultiheadAttention(D, heads, batch_first=True) "
            "with query = key = value")
     has_macs = True
-    other_ops_rule = ("per head: N·N score scalings by 1/√(D/heads) and softmax over keys, 3·N − 1 per query; "
-                      "bias adds 4·N·D (0 without bias)")
+    other_ops_rule = ("N·D to scale Q by 1/√(D/heads) (as PyTorch does, before Q·Kᵀ); softmax over keys, 3·N − 1 "
+                      "per query per head; bias adds 4·N·D (0 without bias)")
     fields = (
         Field("heads", Int(), "attention heads; must divide D", required=True),
         BIAS,
@@ -825,7 +825,7 @@ class Attention(LayerType):
             weights=4 * d * d,
             biases=4 * d if params["bias"] else 0,
             macs=projections + products,
-            other_ops=heads * n * n + heads * n * (3 * n - 1) + bias_terms,
+            other_ops=n * d + heads * n * (3 * n - 1) + bias_terms,
             in_features=d,
             connections=projections + products + bias_terms,
             # Backward: dW of the four projections; dx of the in-projection; and whenever any gradient flows,
