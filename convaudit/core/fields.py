@@ -54,6 +54,11 @@ def too_large(value: int | Fraction) -> bool:
     return abs(value) > MAX_MAGNITUDE
 
 
+def describe(value: Any) -> str:
+    """A value as an error message shows it: its kind and, when short, the value itself."""
+    return _describe(value)
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"

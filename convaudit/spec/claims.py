@@ -6,7 +6,7 @@ from fractions import Fraction
 from typing import Any
 
 from convaudit.core.claims import CLAIM_KEYS, LAYER_QUANTITIES, NETWORK_QUANTITIES, Claim
-from convaudit.core.fields import parse_number
+from convaudit.core.fields import describe, parse_number
 from convaudit.core.groups import group_key
 from convaudit.core.model import NetworkSpec
 from convaudit.spec.layerlist import closest
@@ -41,7 +41,7 @@ def _parse_claim(doc: Document, target: str, item: Any, path: KeyPath, spec: Net
     raw = body["value"]
     if quantity == "shape":
         if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
-            raise doc.error(path, f"a shape claim needs a list such as [96, 55, 55], got {raw!r}")
+            raise doc.error(path, f"a shape claim needs a list such as [96, 55, 55], got {describe(raw)}")
         value: Fraction | tuple[int, ...] = tuple(raw)
     else:
         try:
@@ -51,6 +51,9 @@ def _parse_claim(doc: Document, target: str, item: Any, path: KeyPath, spec: Net
     tolerance, relative = _tolerance(doc, body.get("tol"), path + ("tol",))
     at = _at(doc, body.get("at"), path + ("at",))
     variant = body.get("variant")
+    if variant is not None and not isinstance(variant, str):
+        raise doc.error(path + ("variant",), f"expected the name of one of the spec's variants, "
+                                             f"got {describe(variant)}")
     if variant is not None and variant not in spec.variants:
         raise doc.error(path + ("variant",), f"{spec.name} has no variant '{variant}'"
                                              f"{closest(str(variant), sorted(spec.variants))}")
@@ -80,19 +83,27 @@ def _tolerance(doc: Document, value: Any, path: KeyPath) -> tuple[Fraction | Non
         return None, None
     try:
         if isinstance(value, str) and value.strip().endswith("%"):
-            return None, parse_number(value.strip()[:-1]) / 100
-        return parse_number(value), None
-    except ValueError:
-        raise doc.error(path, f"expected a tolerance such as 5% or 1000, got {value!r}") from None
+            absolute, relative = None, parse_number(value.strip()[:-1]) / 100
+        else:
+            absolute, relative = parse_number(value), None
+    except ValueError as problem:
+        reason = f": {problem}" if str(problem).startswith("refused") else ""
+        raise doc.error(path, f"expected a tolerance such as 5% or 1000, got {describe(value)}{reason}") from None
+    if (absolute if absolute is not None else relative) < 0:  # type: ignore[operator]
+        raise doc.error(path, f"a tolerance cannot be negative, got {describe(value)}")
+    return absolute, relative
 
 
 def _at(doc: Document, value: Any, path: KeyPath) -> tuple[int, int] | None:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    def size(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**63
+
+    if size(value):
         return value, value
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+    if isinstance(value, list) and len(value) == 2 and all(size(v) for v in value):
         return value[0], value[1]
-    raise doc.error(path, f"expected an input size such as 224 or [224, 200], got {value!r}")
+    raise doc.error(path, f"expected an input size such as 224 or [224, 200], got {describe(value)}")
 
 

@@ -46,6 +46,11 @@ def resolve(reference: str) -> Path:
     looks_like_path = "/" in reference or "\\" in reference or path.suffix in SPEC_SUFFIXES
     if looks_like_path:
         raise SpecError(f"no such file: {reference}")
+    return resolve_bundled(reference)
+
+
+def resolve_bundled(reference: str) -> Path:
+    """The bundled spec named (or aliased) `reference`; never a file elsewhere."""
     wanted = reference.lower()
     direct = bundled_dir() / f"{wanted}.yaml"
     if direct.is_file():
@@ -74,4 +79,6 @@ def split_variant(reference: str) -> tuple[str, str | None]:
     if "+" not in reference or Path(reference).expanduser().exists():
         return reference, None
     base, variant = reference.rsplit("+", 1)
-    return base, variant or None
+    if not variant.strip():
+        raise SpecError(f"'{reference}' names no variant after '+': write {base}+VARIANT (or drop the '+')")
+    return base, variant

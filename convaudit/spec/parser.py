@@ -5,21 +5,23 @@ Every error names the file, line and key.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from convaudit.core.fields import Field, Names, Text, too_large
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
-from convaudit.errors import SpecError
+from convaudit.errors import SpecError, Where
 from convaudit.spec.claims import parse_claims
 from convaudit.spec.layerlist import LayerListParser, Scope, closest, field_value, parse_blocks
 from convaudit.spec.yamlsource import Document, load_document, read_text
 
 TOP_LEVEL_KEYS = ("name", "title", "source", "input", "layers", "aliases", "notes", "claims", "outputs",
-                  "blocks", "variants", "separator", "extends")
+                  "blocks", "variants", "separator", "extends", "placement")
 EXTENDING_KEYS = ("name", "title", "source", "notes", "aliases", "claims", "extends", "input")
 MAX_EXTENDS = 8
+EXTENDS_ANYWHERE = "CONVAUDIT_EXTENDS_ANYWHERE"  # set to 1: `extends:` may read any file
 VARIANT_KEYS = ("description", "blocks", "layers", "outputs")
 
 
@@ -76,9 +78,11 @@ def parse_document(doc: Document, variant: str | None = None, depth: int = 0) ->
     layers = _resolve_top_level(doc, layers, local)
     outputs = _parse_outputs(doc, outputs_value, outputs_path, layers, local)
     ordered = _topological(layers, outputs)
+    placement = _parse_placement(doc, data.get("placement"), ordered, local)
     spec = NetworkSpec(
         name=name, input=input_shape, layers=ordered, file=doc.file, aliases=tuple(aliases), outputs=outputs,
         separator=separator, variant=variant, variants=variants, input_where=doc.where(("input",)), raw=data,
+        placement=placement, placement_where=doc.where(("placement",)) if placement else Where(),
         **text_fields,
     )
     return replace(spec, claims=parse_claims(doc, data.get("claims"), spec))
@@ -86,8 +90,6 @@ def parse_document(doc: Document, variant: str | None = None, depth: int = 0) ->
 
 def _extending(doc: Document, data: dict[str, Any], variant: str | None, depth: int) -> NetworkSpec:
     """A spec that reuses another's network (a path beside it, or a bundled name) and states its own claims."""
-    from convaudit.spec.library import resolve  # the library resolves names through this module
-
     for key in data:
         if key not in EXTENDING_KEYS:
             raise doc.error((key,), f"a spec that extends another may set {', '.join(EXTENDING_KEYS)}, not '{key}'")
@@ -96,9 +98,13 @@ def _extending(doc: Document, data: dict[str, Any], variant: str | None, depth: 
         raise doc.error(("extends",), "expected the path or bundled name of the spec to extend")
     if depth >= MAX_EXTENDS:
         raise doc.error(("extends",), f"refused: more than {MAX_EXTENDS} specs extend one another (a loop?)")
-    beside = Path(doc.file).parent / reference
-    path = beside if beside.is_file() else resolve(reference)
-    base = parse_document(load_document(read_text(path), str(path)), variant, depth + 1)
+    path = _extended_path(doc, reference)
+    try:
+        base = parse_document(load_document(read_text(path), str(path)), variant, depth + 1)
+    except SpecError as error:  # name the spec and line that led here, too
+        if error.message.endswith(")") and "extended by " in error.message:
+            raise
+        raise SpecError(f"{error.message} (extended by {doc.where(('extends',))})", error.where) from None
     changes: dict[str, Any] = {key: field_value(doc, (key,), Field(key, Text(), ""), data[key])
                                for key in ("name", "title", "source", "notes") if key in data}
     changes["aliases"] = tuple(data.get("aliases", []))  # the base's names stay the base's
@@ -107,6 +113,41 @@ def _extending(doc: Document, data: dict[str, Any], variant: str | None, depth: 
         changes["input_where"] = doc.where(("input",))
     spec = replace(base, file=doc.file, raw=data, **changes)
     return replace(spec, claims=parse_claims(doc, data.get("claims"), spec))
+
+
+def extends_anywhere() -> bool:
+    """Whether `extends:` may read files outside the extending spec's folder (CONVAUDIT_EXTENDS_ANYWHERE=1)."""
+    return os.environ.get(EXTENDS_ANYWHERE, "") not in ("", "0")
+
+
+def _extended_path(doc: Document, reference: str) -> Path:
+    """The file `extends:` names: inside the spec's own folder (subfolders too), or a bundled name.
+
+    A spec from elsewhere must not read /etc/passwd or /proc/self/environ and echo them back in an error;
+    the folder is checked after symlinks are followed. CONVAUDIT_EXTENDS_ANYWHERE=1 lifts the restriction.
+    """
+    from convaudit.spec.library import resolve_bundled  # the library resolves names through this module
+
+    if not reference.strip() or "\0" in reference or len(reference) > 4096:
+        raise doc.error(("extends",), "expected the path or bundled name of the spec to extend")
+    folder = Path(doc.file).parent
+    beside = folder / reference
+    try:
+        inside = beside.resolve().is_relative_to(folder.resolve())
+        exists = beside.is_file()
+    except (OSError, RuntimeError):  # a symlink loop, a name too long
+        inside = exists = False
+    if exists and (inside or extends_anywhere()):
+        return beside
+    if exists:
+        raise doc.error(("extends",), f"refused: '{reference}' is outside this spec's folder; a spec may extend "
+                                      f"files in its own folder or bundled names ({EXTENDS_ANYWHERE}=1 allows more)")
+    if "/" in reference or "\\" in reference or Path(reference).suffix in (".yaml", ".yml"):
+        raise doc.error(("extends",), f"no such file beside this spec: {reference}")
+    try:
+        return resolve_bundled(reference)
+    except SpecError as error:
+        raise SpecError(error.message, doc.where(("extends",))) from None
 
 
 def _entries(doc: Document, items: Any, path: tuple) -> list[tuple[Any, tuple]]:
@@ -190,6 +231,25 @@ def _parse_outputs(doc: Document, value: Any, path: tuple, layers: list[LayerSpe
                         f"{', '.join(repr(s.name) for s in sinks[1:])}); feed it to a layer with from:, "
                         f"or list the network's outputs under outputs:", sinks[0].where)
     return tuple(layer.name for layer in sinks) or (layers[-1].name,)
+
+
+def _parse_placement(doc: Document, value: Any, layers: tuple[LayerSpec, ...],
+                     local: dict[str, str]) -> dict[str, int]:
+    """`placement: {fc8: 0}`: layers pinned whole to a device, for `split --strategy columns` (0-based)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise doc.error(("placement",), "expected a mapping of layer names to device numbers, such as {fc8: 0}")
+    known = {layer.name for layer in layers}
+    pins = {}
+    for name, device in value.items():
+        if not isinstance(device, int) or isinstance(device, bool) or device < 0:
+            raise doc.error(("placement", name), f"expected a device number 0, 1, …, got {device!r}")
+        resolved = name if name in known else local.get(name) if isinstance(name, str) else None
+        if resolved is None:
+            raise doc.error(("placement", name), f"'{name}' is no layer here{closest(str(name), sorted(known))}")
+        pins[resolved] = device
+    return pins
 
 
 def _topological(layers: list[LayerSpec], outputs: tuple[str, ...]) -> tuple[LayerSpec, ...]:
