@@ -233,6 +233,63 @@ def receptive_field(
         stdout_console().print(rf_table(view))
 
 
+Strategy = choices("Strategy", "columns", "model", "data")
+
+
+@app.command("split")
+@boundary
+def split_plan(
+    spec: SpecArg,
+    devices: Annotated[int, typer.Option("--devices", "-n", min=1, help="How many devices to split over.")] = 2,
+    strategy: Annotated[Strategy, typer.Option(
+        "--strategy", "-s", help="columns: AlexNet's scheme (groups stay on their device, gathers where a layer "
+        "reads every channel); model: Megatron column/row split; data: replicate, split the batch.")
+    ] = Strategy.columns,
+    input_size: InputOpt = None,
+    variant: VariantOpt = None,
+    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size of one step (AlexNet: 128).")
+                     ] = 128,
+    dtype: DtypeOpt = Dtype.fp32,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer state in the training memory.")
+                         ] = Optimizer.momentum,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", metavar="gtx580|h100", help="A device profile for time estimates and memory.")] = None,
+    bandwidth: Annotated[float | None, typer.Option(
+        "--bandwidth", metavar="GB/s", min=0.000001, help="Between-device bandwidth for the time estimate.")] = None,
+    throughput: Annotated[float | None, typer.Option(
+        "--throughput", metavar="TFLOP/s", min=0.000001, help="Per-device throughput for the time estimate.")
+    ] = None,
+    device_memory: Annotated[str | None, typer.Option(
+        "--device-memory", metavar="SIZE", help="Memory of each device, such as 3GiB: says whether each share "
+        "fits.")] = None,
+    output_format: Annotated[SummaryFormat, typer.Option("--format", "-f", help="Output format.")
+                             ] = SummaryFormat.table,
+) -> None:
+    """Plan a network across devices, exactly: parameters, FLOPs, memory and bytes crossing per layer and device."""
+    from convaudit.core.plan import PROFILES, parse_size, plan, with_rates
+    from convaudit.render.plan import plan_csv, plan_json, plan_markdown, plan_rich
+
+    network = load_network(spec, input_size, variant)
+    chosen = None
+    if profile is not None:
+        if profile.lower() not in PROFILES:
+            raise ConvauditError(f"--profile: unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
+        chosen = PROFILES[profile.lower()]
+    chosen = with_rates(chosen, throughput, bandwidth)
+    memory = parse_size(device_memory) if device_memory is not None else (chosen.memory if chosen else None)
+    result = plan(analysed(network, batch, dtype.value), strategy.value, devices, optimizer.value,
+                  network.placement, chosen, memory or None, network.placement_where)
+    if output_format is SummaryFormat.json:
+        typer.echo(plan_json(result))
+    elif output_format is SummaryFormat.csv:
+        typer.echo(plan_csv(result), nl=False)
+    elif output_format is SummaryFormat.markdown:
+        typer.echo(plan_markdown(result), nl=False)
+    else:
+        console = stdout_console()
+        console.print(plan_rich(result, console.width))
+
+
 @app.command()
 @boundary
 def check(

@@ -68,6 +68,8 @@ class NetworkSpec:
     input_where: Where = Where()
     raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document
     claims: tuple[Any, ...] = ()  # claims.Claim: what sources state about this network
+    placement: Mapping[str, int] = field(default_factory=dict)  # layers pinned whole to a device (split)
+    placement_where: Where = Where()
 
     @property
     def label(self) -> str:

@@ -55,6 +55,9 @@ def build_schema() -> dict[str, Any]:
                                                           "the one layer nothing reads"},
             "separator": {"enum": ["/", ".", "_", ":"], "default": "/",
                           "description": "joins a block instance's name to its layers' names"},
+            "placement": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                          "description": "layers pinned whole to a device for `split --strategy columns`: "
+                                         "{fc8: 0}"},
             "layers": {"$ref": "#/$defs/layers"},
             "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"},
                        "description": "reusable blocks, used in layers as {block: NAME, name: ..., params...}"},
