@@ -259,11 +259,11 @@ def _exact(value: Fraction) -> int:
     return int(value)
 
 
-def _scaled(layer: LayerResult, part: Fraction, backward_part: Fraction | None = None) -> dict[str, int]:
+def _scaled(layer: LayerResult, part: Fraction, params_part: Fraction | None = None) -> dict[str, int]:
     """The layer's counts times `part` (its share of output channels, input channels or samples)."""
-    back = part if backward_part is None else backward_part
-    return {"params": _exact(layer.params * part), "trainable_params": _exact(layer.trainable_params * part),
-            "flops": _exact(layer.flops * part), "backward_flops": _exact(layer.backward_flops * back),
+    held = part if params_part is None else params_part
+    return {"params": _exact(layer.params * held), "trainable_params": _exact(layer.trainable_params * held),
+            "flops": _exact(layer.flops * part), "backward_flops": _exact(layer.backward_flops * part),
             "other_ops": _exact(layer.other_ops * part)}
 
 
@@ -368,8 +368,7 @@ class _Planner:
         shares = []
         for d, b in enumerate(batches):
             part = Fraction(b, batch)
-            counts = _scaled(layer, part)
-            counts["params"], counts["trainable_params"] = layer.params, layer.trainable_params
+            counts = _scaled(layer, part, Fraction(1))  # every device holds the whole model
             back = exchanges[0].received[d] if exchanges else Fraction(0)
             shares.append(Share(**counts, activations=_exact(layer.activations * part), received_backward=back))
         return LayerPlan(layer, "data", (), (), tuple(exchanges), tuple(shares), batches)
