@@ -15,7 +15,19 @@ autograd saves for backward. What each layer saves follows PyTorch's kernels:
     batchnorm          its input, and a mean and inverse std per channel
     LRN                its input, two tensors of its size, and the squares padded to C + size − 1 channels
     dropout            a mask, one element per output at the activation dtype (CUDA keeps one byte)
-    merges, flatten    nothing
+    gelu, silu, relu6, hardswish, hardsigmoid, scale   its input
+    mul                all its inputs
+    layernorm          its input, and a mean and inverse std per normalised vector
+    attention          its input, the packed Q, K, V (3·N·D), the scaled Q (N·D), the attention weights
+                       (heads·N·N, softmax's output and A·V's operand) and the heads' joined output (N·D)
+    merges, flatten, views, classtoken, posembedding   nothing
+
+Views hold no memory of their own: slice, select and permute always, and
+reshape and flatten; but a reshape or flatten of a permuted view, or of a slice
+or select of a batch above one, copies (PyTorch cannot view it), so it holds its
+own, and a linear layer reading such a view saves the matrix it copies it into.
+A saved view keeps its whole base tensor alive, so it counts the base's bytes.
+(PyTorch sometimes manages a view at batch one where these rules say copy.)
 
 A tensor several layers save (a ReLU's output, read by a conv and a pool) is
 counted once, and only layers on a gradient path save anything. Inference peak:
@@ -27,12 +39,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from convaudit.core.analysis import LayerResult, Report
-from convaudit.core.layers import elements
+from convaudit.core.layers import elements, normalised_dim
 from convaudit.core.model import INPUT
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
 INDEX_BYTES = 8  # int64 indices of max-pooling
-ALIASES = ("flatten",)  # views of their input: no new memory
+ALIASES = ("flatten", "slice", "select", "permute", "reshape")  # views of their input: no new memory
 
 
 @dataclass(frozen=True)
@@ -104,9 +116,40 @@ class Memory:
 def _tensor_of(name: str, report: Report) -> str:
     """The tensor a layer's output lives in: its input's, for a view such as flatten."""
     layers = {layer.name: layer for layer in report.layers}
-    while name in layers and layers[name].type in ALIASES:
+    while name in layers and is_view(layers[name], report):
         name = layers[name].spec.inputs[0]
     return name
+
+
+def is_view(layer: LayerResult, report: Report) -> bool:
+    """Whether PyTorch gives this layer's output as a view of its input (see the module's notes)."""
+    if layer.type not in ALIASES:
+        return False
+    if layer.type not in ("reshape", "flatten") or layer.output_shape == layer.input_shapes[0]:
+        return True
+    return not strided(layer.spec.inputs[0], report)
+
+
+def strided(name: str, report: Report) -> bool:
+    """Whether a layer's output is a strided view that a reshape must copy: a permute, or a slice or select
+    of a batch above one, followed only by views."""
+    layers = {result.name: result for result in report.layers}
+    while name in layers and is_view(layers[name], report):
+        layer = layers[name]
+        order = layer.spec.params.get("order")
+        if layer.type == "permute" and list(order) != sorted(order):
+            return True
+        if layer.type in ("slice", "select") and report.batch > 1:
+            return True
+        name = layer.spec.inputs[0]
+    return False
+
+
+def _tensor_bytes(name: str, report: Report, size: int) -> int:
+    """Bytes of the tensor a name lives in (a view's base, whole)."""
+    tensor = _tensor_of(name, report)
+    shape = report.input if tensor == INPUT else report.layer(tensor).output_shape
+    return elements(shape) * report.batch * size
 
 
 def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
@@ -114,8 +157,7 @@ def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
     if not (layer.trainable_params or layer.needs_input_grad):
         return []  # no gradient flows here: autograd records nothing
     size, batch = layer.dtype_bytes, layer.batch
-    inputs = [(_tensor_of(source, report), elements(shape) * batch * size)
-              for source, shape in zip(layer.spec.inputs, layer.input_shapes, strict=True)]
+    inputs = [(_tensor_of(source, report), _tensor_bytes(source, report, size)) for source in layer.spec.inputs]
     output = (_tensor_of(layer.name, report), layer.activations * size)
     extra = f"{layer.name}#"  # tensors only this layer holds
     kind = layer.type
@@ -125,6 +167,8 @@ def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
         reads = sum(len(row) for row in table)
         c, h, w = layer.input_shapes[0]
         return [(extra + "gathered", reads * h * w * batch * size), (extra + "index", reads * INDEX_BYTES)]
+    if kind == "linear" and len(layer.input_shapes[0]) > 1 and strided(layer.spec.inputs[0], report):
+        return [(extra + "matrix", elements(layer.input_shapes[0]) * batch * size)]  # reshaped to a matrix: a copy
     if kind in ("conv", "linear", "avgpool", "adaptiveavgpool", "globalavgpool"):
         return inputs[:1]
     if kind == "subsample":
@@ -145,7 +189,20 @@ def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
         return inputs[:1] + [(extra + "terms", 2 * layer.activations * size), (extra + "squares", padded)]
     if kind == "dropout":
         return [(extra + "mask", layer.activations * size)]
-    return []  # pools, merges, flatten
+    if kind in ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "scale"):
+        return inputs[:1]
+    if kind == "mul":
+        return inputs
+    if kind == "layernorm":
+        shape = layer.input_shapes[0]
+        vectors = elements(shape) // normalised_dim(shape, layer.spec.params["over"])
+        return inputs[:1] + [(extra + "stats", 2 * vectors * batch * size)]
+    if kind == "attention":
+        (n, d), heads = layer.input_shapes[0], layer.spec.params["heads"]
+        return inputs[:1] + [(extra + "qkv", 3 * n * d * batch * size), (extra + "q", n * d * batch * size),
+                             (extra + "weights", heads * n * n * batch * size),
+                             (extra + "context", n * d * batch * size)]
+    return []  # pools, merges, flatten, views, classtoken, posembedding
 
 
 def training_memory(report: Report, optimizer: str = "adam") -> Memory:
@@ -192,7 +249,7 @@ def inference_peak(report: Report) -> tuple[int, str]:
     alive = {INPUT}
     peak, at = nbytes[INPUT], INPUT
     for index, layer in enumerate(report.layers):
-        if layer.type not in ALIASES:
+        if not is_view(layer, report):
             alive.add(layer.name)
         current = sum(nbytes[t] for t in alive)
         if current > peak:
