@@ -18,7 +18,8 @@ from convaudit.spec.layerlist import LayerListParser, Scope, closest, field_valu
 from convaudit.spec.yamlsource import Document, load_document, read_text
 
 TOP_LEVEL_KEYS = ("name", "title", "source", "input", "layers", "aliases", "notes", "claims", "outputs",
-                  "blocks", "variants", "separator", "extends", "placement")
+                  "blocks", "variants", "separator", "extends", "placement",
+                  "imported")
 EXTENDING_KEYS = ("name", "title", "source", "notes", "aliases", "claims", "extends", "input")
 MAX_EXTENDS = 8
 EXTENDS_ANYWHERE = "CONVAUDIT_EXTENDS_ANYWHERE"  # set to 1: `extends:` may read any file
@@ -47,6 +48,7 @@ def parse_document(doc: Document, variant: str | None = None, depth: int = 0) ->
         if key not in data:
             raise doc.error((), f"the spec has no '{key}'")
     name = field_value(doc, ("name",), Field("name", Text(), ""), data["name"])
+    _check_imported(doc, data.get("imported"))
     input_shape = _parse_input(doc, data["input"])
     aliases = data.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
@@ -295,3 +297,12 @@ def _find_cycle(stuck: list[LayerSpec]) -> list[str]:
             return list(reversed(path[seen[following]:]))
         seen[following] = len(path)
         path.append(following)
+
+
+def _check_imported(doc: Document, value: Any) -> None:
+    """`imported: {from: TARGET, args: {...}}`: where `convaudit import` read the network (verify's default)."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or not isinstance(value.get("from"), str) \
+            or not isinstance(value.get("args", {}), dict) or set(value) - {"from", "args"}:
+        raise doc.error(("imported",), "expected {from: TARGET, args: {...}}, as `convaudit import` writes it")

@@ -48,6 +48,10 @@ def build_schema() -> dict[str, Any]:
             "title": {**Text().schema(), "description": "human-readable title"},
             "source": {**Text().schema(), "description": "where the architecture is stated (paper, section)"},
             "notes": {**Text().schema(), "description": "free text"},
+            "imported": {"type": "object", "required": ["from"], "additionalProperties": False,
+                         "properties": {"from": {"type": "string"}, "args": {"type": "object"}},
+                         "description": "the model `convaudit import` read this spec from (verify's default "
+                                        "--against)"},
             "aliases": {"type": "array", "items": {"type": "string"}, "description": "other names that resolve"},
             "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
                       "description": "[channels, height, width]"},
