@@ -125,3 +125,18 @@ def test_lenet5_per_layer() -> None:
     assert (rbf.trainable_params, rbf.non_trainable_params) == (0, 84 * 10)
     assert report.totals.trainable_params == c1 + s2 + c3 + s4 + c5 + f6 == 60_000
     assert report.totals.non_trainable_params == 840
+
+
+# ------------------------------------------------------------------ ResNet-50: the headline convention
+
+def test_resnet50_headline_params_leave_running_statistics_apart() -> None:
+    report = analyze(load("resnet50"))
+    # Batchnorm channels: stem 64; per bottleneck width, width, 4·width (+ 4·width for the downsample).
+    channels = 64
+    for width, units in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        channels += units * (width + width + 4 * width) + 4 * width
+    # torchvision, torchinfo, fvcore, ptflops and thop all report sum(p.numel()) = 25,557,032; the running
+    # mean and variance (2 per channel) are buffers.
+    assert report.totals.params == 25_557_032
+    assert report.totals.buffers == 2 * channels == 53_120
+    assert report.totals.non_trainable_params == 0

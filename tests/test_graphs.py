@@ -67,7 +67,8 @@ def test_residual_unit_by_hand() -> None:
     trainable = 64 * 128 * 9 + 128 * 128 * 9 + 64 * 128 + 3 * 2 * 128
     unit = [layer for layer in report.layers if layer.name.startswith("layer2.0.")]
     assert sum(layer.trainable_params for layer in unit) == trainable == 230_144
-    assert sum(layer.non_trainable_params for layer in unit) == 3 * 2 * 128
+    assert sum(layer.non_trainable_params for layer in unit) == 0  # running statistics are buffers
+    assert sum(layer.buffers for layer in unit) == 3 * 2 * 128
     assert report.layer("layer2.0.add").input_shapes == ((128, 28, 28), (128, 28, 28))
     assert report.layer("layer2.0.add").other_ops == 128 * 28 * 28  # one add per element
     assert report.layer("layer2.0.conv1").macs == 64 * 128 * 9 * 28 * 28
@@ -95,7 +96,8 @@ def test_resnet50_total_matches_the_stage_arithmetic() -> None:
     for width, units in ((64, 3), (128, 4), (256, 6), (512, 3)):  # Table 1: 3, 4, 6, 3 units
         total += bottleneck(cin, width, True) + (units - 1) * bottleneck(4 * width, width, False)
         cin = 4 * width
-    assert analyze(load("resnet50")).totals.trainable_params == total == 25_557_032
+    totals = analyze(load("resnet50")).totals
+    assert totals.trainable_params == totals.params == total == 25_557_032  # sum(p.numel()), as torchvision
 
 
 def test_resnet50_v1_moves_the_stride_not_the_parameters() -> None:

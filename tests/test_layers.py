@@ -86,8 +86,9 @@ def test_lrn_softmax_batchnorm_and_activations() -> None:
     softmax = one_layer("{type: softmax}", shape="[3, 4, 4]", before="{type: flatten}")
     assert softmax.other_ops == 3 * 48 - 1  # 48 exps, 47 adds, 48 divides
     bn = one_layer("{type: batchnorm}")
-    # γ and β are trainable (8 + 8); running mean and variance are not (8 + 8)
-    assert (bn.trainable_params, bn.non_trainable_params, bn.other_ops) == (16, 16, 2 * 8 * 16 * 16)
+    # γ and β are trainable parameters (8 + 8); running mean and variance are buffers (8 + 8)
+    assert (bn.params, bn.trainable_params, bn.non_trainable_params, bn.buffers) == (16, 16, 0, 16)
+    assert bn.other_ops == 2 * 8 * 16 * 16
     assert one_layer("{type: relu}").other_ops == 8 * 16 * 16
     assert one_layer("{type: scaledtanh}").other_ops == 3 * 8 * 16 * 16
     assert one_layer("{type: dropout}").other_ops == 0

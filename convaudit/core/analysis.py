@@ -24,8 +24,10 @@ CONVENTIONS = {
     "rounding": "output sizes use floor((W − K' + 2P)/S) + 1 with K' = D·(K − 1) + 1, as PyTorch does; "
                 "layers with ceil: true round up (Caffe pooling), dropping a last window that would start in the "
                 "right padding",
-    "params": "params = weights + biases + running statistics; non-trainable = batchnorm running mean/var and "
-              "fixed RBF centres",
+    "params": "params = weights + biases, as sum(p.numel() for p in model.parameters()); non-trainable = "
+              "fixed RBF centres (parameters with requires_grad=False)",
+    "buffers": "buffers = batchnorm running mean and variance, counted apart from params (as torchinfo and Keras); "
+               "num_batches_tracked is not counted",
     "backward": "backward FLOPs = 2 × (weight-gradient MACs + input-gradient MACs), each equal to the forward "
                 "MACs; no input gradient before the first trained layer; attention's weightless Q·Kᵀ and A·V "
                 "each take two gradient products of their size",
@@ -76,7 +78,13 @@ class LayerResult:
 
     @property
     def params(self) -> int:
-        return self.outcome.weights + self.outcome.biases + self.outcome.stats
+        """What PyTorch's sum(p.numel() for p in model.parameters()) counts: weights and biases, trained or fixed."""
+        return self.outcome.weights + self.outcome.biases
+
+    @property
+    def buffers(self) -> int:
+        """Running statistics (batchnorm mean and variance): state, not parameters."""
+        return self.outcome.stats
 
     @property
     def trainable_params(self) -> int:
@@ -134,7 +142,8 @@ class LayerResult:
 
     @property
     def param_bytes(self) -> int:
-        return self.params * self.dtype_bytes
+        """Parameters and buffers, as held in memory."""
+        return (self.params + self.buffers) * self.dtype_bytes
 
     @property
     def activation_bytes(self) -> int:
@@ -156,6 +165,7 @@ class Totals:
     params: int
     trainable_params: int
     non_trainable_params: int
+    buffers: int
     weights: int
     biases: int
     macs: int

@@ -27,10 +27,10 @@ from convaudit.core.receptive import receptive_fields, show
 from convaudit.core.windows import WindowAxis, merged_axes
 from convaudit.errors import Where
 
-NETWORK_QUANTITIES = ("params", "trainable_params", "non_trainable_params", "weights", "biases", "macs", "flops",
-                      "backward_flops", "other_ops", "neurons", "connections", "activations", "depth",
+NETWORK_QUANTITIES = ("params", "trainable_params", "non_trainable_params", "buffers", "weights", "biases", "macs",
+                      "flops", "backward_flops", "other_ops", "neurons", "connections", "activations", "depth",
                       "input_elements")
-LAYER_QUANTITIES = ("shape", "channels", "params", "trainable_params", "weights", "biases", "macs", "flops",
+LAYER_QUANTITIES = ("shape", "channels", "params", "trainable_params", "buffers", "weights", "biases", "macs", "flops",
                     "neurons", "connections", "activations", "rf")
 CLAIM_KEYS = ("claim", "value", "tol", "source", "at", "variant", "note")
 
@@ -156,6 +156,9 @@ def _layer(quantity: str, layer: LayerResult, report: Report) -> tuple[int | tup
         return value, f"receptive field {show(rf[0])}×{show(rf[1])} (jump {show(field.jump[0])})"
     if quantity in ("params", "trainable_params", "weights", "biases"):
         return getattr(layer, quantity), weight_arithmetic(layer, quantity)
+    if quantity == "buffers":
+        return layer.buffers, (f"{layer.buffers:,} running statistics (mean and variance), buffers, not parameters"
+                               if layer.buffers else f"{layer.name} ({layer.type}) keeps no running statistics")
     if quantity in ("macs", "flops"):
         value = getattr(layer, quantity) // batch
         return value, mac_arithmetic(layer) + (f"; FLOPs = 2 × {layer.macs // batch:,}" if quantity == "flops"
@@ -213,16 +216,13 @@ def weight_arithmetic(layer: LayerResult, quantity: str) -> str:
     else:
         return f"{layer.name} ({kind}) has no parameters"
     biases = f" + {layer.biases:,} biases" if layer.biases else ""
-    stats = f" + {layer.outcome.stats:,} running statistics" if layer.outcome.stats else ""
     fixed = " (fixed, not trained)" if layer.outcome.fixed else ""
     if quantity == "weights":
         return weights + fixed
     if quantity == "biases":
         return f"{layer.biases:,} biases"
     total = layer.trainable_params if quantity == "trainable_params" else layer.params
-    if quantity == "trainable_params":
-        stats = ""
-    return f"{weights}{biases}{stats}{fixed} = {total:,}"
+    return f"{weights}{biases}{fixed} = {total:,}"
 
 
 def mac_arithmetic(layer: LayerResult) -> str:

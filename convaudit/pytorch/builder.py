@@ -423,11 +423,14 @@ def build_model(report: Report) -> SpecModel:
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(trainable, non-trainable): parameters with and without requires_grad, plus buffers.
-
-    BatchNorm's `num_batches_tracked` is a counter, not a parameter, and is left out.
-    """
+    """(trainable, non-trainable): parameters with and without requires_grad; their sum is
+    sum(p.numel() for p in module.parameters()), the headline count. LeNet's fixed RBF centres are
+    parameters with requires_grad=False, so they count here as non-trainable."""
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     fixed = sum(p.numel() for p in module.parameters() if not p.requires_grad)
-    buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
-    return trainable, fixed + buffers
+    return trainable, fixed
+
+
+def count_buffers(module: nn.Module) -> int:
+    """Buffers: batchnorm's running mean and variance. `num_batches_tracked` is a counter and is left out."""
+    return sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))

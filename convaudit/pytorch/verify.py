@@ -29,7 +29,7 @@ from convaudit.core.layers import REGISTRY, elements
 from convaudit.core.memory import run_memory
 from convaudit.core.timing import Timing
 from convaudit.errors import DeviceError
-from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model, count_parameters
+from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model, count_buffers, count_parameters
 from convaudit.pytorch.runtime import describe_device, guard_memory, is_out_of_memory, time_step
 
 MATCH, MISMATCH, NOT_COUNTED, TORCH_OVERCOUNT, NOTHING = "match", "mismatch", "not-counted", "torch-overcount", "none"
@@ -79,7 +79,7 @@ class VerifyResult:
         return self.torch_error is None and self.count(MISMATCH) == 0
 
 
-COLUMNS = ("shape", "params", "fvcore_macs", "torch_forward", "torch_backward")
+COLUMNS = ("shape", "params", "buffers", "fvcore_macs", "torch_forward", "torch_backward")
 
 
 # ------------------------------------------------------------------ what each reference counts, in our terms
@@ -247,6 +247,11 @@ def fvcore_cell(layer: LayerResult, counted: int, unsupported: dict[str, int]) -
     return compare(expected, counted, note)
 
 
+def buffers_cell(ours: int, theirs: int) -> Cell:
+    """Running statistics against the module's buffers (num_batches_tracked left out); nothing to show if none."""
+    return Cell(NOTHING, 0, 0) if ours == theirs == 0 else compare(ours, theirs)
+
+
 def torch_forward_cell(layer: LayerResult, counted: int) -> Cell:
     if REGISTRY[layer.type].has_macs and layer.type not in TORCH_COUNTED:
         return Cell(NOT_COUNTED, layer.flops, counted, "not counted by FlopCounterMode (conv and matmul only)")
@@ -309,6 +314,7 @@ def verify_report(report: Report, device: torch.device, dtype: str = "fp32", war
         cells = {
             "shape": compare(layer.output_shape, shapes.get(layer.name)),
             "params": compare((layer.trainable_params, layer.non_trainable_params), count_parameters(module)),
+            "buffers": buffers_cell(layer.buffers, count_buffers(module)),
             "fvcore_macs": (Cell(NOT_COUNTED, fvcore_expected(layer), None, fvcore) if isinstance(fvcore, str)
                             else fvcore_cell(layer, fvcore.per_layer[layer.name], fvcore.unsupported[layer.name])),
             "torch_forward": torch_forward_cell(layer, forward.per_layer[layer.name]),
@@ -317,6 +323,8 @@ def verify_report(report: Report, device: torch.device, dtype: str = "fp32", war
         rows.append(Row(layer.name, layer.type, cells))
     total_cells = {"params": compare((report.totals.trainable_params, report.totals.non_trainable_params),
                                      count_parameters(model))}
+    if report.totals.buffers or count_buffers(model):
+        total_cells["buffers"] = compare(report.totals.buffers, count_buffers(model))
     if not isinstance(fvcore, str):
         total_cells["fvcore_macs"] = total_cell(rows, "fvcore_macs", fvcore.total)
     total_cells["torch_forward"] = total_cell(rows, "torch_forward", forward.total)

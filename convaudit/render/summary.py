@@ -116,6 +116,7 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
            numeric=False),
     Column("output", "Output", _output_cell, numeric=False),
     count_column("params", "Params"),
+    count_column("buffers", "Buffers"),
     count_column("weights", "Weights"),
     count_column("biases", "Biases"),
     count_column("macs", "MACs"),
@@ -228,6 +229,7 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
         "biases": layer.biases,
         "trainable_params": layer.trainable_params,
         "non_trainable_params": layer.non_trainable_params,
+        "buffers": layer.buffers,
         "macs": layer.macs,
         "flops": layer.flops,
         "backward_flops": layer.backward_flops,
@@ -251,8 +253,8 @@ def summary_json(view: View) -> str:
 
 
 CSV_FIELDS = ("name", "type", "input_shape", "output_shape", "params", "weights", "biases", "trainable_params",
-              "non_trainable_params", "macs", "flops", "backward_flops", "other_ops", "neurons", "connections",
-              "activations", "param_bytes", "activation_bytes", "exact")
+              "non_trainable_params", "buffers", "macs", "flops", "backward_flops", "other_ops", "neurons",
+              "connections", "activations", "param_bytes", "activation_bytes", "exact")
 
 
 def summary_csv(report: Report) -> str:
@@ -283,7 +285,8 @@ def totals_lines(report: Report) -> list[str]:
     per = f" (batch {report.batch})" if report.batch > 1 else ""
     lines = [
         f"params {fmt_int(t.params)} ≈ {fmt_si(t.params)}: trainable {fmt_int(t.trainable_params)}, "
-        f"non-trainable {fmt_int(t.non_trainable_params)}",
+        f"non-trainable {fmt_int(t.non_trainable_params)}"
+        + (f" · buffers {fmt_int(t.buffers)} (running statistics, not params)" if t.buffers else ""),
         f"MACs {fmt_int(t.macs)} ≈ {fmt_si(t.macs)} · FLOPs {fmt_int(t.flops)} ≈ {fmt_si(t.flops)} · "
         f"other ops {fmt_int(t.other_ops)}{per}",
         f"layer outputs: {fmt_int(t.activations)} values, {fmt_bytes(t.activation_bytes)} at {report.dtype} if all "

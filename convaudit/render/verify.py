@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the result type lives with torch; rendering only reads its 
 COLUMN_TITLES = {
     "shape": "Shape",
     "params": "Params",
+    "buffers": "Buffers",
     "fvcore_macs": "MACs (fvcore)",
     "torch_forward": "FLOPs fwd (torch)",
     "torch_backward": "FLOPs bwd (torch)",
@@ -29,7 +30,8 @@ COLUMN_TITLES = {
 
 def _value(value: object) -> str:
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return f"{value[0]:,}+{value[1]:,}" if value[1] else f"{value[0]:,}"  # trainable + non-trainable
+        total = value[0] + value[1]  # (trainable, non-trainable): the headline is their sum, as sum(p.numel())
+        return f"{total:,} ({value[1]:,} fixed)" if value[1] else f"{total:,}"
     if isinstance(value, tuple):
         return fmt_shape(value)
     if isinstance(value, int):
