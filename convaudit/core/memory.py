@@ -130,17 +130,29 @@ def is_view(layer: LayerResult, report: Report) -> bool:
     return not strided(layer.spec.inputs[0], report)
 
 
+LAYOUT_KEEPING = ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "relu", "tanh", "sigmoid",
+                  "scaledtanh", "scale", "dropout")  # element-wise: the output takes a dense input's strides
+
+
 def strided(name: str, report: Report) -> bool:
-    """Whether a layer's output is a strided view that a reshape must copy: a permute, or a slice or select
-    of a batch above one, followed only by views."""
+    """Whether a layer's output is laid out so that a reshape must copy it: a permute (or a layernorm over
+    channels, which moves them last and back), or a slice or select of a batch above one; through views, and
+    through element-wise layers, which keep a permuted (dense) layout but lay a sliced one out afresh."""
     layers = {result.name: result for result in report.layers}
-    while name in layers and is_view(layers[name], report):
+    dense_only = False
+    while name in layers:
         layer = layers[name]
         order = layer.spec.params.get("order")
         if layer.type == "permute" and list(order) != sorted(order):
             return True
-        if layer.type in ("slice", "select") and report.batch > 1:
+        if layer.type == "layernorm" and layer.spec.params["over"] == "channels" and len(layer.output_shape) > 1:
             return True
+        if layer.type in ("slice", "select") and report.batch > 1 and not dense_only:
+            return True
+        if layer.type in LAYOUT_KEEPING:
+            dense_only = True
+        elif not is_view(layer, report):
+            return False
         name = layer.spec.inputs[0]
     return False
 
