@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import re
 import sys
@@ -27,7 +28,15 @@ from convaudit.core.checks import exit_status
 from convaudit.core.fields import too_large
 from convaudit.core.memory import OPTIMIZER_STATES
 from convaudit.core.model import NetworkSpec
-from convaudit.errors import EXIT_FINDINGS, ConvauditError
+from convaudit.errors import (
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ConvauditError,
+    interrupted,
+    noting_interrupts,
+    printable,
+)
 from convaudit.render.findings import (
     Checked,
     findings_json,
@@ -69,13 +78,18 @@ class OneLineErrors(TyperGroup):
             hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
             typer.echo(f"error: {exc.format_message()}{hint}", err=True)
             sys.exit(exc.exit_code)
-        except typer.Abort:
+        except typer.Abort as exc:
             if not standalone_mode:
                 raise
+            if isinstance(exc.__context__, KeyboardInterrupt) or interrupted():  # Ctrl-C outside a command
+                say_interrupted()
+                sys.exit(EXIT_INTERRUPTED)
             typer.echo("aborted", err=True)
             sys.exit(1)
         if not standalone_mode:
             return code
+        if code == EXIT_INTERRUPTED:  # Typer turns a Ctrl-C outside our commands into a silent exit 130
+            say_interrupted()
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -115,35 +129,87 @@ VariantOpt = Annotated[str | None, typer.Option(
 
 
 def stdout_console() -> Console:
-    """Rich console for results; 120 columns when piped unless COLUMNS says otherwise."""
-    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
-        return Console(width=120, highlight=False)
-    return Console(highlight=False)
+    """Rich console for results: tables fit COLUMNS or the terminal by leaving out columns, never by cutting
+    a number; piped, tables take their natural width and lines carry no trailing spaces."""
+    from convaudit.render.output import output_console
+
+    return output_console()
 
 
 def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ConvauditError into 'error: …' on stderr and its exit code; never a traceback."""
+    """Turn a ConvauditError into 'error: …' on stderr and its exit code; never a traceback.
+
+    Ctrl-C at any moment is exit 130 with 'interrupted', even when a library swallowed the KeyboardInterrupt
+    or turned it into another error (the SIGINT handler notes it first). Running out of memory or stack on
+    an extreme input is exit 2 with one line, like any other refused input.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ConvauditError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:  # a bug of ours: still one line, unless debugging
-            if os.environ.get("CONVAUDIT_DEBUG"):
+        with noting_interrupts():
+            try:
+                result = command(*args, **kwargs)
+            except ConvauditError as exc:
+                if interrupted():
+                    stop_interrupted()
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                stop_interrupted()
+            except typer.Exit as exc:
+                if interrupted() and exc.exit_code != EXIT_INTERRUPTED:
+                    stop_interrupted()
                 raise
-            typer.echo(f"internal error ({type(exc).__name__}: {exc}); rerun with CONVAUDIT_DEBUG=1 and report it",
-                       err=True)
-            raise typer.Exit(3) from None
+            except typer.Abort:
+                raise
+            except (MemoryError, RecursionError) as exc:
+                if interrupted():
+                    stop_interrupted()
+                what = "memory" if isinstance(exc, MemoryError) else "stack (the input nests too deeply)"
+                typer.echo(f"error: refused: this input needs more {what} than there is", err=True)
+                raise typer.Exit(EXIT_USAGE) from None
+            except Exception as exc:  # a bug of ours: still one line, unless debugging
+                if interrupted():
+                    stop_interrupted()
+                if os.environ.get("CONVAUDIT_DEBUG"):
+                    raise
+                typer.echo(f"internal error ({type(exc).__name__}: {safe_text(exc)}); rerun with CONVAUDIT_DEBUG=1 "
+                           "and report it", err=True)
+                raise typer.Exit(3) from None
+            if interrupted():  # a library swallowed the KeyboardInterrupt: still honour it
+                stop_interrupted()
+            return result
 
     return wrapper
+
+
+def positive_finite(value: str | float) -> bool:
+    """A number > 0 that is neither nan nor infinite ('nan' parses as a float, and compares false to 0)."""
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return False
+    return math.isfinite(number) and number > 0
+
+
+def stop_interrupted() -> None:
+    say_interrupted()
+    raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def say_interrupted(said: list[bool] = [False]) -> None:  # noqa: B006  (once per process)
+    if not said[0]:
+        said[0] = True
+        typer.echo("interrupted", err=True)
+
+
+def safe_text(exc: BaseException) -> str:
+    """An exception's text on one line, escaped for the terminal, never itself an error."""
+    try:
+        text = " ".join(str(exc).split())
+    except Exception:  # str() of a 5,000-digit int, say
+        text = "(unprintable)"
+    return printable(text[:300])
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -326,6 +392,8 @@ def require_torch(command: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
+        if interrupted():  # Ctrl-C halfway through torch's import can surface as an ImportError
+            raise KeyboardInterrupt from None
         raise ConvauditError(f"{command} needs PyTorch: pip install 'convaudit[torch]' (for the CPU build, "
                              "pip install torch==2.13.0 first)") from None
 
@@ -374,6 +442,10 @@ BenchDtype = choices("BenchDtype", "fp32", "tf32", "bf16", "fp16")  # tf32: fp32
 DEFAULT_BENCH_SPEC = "alexnet"
 
 
+def storage_dtype_name(dtype: str) -> str:
+    return "fp32" if dtype == "tf32" else dtype  # TF32 is a compute mode over fp32 storage
+
+
 @app.command()
 @boundary
 def bench(
@@ -400,17 +472,36 @@ def bench(
         "--depth", min=1, help="Also sum the timings per block at this depth (default 1 for specs with blocks).")
     ] = None,
     force: ForceOpt = False,
+    devices: Annotated[int | None, typer.Option(
+        "--devices", "-n", min=1, help="Run the `split` plan for real over this many processes with "
+        "torch.distributed (gloo on the CPU, NCCL with --gpu), measuring the bytes that cross.")] = None,
+    strategy: Annotated[Strategy, typer.Option("--strategy", "-s", help="With --devices: columns, model or data."
+                                               )] = Strategy.columns,
 ) -> None:
     """Time every layer's forward and backward, and the whole model; throughput, roofline and memory per layer.
 
     Ctrl-C stops and prints what was measured so far (exit 130).
     """
-    if peak is not None and peak != "auto":
-        try:
-            if float(peak) <= 0:
-                raise ValueError
-        except ValueError:
-            raise ConvauditError(f"--peak: expected 'auto' or a positive number of TFLOP/s, got '{peak}'") from None
+    if devices is not None:
+        require_torch("bench")
+        from convaudit.pytorch.distributed import Options, bench_distributed
+        from convaudit.render.plan import distributed_json, distributed_rich
+
+        size = parse_input_size(input_size) if input_size is not None else None
+        load_network(spec, input_size, variant)  # a bad spec fails here, in one line, before any worker starts
+        outcome = bench_distributed(Options(spec, size, variant, batch, storage_dtype_name(dtype.value),
+                                            strategy.value, devices, warmup, repeats, gpu))
+        if outcome is None:  # a torchrun worker other than rank 0
+            return
+        if output_format is BenchFormat.json:
+            typer.echo(distributed_json(outcome))
+        else:
+            stdout_console().print(distributed_rich(outcome))
+        raise typer.Exit(0 if outcome["bytes_match"] and outcome["params_match"] else EXIT_FINDINGS)
+    if peak is not None and peak != "auto" and not positive_finite(peak):
+        raise ConvauditError(f"--peak: expected 'auto' or a positive number of TFLOP/s, got '{peak[:40]}'")
+    if bandwidth is not None and not positive_finite(bandwidth):
+        raise ConvauditError(f"--bandwidth: expected a positive number of GB/s, got {bandwidth}")
     require_torch("bench")
     from convaudit.pytorch.bench import bench_report, storage_dtype
     from convaudit.pytorch.runtime import pick_device
@@ -556,4 +647,8 @@ def main_options(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # between commands: while click parses, say
+        say_interrupted()
+        sys.exit(EXIT_INTERRUPTED)

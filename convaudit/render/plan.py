@@ -225,3 +225,46 @@ def plan_markdown(plan: Plan) -> str:
     lines.append("")
     lines += [f"- {Text.from_markup(line).plain}" for line in summary_lines(plan)]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ a distributed run beside its plan
+
+def distributed_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2, ensure_ascii=False)
+
+
+def distributed_rich(result: dict[str, Any]) -> Group:
+    """Per layer that communicates: planned and measured bytes per device, and the time spent communicating."""
+    devices = range(result["devices"])
+    title = (f"bench {escape(printable(result['spec']))} over {result['devices']} processes · "
+             f"{result['strategy']} · {result['backend']} · batch {result['batch']} · {result['dtype']} · "
+             f"{escape(printable(result['device']))}")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Layer", no_wrap=True)
+    for d in devices:
+        for label in ("plan fwd", "measured fwd", "plan bwd", "measured bwd", "comm"):
+            table.add_column(f"{label} {d}", justify="right", no_wrap=True)
+    for layer in result["layers"]:
+        cells = layer["devices"]
+        if not any(Fraction(c["planned_forward_bytes"]) or Fraction(c["planned_backward_bytes"])
+                   or Fraction(c["measured_forward_bytes"]) or Fraction(c["measured_backward_bytes"]) for c in cells):
+            continue
+        row = [escape(printable(layer["name"]))]
+        for c in cells:
+            row += [fmt_exact(Fraction(c["planned_forward_bytes"])), fmt_exact(Fraction(c["measured_forward_bytes"])),
+                    fmt_exact(Fraction(c["planned_backward_bytes"])),
+                    fmt_exact(Fraction(c["measured_backward_bytes"])), fmt_time(c["comm_s"])]
+        table.add_row(*row)
+    params = [sum(layer["devices"][d]["measured_params"] for layer in result["layers"]) for d in devices]
+    planned = [sum(layer["devices"][d]["planned_params"] for layer in result["layers"]) for d in devices]
+    lines = [
+        "bytes: " + ("measured = planned on every layer and device" if result["bytes_match"]
+                     else "MISMATCH between measured and planned bytes"),
+        "parameters per process: " + ", ".join(f"{fmt_int(m)} (plan {fmt_int(p)})"
+                                               for m, p in zip(params, planned, strict=True)),
+        f"median step (forward + backward, communication included): {fmt_time(result['step_s'] or 0)}; "
+        f"{result['repeats']} steps after {result['warmup']} warm-up",
+        "measured bytes: the tensors that went through the collectives (gather: received from the others; "
+        "all-reduce: the ring convention 2·(N−1)/N·S); comm: median time inside collectives per step",
+    ]
+    return Group(table, Text("\n".join(escape(line) for line in lines)))
