@@ -1,0 +1,80 @@
+"""Front-end-independent passes over imported layers: channel shuffles, and names from module paths."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from convaudit.core.model import INPUT
+from convaudit.importers.graph import Layer
+
+
+def consumers(layers: list[Layer], outputs: tuple[str, ...]) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for layer in layers:
+        for source in layer.inputs:
+            count[source] = count.get(source, 0) + 1
+    for name in outputs:
+        count[name] = count.get(name, 0) + 1
+    return count
+
+
+def fuse_shuffles(layers: list[Layer], outputs: tuple[str, ...]) -> tuple[list[Layer], tuple[str, ...]]:
+    """ShuffleNet's channel shuffle, traced as reshape [g, C/g, H, W] → swap the first two → reshape [C, H, W],
+    becomes one `shuffle` layer with `groups: g`."""
+    used = consumers(layers, outputs)
+    by_name = {layer.name: layer for layer in layers}
+    fused: dict[str, Layer] = {}  # last reshape's name -> the shuffle
+    dropped: set[str] = set()
+    for layer in layers:
+        if layer.type != "reshape" or len(layer.shape) != 3 or not layer.inputs:
+            continue
+        permute = by_name.get(layer.inputs[0])
+        if permute is None or permute.type != "permute" or permute.params.get("order") != [1, 0, 2, 3]:
+            continue
+        split = by_name.get(permute.inputs[0])
+        if split is None or split.type != "reshape" or len(split.shape) != 4 or not split.inputs:
+            continue
+        groups, per_group, height, width = split.shape
+        if layer.shape != (groups * per_group, height, width) or used.get(split.name) != 1 \
+                or used.get(permute.name) != 1:
+            continue
+        fused[layer.name] = replace(layer, type="shuffle", params={"groups": groups}, inputs=split.inputs,
+                                    scopes=split.scopes, leaf=False, op="channel shuffle")
+        dropped |= {split.name, permute.name}
+    return [fused.get(layer.name, layer) for layer in layers if layer.name not in dropped], outputs
+
+
+def base_name(layer: Layer) -> str:
+    if layer.named_after:
+        return layer.named_after
+    if layer.leaf and layer.scopes:
+        return layer.scopes[-1]
+    prefix = f"{layer.scopes[-1]}." if layer.scopes else ""
+    return prefix + layer.type
+
+
+def name_layers(layers: list[Layer], outputs: tuple[str, ...]) -> tuple[list[Layer], tuple[str, ...]]:
+    """Names from module paths: a module's own layer takes its path (a module called again gets _2, _3),
+    an operation written in a module's forward takes the module's path and its type (layer1.0.add)."""
+    taken: set[str] = {INPUT}
+    chosen: dict[int, str] = {}
+    calls: dict[str, int] = {}
+    for pass_leaf in (True, False):  # modules first, so `layer1.0.relu` is the module's, not a functional relu's
+        for index, layer in enumerate(layers):
+            if (layer.leaf and not layer.named_after) != pass_leaf:
+                continue
+            base = base_name(layer)
+            name, count = base, 1
+            while name in taken:
+                count += 1
+                name = f"{base}_{count}"
+            taken.add(name)
+            chosen[index] = name
+            if pass_leaf:
+                calls[base] = calls.get(base, 0) + 1
+                layer.module = (base, calls[base] - 1)
+    renamed = {layer.name: chosen[index] for index, layer in enumerate(layers)}
+    renamed[INPUT] = INPUT
+    result = [replace(layer, name=renamed[layer.name], inputs=tuple(renamed[s] for s in layer.inputs))
+              for layer in layers]
+    return result, tuple(renamed[name] for name in outputs)

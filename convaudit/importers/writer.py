@@ -1,0 +1,92 @@
+"""Write an imported network as a readable spec: one flow mapping per layer, defaults left out,
+`from:` only where a layer does not read the one written before it."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from convaudit.core.layers import REGISTRY
+from convaudit.core.model import INPUT
+
+PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*|\$[A-Za-z_]\w*( \* \d+)?")
+YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
+def scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(scalar(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {scalar(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return "null"
+    text = str(value)
+    if PLAIN.fullmatch(text) and text.lower() not in YAML_WORDS:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def compact(value: Any) -> Any:
+    """[3, 3] -> 3: a size with equal axes is written once."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1] \
+            and all(isinstance(v, int) for v in value):
+        return value[0]
+    return value
+
+
+def layer_fields(type_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The fields worth writing: those that differ from the type's default."""
+    defaults = {f.name: f.default for f in REGISTRY[type_name].fields} if type_name in REGISTRY else {}
+    written = {}
+    for key, value in params.items():
+        default = compact(list(defaults[key]) if isinstance(defaults.get(key), tuple) else defaults.get(key, object()))
+        value = compact(value)
+        if value == default and type(value) is type(default):
+            continue
+        if key == "stride" and type_name in ("maxpool", "avgpool") and value == compact(params.get("kernel")):
+            continue  # a pool's stride defaults to its kernel
+        written[key] = value
+    return written
+
+
+def entry(type_name: str, name: str, params: dict[str, Any], inputs: tuple[str, ...] | None) -> str:
+    parts = [f"type: {type_name}", f"name: {scalar(name)}"]
+    parts += [f"{key}: {scalar(value)}" for key, value in layer_fields(type_name, params).items()]
+    if inputs is not None:
+        parts.append(f"from: {scalar(inputs[0]) if len(inputs) == 1 else scalar(list(inputs))}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def header(lines: list[str]) -> str:
+    return "".join(f"# {line}\n" if line else "#\n" for line in lines)
+
+
+def top_level(name: str, title: str, source: str, origin: dict[str, Any], input_shape: tuple[int, int, int],
+              separator: bool = True) -> str:
+    text = f"name: {scalar(name)}\n"
+    if title:
+        text += f"title: {scalar(title)}\n"
+    if source:
+        text += f"source: {scalar(source)}\n"
+    imported = {"from": origin["from"]}
+    if origin.get("args"):
+        imported["args"] = origin["args"]
+    text += f"imported: {scalar(imported)}\n"
+    text += f"input: {scalar(list(input_shape))}\n"
+    if separator:
+        text += 'separator: "."\n'
+    return text
+
+
+def reads_previous(inputs: tuple[str, ...], previous: str) -> bool:
+    return len(inputs) == 1 and inputs[0] == previous
+
+
+__all__ = ["entry", "header", "reads_previous", "scalar", "top_level", "INPUT"]
