@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from convaudit.core.analysis import analyze
-from convaudit.core.receptive import Supports, receptive_fields
+from convaudit.core.analysis import LayerResult, Report, analyze
+from convaudit.core.layers import adaptive_windows
+from convaudit.core.model import INPUT
+from convaudit.core.receptive import GLOBAL, Supports, adaptive_lengths_and_steps, receptive_fields
 from convaudit.spec.library import load
 from convaudit.spec.parser import parse_text
 
@@ -72,6 +75,150 @@ def test_adaptive_pool_with_uneven_windows_is_flagged() -> None:
     assert "jump the average 4/3" in note
 
 
+# ------------------------------------------------------------------ the oracle: every output pixel walked back
+
+class PixelWalk:
+    """The support of each output unit by brute force: every tap of every window, clipped to the input,
+    followed back to the network's input (recursively, memoised). The arithmetic in receptive.Supports must
+    agree with it exactly, sentinels included: N when a unit reads only padding, −1 for its last pixel."""
+
+    def __init__(self, report: Report):
+        self.layers = {layer.name: layer for layer in report.layers}
+        self.network = report.input[1:]
+        self.low = lru_cache(maxsize=None)(self._low)
+        self.high = lru_cache(maxsize=None)(self._high)
+
+    def size(self, name: str, axis: int) -> int:
+        if name == INPUT:
+            return self.network[axis]
+        shape = self.layers[name].output_shape
+        return shape[1 + axis] if len(shape) == 3 else 1
+
+    def _taps(self, layer: LayerResult, axis: int, index: int) -> list[tuple[str, range | list[int]]]:
+        taps: list[tuple[str, range | list[int]]] = []
+        for source, shape in zip(layer.spec.inputs, layer.input_shapes, strict=True):
+            size = self.size(source, axis)
+            if layer.windows:
+                w = layer.windows[axis]
+                first = index * w.stride - w.padding
+                taps.append((source, [t for t in range(first, first + w.effective_kernel, w.dilation)
+                                      if 0 <= t < size]))
+            elif layer.type == "adaptiveavgpool":
+                start, end = adaptive_windows(size, layer.output_shape[1 + axis])[index]
+                taps.append((source, range(start, end)))
+            elif (layer.type in GLOBAL and len(shape) == 3) or len(layer.output_shape) == 1:
+                taps.append((source, range(size)))
+            else:
+                taps.append((source, [index]))
+        return taps
+
+    def _low(self, name: str, axis: int, index: int) -> int:
+        if name == INPUT:
+            return index
+        lows = [self.low(source, axis, t) for source, taps in self._taps(self.layers[name], axis, index)
+                for t in taps]
+        return min(lows, default=self.network[axis])
+
+    def _high(self, name: str, axis: int, index: int) -> int:
+        if name == INPUT:
+            return index
+        highs = [self.high(source, axis, t) for source, taps in self._taps(self.layers[name], axis, index)
+                 for t in taps]
+        return max(highs, default=-1)
+
+    def uncovered(self, layer: LayerResult) -> tuple[int, int]:
+        result = []
+        for axis in (0, 1):
+            outputs = self.size(layer.name, axis)
+            first, last = self.low(layer.name, axis, 0), self.high(layer.name, axis, outputs - 1)
+            result.append(first + (self.network[axis] - 1 - last))
+        return result[0], result[1]
+
+
+def window_layer(draw: st.DrawFn, big: bool) -> str:
+    """A conv or pool with the awkward cases: dilation (gaps between taps), stride above the kernel (gaps
+    between windows), padding above the kernel (outputs that read only padding), ceil rounding, and H ≠ W."""
+    kernel = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 5 if big else 3))
+    kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool"]))
+    if kind == "conv":
+        padding = draw(st.integers(0, 6 if big else 2))
+        dilation = draw(st.integers(1, 3))
+        if draw(st.booleans()):  # rectangular: each axis its own
+            kh, kw = kernel, draw(st.integers(1, 4))
+            return (f"{{type: conv, out: 1, kernel: [{kh}, {kw}], stride: [{stride}, {draw(st.integers(1, 3))}], "
+                    f"padding: [{padding}, {draw(st.integers(0, 3))}], dilation: [{dilation}, 1]}}")
+        return f"{{type: conv, out: 1, kernel: {kernel}, stride: {stride}, padding: {padding}, dilation: {dilation}}}"
+    padding = draw(st.integers(0, kernel // 2))
+    ceil = str(draw(st.booleans())).lower()
+    return f"{{type: {kind}, kernel: {kernel}, stride: {stride}, padding: {padding}, ceil: {ceil}}}"
+
+
+@st.composite
+def random_network(draw: st.DrawFn) -> str:
+    """Chains, and graphs where branches of different windows meet in concat or add, with adaptive and
+    global layers; layers may read any earlier layer (shapes that do not match halt the analysis)."""
+    height, width = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    names: list[str] = ["input"]
+    lines = []
+    for i in range(draw(st.integers(1, 7))):
+        name = f"l{i}"
+        choice = draw(st.sampled_from(["window"] * 5 + ["relu", "adaptive", "merge", "global"]))
+        source = draw(st.sampled_from(names[-3:]))
+        if choice == "window":
+            body = window_layer(draw, big=draw(st.booleans()))[1:-1]
+        elif choice == "relu":
+            body = "type: relu"
+        elif choice == "adaptive":
+            body = f"type: adaptiveavgpool, output: [{draw(st.integers(1, 9))}, {draw(st.integers(1, 9))}]"
+        elif choice == "global":
+            body = draw(st.sampled_from(["type: globalavgpool", "type: flatten", "type: linear, out: 3"]))
+        else:
+            others = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2))
+            kind = draw(st.sampled_from(["concat", "add"]))
+            lines.append(f"  - {{type: {kind}, name: {name}, from: [{', '.join([source] + others)}]}}")
+            names.append(name)
+            continue
+        lines.append(f"  - {{{body}, name: {name}, from: {source}}}")
+        names.append(name)
+    return f"name: net\ninput: [1, {height}, {width}]\noutputs: [{', '.join(names[1:])}]\nlayers:\n" + \
+        "\n".join(lines) + "\n"
+
+
+@settings(max_examples=400, deadline=None)
+@given(random_network(), st.data())
+def test_supports_agree_with_the_pixel_walk(text: str, data: st.DataObject) -> None:
+    report = analyze(parse_text(text))
+    supports, walk = Supports(report), PixelWalk(report)
+    for layer in report.layers:
+        assert supports.uncovered(layer) == walk.uncovered(layer), (text, layer.name)
+    for layer in report.layers[-3:]:  # any output index, not only the first and the last
+        for axis in (0, 1):
+            index = data.draw(st.integers(0, walk.size(layer.name, axis) - 1), label="index")
+            assert supports.low(layer.name, axis, index) == walk.low(layer.name, axis, index), (text, layer.name)
+            assert supports.high(layer.name, axis, index) == walk.high(layer.name, axis, index), (text, layer.name)
+
+
+def test_supports_of_a_long_chain_with_gaps_and_empty_outputs() -> None:
+    # a stride-3 kernel-1 conv padded by 4 makes outputs that read only padding; a deep chain of them
+    # must not recurse, and must agree with the walk on a chain short enough for the walk
+    layers = "\n".join("  - {type: conv, out: 1, kernel: 2, stride: 3, padding: 4}" if i % 7 == 3 else
+                       "  - {type: conv, out: 1, kernel: 3, padding: 1, dilation: 2}" if i % 11 == 5 else
+                       "  - {type: conv, out: 1, kernel: 3, padding: 1}" for i in range(120))
+    report = analyze(parse_text(f"name: t\ninput: [1, 37, 29]\nlayers:\n{layers}\n"))
+    supports, walk = Supports(report), PixelWalk(report)
+    assert [supports.uncovered(layer) for layer in report.layers] == [walk.uncovered(layer) for layer in report.layers]
+
+
+def test_adaptive_lengths_and_steps_match_the_windows() -> None:
+    for size in range(1, 40):
+        for out in range(1, 45):
+            windows = adaptive_windows(size, out)
+            lengths = {end - start for start, end in windows}
+            steps = {b[0] - a[0] for a, b in zip(windows, windows[1:], strict=False)}
+            assert adaptive_lengths_and_steps(size, out) == (lengths, steps), (size, out)
+
+
 # ------------------------------------------------------------------ against PyTorch's gradients
 
 @st.composite
@@ -111,7 +258,11 @@ def test_fields_match_the_pixels_gradients_reach(text: str, data: st.DataObject)
     out[0, 0, i, j].backward()
     rows = x.grad[0, 0].abs().sum(dim=1).nonzero().flatten().tolist()
     cols = x.grad[0, 0].abs().sum(dim=0).nonzero().flatten().tolist()
-    supports = Supports(report)
+    supports = PixelWalk(report)
+    arithmetic = Supports(report)
+    for axis, index in ((0, i), (1, j)):
+        assert arithmetic.low(last.name, axis, index) == supports.low(last.name, axis, index), text
+        assert arithmetic.high(last.name, axis, index) == supports.high(last.name, axis, index), text
     if not rows:  # the unit reads only padding on some axis
         assert (supports.low(last.name, 0, i) > supports.high(last.name, 0, i)
                 or supports.low(last.name, 1, j) > supports.high(last.name, 1, j)), text

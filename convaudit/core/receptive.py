@@ -23,12 +23,13 @@ and last outputs, and a pixel lost at one layer stays lost downstream.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import lru_cache
+from functools import cached_property
+from typing import NamedTuple
 
 from convaudit.core.analysis import LayerResult, Report
-from convaudit.core.layers import adaptive_windows
 from convaudit.core.model import INPUT
 from convaudit.core.windows import merged_axes
 
@@ -114,11 +115,9 @@ def _layer_axes(layer: LayerResult, inputs: list[tuple[AxisField, AxisField]]) -
 def _adaptive(axes: tuple[AxisField, ...], sizes: tuple[int, ...], outputs: tuple[int, ...]) -> tuple[tuple, list]:
     result, notes = [], []
     for field, size, out in zip(axes, sizes, outputs, strict=True):
-        windows = adaptive_windows(size, out)
-        lengths = {end - start for start, end in windows}
-        steps = {b[0] - a[0] for a, b in zip(windows, windows[1:], strict=False)}
+        lengths, steps = adaptive_lengths_and_steps(size, out)
         if len(lengths) == 1 and len(steps) <= 1:  # a plain window: K = S = size / out
-            result.append(field.window(lengths.pop(), steps.pop() if steps else 1, 0))
+            result.append(field.window(min(lengths), min(steps) if steps else 1, 0))
             continue
         result.append(replace(field.window(max(lengths), 1, 0), jump=field.jump * Fraction(size, out)))
         notes.append(f"adaptive pool {size} → {out}: windows of {min(lengths)}–{max(lengths)} pixels at varying "
@@ -126,14 +125,34 @@ def _adaptive(axes: tuple[AxisField, ...], sizes: tuple[int, ...], outputs: tupl
     return tuple(result), notes
 
 
+def adaptive_lengths_and_steps(size: int, out: int) -> tuple[set[int], set[int]]:
+    """The window lengths and the steps between window starts of PyTorch's adaptive pooling, without listing
+    the windows: [⌊i·n/o⌋, ⌈(i+1)·n/o⌉) for i < o.
+
+    With n = q·o + r: a start advances by q + (⌊(i+1)·r/o⌋ − ⌊i·r/o⌋), so by q always (r < o) and by q + 1
+    somewhere iff (o − 1)·r ≥ o. A window is q + ⌈(i+1)·r/o⌉ − ⌊i·r/o⌋ long: q + 1 for i = 0 (when r > 0), and
+    q + 2 iff a multiple k·o falls strictly between i·r and (i+1)·r, which happens iff r does not divide o.
+    """
+    q, r = divmod(size, out)
+    steps = set() if out == 1 else {q} | ({q + 1} if (out - 1) * r >= out else set())
+    lengths = {q} if r == 0 else {q + 1} | ({q + 2} if out % r else set())
+    return lengths, steps
+
+
 class Supports:
-    """The exact input range each output unit depends on, per axis, walking real windows back to the input."""
+    """The first and last network-input pixel each output unit depends on, per axis, by exact arithmetic.
+
+    The support of output `i` is the set of input pixels its value depends on: its window's taps clipped to
+    the layer's input, followed back layer by layer. `low` is its first pixel (the input size N when it is
+    empty: the unit reads only padding), `high` its last (−1 when empty). The last pixel is the first pixel
+    of the mirrored network (x ↦ N − 1 − x), so one engine, `_Side`, computes both; see its notes.
+    """
 
     def __init__(self, report: Report):
-        self.layers = {layer.name: layer for layer in report.layers}
+        self.report = report
         self.network = report.input[1:]
-        self.low = lru_cache(maxsize=None)(self._low)
-        self.high = lru_cache(maxsize=None)(self._high)
+        self.layers = {layer.name: layer for layer in report.layers}
+        self._sides: dict[tuple[int, bool], _Side] = {}
 
     def size(self, name: str, axis: int) -> int:
         if name == INPUT:
@@ -141,48 +160,267 @@ class Supports:
         shape = self.layers[name].output_shape
         return shape[1 + axis] if len(shape) == 3 else 1
 
-    def _taps(self, layer: LayerResult, axis: int, index: int) -> list[tuple[str, range | list[int]]]:
-        """Every (input layer, input indices) that output `index` reads on this axis, clipped to the input."""
-        taps: list[tuple[str, range | list[int]]] = []
-        for source, shape in zip(layer.spec.inputs, layer.input_shapes, strict=True):
-            size = self.size(source, axis)
-            if layer.windows:
-                w = layer.windows[axis]
-                first = index * w.stride - w.padding
-                taps.append((source, [t for t in range(first, first + w.effective_kernel, w.dilation)
-                                      if 0 <= t < size]))
-            elif layer.type == "adaptiveavgpool":
-                start, end = adaptive_windows(size, layer.output_shape[1 + axis])[index]
-                taps.append((source, range(start, end)))
-            elif (layer.type in GLOBAL and len(shape) == 3) or len(layer.output_shape) == 1:
-                taps.append((source, range(size)))  # the whole input
-            else:
-                taps.append((source, [index]))
-        return taps
+    def side(self, axis: int, mirrored: bool) -> _Side:
+        if axis == 1 and self.square:
+            axis = 0  # W is H over again
+        key = (axis, mirrored)
+        if key not in self._sides:
+            self._sides[key] = _Side(self, axis, mirrored)
+        return self._sides[key]
 
-    def _low(self, name: str, axis: int, index: int) -> int:
+    @cached_property
+    def square(self) -> bool:
+        """Whether every size and window is the same along H as along W, so one axis answers for both."""
+        if self.network[0] != self.network[1]:
+            return False
+        for layer in self.layers.values():
+            shape = layer.output_shape
+            if len(shape) == 3 and shape[1] != shape[2]:
+                return False
+            if layer.windows and replace(layer.windows[0], axis="W") != layer.windows[1]:
+                return False
+            if layer.type == "adaptiveavgpool" and any(shape[1] != shape[2] for shape in layer.input_shapes):
+                return False
+        return True
+
+    def low(self, name: str, axis: int, index: int) -> int:
         """The first input pixel output `index` depends on (the input size if it reads only padding)."""
-        if name == INPUT:
-            return index
-        lows = [self.low(source, axis, t) for source, taps in self._taps(self.layers[name], axis, index)
-                for t in taps]
-        return min(lows, default=self.network[axis])
+        return self.side(axis, False).value(name, index)
 
-    def _high(self, name: str, axis: int, index: int) -> int:
+    def high(self, name: str, axis: int, index: int) -> int:
         """The last input pixel output `index` depends on (−1 if it reads only padding)."""
-        if name == INPUT:
-            return index
-        highs = [self.high(source, axis, t) for source, taps in self._taps(self.layers[name], axis, index)
-                 for t in taps]
-        return max(highs, default=-1)
+        mirrored = self.side(axis, True).value(name, self.size(name, axis) - 1 - index)
+        return self.network[axis] - 1 - mirrored
 
     def uncovered(self, layer: LayerResult) -> tuple[int, int]:
+        """Input pixels before the first output's support plus those after the last output's, per axis."""
         result = []
         for axis in (0, 1):
-            outputs = self.size(layer.name, axis)
-            first, last = self.low(layer.name, axis, 0), self.high(layer.name, axis, outputs - 1)
-            result.append(first + (self.network[axis] - 1 - last))
+            last = self.size(layer.name, axis) - 1
+            result.append(self.low(layer.name, axis, 0) + (self.network[axis] - 1 - self.high(layer.name, axis, last)))
         return result[0], result[1]
+
+
+class _Rule(NamedTuple):
+    """Which indices of one input an output index p reads, on one axis.
+
+    window:   p·stride + offset + k·dilation for k < kernel, clipped to the input (offset = −padding)
+    adaptive: [⌊p·n/out⌋, ⌈(p+1)·n/out⌉), PyTorch's adaptive windows, clipped
+    whole:    every index of the input (flatten, linear, global pooling, vectors)
+    point:    p + shift alone, not clipped (element-wise layers and merges; shift is 0 unmirrored)
+    """
+
+    kind: str
+    source: str
+    size: int  # the input's size on this axis
+    stride: int = 1
+    offset: int = 0
+    dilation: int = 1
+    kernel: int = 1
+    out: int = 1  # adaptive: the number of windows
+
+    def taps(self, p: int) -> tuple[int, int, int] | None:
+        """(first, step, last) of the indices read, inside the input, or None if there are none."""
+        if self.kind == "window":
+            base = p * self.stride + self.offset
+            first = max(0, -(base // self.dilation))  # the first k with base + k·D ≥ 0
+            last = min(self.kernel - 1, (self.size - 1 - base) // self.dilation)
+            return (base + first * self.dilation, self.dilation, base + last * self.dilation) if first <= last \
+                else None
+        if self.kind == "adaptive":
+            start, end = max(0, p * self.size // self.out), min(self.size, -(-(p + 1) * self.size // self.out))
+            return (start, 1, end - 1) if start < end else None
+        return (0, 1, self.size - 1) if self.size > 0 else None  # whole
+
+
+class _Mono(NamedTuple):
+    """A layer whose first-pixel function f is non-decreasing over the outputs that read something.
+
+    Those outputs are exactly [a, b] (a > b: none), and for p in [a, b]
+
+        f(p) = max(F(alpha·p + beta), m),   F(x) = f_anchor(clamp(x, a_anchor, b_anchor))
+
+    where the anchor is the input (f(x) = x) or a layer whose f is evaluated from its own inputs (uneven
+    adaptive pooling, a merge where no input's f is everywhere the smallest). m = f(a) is the layer's smallest.
+    """
+
+    a: int
+    b: int
+    anchor: str
+    alpha: int
+    beta: int
+    m: int
+
+
+class _Side:
+    """First pixels on one axis, plain or mirrored, computed layer by layer in one pass.
+
+    Why a closed form exists. Take a window layer over an input whose f is non-decreasing on its non-empty
+    outputs [a′, b′], with contiguous taps (dilation 1, or kernel 1). Output p reads [p·S + o, p·S + o + K′ − 1];
+    it reads something iff that meets [a′, b′], and f is non-decreasing, so
+
+        f(p) = f′(max(p·S + o, a′))
+
+    which is again non-decreasing. Writing f′(q) = max(F(α′q + β′), m′) and using F(max(x, y)) = max(F(x), F(y))
+    for non-decreasing F, with F(α′a′ + β′) ≤ f′(a′) = m′:
+
+        f(p) = max(F(α′S·p + β′ + α′o), m′)        so α = α′S, β = β′ + α′o, m = max(F(αa + β), m′).
+
+    Element-wise layers keep f; global layers make it the constant m′; PyTorch's adaptive windows are
+    contiguous with non-decreasing ends, so f stays non-decreasing (m = m′, as the first window that reads
+    anything contains a′). A merge of inputs with equal [a, b] takes the input whose f is smallest everywhere,
+    or becomes an anchor. Anything else (dilated taps, which skip pixels, or shapes that do not line up) is
+    evaluated point by point from its inputs' values, exactly as the rules say, and memoised; so are the
+    rare points where F must be evaluated away from the anchor's first output. Nothing recurses: evaluation
+    runs on an explicit stack.
+    """
+
+    def __init__(self, supports: Supports, axis: int, mirrored: bool):
+        self.network = supports.network[axis]
+        self.sizes = {INPUT: self.network}
+        self.rules: dict[str, tuple[_Rule, ...]] = {}
+        self.mono: dict[str, _Mono | None] = {INPUT: _Mono(0, self.network - 1, INPUT, 1, 0, 0)}
+        self.memo: dict[tuple[str, int], int] = {}
+        for layer in supports.report.layers:
+            size = supports.size(layer.name, axis)
+            self.sizes[layer.name] = size
+            self.rules[layer.name] = tuple(self._rule(layer, source, shape, size, axis, mirrored, supports)
+                                           for source, shape in zip(layer.spec.inputs, layer.input_shapes,
+                                                                    strict=True))
+            self.mono[layer.name] = self._classify(layer.name, size)
+
+    @staticmethod
+    def _rule(layer: LayerResult, source: str, shape: tuple[int, ...], size: int, axis: int, mirrored: bool,
+              supports: Supports) -> _Rule:
+        n = supports.size(source, axis)
+        if layer.windows:
+            w = layer.windows[axis]
+            offset = -w.padding
+            if mirrored:  # tap t of output p is tap n − 1 − t of output size − 1 − p, read from the other end
+                offset = n - 1 - offset - (size - 1) * w.stride - (w.kernel - 1) * w.dilation
+            return _Rule("window", source, n, w.stride, offset, w.dilation, w.kernel)
+        if layer.type == "adaptiveavgpool":
+            out = layer.output_shape[1 + axis]
+            if n % out == 0:  # windows of n/out at steps of n/out: a plain window (and its own mirror)
+                return _Rule("window", source, n, n // out, 0, 1, n // out)
+            return _Rule("adaptive", source, n, out=out)  # PyTorch's windows are their own mirror image
+        if (layer.type in GLOBAL and len(shape) == 3) or len(layer.output_shape) == 1:
+            return _Rule("whole", source, n)
+        return _Rule("point", source, n, offset=n - size if mirrored else 0)
+
+    def _classify(self, name: str, size: int) -> _Mono | None:
+        rules = self.rules[name]
+        sources = [self.mono[rule.source] for rule in rules]
+        if any(source is None for source in sources):
+            return None
+        kinds = {rule.kind for rule in rules}
+        empty = _Mono(0, -1, INPUT, 0, 0, self.network)
+        if kinds == {"whole"}:
+            reading = [source for source in sources if source.a <= source.b]
+            if not reading:
+                return empty
+            best = min(reading, key=lambda s: s.m)  # every output is the union of all inputs' outputs
+            return _Mono(0, size - 1, best.anchor, 0, best.alpha * best.a + best.beta, best.m)
+        if kinds == {"point"}:
+            if any(rule.offset != 0 or rule.size != size for rule in rules) or \
+                    len({(source.a, source.b) for source in sources}) > 1:
+                return None
+            if sources[0].a > sources[0].b:
+                return empty
+            for candidate in sources:  # an input whose f is the smallest everywhere
+                if all(other.anchor == candidate.anchor and other.alpha == candidate.alpha
+                       and candidate.beta <= other.beta and candidate.m <= other.m for other in sources):
+                    return candidate
+            return _Mono(sources[0].a, sources[0].b, name, 1, 0, min(source.m for source in sources))
+        if len(rules) != 1:
+            return None
+        rule, source = rules[0], sources[0]
+        if source.a > source.b:
+            return empty
+        if rule.kind == "adaptive":
+            # the first window ending after a′ and the last starting at or before b′
+            a = max(0, source.a * rule.out // rule.size)
+            b = min(size - 1, -(-(source.b + 1) * rule.out // rule.size) - 1)
+            return _Mono(a, b, name, 1, 0, source.m) if a <= b else empty
+        if rule.kind != "window" or (rule.dilation > 1 and rule.kernel > 1):
+            return None
+        span = (rule.kernel - 1) * rule.dilation + 1
+        a = max(0, -(-(source.a - rule.offset - span + 1) // rule.stride))
+        b = min(size - 1, (source.b - rule.offset) // rule.stride)
+        if a > b:
+            return empty
+        alpha, beta = source.alpha * rule.stride, source.beta + source.alpha * rule.offset
+        return _Mono(a, b, source.anchor, alpha, beta, max(self._outer(source.anchor, alpha * a + beta), source.m))
+
+    def _outer(self, anchor: str, x: int) -> int:
+        """F(x) = f_anchor(clamp(x, a, b))."""
+        mono = self.mono[anchor]
+        q = min(max(x, mono.a), mono.b)
+        if q == mono.a:
+            return mono.m
+        return q if anchor == INPUT else self.value(anchor, q)
+
+    # ---------------------------------------------------------------- evaluation at one output
+
+    def value(self, name: str, index: int) -> int:
+        """f(index): the first input pixel of output `index`'s support (N if it reads only padding)."""
+        key = (name, index)
+        if key in self.memo:
+            return self.memo[key]
+        mono = self.mono.get(name)
+        if mono is not None and 0 <= index < self.sizes[name] and not mono.a < index <= mono.b:
+            return mono.m if index == mono.a else self.network  # the layer's smallest, or no support at all
+        stack = [(key, self._steps(name, index))]
+        sent: int | None = None
+        while stack:
+            key, steps = stack[-1]
+            try:
+                wanted = steps.send(sent)
+            except StopIteration as done:
+                self.memo[key] = done.value
+                stack.pop()
+                sent = done.value
+                continue
+            if wanted in self.memo:
+                sent = self.memo[wanted]
+            else:
+                stack.append((wanted, self._steps(*wanted)))
+                sent = None
+        return self.memo[(name, index)]
+
+    def _steps(self, name: str, p: int) -> Generator[tuple[str, int], int, int]:
+        """Computes f(p), yielding each (layer, index) whose value it needs and receiving that value."""
+        if name == INPUT:
+            return p
+        mono = self.mono[name]
+        if mono is not None and 0 <= p < self.sizes[name]:
+            if not mono.a <= p <= mono.b:
+                return self.network
+            if p == mono.a:
+                return mono.m
+            if mono.anchor != name:
+                anchor = self.mono[mono.anchor]
+                q = min(max(mono.alpha * p + mono.beta, anchor.a), anchor.b)
+                inner = anchor.m if q == anchor.a else q if mono.anchor == INPUT else (yield (mono.anchor, q))
+                return max(inner, mono.m)
+        best = self.network
+        for rule in self.rules[name]:
+            if rule.kind == "point":
+                best = min(best, (yield (rule.source, p + rule.offset)))
+                continue
+            taps = rule.taps(p)
+            if taps is None:
+                continue
+            first, step, last = taps
+            source = self.mono[rule.source]
+            if source is not None:  # non-decreasing: the first tap among the outputs that read something
+                t = first + -(-(max(first, source.a) - first) // step) * step
+                if t <= min(last, source.b):
+                    best = min(best, (yield (rule.source, t)))
+                continue
+            for t in range(first, last + 1, step):
+                best = min(best, (yield (rule.source, t)))
+        return best
 
 
 def show(value: Fraction | int) -> str:
