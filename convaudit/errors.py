@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 EXIT_FINDINGS = 1  # the audit ran and found errors (check, verify, audit)
 EXIT_USAGE = 2  # bad input: usage, spec, file, device
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
+
+
+class _Interrupts:
+    """Whether Ctrl-C was pressed while a command ran, even if a library swallowed the KeyboardInterrupt
+    (or turned it into another error: an ImportError halfway through importing torch, say)."""
+
+    pressed = False
+
+
+def interrupted() -> bool:
+    return _Interrupts.pressed
+
+
+@contextlib.contextmanager
+def noting_interrupts() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered for `interrupted()`."""
+
+    def handler(signum: int, frame: object) -> None:
+        _Interrupts.pressed = True
+        raise KeyboardInterrupt
+
+    _Interrupts.pressed = False
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def printable(text: str) -> str:

@@ -136,3 +136,111 @@ def test_error_lines_escape_control_characters() -> None:
 def test_osc_in_a_type_name_never_reaches_the_terminal(write_spec) -> None:
     path = spec_with(write_spec, '{type: "conv\\e]0;PWNED\\a", out: 8, kernel: 3}')
     one_line_error(run("summary", str(path)), "\\x1b]0;PWNED\\x07")
+
+
+def test_markup_in_a_layer_name_is_shown_as_written(write_spec) -> None:
+    # '[/]' is a Rich closing tag: printed unescaped it raised MarkupError (exit 3).
+    path = spec_with(write_spec, '{type: conv, name: "[/]", out: 8, kernel: 3}')
+    for command in ("summary", "rf", "check"):
+        result = run(command, str(path))
+        assert result.exit_code == 0, result.output
+        assert "[/]" in result.stdout or command == "check"  # a clean check names no layer
+
+
+# ------------------------------------------------------------------ expressions
+
+BLOCK = """name: t
+input: [3, 32, 32]
+blocks:
+  b:
+    params: {{w: 8}}
+    layers:
+      - {{type: conv, out: "{expression}", kernel: 1}}
+layers:
+  - {{block: b}}
+"""
+
+
+@pytest.mark.parametrize("expression", [
+    " + ".join(["$w"] * 100_000),  # ast raised RecursionError while building the tree
+    " * ".join(["$w"] * 1_000),  # our evaluator recursed once per factor
+    "$w" + " * (1" * 300 + ")" * 300,
+])
+def test_long_expressions_are_refused_without_recursing(write_spec, expression: str) -> None:
+    path = write_spec(BLOCK.format(expression=expression))
+    one_line_error(run("summary", str(path)), "refused: an expression of")
+
+
+def test_expression_values_past_2_63_are_refused(write_spec) -> None:
+    path = write_spec(BLOCK.format(expression=" * ".join(["$w"] * 30)))  # 8^30 = 2^90
+    one_line_error(run("summary", str(path)), "larger than 2^63")
+    path = write_spec(BLOCK.format(expression="$w * 4 // 2"))
+    assert run("summary", str(path)).exit_code == 0
+
+
+# ------------------------------------------------------------------ claims accepted but wrong
+
+@pytest.mark.parametrize(("claim", "needle"), [
+    ("{claim: params, value: 224, variant: [a]}", "claims[0].variant: expected the name of one of"),
+    ('{claim: params, value: 224, tol: "-5%"}', "claims[0].tol: a tolerance cannot be negative"),
+    ("{claim: params, value: 224, tol: -3}", "claims[0].tol: a tolerance cannot be negative"),
+    ("{claim: params, value: 224, at: [true, true]}", "claims[0].at: expected an input size"),
+    ("{claim: params, value: 224, at: true}", "claims[0].at: expected an input size"),
+    ('{claim: params, value: "1e999999999", tol: 1}', "claims[0].value: refused"),
+])
+def test_bad_claims_are_spec_errors(write_spec, claim: str, needle: str) -> None:
+    path = spec_with(write_spec, extra=f"claims:\n  - {claim}\n")
+    one_line_error(run("audit", str(path)), needle)
+
+
+def test_an_empty_variant_after_plus_is_refused() -> None:
+    # 'googlenet+' used to run the base network silently.
+    one_line_error(run("summary", "googlenet+"), "names no variant after '+'")
+
+
+# ------------------------------------------------------------------ extends: what a spec may read
+
+def test_extends_may_not_read_outside_the_spec_folder(tmp_path: Path, monkeypatch) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("name: t\ninput: [1, 2, 3]\nlayers: [{type: relu}]\nTOKEN_abc123: 1\n", encoding="utf-8")
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    for reference in ("/etc/passwd", "/proc/self/environ", "../secret.yaml", str(secret)):
+        path = folder / "net.yaml"
+        path.write_text(f"name: mine\nextends: {reference}\n", encoding="utf-8")
+        message = one_line_error(run("summary", str(path)), "extends: refused")
+        assert "outside this spec's folder" in message and "TOKEN" not in message and "root:" not in message
+    (folder / "link.yaml").symlink_to(secret)  # a symlink inside the folder is judged by its target
+    (folder / "net.yaml").write_text("name: mine\nextends: link.yaml\n", encoding="utf-8")
+    one_line_error(run("summary", str(folder / "net.yaml")), "outside this spec's folder")
+    monkeypatch.setenv("CONVAUDIT_EXTENDS_ANYWHERE", "1")  # the user may allow it
+    message = one_line_error(run("summary", str(folder / "net.yaml")), "TOKEN_abc123")
+    assert "(extended by " in message and "net.yaml:2: extends" in message
+
+
+def test_extends_reads_its_own_folder_and_bundled_names(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text(BASE, encoding="utf-8")
+    (tmp_path / "a.yaml").write_text("name: a\nextends: sub/base.yaml\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("name: b\nextends: alexnet\n", encoding="utf-8")
+    assert run("summary", str(tmp_path / "a.yaml")).exit_code == 0
+    assert run("summary", str(tmp_path / "b.yaml")).exit_code == 0
+
+
+def test_an_error_in_the_base_names_the_extending_spec(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("name: t\ninput: [1, 2]\nlayers: [{type: relu}]\n", encoding="utf-8")
+    (tmp_path / "net.yaml").write_text("# mine\nname: mine\nextends: base.yaml\n", encoding="utf-8")
+    message = one_line_error(run("summary", str(tmp_path / "net.yaml")), "base.yaml:2: input:")
+    assert message.endswith(f"(extended by {tmp_path / 'net.yaml'}:3: extends)")
+    (tmp_path / "net.yaml").write_text("name: mine\nextends: nosuchnet\n", encoding="utf-8")
+    one_line_error(run("summary", str(tmp_path / "net.yaml")), "net.yaml:2: extends: 'nosuchnet' is neither")
+
+
+# ------------------------------------------------------------------ bench options
+
+@pytest.mark.needs_torch
+@pytest.mark.parametrize("option", [["--peak", "nan"], ["--peak", "inf"], ["--peak", "-1"], ["--peak", "1e999"],
+                                    ["--peak", "10", "--bandwidth", "-5"], ["--bandwidth", "nan"],
+                                    ["--peak", "10", "--bandwidth", "inf"]])
+def test_bench_refuses_non_positive_or_non_finite_ceilings(option: list[str]) -> None:
+    one_line_error(run("bench", "lenet5", *option), option[-2])
