@@ -18,7 +18,7 @@ import io
 import logging
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -43,6 +43,7 @@ class Cell:
     ours: object = None
     theirs: object = None
     note: str = ""
+    shown: str = ""  # the reference's own number and the conversion to ours: "4,111,512,576 − 22,328,320 … = …"
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,7 @@ def verify_report(report: Report, device: torch.device, dtype: str = "fp32", war
     if report.totals.buffers or count_buffers(model):
         total_cells["buffers"] = compare(report.totals.buffers, count_buffers(model))
     if not isinstance(fvcore, str):
-        total_cells["fvcore_macs"] = total_cell(rows, "fvcore_macs", fvcore.total)
+        total_cells["fvcore_macs"] = fvcore_total_cell(report, rows, fvcore.total)
     total_cells["torch_forward"] = total_cell(rows, "torch_forward", forward.total)
     total_cells["torch_backward"] = total_cell(rows, "torch_backward", backward.total)
     totals = Row("Total", "", total_cells)
@@ -349,18 +350,34 @@ def predicted(report: Report, failed_layer: str | None) -> tuple[Finding, ...]:
     return tuple(root + at_layer)
 
 
+def fvcore_total_cell(report: Report, rows: list[Row], reference_total: int) -> Cell:
+    """fvcore's total in its own convention, then converted to MACs: less the batchnorm and pool ops it counts
+    as flops (our other ops, or a pool's input elements), so the cell ends on the analysis's MACs."""
+    cell = total_cell(rows, "fvcore_macs", reference_total)
+    compared = [(layer, row.cells["fvcore_macs"]) for layer, row in zip(report.layers, rows, strict=True)
+                if row.cells["fvcore_macs"].status in (MATCH, MISMATCH)]
+    extra = sum(int(c.ours) - layer.macs for layer, c in compared)  # our rule for what fvcore adds
+    if not extra:
+        return cell
+    start = cell.shown.split(" = ")[0]
+    return replace(cell, shown=f"{start} − {extra:,} batchnorm and pool ops = {int(cell.theirs) - extra:,} MACs")
+
+
 def total_cell(rows: list[Row], column: str, reference_total: int) -> Cell:
     """Our total against the reference's own whole-model total, less what it counted in layers it cannot
     count fully; torch's grouped-conv over-count is named, not failed."""
     cells = [row.cells[column] for row in rows]
     left_out = [c for c in cells if c.status == NOT_COUNTED]
     ours = sum(int(c.ours) for c in cells if c.status != NOT_COUNTED)
-    theirs = reference_total - sum(int(c.theirs or 0) for c in left_out)
+    left = sum(int(c.theirs or 0) for c in left_out)
+    theirs = reference_total - left
     overcount = sum(int(c.theirs) - int(c.ours) for c in cells if c.status == TORCH_OVERCOUNT)
     note = f"{len(left_out)} layer{'s' if len(left_out) != 1 else ''} not countable left out" if left_out else ""
+    shown = f"{reference_total:,}" + (f" − {left:,} in layers not countable" if left else "")
     if overcount and ours != theirs and ours + overcount == theirs:
-        return Cell(TORCH_OVERCOUNT, ours, theirs, f"torch's grouped-conv over-count: +{overcount:,}")
-    return compare(ours, theirs, note)
+        return Cell(TORCH_OVERCOUNT, ours, theirs, f"torch's grouped-conv over-count: +{overcount:,}",
+                    f"{shown} − {overcount:,} grouped-conv over-count = {theirs - overcount:,}")
+    return replace(compare(ours, theirs, note), shown=shown + (f" = {theirs:,}" if left else ""))
 
 
 def time_model(model: SpecModel, x: torch.Tensor, device: torch.device, warmup: int,

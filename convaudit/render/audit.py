@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich import box
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from convaudit.core.claims import Verdict, describe_computed, describe_stated
 from convaudit.core.model import NetworkSpec
+from convaudit.errors import printable
 from convaudit.render.formatting import fmt_shape
+from convaudit.render.output import FitColumn, Fitted, md, plain
 
 
 def _at(verdict: Verdict, spec: NetworkSpec) -> str:
@@ -21,29 +21,37 @@ def _at(verdict: Verdict, spec: NetworkSpec) -> str:
     return f"{size}+{claim.variant}" if claim.variant else size
 
 
+AUDIT_DROP_ORDER = ("difference", "source", "at", "stated", "computed", "verdict", "claim")
+
+
 def audit_rich(audits: list[tuple[NetworkSpec, list[Verdict]]], explain: bool = False) -> Group:
     parts: list[Any] = []
     for spec, verdicts in audits:
         wrong = [v for v in verdicts if not v.holds]
-        table = Table(title=f"{spec.label}: {len(verdicts) - len(wrong)} of {len(verdicts)} claims hold",
-                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for title in ("Claim", "At", "Source", "Stated", "Computed", "Difference", "Verdict"):
-            table.add_column(title, justify="right" if title in ("Stated", "Computed") else "left",
-                             no_wrap=title in ("Claim", "Verdict", "At"))
-        for verdict in verdicts:
-            mark = Text("✓ holds", style="green") if verdict.holds else Text("✗ contradicted", style="bold red")
-            table.add_row(verdict.claim.target, _at(verdict, spec), verdict.claim.source,
-                          describe_stated(verdict.claim), describe_computed(verdict), verdict.difference, mark)
-        parts.append(table)
+        title = plain(f"{spec.label}: {len(verdicts) - len(wrong)} of {len(verdicts)} claims hold")
+        marks = [Text("✓ holds", style="green") if v.holds else Text("✗ contradicted", style="bold red")
+                 for v in verdicts]
+        columns = [
+            FitColumn("claim", "Claim", [plain(v.claim.target) for v in verdicts]),
+            FitColumn("at", "At", [plain(_at(v, spec)) for v in verdicts]),
+            FitColumn("source", "Source", [plain(v.claim.source or "") for v in verdicts], wrap=True),
+            FitColumn("stated", "Stated", [plain(describe_stated(v.claim)) for v in verdicts], numeric=True),
+            FitColumn("computed", "Computed", [plain(describe_computed(v)) for v in verdicts], numeric=True),
+            FitColumn("difference", "Difference", [plain(v.difference) for v in verdicts], wrap=True),
+            FitColumn("verdict", "Verdict", marks),
+        ]
+        for column in columns:
+            column.priority = AUDIT_DROP_ORDER.index(column.key)
+        parts.append(Fitted(columns, hint="--explain or --format json has every claim", title=title))
         for verdict in verdicts if explain else wrong:
             mark = "✓" if verdict.holds else "✗"
             style = "green" if verdict.holds else "red"
-            line = Text(f"{mark} {verdict.claim.target}", style=style)
-            line.append(f": stated {describe_stated(verdict.claim)}, computed {verdict.arithmetic}")
-            line.append(f"  [{verdict.claim.where}]", style="dim")
+            line = Text(f"{mark} {printable(verdict.claim.target)}", style=style)
+            line.append(printable(f": stated {describe_stated(verdict.claim)}, computed {verdict.arithmetic}"))
+            line.append(f"  [{printable(str(verdict.claim.where))}]", style="dim")
             parts.append(line)
         if not verdicts:
-            parts.append(Text(f"{spec.label} states no claims (add a claims: section)", style="dim"))
+            parts.append(Text(f"{printable(spec.label)} states no claims (add a claims: section)", style="dim"))
         parts.append(Text(""))
     return Group(*parts)
 
@@ -73,11 +81,12 @@ def audit_json(audits: list[tuple[NetworkSpec, list[Verdict]]]) -> str:
 def audit_markdown(audits: list[tuple[NetworkSpec, list[Verdict]]]) -> str:
     lines = []
     for spec, verdicts in audits:
-        lines += [f"### {spec.label}", "", "| Claim | At | Source | Stated | Computed | Difference | Verdict |",
+        lines += [f"### {md(spec.label)}", "", "| Claim | At | Source | Stated | Computed | Difference | Verdict |",
                   "|---|---|---|---:|---:|---|---|"]
         for v in verdicts:
             verdict = "✓ holds" if v.holds else "✗ contradicted"
-            lines.append(f"| {v.claim.target} | {_at(v, spec)} | {v.claim.source} | {describe_stated(v.claim)} | "
-                         f"{describe_computed(v)} | {v.difference} | {verdict} |")
-        lines += [""] + [f"- ✗ **{v.claim.target}**: {v.arithmetic}" for v in verdicts if not v.holds] + [""]
+            lines.append(f"| {md(v.claim.target)} | {md(_at(v, spec))} | {md(v.claim.source or '')} | "
+                         f"{md(describe_stated(v.claim))} | {md(describe_computed(v))} | {md(v.difference)} | "
+                         f"{verdict} |")
+        lines += [""] + [f"- ✗ **{md(v.claim.target)}**: {md(v.arithmetic)}" for v in verdicts if not v.holds] + [""]
     return "\n".join(lines)

@@ -7,14 +7,14 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from convaudit.core.groups import group_key
 from convaudit.core.throughput import achieved, attainable, bound, bytes_moved, intensity
+from convaudit.errors import printable
 from convaudit.render.formatting import fmt_bytes, fmt_shape, fmt_si, fmt_spread, fmt_time
+from convaudit.render.output import FitColumn, Fitted, plain
 
 if TYPE_CHECKING:  # the result types live with torch; rendering only reads their fields
     from convaudit.core.timing import Timing
@@ -77,37 +77,45 @@ def block_times(result: BenchResult, depth: int) -> list[dict[str, Any]]:
     return rows
 
 
-def blocks_table(result: BenchResult, depth: int) -> Table:
-    table = Table(title=f"per block (depth {depth}): sums of layer medians", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
-    for title in ("Block", "Layers", "Forward", "Backward", "Fwd FLOP/s", "Share"):
-        table.add_column(title, justify="left" if title == "Block" else "right", no_wrap=True)
-    for row in block_times(result, depth):
-        table.add_row(row["name"], str(row["layers"]), fmt_time(row["forward_s"]),
-                      fmt_time(row["backward_s"]) if row["backward_s"] else "",
-                      fmt_rate(achieved(row["flops"], row["forward_s"]), ""),
-                      f"{100 * row['share_of_time']:.1f}%" if row["share_of_time"] is not None else "")
-    return table
+def blocks_table(result: BenchResult, depth: int) -> Fitted:
+    rows = block_times(result, depth)
+    cells = {
+        "Block": [plain(row["name"]) for row in rows],
+        "Layers": [str(row["layers"]) for row in rows],
+        "Forward": [fmt_time(row["forward_s"]) for row in rows],
+        "Backward": [fmt_time(row["backward_s"]) if row["backward_s"] else "" for row in rows],
+        "Fwd FLOP/s": [fmt_rate(achieved(row["flops"], row["forward_s"]), "") for row in rows],
+        "Share": [f"{100 * row['share_of_time']:.1f}%" if row["share_of_time"] is not None else "" for row in rows],
+    }
+    order = ("Layers", "Fwd FLOP/s", "Share", "Backward", "Forward", "Block")
+    columns = [FitColumn(title, title, values, numeric=title != "Block", priority=order.index(title))
+               for title, values in cells.items()]
+    return Fitted(columns, hint="widen COLUMNS, or --format json",
+                  title=Text(f"per block (depth {depth}): sums of layer medians"))
+
+
+# Which columns a bench table that does not fit leaves out, first to last.
+BENCH_DROP_ORDER = ("Bwd FLOP/s", "FLOP/B", "% peak", "Share", "Fwd FLOP/s", "Bound", "Peak mem (est.)",
+                    "Backward [min–max]", "Forward [min–max]", "Layer")
 
 
 def bench_rich(result: BenchResult, depth: int | None = None) -> Group:
-    table = Table(title=heading(result), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     titles = ["Layer", "Forward [min–max]", "Backward [min–max]" if result.backward else None,
               "Fwd FLOP/s", "Bwd FLOP/s" if result.backward else None, "% peak" if result.ceiling else None,
               "FLOP/B", "Bound" if result.ceiling else None, "Share",
               "Peak mem (est.)" if result.gpu else None]
     titles = [t for t in titles if t]
-    for title in titles:
-        table.add_column(title, justify="left" if title in ("Layer", "Bound") else "right", no_wrap=True)
+    rows: list[dict[str, str | Text]] = []
+    failures: list[str] = []
     for item in result.layers:
         if item.status != "ok":
-            style = "bold red"
             label = "out of memory" if item.status == "out-of-memory" else "error"
-            table.add_row(item.layer.name, Text(f"{label}: {item.note}", style=style), *[""] * (len(titles) - 2))
+            failures.append(f"{item.layer.name}: {label}: {item.note}")
+            rows.append({"Layer": plain(item.layer.name), "Forward [min–max]": Text(label, style="bold red")})
             continue
         m = layer_metrics(result, item)
-        cells = {
-            "Layer": item.layer.name,
+        rows.append({
+            "Layer": plain(item.layer.name),
             "Forward [min–max]": fmt_timing(item.forward),
             "Backward [min–max]": fmt_timing(item.backward) or ("—" if item.note else ""),
             "Fwd FLOP/s": fmt_rate(m["forward_rate"], ""),
@@ -118,12 +126,14 @@ def bench_rich(result: BenchResult, depth: int | None = None) -> Group:
             "Share": f"{100 * m['share_of_time']:.1f}%" if m["share_of_time"] is not None else "",
             "Peak mem (est.)": (f"{fmt_bytes(item.peak_memory)} ({fmt_bytes(item.memory_estimate)})"
                                 if item.peak_memory is not None else ""),
-        }
-        table.add_row(*(cells[title] for title in titles))
-    parts: list[Any] = [table]
+        })
+    columns = [FitColumn(title, title, [row.get(title, "") for row in rows],
+                         numeric=title not in ("Layer", "Bound"), priority=BENCH_DROP_ORDER.index(title))
+               for title in titles]
+    parts: list[Any] = [Fitted(columns, hint="widen COLUMNS, or --format json", title=plain(heading(result)))]
     if depth or result.has_blocks:
         parts.append(blocks_table(result, depth or 1))
-    return Group(*parts, Text("\n".join(bench_notes(result))))
+    return Group(*parts, Text("\n".join(printable(line) for line in failures + bench_notes(result))))
 
 
 def bench_notes(result: BenchResult) -> list[str]:

@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from convaudit.core.checks import Finding
+from convaudit.errors import printable
 from convaudit.render.formatting import fmt_int, fmt_shape
+from convaudit.render.output import FitColumn, Fitted, md, plain
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -64,7 +65,7 @@ def findings_rich(checked: list[Checked]) -> Group:
         mark, style = ("✗", "bold red") if errors else ("✓", "green")
         head = Text()
         head.append(f"{mark} ", style=style)
-        head.append(item.spec, style="bold")
+        head.append(printable(item.spec), style="bold")
         head.append(f" at {fmt_shape(item.input)}: {_tally(item)}")
         parts.append(head)
         if not item.findings:
@@ -75,12 +76,12 @@ def findings_rich(checked: list[Checked]) -> Group:
         grid.add_column(ratio=1)
         shown: set[str] = set()
         for finding in item.findings:
-            body = Text(finding.message)
-            body.append(f"\n{finding.where}", style="dim")
+            body = Text(printable(finding.message))
+            body.append(f"\n{printable(str(finding.where))}", style="dim")
             for suggestion in finding.suggestions:
                 if suggestion not in shown:
                     shown.add(suggestion)
-                    body.append(f"\nfix: {suggestion}", style="green")
+                    body.append(f"\nfix: {printable(suggestion)}", style="green")
             grid.add_row("", Text(finding.severity, style=SEVERITY_STYLE[finding.severity]), body)
         parts.append(grid)
     return Group(*parts)
@@ -89,24 +90,32 @@ def findings_rich(checked: list[Checked]) -> Group:
 def findings_markdown(checked: list[Checked]) -> str:
     lines = []
     for item in checked:
-        lines.append(f"- **{item.spec}** at {fmt_shape(item.input)}: {_tally(item)}")
+        lines.append(f"- **{md(item.spec)}** at {fmt_shape(item.input)}: {_tally(item)}")
         for finding in item.findings:
-            lines.append(f"  - {finding.severity}: {finding.message} (`{finding.where}`)")
-            lines += [f"    - fix: {s}" for s in finding.suggestions]
+            lines.append(f"  - {finding.severity}: {md(finding.message)} (`{md(finding.where)}`)")
+            lines += [f"    - fix: {md(s)}" for s in finding.suggestions]
     return "\n".join(lines) + "\n"
 
 
-def library_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for title, numeric in (("Name (aliases)", False), ("Title", False), ("Input", False), ("Params", True),
-                           ("MACs", True)):
-        table.add_column(title, justify="right" if numeric else "left", no_wrap=numeric or title == "Input")
+LIBRARY_DROP_ORDER = ("title", "macs", "input", "params", "name")
+
+
+def library_table(rows: list[dict[str, Any]]) -> Fitted:
+    names = []
     for row in rows:
         aliases = f" ({', '.join(row['aliases'])})" if row["aliases"] else ""
-        variants = "".join(f"\n  +{name}" for name in row.get("variants", {}))
-        table.add_row(row["name"] + aliases + variants, row["title"], fmt_shape(row["input"]),
-                      fmt_int(row["params"]), fmt_int(row["macs"]))
-    return table
+        variants = "".join(f"\n  +{printable(name)}" for name in row.get("variants", {}))
+        names.append(Text(printable(row["name"] + aliases) + variants))
+    columns = [
+        FitColumn("name", "Name (aliases)", names),
+        FitColumn("title", "Title", [plain(row["title"] or "") for row in rows], wrap=True),
+        FitColumn("input", "Input", [fmt_shape(row["input"]) for row in rows]),
+        FitColumn("params", "Params", [fmt_int(row["params"]) for row in rows], numeric=True),
+        FitColumn("macs", "MACs", [fmt_int(row["macs"]) for row in rows], numeric=True),
+    ]
+    for column in columns:
+        column.priority = LIBRARY_DROP_ORDER.index(column.key)
+    return Fitted(columns, hint="widen COLUMNS, or --format json")
 
 
 def library_json(rows: list[dict[str, Any]]) -> str:
@@ -115,6 +124,7 @@ def library_json(rows: list[dict[str, Any]]) -> str:
 
 def library_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| name | aliases | variants | title | input | params | MACs |", "|---|---|---|---|---|---:|---:|"]
-    lines += [f"| {row['name']} | {', '.join(row['aliases'])} | {', '.join(row.get('variants', {}))} | {row['title']} "
-              f"| {fmt_shape(row['input'])} | {fmt_int(row['params'])} | {fmt_int(row['macs'])} |" for row in rows]
+    lines += [f"| {md(row['name'])} | {md(', '.join(row['aliases']))} | {md(', '.join(row.get('variants', {})))} | "
+              f"{md(row['title'] or '')} | {fmt_shape(row['input'])} | {fmt_int(row['params'])} | "
+              f"{fmt_int(row['macs'])} |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -31,6 +31,11 @@ def fmt_shape(shape: Iterable[int]) -> str:
     return "×".join(str(d) for d in shape)
 
 
+def csv_shape(shape: Iterable[int]) -> str:
+    """'3x227x227': an ASCII 'x', which tools that read CSV take as text, never '×'."""
+    return "x".join(str(d) for d in shape)
+
+
 def fmt_share(part: int, whole: int) -> str:
     if not part or not whole:
         return ""

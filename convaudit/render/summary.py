@@ -11,9 +11,7 @@ from fractions import Fraction
 from functools import cached_property
 from typing import Any
 
-from rich import box
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, totals_of
@@ -23,9 +21,11 @@ from convaudit.core.memory import Memory, training_memory
 from convaudit.core.model import INPUT
 from convaudit.core.receptive import LayerField, receptive_fields, show
 from convaudit.core.windows import format_fraction
+from convaudit.errors import printable
 from convaudit.render.formatting import (
     CEIL_MARK,
     INEXACT_MARK,
+    csv_shape,
     fmt_bytes,
     fmt_int,
     fmt_shape,
@@ -33,6 +33,7 @@ from convaudit.render.formatting import (
     fmt_si,
     rounding_note,
 )
+from convaudit.render.output import FitColumn, Fitted, md, plain
 
 # ---------------------------------------------------------------- columns
 
@@ -263,9 +264,10 @@ def summary_csv(report: Report) -> str:
     writer.writerow(CSV_FIELDS)
     for layer in report.layers:
         row = layer_dict(layer)
-        writer.writerow([fmt_shape(row[f]) if f.endswith("shape") else row[f] for f in CSV_FIELDS])
+        writer.writerow([csv_shape(row[f]) if f.endswith("shape") else printable(str(row[f])) if f in ("name", "type")
+                         else row[f] for f in CSV_FIELDS])
     totals = report.totals
-    writer.writerow(["TOTAL", "", fmt_shape(report.input), ""] + [
+    writer.writerow(["TOTAL", "", csv_shape(report.input), ""] + [
         getattr(totals, f) if f in TOTAL_FIELDS else "" for f in CSV_FIELDS[4:]])
     return buffer.getvalue()
 
@@ -345,35 +347,49 @@ def default_columns(report: Report, rf: bool = False) -> tuple[str, ...]:
     return columns
 
 
+# Which columns a table that does not fit leaves out, first to last (the README states this order).
+DROP_ORDER = ("saved", "memory", "activations", "connections", "neurons", "backward_flops", "other_ops", "buffers",
+              "biases", "weights", "input", "share", "rf_start", "from", "jump", "flops", "uncovered", "type", "rf",
+              "macs", "params", "output", "layer")
+COLUMNS_HINT = "pick with --columns, widen COLUMNS, or --format csv"
+
+
+def fitted_columns(view: View, keys: tuple[str, ...], totals: bool = True) -> list[FitColumn]:
+    columns = []
+    for key in keys:
+        column = COLUMNS[key]
+        cells: list[str | Text] = [column.cell(row, view) for row in view.rows]
+        if not column.numeric:
+            cells = [plain(cell) for cell in cells]
+        columns.append(FitColumn(key, column.title, cells, footer=column.total(view) if totals else "",
+                                 numeric=column.numeric, priority=DROP_ORDER.index(key)))
+    return columns
+
+
 def summary_table(view: View, columns: tuple[str, ...] | None = None, rf: bool = False) -> Group:
     report = view.report
-    chosen = [COLUMNS[key] for key in (columns or default_columns(report, rf))]
-    table = Table(title=_headline(report), caption=_setting(report), box=box.SIMPLE_HEAD, show_footer=True,
-                  pad_edge=False, title_justify="left", caption_justify="left")
-    for column in chosen:
-        table.add_column(column.title, footer=column.total(view), justify="right" if column.numeric else "left",
-                         no_wrap=column.key in ("output", "layer"))
-    for row in view.rows:
-        style = "yellow" if any(axis.truncated for axis in row.windows) else None
-        table.add_row(*(column.cell(row, view) for column in chosen), style=style)
+    keys = columns or default_columns(report, rf)
+    styles = ["yellow" if any(axis.truncated for axis in row.windows) else None for row in view.rows]
+    table = Fitted(fitted_columns(view, keys), styles, show_footer=True, hint=COLUMNS_HINT,
+                   title=plain(_headline(report)), caption=Text(_setting(report)))
     lines = totals_lines(report) + memory_lines(view.memory)
-    if rf or any(key in RF_COLUMNS for key in (columns or ())):
+    if rf or any(key in RF_COLUMNS for key in keys):
         lines += rf_lines(view)
-    notes = Text("\n".join(lines) + "\n\n" + "\n".join(convention_lines(report)))
+    notes = Text("\n".join(printable(line) for line in lines) + "\n\n" + "\n".join(convention_lines(report)))
     return Group(table, notes)
 
 
 def summary_markdown(view: View, columns: tuple[str, ...] | None = None, rf: bool = False) -> str:
     report = view.report
     chosen = [COLUMNS[key] for key in (columns or default_columns(report, rf))]
-    lines = [f"### {_headline(report)}", "", _setting(report), ""]
+    lines = [f"### {md(_headline(report))}", "", _setting(report), ""]
     lines.append("| " + " | ".join(c.title for c in chosen) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in chosen) + "|")
     for row in view.rows:
-        lines.append("| " + " | ".join(c.cell(row, view) for c in chosen) + " |")
+        lines.append("| " + " | ".join(md(c.cell(row, view)) for c in chosen) + " |")
     lines.append("| " + " | ".join(f"**{c.total(view)}**" if c.total(view) else "" for c in chosen) + " |")
     lines.append("")
-    lines += [f"- {line}" for line in totals_lines(report) + memory_lines(view.memory) + convention_lines(report)]
+    lines += [f"- {md(line)}" for line in totals_lines(report) + memory_lines(view.memory) + convention_lines(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -383,17 +399,11 @@ RF_VIEW_COLUMNS = ("layer", "type", "output", "rf", "jump", "rf_start", "uncover
 def rf_table(view: View) -> Group:
     """`convaudit rf`: the receptive-field columns alone, with every note on rounding, merges and pools."""
     report = view.report
-    chosen = [COLUMNS[key] for key in RF_VIEW_COLUMNS]
-    table = Table(title=_headline(report), caption=_setting(report), box=box.SIMPLE_HEAD, pad_edge=False,
-                  title_justify="left", caption_justify="left")
-    for column in chosen:
-        table.add_column(column.title, justify="right" if column.numeric else "left",
-                         no_wrap=column.key in ("output", "layer"))
-    for row in view.rows:
-        table.add_row(*(column.cell(row, view) for column in chosen))
+    table = Fitted(fitted_columns(view, RF_VIEW_COLUMNS, totals=False), hint="widen COLUMNS, or --format json",
+                   title=plain(_headline(report)), caption=Text(_setting(report)))
     notes = [f"{name}: {note}" for name, field in view.fields.items() for note in field.notes]
     lines = rf_lines(view)[:1] + notes
-    return Group(table, Text("\n".join(lines)))
+    return Group(table, Text("\n".join(printable(line) for line in lines)))
 
 
 def rf_json(view: View) -> str:

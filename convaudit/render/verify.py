@@ -6,14 +6,14 @@ import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Group
 from rich.padding import Padding
-from rich.table import Table
 from rich.text import Text
 
+from convaudit.errors import printable
 from convaudit.render.findings import Checked, finding_dict, findings_rich
 from convaudit.render.formatting import fmt_int, fmt_shape, fmt_time
+from convaudit.render.output import FitColumn, Fitted, plain
 
 if TYPE_CHECKING:  # the result type lives with torch; rendering only reads its fields
     from convaudit.pytorch.verify import Cell, VerifyResult
@@ -41,9 +41,9 @@ def _value(value: object) -> str:
 
 def cell_text(cell: Cell, show_value: bool = False) -> Text:
     if cell.status == "match":
-        return Text(f"✓ {_value(cell.ours)}" if show_value else "✓", style="green")
+        return Text(f"✓ {_value(cell.theirs)}" if show_value else "✓", style="green")
     if cell.status == "mismatch":
-        return Text(f"✗ ours {_value(cell.ours)} ≠ {_value(cell.theirs)}", style="bold red")
+        return Text(f"✗ {_value(cell.theirs)} ≠ ours {_value(cell.ours)}", style="bold red")
     if cell.status == "torch-overcount":
         factor = cell.note.split("by ")[-1].split(" ")[0] if "by ×" in cell.note else ""
         text = f"⚑ torch over-counts {factor}".rstrip() if not show_value else f"⚑ {_value(cell.theirs)}"
@@ -54,25 +54,58 @@ def cell_text(cell: Cell, show_value: bool = False) -> Text:
 
 
 def verify_rich(result: VerifyResult) -> Group:
-    heading = (f"verify {result.spec} — input {fmt_shape(result.input)} · batch {result.batch} · {result.dtype} · "
-               f"{result.device}")
+    heading = (f"verify {printable(result.spec)} — input {fmt_shape(result.input)} · batch {result.batch} · "
+               f"{result.dtype} · {result.device}")
     if result.torch_error:
         parts: list[Any] = [Text(heading, style="bold"),
                             Text(f"✗ PyTorch cannot run {result.spec} at {fmt_shape(result.input)}", style="bold red"),
-                            Padding(Text(result.torch_error), (0, 0, 0, 2))]
+                            Padding(Text(printable(result.torch_error)), (0, 0, 0, 2))]
         if result.explanation:
             parts.append(Text("convaudit's analysis predicted it:", style="bold"))
             parts.append(findings_rich([Checked(result.spec, result.input, result.explanation)]).renderables[-1])
         return Group(*parts)
-    table = Table(title=heading, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_footer=True)
-    table.add_column("Layer", footer="Total", no_wrap=True)
-    table.add_column("Type", no_wrap=True)
-    for column, title in COLUMN_TITLES.items():
-        footer = cell_text(result.totals.cells[column], show_value=True) if column in result.totals.cells else ""
-        table.add_column(title, footer=footer)
-    for row in result.rows:
-        table.add_row(row.name, row.type, *(cell_text(row.cells[c]) for c in COLUMN_TITLES))
-    return Group(table, Text("\n".join(verify_notes(result))))
+    keys = [c for c in COLUMN_TITLES if c != "buffers" or any(row.cells[c].status != "none" for row in result.rows)]
+    columns = [FitColumn("layer", "Layer", [plain(row.name) for row in result.rows], footer="Total"),
+               FitColumn("type", "Type", [plain(row.type) for row in result.rows])]
+    for key in keys:
+        total = result.totals.cells.get(key) if result.totals else None
+        columns.append(FitColumn(key, COLUMN_TITLES[key], [cell_text(row.cells[key]) for row in result.rows],
+                                 footer=cell_text(total) if total else ""))
+    for column in columns:
+        column.priority = VERIFY_DROP_ORDER.index(column.key)
+    table = Fitted(columns, show_footer=True, hint="--format json has every cell", title=plain(heading))
+    return Group(table, Text("\n".join(printable(line) for line in total_lines(result) + verify_notes(result))))
+
+
+VERIFY_DROP_ORDER = ("type", "buffers", "torch_backward", "torch_forward", "fvcore_macs", "params", "shape", "layer")
+TOTAL_LABELS = {
+    "params": "params, PyTorch's sum(p.numel())",
+    "buffers": "buffers (running statistics)",
+    "fvcore_macs": "fvcore flops (1 per MAC)",
+    "torch_forward": "FlopCounterMode forward FLOPs",
+    "torch_backward": "FlopCounterMode backward FLOPs",
+}
+
+
+def total_text(cell: Cell) -> str:
+    """The reference's own total, the conversion to ours, then ✓ or ✗: never our number under its name."""
+    own = cell.shown or _value(cell.theirs)
+    if cell.status == "match":
+        return f"{own} ✓"
+    if cell.status == "mismatch":
+        return f"{own} ✗ (ours {_value(cell.ours)})"
+    if cell.status == "torch-overcount":
+        return f"{own} ⚑ ({cell.note})"
+    return f"{own} ({cell.note or cell.status})"
+
+
+def total_lines(result: VerifyResult) -> list[str]:
+    if not result.totals:
+        return []
+    cells = result.totals.cells
+    width = max(len(TOTAL_LABELS[key]) for key in cells)
+    return ["totals, as each reference counts them, converted to the analysis's terms:"] + [
+        f"  {TOTAL_LABELS[key]:<{width}}  {total_text(cells[key])}" for key in COLUMN_TITLES if key in cells]
 
 
 def verify_notes(result: VerifyResult) -> list[str]:
@@ -131,7 +164,7 @@ def _jsonable(value: object) -> object:
 
 def cell_dict(cell: Cell) -> dict[str, object]:
     return {"status": cell.status, "ours": _jsonable(cell.ours), "theirs": _jsonable(cell.theirs),
-            "note": cell.note}
+            "note": cell.note, "shown": cell.shown}
 
 
 def verify_json(result: VerifyResult) -> str:

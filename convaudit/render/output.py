@@ -1,0 +1,182 @@
+"""Tables that never cut a number or a name, and the console they are printed on.
+
+A `Fitted` table knows each column's priority. Rendered at a width it does not fit, it leaves out its
+lowest-priority columns until the rest fit whole, and says so in one footer line; it never shortens a cell
+with '…'. A column marked `wrap` holds prose (a source, a title) that may wrap between words. On a console
+whose `natural_tables` is set (output to a pipe or a file), every column is shown at its natural width.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from convaudit.errors import printable
+
+Cell = str | Text
+
+
+def safe(text: object) -> str:
+    """User text (a layer name, a title, a source) as Rich markup that prints literally, controls escaped."""
+    return escape(printable(str(text)))
+
+
+def plain(text: object) -> Text:
+    """User text as a Rich Text: never parsed as markup, control characters shown as escapes."""
+    return Text(printable(str(text)))
+
+
+def md(text: object) -> str:
+    """User text for a Markdown table cell: controls escaped, pipes escaped."""
+    return printable(str(text)).replace("|", "\\|")
+
+
+@dataclass
+class FitColumn:
+    """One column: its title, cells (one per row), footer, and how readily it is left out."""
+
+    key: str
+    title: str
+    cells: list[Cell]
+    footer: Cell = ""
+    numeric: bool = False
+    priority: int = 0  # the lowest is left out first; ties: the rightmost first
+    wrap: bool = False  # prose that may wrap between words; everything else is shown whole on one line
+    style: str | None = None
+
+
+def _text(cell: Cell) -> Text:
+    return cell if isinstance(cell, Text) else Text(cell)
+
+
+@dataclass
+class Fitted:
+    """A table that leaves out low-priority columns rather than cut a cell."""
+
+    columns: list[FitColumn]
+    row_styles: list[str | None] = field(default_factory=list)
+    show_footer: bool = False
+    hint: str = "a wider COLUMNS or --format json shows them"
+    title: Text | None = None
+    caption: Text | None = None
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        natural = getattr(console, "natural_tables", False)
+        keep = list(self.columns)
+        dropped: list[FitColumn] = []
+        if not natural:
+            while len(keep) > 1 and self.needed_width(console, keep) > width:
+                victim = min(reversed(keep), key=lambda c: c.priority)  # lowest priority, rightmost of equals
+                keep.remove(victim)
+                dropped.append(victim)
+        table = self.table(keep)
+        if natural:  # every cell on one line, as wide as it takes
+            width = max(width, Measurement.get(console, options.update(width=10**6), table).maximum)
+        else:  # wider than the console only when one column alone does not fit: never cut, let it run on
+            width = max(width, self.needed_width(console, keep))
+        if self.title is not None:
+            yield self.title
+        yield from console.render(table, options.update(width=width))
+        if self.caption is not None:
+            yield self.caption
+        if dropped:
+            shown = [c for c in self.columns if c in dropped]
+            titles = ", ".join(c.title or c.key for c in shown)
+            # One line, however long: the terminal may wrap it, but it is never cut or split.
+            yield Text(f"not shown at {options.max_width} columns: {titles} ({self.hint})", style="dim",
+                       no_wrap=True, overflow="ignore")
+
+    def table(self, columns: Sequence[FitColumn]) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_footer=self.show_footer)
+        for column in columns:
+            table.add_column(column.title, footer=column.footer, justify="right" if column.numeric else "left",
+                             no_wrap=not column.wrap, style=column.style,
+                             min_width=_longest_word(column) if column.wrap else None)
+        rows = len(columns[0].cells) if columns else 0
+        for index in range(rows):
+            style = self.row_styles[index] if index < len(self.row_styles) else None
+            table.add_row(*(_text(c.cells[index]) for c in columns), style=style)
+        return table
+
+    def needed_width(self, console: Console, columns: Sequence[FitColumn]) -> int:
+        """The narrowest width at which every cell shows whole: prose columns at their longest word."""
+        options = console.options.update(width=10**6)
+        table = self.table(columns)
+        natural = Measurement.get(console, options, table).maximum
+        slack = sum(_widest(console, options, c) - _longest_word(c) for c in columns if c.wrap)
+        return natural - slack
+
+
+def _cells(column: FitColumn) -> Iterable[Text]:
+    yield Text(column.title)
+    yield _text(column.footer)
+    for cell in column.cells:
+        yield _text(cell)
+
+
+def _longest_word(column: FitColumn) -> int:
+    return max((Text(word).cell_len for cell in _cells(column) for word in cell.plain.split()), default=1)
+
+
+def _widest(console: Console, options: ConsoleOptions, column: FitColumn) -> int:
+    return max(Measurement.get(console, options, cell).maximum for cell in _cells(column))
+
+
+class OutputConsole(Console):
+    """The console for results: tables at their natural width when the output is not a terminal, and no
+    trailing spaces in anything that is not a terminal."""
+
+    def __init__(self, natural_tables: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.natural_tables = natural_tables
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        kwargs.setdefault("crop", False)  # a Fitted table wider than the console runs on rather than being cut
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        with self.capture() as captured:
+            super().print(*objects, **kwargs)
+        text = "\n".join(line.rstrip() for line in captured.get().split("\n"))
+        self.file.write(text)
+        self.file.flush()
+
+
+PIPE_WIDTH = 120  # prose wraps here when the output is not a terminal; tables take their natural width
+
+
+def output_console(stream: Literal["stdout", "stderr"] = "stdout") -> OutputConsole:
+    """COLUMNS, when set, is the width tables must fit (README examples use 120). A terminal's own width is
+    next. Output to a pipe or a file is not limited: tables take their natural width, prose wraps at 120."""
+    file = sys.stdout if stream == "stdout" else sys.stderr
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return OutputConsole(width=int(columns), highlight=False, stderr=stream == "stderr")
+    if file.isatty():
+        return OutputConsole(highlight=False, stderr=stream == "stderr")
+    return OutputConsole(natural_tables=True, width=PIPE_WIDTH, highlight=False, stderr=stream == "stderr")
+
+
+def heading(text: str, style: str | None = "bold") -> Text:
+    return Text(printable(text), style=style or "")
+
+
+def lines(*texts: str | Text) -> RenderableType:
+    """Plain lines (never markup) as one renderable."""
+    out = Text()
+    for index, item in enumerate(texts):
+        if index:
+            out.append("\n")
+        out.append(item if isinstance(item, Text) else Text(item))
+    return out
