@@ -299,6 +299,64 @@ def receptive_field(
         stdout_console().print(rf_table(view))
 
 
+def write_text(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise ConvauditError(f"cannot write {path}: {exc.strerror}") from None
+
+
+@app.command("report")
+@boundary
+def html_report(
+    spec: SpecArg,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Where to write the HTML file.")
+                      ] = "report.html",
+    input_size: InputOpt = None,
+    variant: VariantOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = Dtype.fp32,
+    optimizer: OptimizerOpt = Optimizer.adam,
+    bench_file: Annotated[str | None, typer.Option(
+        "--bench", metavar="FILE", help="Timings from `convaudit bench --format json`, shown beside the FLOPs.")
+    ] = None,
+) -> None:
+    """One self-contained HTML file: the network drawn, findings, per-layer charts, receptive fields, totals."""
+    from convaudit.render.report.page import load_bench, report_html
+
+    bench_data = load_bench(bench_file) if bench_file else None
+    report = analysed(load_network(spec, input_size, variant), batch, dtype.value)
+    write_text(output, report_html(View(report, None, optimizer.value), check_report(report), bench_data))
+    typer.echo(f"wrote {printable(output)}", err=True)
+
+
+@app.command("draw")
+@boundary
+def draw_network(
+    spec: SpecArg,
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Where to write the SVG "
+                                               "(standard output if left out).")] = None,
+    input_size: InputOpt = None,
+    variant: VariantOpt = None,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", min=1, help="Open blocks down to this depth only (default: all; runs of a long chain stay shut).")
+    ] = None,
+) -> None:
+    """The network alone as a standalone SVG: one box per layer or block, output shapes on the edges."""
+    from convaudit.render.report.layout import structure
+    from convaudit.render.report.svg import default_expanded, network_svg
+
+    report = analysed(load_network(spec, input_size, variant))
+    drawing = structure(report)
+    svg = network_svg(report, drawing, check_report(report), default_expanded(drawing, depth))
+    if output is None:
+        typer.echo(svg, nl=False)
+    else:
+        write_text(output, svg)
+        typer.echo(f"wrote {printable(output)}", err=True)
+
+
 Strategy = choices("Strategy", "columns", "model", "data")
 
 

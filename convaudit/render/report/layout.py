@@ -1,0 +1,494 @@
+"""The network drawing's layout: blocks as nested clusters, each cluster laid out as a layered (Sugiyama) DAG.
+
+`structure` decides, once, which box sits in which rank and in which order (ranking by longest path, a dummy
+point in every rank a long edge crosses, barycentre sweeps against crossings). `place` turns that into
+coordinates for one choice of expanded clusters; report.js repeats `place` line for line, so that collapsing
+a block in the browser re-places the boxes without a second layout engine (tests/test_browser.py checks that
+both give the same coordinates).
+
+Clusters follow layer names, as `--depth` does: `inception3a/b2/conv3x3` sits in `inception3a/b2`, inside
+`inception3a`. A cluster with more than RUN_LIMIT children (a long chain without blocks) is cut into runs of
+RUN_SIZE consecutive children, recursively, so that no level shows more than a few dozen boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from convaudit.core.analysis import Report
+from convaudit.core.model import INPUT
+from convaudit.errors import printable
+
+RUN_LIMIT = 40
+RUN_SIZE = 25
+LABEL_CHARS = 30  # longer names are cut in the box (the full name is in its tooltip and the details)
+
+# Geometry, in px; report.js reads the same numbers from the embedded data (graph.geometry).
+GEOMETRY = {
+    "char_w": 7.0,  # label font: 11.5px monospace, 0.6 em per character
+    "pad_x": 10.0,
+    "min_w": 64.0,
+    "leaf_h": 36.0,
+    "block_h": 40.0,
+    "rank_gap": 30.0,
+    "node_gap": 16.0,
+    "frame_pad": 12.0,
+    "frame_head": 22.0,
+    "point_w": 6.0,  # dummy points and ports
+    "iterations": 6,
+}
+
+
+@dataclass
+class Node:
+    id: str
+    kind: str  # layer | block | run | input | dummy | in | out
+    label: str = ""
+    sub: str = ""
+    layer: int | None = None  # index into report.layers (kind layer)
+    w: float = 0.0
+    h: float = 0.0
+
+
+@dataclass
+class Edge:
+    source: str
+    target: str
+    layer: int  # the layer whose output it carries; -1 for the network input
+    via: list[str] = field(default_factory=list)
+    forward: bool = True  # False for an edge against the ranks (names that interleave blocks)
+
+
+@dataclass
+class Cluster:
+    id: str
+    name: str  # the name prefix it stands for, or a run's label
+    kind: str  # root | block | run
+    depth: int
+    children: list[str] = field(default_factory=list)
+    ranks: list[list[str]] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    layers: int = 0  # layers inside, at any depth
+    label: str = ""  # block type(s), for the collapsed box
+
+
+@dataclass
+class Structure:
+    nodes: dict[str, Node]
+    clusters: dict[str, Cluster]
+    parent: dict[str, str]  # node id -> the cluster that holds it
+
+    def as_dict(self) -> dict[str, Any]:
+        """The drawing's data for report.js: boxes, clusters and ranks; shapes and numbers stay in the summary."""
+        return {
+            "geometry": GEOMETRY,
+            "nodes": {n.id: {"kind": n.kind, "label": n.label, "sub": n.sub, "layer": n.layer, "w": n.w, "h": n.h}
+                      for n in self.nodes.values()},
+            "clusters": {c.id: {"name": c.name, "kind": c.kind, "depth": c.depth, "label": c.label,
+                                "layers": c.layers, "ranks": c.ranks,
+                                "edges": [{"source": e.source, "target": e.target, "layer": e.layer, "via": e.via,
+                                           "forward": e.forward} for e in c.edges]}
+                         for c in self.clusters.values()},
+            "parent": self.parent,
+        }
+
+
+def _cut(text: str) -> str:
+    text = printable(text)
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def _width(*texts: str) -> float:
+    g = GEOMETRY
+    return max(g["min_w"], 2 * g["pad_x"] + g["char_w"] * max(len(t) for t in texts))
+
+
+def structure(report: Report) -> Structure:
+    layers = report.layers
+    separator = report.spec.separator or "/"
+    nodes: dict[str, Node] = {}
+    clusters: dict[str, Cluster] = {"B0": Cluster("B0", "", "root", 0)}
+    by_prefix: dict[str, str] = {}
+    parent: dict[str, str] = {}
+
+    def add_child(cluster_id: str, node_id: str) -> None:
+        clusters[cluster_id].children.append(node_id)
+        parent[node_id] = cluster_id
+
+    nodes["input"] = Node("input", "input", "input", "")
+    add_child("B0", "input")
+    for index, layer in enumerate(layers):
+        parts = layer.name.split(separator)
+        holder = "B0"
+        for depth in range(1, len(parts)):
+            prefix = separator.join(parts[:depth])
+            if prefix not in by_prefix:
+                cid = f"B{len(clusters)}"
+                clusters[cid] = Cluster(cid, prefix, "block", depth)
+                by_prefix[prefix] = cid
+                add_child(holder, cid)
+            holder = by_prefix[prefix]
+        node_id = f"L{index}"
+        nodes[node_id] = Node(node_id, "layer", layer=index)
+        add_child(holder, node_id)
+
+    _dissolve_single_children(clusters, parent)
+    _cut_into_runs(clusters, parent, layers)
+    _count_and_label(clusters, nodes, parent, report, separator)
+    for cluster in clusters.values():
+        _wire(cluster, clusters, nodes, parent, report)
+    for cluster in clusters.values():
+        _rank_and_order(cluster, nodes)
+    return Structure(nodes, clusters, parent)
+
+
+def _dissolve_single_children(clusters: dict[str, Cluster], parent: dict[str, str]) -> None:
+    """A block holding one thing adds a frame and nothing else: put the thing in its place."""
+    for cid in list(clusters):
+        cluster = clusters[cid]
+        if cluster.kind == "root" or len(cluster.children) != 1:
+            continue
+        child = cluster.children[0]
+        holder = clusters[parent[cid]]
+        holder.children[holder.children.index(cid)] = child
+        parent[child] = holder.id
+        del parent[cid], clusters[cid]
+
+
+def _cut_into_runs(clusters: dict[str, Cluster], parent: dict[str, str], layers: Any) -> None:
+    for cid in list(clusters):
+        cluster = clusters[cid]
+        while len(cluster.children) > RUN_LIMIT:
+            runs = []
+            for start in range(0, len(cluster.children), RUN_SIZE):
+                members = cluster.children[start: start + RUN_SIZE]
+                if len(members) == 1:
+                    runs.append(members[0])
+                    continue
+                rid = f"B{len(clusters)}"
+                clusters[rid] = Cluster(rid, "", "run", cluster.depth + 1, members)
+                for member in members:
+                    parent[member] = rid
+                runs.append(rid)
+            cluster.children = runs
+            for run in runs:
+                parent[run] = cid
+
+
+def _layer_indices(cid: str, clusters: dict[str, Cluster], nodes: dict[str, Node]) -> list[int]:
+    found: list[int] = []
+    stack = [cid]
+    while stack:
+        item = stack.pop()
+        if item in clusters:
+            stack.extend(reversed(clusters[item].children))
+        elif nodes[item].layer is not None:
+            found.append(nodes[item].layer)  # type: ignore[arg-type]
+    return found
+
+
+def _count_and_label(clusters: dict[str, Cluster], nodes: dict[str, Node], parent: dict[str, str],
+                     report: Report, separator: str) -> None:
+    g = GEOMETRY
+    layers = report.layers
+    for cid, cluster in clusters.items():
+        inside = _layer_indices(cid, clusters, nodes)
+        cluster.layers = len(inside)
+        if cluster.kind == "run":
+            first, last = layers[min(inside)].name, layers[max(inside)].name
+            cluster.name = f"{first} … {last}"
+        kinds: dict[str, None] = {}
+        for index in inside:
+            for instance, block in layers[index].spec.blocks:
+                if instance == cluster.name:
+                    kinds[block] = None
+        cluster.label = "+".join(kinds) if kinds and cluster.kind == "block" else ""
+        if cid == "B0":
+            continue
+        holder = clusters[parent[cid]]
+        label = _short(cluster.name, holder.name, separator) if cluster.kind == "block" else cluster.name
+        count = f"{cluster.layers} layer{'s' if cluster.layers != 1 else ''}"
+        sub = f"{cluster.label} · {count}" if cluster.label else count
+        node = Node(cid, cluster.kind, _cut(label), _cut(sub))
+        node.w, node.h = _width("+ " + node.label, node.sub), g["block_h"]
+        nodes[cid] = node
+    for node in nodes.values():
+        if node.kind == "layer":
+            layer = layers[node.layer]  # type: ignore[index]
+            holder = clusters[parent[node.id]]
+            prefix = holder.name if holder.kind == "block" else ""
+            node.label, node.sub = _cut(_short(layer.name, prefix, separator)), _cut(layer.type)
+            node.w, node.h = _width(node.label, node.sub), g["leaf_h"]
+        elif node.kind == "input":
+            node.label, node.sub = "input", "×".join(str(d) for d in report.input)
+            node.w, node.h = _width(node.label, node.sub), g["leaf_h"]
+
+
+def _short(name: str, prefix: str, separator: str) -> str:
+    return name[len(prefix) + len(separator):] if prefix and name.startswith(prefix + separator) else name
+
+
+def _chain(node_id: str, parent: dict[str, str]) -> list[str]:
+    """The clusters holding node_id, innermost first, up to the root."""
+    chain = []
+    while node_id in parent:
+        node_id = parent[node_id]
+        chain.append(node_id)
+    return chain
+
+
+def _wire(cluster: Cluster, clusters: dict[str, Cluster], nodes: dict[str, Node], parent: dict[str, str],
+          report: Report) -> None:
+    """The edges between this cluster's children, and from its in-port / to its out-port."""
+    names = {layer.name: index for index, layer in enumerate(report.layers)}
+    cid = cluster.id
+    seen: set[tuple[str, str, int]] = set()
+    inside = set(_layer_indices(cid, clusters, nodes)) if cid != "B0" else None
+
+    def child_holding(layer_index: int) -> str:
+        node_id = f"L{layer_index}"
+        while parent[node_id] != cid:
+            node_id = parent[node_id]
+        return node_id
+
+    for target in (sorted(inside) if inside is not None else range(len(report.layers))):
+        for source_name in report.layers[target].spec.inputs:
+            source = names.get(source_name, -1) if source_name != INPUT else -1
+            if inside is None:
+                start = "input" if source < 0 else child_holding(source)
+            else:
+                start = child_holding(source) if source in inside else f"{cid}:in"
+            end = child_holding(target)
+            if start == end:
+                continue
+            key = (start, end, source)
+            if key not in seen:
+                seen.add(key)
+                cluster.edges.append(Edge(start, end, source))
+    if inside is not None:  # what leaves the cluster goes through its out-port
+        for index, layer in enumerate(report.layers):
+            if index in inside:
+                continue
+            for source_name in layer.spec.inputs:
+                source = names.get(source_name, -1)
+                if source in inside:
+                    key = (child_holding(source), f"{cid}:out", source)
+                    if key not in seen:
+                        seen.add(key)
+                        cluster.edges.append(Edge(key[0], key[1], source))
+    for port in ("in", "out"):
+        if any(f"{cid}:{port}" in (e.source, e.target) for e in cluster.edges):
+            nodes[f"{cid}:{port}"] = Node(f"{cid}:{port}", port, w=GEOMETRY["point_w"])
+
+
+def _rank_and_order(cluster: Cluster, nodes: dict[str, Node]) -> None:
+    cid = cluster.id
+    members = ([f"{cid}:in"] if f"{cid}:in" in nodes else []) + list(cluster.children)
+    position = {m: i for i, m in enumerate(members)}
+    successors: dict[str, list[str]] = {m: [] for m in members}
+    indegree = {m: 0 for m in members}
+    for edge in cluster.edges:
+        if edge.target in position and edge.source in position:
+            successors[edge.source].append(edge.target)
+            indegree[edge.target] += 1
+    # Kahn's order, ties by first appearance; members on a cycle (interleaved names) follow in their order.
+    ready = sorted((m for m in members if indegree[m] == 0), key=position.__getitem__)
+    order: list[str] = []
+    while ready:
+        item = ready.pop(0)
+        order.append(item)
+        for nxt in successors[item]:
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                ready.append(nxt)
+                ready.sort(key=position.__getitem__)
+    order += [m for m in members if m not in set(order)]
+    topo = {m: i for i, m in enumerate(order)}
+    rank = {m: 0 for m in members}
+    for item in order:
+        for nxt in successors[item]:
+            if topo[nxt] > topo[item]:
+                rank[nxt] = max(rank[nxt], rank[item] + 1)
+    out = f"{cid}:out"
+    if out in nodes:
+        rank[out] = max(rank.values(), default=0) + 1
+        topo[out] = len(topo)
+    depth = max(rank.values(), default=0) + 1
+    ranks: list[list[str]] = [[] for _ in range(depth)]
+    key: dict[str, float] = {}
+    for item in sorted(rank, key=topo.__getitem__):
+        ranks[rank[item]].append(item)
+        key[item] = topo[item]
+    dummies = 0
+    for edge in cluster.edges:
+        low, high = rank[edge.source], rank[edge.target]
+        if high <= low or topo[edge.target] < topo[edge.source]:
+            edge.forward = False
+            continue
+        for r in range(low + 1, high):
+            dummy = f"{cid}:d{dummies}"
+            dummies += 1
+            nodes[dummy] = Node(dummy, "dummy", w=GEOMETRY["point_w"])
+            ranks[r].append(dummy)
+            key[dummy] = topo[edge.source] + 0.5
+            edge.via.append(dummy)
+    for row in ranks:
+        row.sort(key=key.__getitem__)
+    cluster.ranks = _reduce_crossings(ranks, cluster.edges)
+
+
+def _segments(edges: list[Edge]) -> list[tuple[str, str]]:
+    pairs = []
+    for edge in edges:
+        if edge.forward:
+            points = [edge.source, *edge.via, edge.target]
+            pairs += list(zip(points, points[1:], strict=False))
+    return pairs
+
+
+def _crossings(ranks: list[list[str]], pairs: list[tuple[str, str]]) -> int:
+    index = {item: (r, i) for r, row in enumerate(ranks) for i, item in enumerate(row)}
+    between: dict[int, list[tuple[int, int]]] = {}
+    for a, b in pairs:
+        between.setdefault(index[a][0], []).append((index[a][1], index[b][1]))
+    total = 0
+    for segs in between.values():
+        if len(segs) > 400:
+            continue  # too many to count cheaply; the sweeps still ran
+        for i, (a1, b1) in enumerate(segs):
+            for a2, b2 in segs[i + 1:]:
+                if (a1 - a2) * (b1 - b2) < 0:
+                    total += 1
+    return total
+
+
+def _reduce_crossings(ranks: list[list[str]], edges: list[Edge], sweeps: int = 4) -> list[list[str]]:
+    """Barycentre heuristic: each rank sorted by the mean position of its neighbours, down then up; the order
+    with the fewest crossings is kept."""
+    pairs = _segments(edges)
+    up: dict[str, list[str]] = {}
+    down: dict[str, list[str]] = {}
+    for a, b in pairs:
+        down.setdefault(a, []).append(b)
+        up.setdefault(b, []).append(a)
+    best, best_count = [list(r) for r in ranks], _crossings(ranks, pairs)
+    current = [list(r) for r in ranks]
+    for _ in range(sweeps):
+        if best_count == 0:
+            break
+        for direction, neighbours, rows in ((1, up, range(1, len(current))),
+                                            (-1, down, range(len(current) - 2, -1, -1))):
+            for r in rows:
+                where = {item: i for i, item in enumerate(current[r - direction])}
+
+                def bary(item: str, i: int, where: dict[str, int] = where,
+                         neighbours: dict[str, list[str]] = neighbours) -> float:
+                    near = [where[n] for n in neighbours.get(item, []) if n in where]
+                    return sum(near) / len(near) if near else float(i)
+
+                keyed = [(bary(item, i), i, item) for i, item in enumerate(current[r])]
+                current[r] = [item for _, _, item in sorted(keyed)]
+            count = _crossings(current, pairs)
+            if count < best_count:
+                best, best_count = [list(r) for r in current], count
+    return best
+
+
+# ---------------------------------------------------------------- coordinates (mirrored in report.js)
+
+@dataclass
+class Placed:
+    """One cluster's interior, its top-left at (0, 0): centres of its boxes, rank bands, and its size."""
+
+    x: dict[str, float]
+    y: dict[str, float]
+    size: dict[str, tuple[float, float]]
+    inner: dict[str, Placed]
+    band: list[tuple[float, float]]  # top and bottom of each rank
+    rank_of: dict[str, int]
+    width: float
+    height: float
+
+
+def isotonic(desired: list[float], gaps: list[float]) -> list[float]:
+    """Positions closest (least squares) to `desired`, in order, each at least gaps[i] right of the one before:
+    pool-adjacent-violators on desired[i] − offset[i]."""
+    offsets = [0.0]
+    for gap in gaps:
+        offsets.append(offsets[-1] + gap)
+    blocks: list[list[float]] = []  # [sum, count]
+    for value, offset in zip(desired, offsets, strict=True):
+        blocks.append([value - offset, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    result: list[float] = []
+    for total, count in blocks:
+        result += [total / count] * int(count)
+    return [value + offset for value, offset in zip(result, offsets, strict=True)]
+
+
+def place(structure_: Structure, cid: str, expanded: set[str]) -> Placed:
+    g = GEOMETRY
+    cluster = structure_.clusters[cid]
+    nodes = structure_.nodes
+    inner: dict[str, Placed] = {}
+    size: dict[str, tuple[float, float]] = {}
+    for row in cluster.ranks:
+        for item in row:
+            if item in expanded and item in structure_.clusters:
+                inner[item] = place(structure_, item, expanded)
+                size[item] = (inner[item].width + 2 * g["frame_pad"],
+                              inner[item].height + g["frame_head"] + g["frame_pad"])
+            else:
+                size[item] = (nodes[item].w, nodes[item].h)
+    y: dict[str, float] = {}
+    band: list[tuple[float, float]] = []
+    rank_of: dict[str, int] = {}
+    top = 0.0
+    for r, row in enumerate(cluster.ranks):
+        height = max((size[item][1] for item in row), default=0.0)
+        for item in row:
+            y[item] = top + height / 2
+            rank_of[item] = r
+        band.append((top, top + height))
+        top += height + g["rank_gap"]
+    height = top - g["rank_gap"] if cluster.ranks else 0.0
+    x: dict[str, float] = {}
+    for row in cluster.ranks:
+        total = sum(size[item][0] for item in row) + g["node_gap"] * (len(row) - 1)
+        cursor = -total / 2
+        for item in row:
+            x[item] = cursor + size[item][0] / 2
+            cursor += size[item][0] + g["node_gap"]
+    up: dict[str, list[str]] = {}
+    down: dict[str, list[str]] = {}
+    for a, b in _segments(cluster.edges):
+        down.setdefault(a, []).append(b)
+        up.setdefault(b, []).append(a)
+    ranks = cluster.ranks
+    for _ in range(int(g["iterations"])):  # each box towards the mean of its neighbours above, then below
+        for r in range(1, len(ranks)):
+            _align(ranks[r], x, size, up)
+        for r in range(len(ranks) - 2, -1, -1):
+            _align(ranks[r], x, size, down)
+    left = min((x[item] - size[item][0] / 2 for row in ranks for item in row), default=0.0)
+    right = max((x[item] + size[item][0] / 2 for row in ranks for item in row), default=0.0)
+    for item in x:
+        x[item] -= left
+    return Placed(x, y, size, inner, band, rank_of, right - left, height)
+
+
+def _align(row: list[str], x: dict[str, float], size: dict[str, tuple[float, float]],
+           neighbours: dict[str, list[str]]) -> None:
+    if not row:
+        return
+    desired = []
+    for item in row:
+        near = neighbours.get(item, [])
+        desired.append(sum(x[n] for n in near) / len(near) if near else x[item])
+    gaps = [(size[a][0] + size[b][0]) / 2 + GEOMETRY["node_gap"] for a, b in zip(row, row[1:], strict=False)]
+    for item, value in zip(row, isotonic(desired, gaps), strict=True):
+        x[item] = value
