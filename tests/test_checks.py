@@ -143,3 +143,78 @@ def test_strict_fails_on_warnings() -> None:
     assert "1 of every 2 rows are skipped anyway" in warnings[0].message
     assert "Caffe's ceil rounding gives 28 too" in warnings[0].message
     assert exit_status(findings) == 0 and exit_status(findings, strict=True) == 1
+
+
+# ------------------------------------------------------------------ every axis judged; fixes that fix
+
+def test_every_axis_is_judged_whichever_comes_first() -> None:
+    for kernel, padding in (("[3, 1]", "[1, 0]"), ("[1, 3]", "[0, 1]")):
+        findings = findings_for(f"""\
+name: t
+input: [3, 56, 56]
+layers:
+  - {{type: conv, out: 4, kernel: {kernel}, padding: {padding}, stride: 2}}
+""")
+        (finding,) = by_kind(findings, "inexact-division")
+        # The 3-wide axis: (56 − 3 + 2·1)/2 + 1 = 28.5; windows start at 0..54 of the 58 padded rows and end at
+        # 56, so only right padding is dropped. The 1-wide axis: (56 − 1)/2 + 1 = 28.5; the last window starts at
+        # 54, so input 55 is never read: a real column (or row) lost, whichever axis it is on.
+        assert finding.severity == "warning", finding.message
+        assert "dropping only right padding" in finding.message and "never seen" in finding.message
+
+
+def test_a_pin_finding_offers_only_inputs_that_satisfy_the_pin() -> None:
+    findings = check(analyze(load("lenet5").with_input(224, 224)))
+    # 224 divides exactly everywhere (stride-2 subsampling of 220 and 106), so inputs that "divide exactly"
+    # would fix nothing; F6's pin (120 = 120·1·1) holds only at 32: 32 − 4 = 28, 14, 10, 5, 1.
+    suggestions = [s for f in findings for s in f.suggestions]
+    assert not any("divides exactly" in s for s in suggestions)
+    pin = by_kind(findings, "in-mismatch")[0]
+    assert pin.suggestions == ("32×32 is the nearest where every layer is exact and every pinned `in:` matches",)
+
+
+def brute_force(spec, size: int) -> bool | None:
+    """The slow reference: a full analysis at this input."""
+    from convaudit.core.checks import _verdict
+
+    return _verdict(spec, size, size)
+
+
+def test_one_pass_search_agrees_with_brute_force_on_every_bundled_network() -> None:
+    from convaudit.core.checks import ExactModel
+
+    from .conftest import ARCHITECTURES
+
+    modelled = 0
+    for path in ARCHITECTURES:
+        spec = load(str(path))
+        model = ExactModel.of(analyze(spec), (0, 1))
+        if model is None:  # ceil pools (GoogLeNet): the brute-force search runs instead
+            continue
+        modelled += 1
+        current = spec.input[1]
+        for size in range(current - 36, current + 37, 3):
+            assert model.verdict(size) == brute_force(spec, size), (path.name, size)
+    assert modelled >= 10
+
+
+def test_suggestions_match_brute_force_at_inexact_inputs() -> None:
+    from convaudit.core.checks import SEARCH_SPAN, InputFixes
+
+    for name, size in (("alexnet", 224), ("vgg-d", 225), ("resnet18", 230), ("lenet5", 30)):
+        spec = load(name).with_input(size, size)
+        exact = [s for d in range(1, SEARCH_SPAN + 1) for s in (size - d, size + d)
+                 if s >= 1 and brute_force(spec, s) is not None]
+        (found,) = InputFixes(spec).searches()
+        below = max((s for s in exact if s < size), default=None)
+        above = min((s for s in exact if s > size), default=None)
+        assert (found.below, found.above) == (below, above), name
+
+
+def test_the_search_is_linear_in_layers() -> None:
+    # 19,999 layers: one inexact stride-2 conv, then 1×1 convs and ReLUs. The old search ran 512 analyses.
+    lines = ["name: big", "input: [4, 224, 224]", "layers:", "  - {type: conv, out: 4, kernel: 3, stride: 2}"]
+    lines += ["  - {type: relu}" if i % 2 else "  - {type: conv, out: 4, kernel: 1}" for i in range(19_998)]
+    findings = check(analyze(parse_text("\n".join(lines) + "\n", "big.yaml")))
+    # (224 − 3)/2 + 1 = 111.5; odd inputs divide: 223 and 225.
+    assert findings[0].suggestions[0] == "nearest inputs where every layer divides exactly: 223×223 (-1), 225×225 (+1)"

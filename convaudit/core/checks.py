@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from convaudit.core.analysis import LayerResult, Report, analyze
 from convaudit.core.layers import describe_shape
-from convaudit.core.model import NetworkSpec
+from convaudit.core.model import INPUT, NetworkSpec
 from convaudit.core.windows import WindowAxis, format_fraction, merged_axes
 from convaudit.errors import EXIT_FINDINGS, Where
 
@@ -28,7 +30,7 @@ class Finding:
 def check(report: Report) -> list[Finding]:
     """Every finding for one analysed network, in layer order."""
     spec = report.spec
-    fixes = InputFixes(spec)
+    fixes = InputFixes(spec, report if report.batch == 1 else None)
     findings: list[Finding] = []
     for layer in report.layers:
         findings += _division_findings(spec, layer, fixes)
@@ -45,48 +47,54 @@ def check(report: Report) -> list[Finding]:
     return findings
 
 
-def _axes_text(axes: list[WindowAxis]) -> tuple[str, str]:
-    """('rows and columns', 'H and W: (…)') when both axes divide alike, else one clause per axis."""
-    merged = merged_axes(axes)
-    noun = {"H": "rows", "W": "columns", "H and W": "rows and columns"}
-    return " / ".join(noun[a.axis] for a in merged), "; ".join(f"{a.axis}: {a.formula()}" for a in merged)
-
-
 def _division_findings(spec: NetworkSpec, layer: LayerResult, fixes: InputFixes) -> list[Finding]:
-    """Warning when floor rounding leaves input unread; info when it drops only padding, or rounds up."""
+    """Every axis judged: a warning when floor rounding leaves input unread on any axis; information when it
+    drops only padding, or rounds up, on every inexact axis."""
     inexact = [axis for axis in layer.windows if not axis.is_exact]
     if not inexact:
         return []
-    first = inexact[0]
-    noun, formula = _axes_text(inexact)
+    merged = merged_axes(inexact)
     where = layer.spec.where_key("stride" if "stride" in layer.spec.key_lines else "kernel")
-    if first.ceil:
-        message = (f"{layer.name}: {formula}, rounded up to {first.out} (ceil: true); the last window reaches "
-                   f"{first.overhang} {_rows(noun, first.overhang, verb=False)} past the padded input, "
-                   f"reading only what lies inside")
+    clauses = [_ceil_clause(axis) if axis.ceil else _floor_clause(axis) for axis in merged]
+    message = f"{layer.name}: " + "; ".join(clauses)
+    if all(axis.ceil for axis in inexact):
         return [Finding(spec.label, layer.name, "info", "ceil-rounding", message, (), where)]
-    unseen = first.unseen
+    if not any(axis.truncated and axis.unseen for axis in inexact):
+        return [Finding(spec.label, layer.name, "info", "inexact-division", message, (), where)]
+    first_cause = layer.inexact_upstream[0] == layer.name  # later ones follow from it: fix the input once
+    suggestions = (fixes.suggest() if first_cause else ()) + tuple(
+        _padding_fix(axis, layer.type, axis.axis) for axis in merged if axis.truncated and axis.unseen)
+    return [Finding(spec.label, layer.name, "warning", "inexact-division", message, suggestions, where)]
+
+
+NOUNS = {"H": "rows", "W": "columns", "H and W": "rows and columns"}
+
+
+def _ceil_clause(axis: WindowAxis) -> str:
+    noun = NOUNS[axis.axis]
+    return (f"{axis.axis}: {axis.formula()}, rounded up to {axis.out} (ceil: true); the last window reaches "
+            f"{axis.overhang} {_rows(noun, axis.overhang, verb=False)} past the padded input, reading only what lies "
+            "inside")
+
+
+def _floor_clause(axis: WindowAxis) -> str:
+    noun = NOUNS[axis.axis]
+    unseen = axis.unseen
     if unseen:
         seen_text = f"so the last {unseen} input {_rows(noun, unseen)} never seen"
     else:
         seen_text = "dropping only right padding, so no input is lost"
-    if first.effective_kernel < first.stride:  # windows leave gaps: rows are skipped between them anyway
-        seen_text += (f" (with a {first.effective_kernel}-wide window and stride {first.stride}, "
-                      f"{first.stride - first.effective_kernel} of every {first.stride} rows are skipped anyway)")
-    caffe = first.ceil_rounded()
-    if caffe.out == first.out:
-        caffe_text = (f"Caffe's ceil rounding gives {caffe.out} too: window {caffe.out + 1} would start past the "
-                      "input")
+    if axis.effective_kernel < axis.stride:  # windows leave gaps: rows are skipped between them anyway
+        seen_text += (f" (with a {axis.effective_kernel}-wide window and stride {axis.stride}, "
+                      f"{axis.stride - axis.effective_kernel} of every {axis.stride} rows are skipped anyway)")
+    caffe = axis.ceil_rounded()
+    if caffe.out == axis.out:
+        caffe_text = f"Caffe's ceil rounding gives {caffe.out} too: window {caffe.out + 1} would start past the input"
     else:
         caffe_text = (f"Caffe's ceil rounding (its pooling rule) would give {caffe.out}, its last window reaching "
                       f"{caffe.overhang} {_rows(noun, caffe.overhang, verb=False)} past the padded input")
-    message = f"{layer.name}: {formula} is not an integer. PyTorch floors it to {first.out}, {seen_text}. {caffe_text}"
-    if not unseen:
-        return [Finding(spec.label, layer.name, "info", "inexact-division", message, (), where)]
-    first_cause = layer.inexact_upstream[0] == layer.name  # later ones follow from it: fix the input once
-    suggestions = (fixes.suggest() if first_cause else ()) + tuple(
-        _padding_fix(axis, layer.type, axis.axis) for axis in merged_axes(inexact))
-    return [Finding(spec.label, layer.name, "warning", "inexact-division", message, suggestions, where)]
+    return (f"{axis.axis}: {axis.formula()} is not an integer. PyTorch floors it to {axis.out}, {seen_text}. "
+            f"{caffe_text}")
 
 
 def _rows(noun: str, count: int, verb: bool = True) -> str:
@@ -124,7 +132,7 @@ def _pin_findings(spec: NetworkSpec, report: Report, layer: LayerResult, fixes: 
     arithmetic = f"{describe_shape(shape)} = {received}" if len(shape) > 1 else str(received)
     message = (f"{layer.name} pins in: {pinned} but receives {arithmetic}"
                f"{_consequence(report, layer.inexact_upstream)}")
-    return [Finding(spec.label, layer.name, "error", "in-mismatch", message, fixes.suggest(),
+    return [Finding(spec.label, layer.name, "error", "in-mismatch", message, fixes.suggest_pinned(),
                     layer.spec.where_key("in"))]
 
 
@@ -166,52 +174,235 @@ def _expect_findings(spec: NetworkSpec, report: Report, layer: LayerResult) -> l
 
 
 class InputFixes:
-    """Input sizes near the current one at which every layer divides exactly."""
+    """Input sizes near the current one at which every layer divides exactly, and those where every pinned
+    `in:` matches too: what fixes a division finding, and what fixes a pin finding."""
 
-    def __init__(self, spec: NetworkSpec):
+    def __init__(self, spec: NetworkSpec, report: Report | None = None):
         self.spec = spec
-        self._suggestions: tuple[str, ...] | None = None
+        self.report = report
+        self._found: list[AxisSearch] | None = None
+
+    def searches(self) -> list[AxisSearch]:
+        if self._found is None:
+            self._found = _input_searches(self.spec, self.report)
+        return self._found
 
     def suggest(self) -> tuple[str, ...]:
-        if self._suggestions is None:
-            self._suggestions = tuple(_input_suggestions(self.spec))
-        return self._suggestions
+        """For a division finding: the nearest exact inputs, and the nearest that also satisfies every pin."""
+        out: list[str] = []
+        for found in self.searches():
+            out += found.exact_text()
+            if _has_pins(self.spec):
+                out += found.pinned_text()
+        return tuple(out)
+
+    def suggest_pinned(self) -> tuple[str, ...]:
+        """For a pin finding: only inputs where every pin matches (and every layer is exact) fix it."""
+        return tuple(text for found in self.searches() for text in found.pinned_text(required=True))
 
 
-def _input_suggestions(spec: NetworkSpec) -> list[str]:
+@dataclass(frozen=True)
+class AxisSearch:
+    current: int
+    label: str  # "224", "height 224"
+    show: Callable[[int], str]
+    below: int | None
+    above: int | None
+    pinned: int | None
+    exact_now: bool  # the current size already divides exactly everywhere
+    note: str = ""  # why no search was made, if none was
+
+    def exact_text(self) -> list[str]:
+        if self.note:
+            return [self.note]
+        if self.exact_now:
+            return []
+        found = sorted({s for s in (self.below, self.above) if s is not None}, key=lambda s: (abs(s - self.current), s))
+        if not found:
+            return [f"no input within {SEARCH_SPAN} of {self.label} makes every layer exact"]
+        return ["nearest inputs where every layer divides exactly: "
+                + ", ".join(f"{self.show(s)} ({s - self.current:+d})" for s in found)]
+
+    def pinned_text(self, required: bool = False) -> list[str]:
+        if self.note:
+            return [self.note] if required else []
+        if self.pinned is None:
+            return [f"no input within {SEARCH_SPAN} of {self.label} makes every layer exact and every pinned `in:` "
+                    "match"] if required else []
+        return [f"{self.show(self.pinned)} is the nearest where every layer is exact and every pinned `in:` matches"]
+
+
+def _input_searches(spec: NetworkSpec, report: Report | None) -> list[AxisSearch]:
     _, height, width = spec.input
     if height == width:
-        return _axis_suggestions(spec, height, lambda s: (s, s), f"{height}", lambda s: f"{s}×{s}")
-    return (_axis_suggestions(spec, height, lambda s: (s, width), f"height {height}", lambda s: f"height {s}")
-            + _axis_suggestions(spec, width, lambda s: (height, s), f"width {width}", lambda s: f"width {s}"))
+        return [_axis_search(spec, report, (0, 1), height, f"{height}", lambda s: f"{s}×{s}")]
+    return [_axis_search(spec, report, (0,), height, f"height {height}", lambda s: f"height {s}"),
+            _axis_search(spec, report, (1,), width, f"width {width}", lambda s: f"width {s}")]
 
 
-def _axis_suggestions(spec: NetworkSpec, current: int, size_of: Callable[[int], tuple[int, int]],
-                      label: str, show: Callable[[int], str]) -> list[str]:
+def _axis_search(spec: NetworkSpec, report: Report | None, axes: tuple[int, ...], current: int, label: str,
+                 show: Callable[[int], str]) -> AxisSearch:
+    report = report or analyze(spec)
+    model = ExactModel.of(report, axes)
+    if model is not None:
+        verdict = model.verdict
+    elif len(spec.layers) * 2 * SEARCH_SPAN <= BRUTE_FORCE_BUDGET:
+        def verdict(size: int) -> bool | None:
+            sizes = [spec.input[1], spec.input[2]]
+            for axis in axes:
+                sizes[axis] = size
+            return _verdict(spec, *sizes)
+    else:
+        return AxisSearch(current, label, show, None, None, None, False,
+                          f"no exact-input search: {len(spec.layers):,} layers with ceil rounding, merges of unlike "
+                          "grids or reshaping layers take a full analysis per size tried")
     below = above = pinned = None
+    exact_now = verdict(current) is not None
     for distance in range(1, SEARCH_SPAN + 1):
         for size in (current - distance, current + distance):
             if size < 1:
                 continue
-            verdict = _verdict(spec, *size_of(size))
-            if verdict is None:
+            result = verdict(size)
+            if result is None:
                 continue
             if size < current and below is None:
                 below = size
             if size > current and above is None:
                 above = size
-            if verdict and pinned is None:
+            if result and pinned is None:
                 pinned = size
         if below is not None and above is not None and pinned is not None:
             break
-    found = sorted({s for s in (below, above) if s is not None}, key=lambda s: (abs(s - current), s))
-    if not found:
-        return [f"no input within {SEARCH_SPAN} of {label} makes every layer exact"]
-    suggestions = ["nearest inputs where every layer divides exactly: "
-                   + ", ".join(f"{show(s)} ({s - current:+d})" for s in found)]
-    if pinned is not None and _has_pins(spec):
-        suggestions.append(f"{show(pinned)} is the nearest where every layer is exact and every pinned `in:` matches")
-    return suggestions
+    if verdict(current):
+        pinned = current
+    return AxisSearch(current, label, show, below, above, pinned, exact_now)
+
+
+BRUTE_FORCE_BUDGET = 2_000_000  # layer analyses the slow search may spend (512 sizes of a 3,900-layer network)
+
+# Layers whose output has the same spatial size as their input, whatever the input.
+SAME_SIZE = {"relu", "tanh", "sigmoid", "scaledtanh", "dropout", "lrn", "batchnorm", "concat", "add", "gelu", "silu",
+             "relu6", "hardswish", "hardsigmoid", "mul", "scale"}
+# Layers whose output no longer depends on the input's spatial size.
+FIXED_SIZE = {"adaptiveavgpool", "globalavgpool"}
+
+
+@dataclass(frozen=True)
+class Affine:
+    """A spatial size as a function of the input size x, on the inputs where every division is exact:
+    size = (x − b)/m."""
+
+    b: int
+    m: int
+
+    def at(self, x: int) -> int:
+        return (x - self.b) // self.m
+
+
+class ExactModel:
+    """Which input sizes make every floored division exact, found in one pass over the layers.
+
+    Where every division upstream is exact, each spatial size is affine in the input size x:
+    size = (x − b)/m. A window layer (K' = D·(K − 1) + 1, padding P, stride S) then divides exactly when
+    (x − b)/m − K' + 2P ≡ 0 (mod S), that is x ≡ b + m·(K' − 2P) (mod m·S), and its output is affine again:
+    b' = b + m·(K' − 2P) − m·S, m' = m·S. It has an output when x ≥ b + m·(K' − 2P). The exact inputs are
+    then one residue class (the congruences combined) above a lower bound, and each pinned `in:` is a
+    product of affine sizes: checking a size costs a few multiplications, not an analysis.
+    """
+
+    def __init__(self, congruence: tuple[int, int], lowest: int, pins: list[tuple[int, list[Any]]]):
+        self.congruence = congruence  # (r, M): x ≡ r (mod M)
+        self.lowest = lowest
+        self.pins = pins  # (pinned in:, [factors: ints, or Affine of x])
+
+    @classmethod
+    def of(cls, report: Report, axes: tuple[int, ...]) -> ExactModel | None:
+        """None where the one-pass model does not apply (ceil rounding, halts, reshaping layers …)."""
+        if report.halted:
+            return None
+        fixed = [report.spec.input[1], report.spec.input[2]]  # the axis not searched keeps its size
+        forms: dict[str, list[Any]] = {INPUT: [Affine(0, 1) if axis in axes else fixed[axis] for axis in (0, 1)]}
+        residue, modulus, lowest = 0, 1, 1
+        pins: list[tuple[int, list[Any]]] = []
+        for layer in report.layers:
+            sources = [forms[name] for name in layer.spec.inputs]
+            if any(source is None for source in sources):
+                return None
+            first = sources[0]
+            pinned = layer.spec.params.get("in")
+            if pinned is not None and layer.type in ("linear", "rbf"):
+                shape = layer.input_shapes[0]
+                if len(first) == 3:  # a flattened map: C·H·W
+                    pins.append((pinned, list(first)))
+                elif len(shape) == 3:  # a map, flattened by the layer itself
+                    pins.append((pinned, [shape[0], *first]))
+                else:  # a vector whose length does not depend on the input size
+                    pins.append((pinned, [shape[0]]))
+            if layer.windows:
+                if layer.type not in ("conv", "maxpool", "avgpool", "subsample") or len(layer.windows) != 2:
+                    return None
+                out = []
+                for axis, window in zip((0, 1), layer.windows, strict=True):
+                    size = first[axis]
+                    if window.ceil:
+                        return None
+                    if isinstance(size, int):
+                        if window.truncated:
+                            return _never()
+                        out.append(window.out)
+                        continue
+                    offset = size.b + size.m * (window.effective_kernel - 2 * window.padding)
+                    combined = _combine(residue, modulus, offset, size.m * window.stride)
+                    if combined is None:
+                        return _never()
+                    residue, modulus = combined
+                    lowest = max(lowest, offset)
+                    out.append(Affine(offset - size.m * window.stride, size.m * window.stride))
+                forms[layer.name] = out
+            elif layer.type in SAME_SIZE and len(layer.output_shape) == 3:
+                if any(source[:2] != first[:2] for source in sources):
+                    return None  # merged branches on different grids: equal sizes at isolated inputs only
+                forms[layer.name] = first[:2]
+            elif layer.type in FIXED_SIZE and len(layer.output_shape) == 3:
+                forms[layer.name] = list(layer.output_shape[1:])
+            elif layer.type in ("linear", "rbf") and len(layer.output_shape) == 1:
+                forms[layer.name] = [1, 1]
+            elif layer.type == "flatten" and len(layer.input_shapes[0]) == 3 and len(first) == 2:
+                forms[layer.name] = [layer.input_shapes[0][0], *first]
+            elif layer.type in ("softmax", "dropout", "relu", "tanh", "sigmoid", "scaledtanh") and \
+                    len(layer.output_shape) == 1:
+                forms[layer.name] = first
+            else:
+                return None
+        return cls((residue, modulus), lowest, pins)
+
+    def verdict(self, x: int) -> bool | None:
+        """None if some layer is inexact or has no output at input x; else whether every pin matches."""
+        residue, modulus = self.congruence
+        if modulus == 0 or x < self.lowest or (x - residue) % modulus:
+            return None
+        for pinned, factors in self.pins:
+            value = 1
+            for factor in factors:
+                value *= factor if isinstance(factor, int) else factor.at(x)
+            if value != pinned:
+                return False
+        return True
+
+
+def _never() -> ExactModel:
+    return ExactModel((0, 0), 0, [])
+
+
+def _combine(r1: int, m1: int, r2: int, m2: int) -> tuple[int, int] | None:
+    """x ≡ r1 (mod m1) and x ≡ r2 (mod m2) as one congruence, or None if no x satisfies both."""
+    g = math.gcd(m1, m2)
+    if (r2 - r1) % g:
+        return None
+    lcm = m1 // g * m2
+    # r1 + m1·t ≡ r2 (mod m2): t ≡ (r2 − r1)/g · (m1/g)⁻¹ (mod m2/g)
+    t = ((r2 - r1) // g * pow(m1 // g, -1, m2 // g)) % (m2 // g) if m2 // g > 1 else 0
+    return (r1 + m1 * t) % lcm, lcm
 
 
 def _has_pins(spec: NetworkSpec) -> bool:
@@ -219,7 +410,8 @@ def _has_pins(spec: NetworkSpec) -> bool:
 
 
 def _verdict(spec: NetworkSpec, height: int, width: int) -> bool | None:
-    """None if some layer is inexact (floor) or fails at this input; else whether every `in:` pin matches."""
+    """The slow reference: a full analysis. None if some layer is inexact (floor) or fails at this input; else
+    whether every `in:` pin matches."""
     report = analyze(spec.with_input(height, width))
     if report.halted:
         return None
