@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 try:  # Typer ≥ 0.24 vendors click; older releases depend on it
     from typer._click import exceptions as click_exceptions
@@ -61,7 +61,57 @@ from convaudit.spec.library import bundled_paths, load
 from convaudit.spec.parser import load_spec
 
 
+class HelpArgument(TyperArgument):
+    """An argument in --help: 'SPEC' when required and '[SPEC]...' when optional, with no '<str>' type."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        base = self.display_name_raw.replace("[", "").replace("]", "").removesuffix("...")
+        return (base if self.required else f"[{base}]") + ("..." if self.nargs != 1 else "")
+
+
+class HelpOption(TyperOption):
+    """An option in --help: flags show no '<bool>'; choices read 'fp32 | tf32 | bf16' (wrapping between
+    choices, never inside one); other values show their metavar or their name."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        if self.metavar is not None:
+            return self.metavar
+        descriptor = self.type_descriptor
+        if descriptor.is_choice and descriptor.choices:
+            return " | ".join(str(getattr(choice, "value", choice)) for choice in descriptor.choices)
+        return (self.name or "value").upper()
+
+
+def _tidy_help(command: Any) -> None:
+    """Give every parameter of a command (its --help option included) the help display above."""
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = HelpArgument
+        elif type(param) is TyperOption:
+            param.__class__ = HelpOption
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if type(option) is TyperOption:
+            option.__class__ = HelpOption
+        return option
+
+    command.get_help_option = get_help_option
+
+
 class OneLineErrors(TyperGroup):
+    def __init__(self, **attrs: Any):
+        super().__init__(**attrs)
+        _tidy_help(self)
+        for command in self.commands.values():
+            _tidy_help(command)
+
     """Usage errors as one line ('error: …') on stderr with exit 2, instead of a boxed panel."""
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
@@ -255,7 +305,8 @@ def summary(
     output_format: Annotated[SummaryFormat, typer.Option(
         "--format", "-f", help="Output format.")] = SummaryFormat.table,
     columns: Annotated[str | None, typer.Option(
-        "--columns", help="Table columns, comma-separated: default, all, or names such as layer,output,other_ops."
+        "--columns", metavar="LIST", help="Table columns, comma-separated: default, all, or names such as "
+        "layer, output, other_ops (written without spaces)."
     )] = None,
     depth: Annotated[int | None, typer.Option(
         "--depth", min=1, help="Collapse blocks below this depth (1: one row per top-level block).")] = None,
@@ -427,12 +478,17 @@ def check(
     """Find inexact divisions, layers that do not fit, and claims that do not hold. Exit 1 on errors."""
     networks = [load_network(ref, input_size, variant) for ref in specs_or_bundled(specs, variant)]
     checked = [Checked(net.label, net.input, tuple(check_report(analyze(net)))) for net in networks]
+    scope = None
+    if not specs:  # say what was checked, and why
+        at = f"at --input {input_size}" if input_size else "each at its own input"
+        scope = (f"no SPEC given: checked all {len(networks)} bundled architectures {at}: "
+                 f"{', '.join(net.label for net in networks)}")
     if output_format is CheckFormat.json:
         typer.echo(findings_json(checked))
     elif output_format is CheckFormat.markdown:
-        typer.echo(findings_markdown(checked), nl=False)
+        typer.echo((f"{scope}\n\n" if scope else "") + findings_markdown(checked), nl=False)
     else:
-        stdout_console().print(findings_rich(checked))
+        stdout_console().print(findings_rich(checked, scope))
     raise typer.Exit(exit_status([f for item in checked for f in item.findings], strict))
 
 

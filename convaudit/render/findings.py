@@ -58,8 +58,9 @@ def _tally(checked: Checked) -> str:
     return ", ".join(parts) if parts else "clean"
 
 
-def findings_rich(checked: list[Checked]) -> Group:
-    parts: list[Any] = []
+def findings_rich(checked: list[Checked], scope: str | None = None) -> Group:
+    """`scope`, when given, is one line saying which specs were checked and why (no SPEC named)."""
+    parts: list[Any] = [Text(printable(scope), no_wrap=True, overflow="ignore")] if scope else []
     for item in checked:
         errors = item.count("error")
         mark, style = ("✗", "bold red") if errors else ("✓", "green")
