@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -37,6 +38,7 @@ from convaudit.errors import (
     noting_interrupts,
     printable,
 )
+from convaudit.importers.targets import is_target
 from convaudit.render.findings import (
     Checked,
     findings_json,
@@ -278,6 +280,12 @@ def parse_input_size(text: str) -> tuple[int, int]:
 
 
 def load_network(reference: str, input_size: str | None, variant: str | None = None) -> NetworkSpec:
+    if is_target(reference):  # torchvision:NAME, package.module:function, model.onnx: imported, then audited
+        if variant:
+            raise ConvauditError("--variant applies to specs; an imported model has no variants")
+        from convaudit.importers import load_target
+
+        return load_target(reference, None, parse_input_size(input_size) if input_size is not None else None)
     spec = load(reference, variant)
     if input_size is not None:
         spec = spec.with_input(*parse_input_size(input_size))
@@ -530,6 +538,10 @@ def verify(
     warmup: WarmupOpt = 1,
     repeats: Annotated[int, typer.Option("--repeats", min=0, help="Timed runs (0: do not time).")] = 5,
     force: ForceOpt = False,
+    against: Annotated[str | None, typer.Option(
+        "--against", metavar="TARGET", help="Compare with your own model instead of one built from the spec: "
+        "torchvision:NAME or package.module:function (default for an imported spec: the model it came from; "
+        "'spec' builds from the spec).")] = None,
 ) -> None:
     """Cross-check every number against a real PyTorch model, fvcore and FlopCounterMode; time it.
 
@@ -542,12 +554,36 @@ def verify(
 
     network = load_network(spec, input_size, variant)
     device = pick_device(gpu)
-    result = verify_report(analyze(network, batch, dtype.value), device, dtype.value, warmup, repeats, force)
+    reference, reference_args = against_target(network, against)
+    if reference is not None:
+        from convaudit.pytorch.against import verify_against
+
+        result = verify_against(analyze(network, batch, dtype.value), reference, reference_args, device,
+                                dtype.value, warmup, repeats, force)
+    else:
+        # a layer the analysis refuses stops here, as in every command: PyTorch would only fail on it (or build
+        # a module of gigabytes first)
+        result = verify_report(analysed(network, batch, dtype.value), device, dtype.value, warmup, repeats, force)
     if output_format is VerifyFormat.json:
         typer.echo(verify_json(result))
     else:
         stdout_console().print(verify_rich(result))
     raise typer.Exit(0 if result.passed else EXIT_FINDINGS)
+
+
+def against_target(network: NetworkSpec, against: str | None) -> tuple[str | None, dict[str, Any]]:
+    """The model verify compares with: --against, else the one an imported spec records, else none (the
+    model built from the spec)."""
+    if against == "spec":
+        return None, {}
+    if against is not None:
+        if not is_target(against) or against.lower().endswith(".onnx"):
+            raise ConvauditError(f"--against: expected torchvision:NAME or package.module:function, got '{against}'")
+        return against, {}
+    imported = network.raw.get("imported") if isinstance(network.raw, dict) else None
+    if isinstance(imported, dict) and not str(imported["from"]).lower().endswith(".onnx"):
+        return str(imported["from"]), dict(imported.get("args") or {})
+    return None, {}
 
 
 BenchDtype = choices("BenchDtype", "fp32", "tf32", "bf16", "fp16")  # tf32: fp32 storage, TF32 math
@@ -737,6 +773,65 @@ def list_architectures(
         stdout_console().print(library_table(rows))
 
 
+@app.command("import")
+@boundary
+def import_model(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="torchvision:NAME, package.module:function "
+                                          "(a factory returning an nn.Module) or model.onnx.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="SPEC.yaml",
+                                                help="Write the spec here (default: print it).")] = None,
+    arg: Annotated[list[str] | None, typer.Option(
+        "--arg", metavar="KEY=VALUE", help="An argument for the factory or builder, as a YAML scalar: "
+        "--arg num_classes=10 (repeatable).")] = None,
+    input_size: Annotated[str | None, typer.Option(
+        "--input", "-i", metavar="N|HxW", help="Trace at this input size (default: the model's own, else 224).")
+    ] = None,
+    channels: Annotated[int, typer.Option("--channels", min=1, help="Input channels.")] = 3,
+    flat: Annotated[bool, typer.Option("--flat", help="One line per layer: no blocks.")] = False,
+) -> None:
+    """Read a real model (PyTorch or ONNX) into a readable spec: module-path names, repeated blocks folded.
+
+    Every layer's shape and parameters are checked against the trace before the spec is written. An operator
+    convaudit cannot count stops the import (exit 2), naming the operator and the module path.
+    """
+    from convaudit.importers import read, spec_of, spec_text
+
+    if not is_target(target):
+        raise ConvauditError(f"'{target}' is not an importable target: give torchvision:NAME, "
+                             "package.module:function or a .onnx file")
+    imported = read(target, parse_args(arg or []), parse_input_size(input_size) if input_size else None, channels)
+    spec = spec_of(imported, fold=not flat, file=str(output) if output else target)
+    text = spec_text(imported, fold=not flat)
+    totals = analysed(spec).totals
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise ConvauditError(f"cannot write {output}: {error.strerror or error}") from None
+    where = f"wrote {output}" if output else "imported"
+    reference = f" (sum(p.numel()) {imported.model_params:,})" if imported.model_params is not None else ""
+    typer.echo(f"{where}: {printable(target)}, {len(spec.layers)} layers, params {totals.params:,}{reference}, "
+               f"MACs {totals.macs:,} at {'×'.join(map(str, spec.input))}", err=True)
+
+
+def parse_args(pairs: list[str]) -> dict[str, Any]:
+    """--arg key=value pairs; values read as YAML scalars (10, 0.5, true, resnet)."""
+    import yaml
+
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConvauditError(f"--arg: expected KEY=VALUE such as num_classes=10, got '{printable(pair)}'")
+        try:
+            args[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise ConvauditError(f"--arg {printable(key)}: cannot read '{printable(value)}' as a YAML value") from None
+    return args
+
+
 @app.command()
 @boundary
 def schema() -> None:
@@ -766,3 +861,9 @@ def main() -> None:
     except KeyboardInterrupt:  # between commands: while click parses, say
         say_interrupted()
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # outside any command (Typer building the CLI): still one line
+        if os.environ.get("CONVAUDIT_DEBUG"):
+            raise
+        typer.echo(f"internal error ({type(exc).__name__}: {safe_text(exc)}); rerun with CONVAUDIT_DEBUG=1 "
+                   "and report it", err=True)
+        sys.exit(3)

@@ -113,7 +113,7 @@ def choose(layers: list[Layer], outputs: tuple[str, ...], modules: dict[str, str
 
 
 def block_name(kind: str, taken: set[str]) -> str:
-    base = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower() or "block"
+    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", kind).lower() or "block"  # BasicBlock -> basic_block
     base = re.sub(r"\W", "_", base)
     name, count = base, 1
     while name in taken:

@@ -100,7 +100,7 @@ def on_meta(build: Any) -> Any:
         return build().to("meta")
 
 
-def build_torchvision(name: str, args: dict[str, Any]) -> Any:
+def build_torchvision(name: str, args: dict[str, Any], meta: bool = True) -> Any:
     torchvision = load_torchvision()
     known = torchvision_names()
     if name not in known:
@@ -110,10 +110,11 @@ def build_torchvision(name: str, args: dict[str, Any]) -> Any:
     if "weights" in args:
         raise SpecError("torchvision targets are built with random weights (nothing is downloaded); "
                         "drop --arg weights")
-    return on_meta(lambda: torchvision.models.get_model(name, weights=None, **args))
+    make = lambda: torchvision.models.get_model(name, weights=None, **args)  # noqa: E731
+    return on_meta(make) if meta else make()
 
 
-def build_factory(reference: str, args: dict[str, Any]) -> Any:
+def build_factory(reference: str, args: dict[str, Any], meta: bool = True) -> Any:
     require("torch")
     module_name, function_name = reference.split(":", 1)
     if os.getcwd() not in sys.path and "" not in sys.path:
@@ -126,7 +127,7 @@ def build_factory(reference: str, args: dict[str, Any]) -> Any:
     if not callable(factory):
         raise SpecError(f"{reference}: module '{module_name}' has no function '{function_name}'")
     try:
-        model = on_meta(lambda: factory(**args))
+        model = on_meta(lambda: factory(**args)) if meta else factory(**args)
     except TypeError as error:
         raise SpecError(f"{reference}: {error}") from None
     import torch
@@ -153,7 +154,8 @@ def default_size(model: Any, name: str) -> int:
     return DEFAULT_SIZE
 
 
-def build(reference: str, args: dict[str, Any]) -> Any:
+def build(reference: str, args: dict[str, Any], meta: bool = True) -> Any:
+    """The model a target names: on the meta device to be traced, or with real (random) weights to be run."""
     if reference.startswith(TORCHVISION):
-        return build_torchvision(reference[len(TORCHVISION):], args)
-    return build_factory(reference, args)
+        return build_torchvision(reference[len(TORCHVISION):], args, meta)
+    return build_factory(reference, args, meta)

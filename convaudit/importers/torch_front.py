@@ -329,7 +329,8 @@ class Walker:
                        kind: str) -> None:
         weights, buffers = self.claim(params)
         layer = Layer(name="", type=made.type, params=made.params, inputs=tuple(v.layer for v in made.inputs or []),
-                      scopes=tuple(path for path, _ in stack), shape=tuple(out[1:]), weights=weights, buffers=buffers, op=kind)
+                      scopes=tuple(path for path, _ in stack), shape=tuple(out[1:]), weights=weights,
+                      buffers=buffers, op=kind)
         layer.leaf = True
         layer.name = str(id(layer))
         self.layers.append(layer)

@@ -1,0 +1,221 @@
+"""`verify SPEC --against TARGET`: the analysis of SPEC against the user's own nn.Module, layer by layer.
+
+The target is built with random weights and traced once more (torch.export), which maps every spec layer
+to the module call it came from (`layer3.1.conv2`, call 0). Then one real forward and backward gives:
+
+  shape           the module's output, from a forward hook (layers written in a forward, such as a
+                  residual add, have no module: their shapes are checked when the spec is imported)
+  params          the module's own sum(p.numel()); a parameter used outside modules (a class token)
+                  against that parameter; the total against sum(p.numel()) over the whole model
+  fvcore          FlopCountAnalysis.by_module() per module, converted as `verify` converts it
+  FlopCounterMode per module forward; backward as a whole-model total
+
+Comparison cells and totals are verify.py's, so both forms of verify read the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.layers import REGISTRY
+from convaudit.core.memory import run_memory
+from convaudit.errors import ConvauditError
+from convaudit.importers import read_model
+from convaudit.importers.graph import Layer
+from convaudit.importers.targets import build
+from convaudit.pytorch.builder import TORCH_DTYPES
+from convaudit.pytorch.runtime import describe_device, guard_memory
+from convaudit.pytorch.verify import (
+    MISMATCH,
+    NOT_COUNTED,
+    NOTHING,
+    TORCH_COUNTED,
+    TORCH_OVERCOUNT,
+    Cell,
+    Row,
+    VerifyResult,
+    compare,
+    forward_backward,
+    fvcore_cell,
+    fvcore_expected,
+    quiet,
+    time_model,
+    torch_forward_cell,
+    total_cell,
+)
+
+
+def first_tensor(output: Any) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output:
+        return first_tensor(output[0])
+    return None
+
+
+def module_shapes(model: torch.nn.Module, paths: set[str], x: torch.Tensor) -> dict[str, list[tuple[int, ...]]]:
+    """One forward and backward; every call's output shape of the named modules, batch dropped."""
+    shapes: dict[str, list[tuple[int, ...]]] = {path: [] for path in paths}
+    handles = []
+    for path in paths:
+        def hook(module: Any, args: Any, output: Any, path: str = path) -> None:
+            tensor = first_tensor(output)
+            if tensor is not None:
+                shapes[path].append(tuple(tensor.shape[1:]))
+
+        handles.append(model.get_submodule(path).register_forward_hook(hook))
+    try:
+        forward_backward(model, x)  # type: ignore[arg-type]
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def fvcore_by_module(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, int], dict[str, dict[str, int]],
+                                                                     int] | str:
+    with quiet(), torch.no_grad():
+        try:
+            from fvcore.nn import FlopCountAnalysis
+        except ImportError:
+            return "fvcore is not installed (pip install 'convaudit[torch]')"
+        analysis = (FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
+                    .uncalled_modules_warnings(False).tracer_warnings("none"))
+        by_module = {name: int(count) for name, count in analysis.by_module().items()}
+        unsupported = {name: dict(analysis.unsupported_ops(name)) for name in by_module}
+        return by_module, unsupported, int(analysis.total())
+
+
+def flop_counter(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, int], int, int]:
+    """FlopCounterMode: forward FLOPs per module path, the forward total, and the backward total."""
+    with FlopCounterMode(display=False) as forward_only:
+        model(x)
+    with FlopCounterMode(display=False) as both:
+        forward_backward(model, x)  # type: ignore[arg-type]
+    root = type(model).__name__
+    per_module = {name[len(root) + 1:] if name.startswith(root + ".") else "": sum(counts.values())
+                  for name, counts in forward_only.get_flop_counts().items()}
+    forward = forward_only.get_total_flops()
+    return per_module, forward, both.get_total_flops() - forward
+
+
+def verify_against(report: Report, target: str, args: dict[str, Any], device: torch.device, dtype: str = "fp32",
+                   warmup: int = 1, repeats: int = 5, force: bool = False, seed: int = 0) -> VerifyResult:
+    base = dict(spec=f"{report.spec.label} against {target}", input=report.input, batch=report.batch, dtype=dtype,
+                device=describe_device(device))
+    if report.halted:
+        raise ConvauditError(f"{report.halted.layer.name}: {report.halted.problem.message} (see `convaudit check`)")
+    guard_memory(run_memory(report), device, force)
+    torch.manual_seed(seed)
+    model = build(target, args, meta=False)
+    imported = read_model(model, report.input, origin={"from": target})
+    traced = {layer.name: layer for layer in imported.layers}
+    torch_dtype = TORCH_DTYPES[dtype]
+    model = model.to(device=device, dtype=torch_dtype).eval()
+    x = torch.randn((report.batch, *report.input), device=device, dtype=torch_dtype)
+
+    paths = {layer.module[0] for layer in imported.layers if layer.module}
+    shapes = module_shapes(model, paths, x)
+    fvcore = fvcore_by_module(model, x)
+    forward, forward_total, backward_total = flop_counter(model, x)
+    per_path: dict[str, list[LayerResult]] = {}
+    for result in report.layers:
+        layer = traced.get(result.name)
+        if layer is not None and layer.module:
+            per_path.setdefault(layer.module[0], []).append(result)
+
+    rows = []
+    for result in report.layers:
+        layer = traced.get(result.name)
+        rows.append(Row(result.name, result.type, layer_cells(result, layer, model, shapes, fvcore, forward,
+                                                              per_path)))
+    used = sum(p.numel() for p in model.parameters())
+    unused = sum(p.numel() for name, p in model.named_parameters()
+                 if name.rsplit(".", 1)[0] in imported.unused)
+    params = compare(report.totals.params, used - unused,
+                     f"sum(p.numel()) {used:,} less {unused:,} in {', '.join(imported.unused[:4])}, which the "
+                     "eval graph never runs" if unused else "sum(p.numel())")
+    total_cells = {"params": params}
+    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+    ours_buffers = getattr(report.totals, "buffers", None)
+    if ours_buffers is not None and (ours_buffers or buffers):
+        total_cells["buffers"] = compare(ours_buffers, buffers)
+    references = {"torch": torch.__version__, "target": target}
+    if isinstance(fvcore, str):
+        references["fvcore"] = fvcore
+    else:
+        import fvcore as fvcore_package
+
+        references["fvcore"] = getattr(fvcore_package, "__version__", "installed")
+        total_cells["fvcore_macs"] = total_cell(rows, "fvcore_macs", fvcore[2])
+    total_cells["torch_forward"] = total_cell(rows, "torch_forward", forward_total)
+    total_cells["torch_backward"] = backward_cell(report, backward_total)
+    timings = time_model(model, x, device, warmup, repeats) if repeats > 0 else {}  # type: ignore[arg-type]
+    return VerifyResult(**base, rows=tuple(rows), totals=Row("Total", "", total_cells), timings=timings,
+                        references=references)
+
+
+def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module,
+                shapes: dict[str, list[tuple[int, ...]]], fvcore: Any, forward: dict[str, int],
+                per_path: dict[str, list[LayerResult]]) -> dict[str, Cell]:
+    """One spec layer against its module call; a layer without a module counts only in the totals."""
+    expected_fvcore = fvcore_expected(result)
+    expected_torch = result.flops if result.type in TORCH_COUNTED else 0
+    missing = Cell(NOTHING, None, None, "no such layer in the target" if layer is None else "")
+    cells = {"shape": missing, "params": missing, "buffers": Cell(NOTHING, 0, 0),
+             "fvcore_macs": Cell(NOTHING, expected_fvcore, None, "in the total only"),
+             "torch_forward": Cell(NOTHING, expected_torch, None, "in the total only"),
+             "torch_backward": Cell(NOTHING, 0, 0)}
+    if layer is not None and layer.named_after:
+        cells["params"] = compare(result.params, model.get_parameter(layer.named_after).numel())
+    if layer is None or not layer.module:
+        return cells
+    path, call = layer.module
+    calls = shapes.get(path, [])
+    cells["shape"] = compare(result.output_shape, calls[call] if call < len(calls) else None)
+    siblings = per_path.get(path, [])
+    if call:  # a module called again (a ReLU reused): its numbers are on its first call's row
+        cells["params"] = Cell(NOTHING, 0, 0, f"counted at {siblings[0].name}" if siblings else "")
+        cells["fvcore_macs"] = Cell(NOTHING, 0, 0)
+        cells["torch_forward"] = Cell(NOTHING, 0, 0)
+        return cells
+    module = model.get_submodule(path)
+    cells["params"] = compare(result.params, sum(p.numel() for p in module.parameters()))
+    buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+    ours_buffers = getattr(result, "buffers", 0)
+    if buffers or ours_buffers:
+        cells["buffers"] = compare(ours_buffers, buffers)
+    if not isinstance(fvcore, str):
+        by_module, unsupported, _ = fvcore
+        if len(siblings) == 1:
+            cells["fvcore_macs"] = fvcore_cell(result, by_module.get(path, 0), unsupported.get(path, {}))
+        else:
+            cells["fvcore_macs"] = compare(sum(fvcore_expected(r) for r in siblings), by_module.get(path, 0),
+                                           f"{len(siblings)} calls of one module")
+    if len(siblings) == 1:
+        cells["torch_forward"] = torch_forward_cell(result, forward.get(path, 0))
+    else:
+        cells["torch_forward"] = compare(sum(r.flops for r in siblings if r.type in TORCH_COUNTED),
+                                         forward.get(path, 0), f"{len(siblings)} calls of one module")
+    return cells
+
+
+def backward_cell(report: Report, counted: int) -> Cell:
+    """Backward FLOPs of the layers FlopCounterMode counts (conv and matmul), as a whole-model total; torch's
+    known over-count of grouped-conv weight gradients (×groups) is named, not failed."""
+    counted_layers = [layer for layer in report.layers
+                      if REGISTRY[layer.type].has_macs and layer.type not in ("subsample", "rbf")]
+    ours = sum(layer.backward_flops for layer in counted_layers)
+    overcount = sum((layer.spec.params.get("groups", 1) - 1) * 2 * layer.macs for layer in counted_layers
+                    if layer.type == "conv" and layer.trainable_params)
+    if ours != counted and overcount and ours + overcount == counted:
+        return Cell(TORCH_OVERCOUNT, ours, counted, f"torch's grouped-conv over-count: +{overcount:,}")
+    cell = compare(ours, counted, "whole model")
+    return cell if cell.status != MISMATCH else Cell(MISMATCH, ours, counted, "whole model")
+
+
+__all__ = ["verify_against", "NOT_COUNTED"]
