@@ -5,3 +5,14 @@ imports torch; only the verify and bench commands do, lazily.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Summary", "summary"]
+
+
+def __getattr__(name: str) -> object:
+    """`convaudit.summary` and `convaudit.Summary`, loaded on first use so `import convaudit` stays light."""
+    if name in __all__:
+        from convaudit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'convaudit' has no attribute '{name}'")
