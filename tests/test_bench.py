@@ -169,3 +169,164 @@ def test_blocks_are_timed_as_sums_of_their_layers() -> None:
     assert blocks["layer1"]["layers"] == len(layer1) == 14
     assert blocks["layer1"]["forward_s"] == pytest.approx(sum(layer["forward"]["median_s"] for layer in layer1))
     assert sum(block["share_of_time"] for block in blocks.values()) == pytest.approx(1)
+
+
+# ------------------------------------------------------------------ the GPU paths' defects, shown on the CPU
+
+def _lenet_layer(name: str):
+    import torch
+
+    from convaudit.pytorch.builder import build_model
+
+    report = analyze(load("lenet5"))
+    return build_model(report), report.layer(name), torch.device("cpu")
+
+
+def test_peak_is_reset_after_every_warm_up_and_before_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convaudit.pytorch.bench as bench
+
+    model, layer, cpu = _lenet_layer("C3")
+    events: list[str] = []
+    model.module_for("C3").register_forward_hook(lambda *a: events.append("forward"))
+    monkeypatch.setattr(bench, "_reset_peak", lambda device: events.append("reset") or 0)
+    real = bench.time_step
+    monkeypatch.setattr(bench, "time_step", lambda *a, **k: events.append("timed") or real(*a, **k))
+    bench.bench_layer(model, layer, cpu, __import__("torch").float32, 3, 1, True, False)
+    first_timed = events.index("timed")
+    assert events.index("reset") == first_timed - 1
+    # 1 forward for the gradient's shape, then 3 warm-ups of forward + the forward that backward walks
+    assert events[:first_timed - 1].count("forward") == 1 + 3 * 2
+
+
+def test_warmup_zero_is_refused_on_a_gpu() -> None:
+    import torch
+
+    from convaudit.errors import DeviceError
+    from convaudit.pytorch.bench import bench_report
+
+    with pytest.raises(DeviceError, match="--warmup 0 on a GPU"):
+        bench_report(analyze(load("lenet5")), torch.device("cuda"), warmup=0)
+
+
+def test_the_previous_output_is_freed_before_the_next_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    import weakref
+
+    import torch
+
+    import convaudit.pytorch.bench as bench
+
+    model, layer, cpu = _lenet_layer("C5")
+    outputs: list[weakref.ref] = []
+    alive_at_call: list[int] = []
+    module = model.module_for("C5")
+    module.register_forward_pre_hook(lambda *a: alive_at_call.append(sum(r() is not None for r in outputs)))
+    module.register_forward_hook(lambda m, a, out: outputs.append(weakref.ref(out)))
+    bench.bench_layer(model, layer, cpu, torch.float32, 2, 2, True, False)
+    assert max(alive_at_call) == 0
+
+
+def test_sparse_conv_indexes_with_buffers_on_the_models_device() -> None:
+    import torch
+
+    from convaudit.pytorch.builder import SparseConv2d, count_parameters
+
+    model, layer, _ = _lenet_layer("C3")
+    module = model.module_for("C3")
+    assert isinstance(module, SparseConv2d)
+    assert all(name.startswith("rows") for name, _ in module.named_buffers())
+    assert not any(key.startswith("rows") for key in module.state_dict())  # not state
+    assert count_parameters(module) == (1516, 0)  # the paper's 1,516 trainable parameters, indices not counted
+    moved = module.to("meta")
+    assert all(b.device.type == "meta" for b in moved.buffers())
+    x = torch.randn(1, 6, 14, 14)
+    reference = _lenet_layer("C3")[0].module_for("C3")
+    assert reference(x).shape == (1, 16, 10, 10)
+
+
+def test_precision_uses_only_the_new_api_and_restores_it() -> None:
+    import torch
+
+    from convaudit.pytorch.runtime import precision
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (conv.fp32_precision, matmul.fp32_precision)
+    with precision("fp32", torch.device("cpu")):
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+    with precision("tf32", torch.device("cpu")):
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+    assert (conv.fp32_precision, matmul.fp32_precision) == before
+
+
+def test_dropout_mask_is_one_byte_per_element_on_cuda() -> None:
+    from convaudit.core.memory import training_memory
+
+    report = analyze(load("alexnet"))
+    cpu, cuda = training_memory(report), training_memory(report, cuda=True)
+    # two dropouts of 4096 outputs: the CPU keeps fp32 masks (4 bytes), CUDA bool masks (1 byte)
+    assert cpu.saved_activations - cuda.saved_activations == 2 * 4096 * (4 - 1)
+
+
+def test_verify_times_under_the_precision_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import torch
+
+    import convaudit.pytorch.verify as verify
+
+    calls = []
+
+    @contextlib.contextmanager
+    def record(dtype, device):
+        calls.append(dtype)
+        yield
+
+    monkeypatch.setattr(verify, "precision", record)
+    verify.verify_report(analyze(load("lenet5")), torch.device("cpu"), "fp32", 0, 1)
+    assert calls == ["fp32"]
+
+
+def test_each_timed_step_starts_after_its_untimed_setup_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import convaudit.pytorch.runtime as runtime
+
+    events = []
+    monkeypatch.setattr(runtime, "synchronize", lambda device: events.append("sync"))
+    runtime.time_step(lambda: events.append("step"), torch.device("cpu"), 0, 2, before=lambda: events.append("setup"))
+    assert events == ["sync", "setup", "sync", "step", "setup", "sync", "step"]
+
+
+def test_a_poisoned_cuda_context_stops_the_run() -> None:
+    from convaudit.errors import DeviceError
+    from convaudit.pytorch.bench import stop_if_poisoned
+
+    with pytest.raises(DeviceError, match="cannot be used after this"):
+        stop_if_poisoned(RuntimeError("CUDA error: an illegal memory access was encountered"), "conv1")
+    stop_if_poisoned(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "conv1")  # reported, goes on
+
+
+def test_cache_is_released_only_once_the_failed_layers_tensors_are_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import weakref
+
+    import torch
+
+    import convaudit.pytorch.bench as bench
+
+    model, layer, cpu = _lenet_layer("C3")
+    made: list[weakref.ref] = []
+    real_inputs = bench.layer_inputs
+
+    def inputs(*args, **kwargs):
+        tensors = real_inputs(*args, **kwargs)
+        made.extend(weakref.ref(t) for t in tensors)
+        return tensors
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    alive_at_release = []
+    monkeypatch.setattr(bench, "layer_inputs", inputs)
+    monkeypatch.setattr(bench, "time_step", out_of_memory)
+    monkeypatch.setattr(bench, "_release", lambda device: alive_at_release.append(sum(r() is not None for r in made)))
+    result = bench.bench_layer(model, layer, cpu, torch.float32, 0, 1, True, False)
+    assert result.status == "out-of-memory" and alive_at_release == [0]

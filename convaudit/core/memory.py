@@ -5,7 +5,7 @@ momentum one buffer, Adam two, per trainable parameter) and the tensors
 autograd saves for backward. What each layer saves follows PyTorch's kernels:
 
     conv, linear       its input                      (for dW; the weight is a parameter)
-    sparse conv        each output map's gathered inputs, Σ|row|·H·W, and int64 indices (how our module runs it)
+    sparse conv        each output map's gathered inputs, Σ|row|·H·W (its index tensors are the module's buffers)
     average pools      their input (plain, adaptive and global)
     subsample          its input and its window sum
     RBF                the B × out × in differences
@@ -14,7 +14,7 @@ autograd saves for backward. What each layer saves follows PyTorch's kernels:
     maxpool            its input and int64 indices, one per output
     batchnorm          its input, and a mean and inverse std per channel
     LRN                its input, two tensors of its size, and the squares padded to C + size − 1 channels
-    dropout            a mask, one element per output at the activation dtype (CUDA keeps one byte)
+    dropout            a mask, one element per output at the activation dtype; on CUDA one byte (a bool mask)
     gelu, silu, relu6, hardswish, hardsigmoid, scale   its input
     mul                all its inputs
     layernorm          its input, and a mean and inverse std per normalised vector
@@ -44,6 +44,7 @@ from convaudit.core.model import INPUT
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
 INDEX_BYTES = 8  # int64 indices of max-pooling
+MASK_BYTES = 1  # dropout's bool mask on CUDA (fused native_dropout); the CPU keeps it at the dtype
 ALIASES = ("flatten", "slice", "select", "permute", "reshape")  # views of their input: no new memory
 
 
@@ -164,7 +165,7 @@ def _tensor_bytes(name: str, report: Report, size: int) -> int:
     return elements(shape) * report.batch * size
 
 
-def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
+def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> list[tuple[str, int]]:
     """(tensor key, bytes) that this layer saves for backward; shared tensors carry the producer's name."""
     if not (layer.trainable_params or layer.needs_input_grad):
         return []  # no gradient flows here: autograd records nothing
@@ -175,10 +176,10 @@ def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
     kind = layer.type
     table = layer.spec.params.get("connections")
     if kind == "conv" and table is not None:
-        # The PyTorch module gathers each output map's inputs into a copy (and an int64 index per read map).
+        # The PyTorch module gathers each output map's inputs into a copy; the indices are buffers made once.
         reads = sum(len(row) for row in table)
         c, h, w = layer.input_shapes[0]
-        return [(extra + "gathered", reads * h * w * batch * size), (extra + "index", reads * INDEX_BYTES)]
+        return [(extra + "gathered", reads * h * w * batch * size)]
     if kind == "linear" and len(layer.input_shapes[0]) > 1 and strided(layer.spec.inputs[0], report):
         return [(extra + "matrix", elements(layer.input_shapes[0]) * batch * size)]  # reshaped to a matrix: a copy
     if kind in ("conv", "linear", "avgpool", "adaptiveavgpool", "globalavgpool"):
@@ -200,7 +201,7 @@ def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
         padded = (c + layer.spec.params["size"] - 1) * h * w * batch * size
         return inputs[:1] + [(extra + "terms", 2 * layer.activations * size), (extra + "squares", padded)]
     if kind == "dropout":
-        return [(extra + "mask", layer.activations * size)]
+        return [(extra + "mask", layer.activations * (MASK_BYTES if cuda else size))]
     if kind in ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "scale"):
         return inputs[:1]
     if kind == "mul":
@@ -217,14 +218,14 @@ def saved_tensors(layer: LayerResult, report: Report) -> list[tuple[str, int]]:
     return []  # pools, merges, flatten, views, classtoken, posembedding
 
 
-def training_memory(report: Report, optimizer: str = "adam") -> Memory:
+def training_memory(report: Report, optimizer: str = "adam", cuda: bool = False) -> Memory:
     size = dtype_size(report)
     trainable = report.totals.trainable_params
     seen: set[str] = set()
     saved_by: dict[str, int] = {}
     for layer in report.layers:
         fresh = 0
-        for key, nbytes in saved_tensors(layer, report):
+        for key, nbytes in saved_tensors(layer, report, cuda):
             if key not in seen:
                 seen.add(key)
                 fresh += nbytes

@@ -9,8 +9,7 @@ crosses between host and device inside a timed region.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -19,8 +18,16 @@ from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.memory import layer_step_bytes, run_memory, training_memory
 from convaudit.core.throughput import Ceiling
 from convaudit.core.timing import Timing
+from convaudit.errors import DeviceError, interrupted
 from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model
-from convaudit.pytorch.runtime import describe_device, guard_memory, is_out_of_memory, synchronize, time_step
+from convaudit.pytorch.runtime import (
+    describe_device,
+    guard_memory,
+    is_out_of_memory,
+    precision,
+    synchronize,
+    time_step,
+)
 from convaudit.pytorch.verify import forward_backward
 
 Progress = Callable[[int, int, str], None]  # (layers done, layers in all, the layer starting now)
@@ -78,20 +85,6 @@ class BenchResult:
         return forward, forward + backward
 
 
-@contextlib.contextmanager
-def precision(dtype: str, device: torch.device) -> Iterator[None]:
-    """cudnn autotuning on, and TF32 only when asked: PyTorch lets cudnn use TF32 for fp32 by default."""
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
-             torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
-    try:
-        yield
-    finally:
-        (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
-         torch.backends.cuda.matmul.allow_tf32) = saved
-
-
 def storage_dtype(dtype: str) -> str:
     return "fp32" if dtype == "tf32" else dtype  # TF32 is a compute mode over fp32 storage
 
@@ -139,69 +132,121 @@ def layer_inputs(layer: LayerResult, device: torch.device, dtype: torch.dtype, c
 
 def bench_layer(model: SpecModel, layer: LayerResult, device: torch.device, dtype: torch.dtype, warmup: int,
                 repeats: int, backward: bool, channels_last: bool) -> LayerBench:
-    module = model.module_for(layer.name)
     estimate = layer_step_bytes(layer, backward)
-    needs_backward = backward and (layer.trainable_params > 0 or layer.needs_input_grad)
+    failure = None
     try:
-        synchronize(device)
-        base = _reset_peak(device)
-        inputs = layer_inputs(layer, device, dtype, channels_last, backward and layer.needs_input_grad)
-
-        def forward() -> None:
-            with torch.no_grad():
-                module(*inputs)
-
-        forward_timing = time_step(forward, device, warmup, repeats)
-        backward_timing = None
-        if needs_backward:
-            graph: dict[str, torch.Tensor] = {}
-            gradient = torch.randn_like(module(*inputs))
-
-            def build() -> None:  # untimed: clear gradients, run the forward that backward will walk
-                module.zero_grad(set_to_none=True)
-                for tensor in inputs:
-                    tensor.grad = None
-                graph["out"] = module(*inputs)
-
-            backward_timing = time_step(lambda: graph["out"].backward(gradient), device, warmup, repeats,
-                                        before=build)
-        peak = _peak_since(device, base)
-        return LayerBench(layer, "ok", forward_timing, backward_timing, peak, estimate,
-                          "" if needs_backward or not backward else "no gradient flows here")
+        return _bench_layer(model, layer, device, dtype, warmup, repeats, backward, channels_last, estimate)
     except Exception as error:  # Ctrl-C is not an Exception: it reaches bench_report
-        status = "out-of-memory" if is_out_of_memory(error) else "error"
-        _release(device)
+        if interrupted():  # unless torch turned it into one (a RuntimeError from inside a kernel, say)
+            raise KeyboardInterrupt from None
+        stop_if_poisoned(error, layer.name)
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return LayerBench(layer, status, memory_estimate=estimate, note=f"{type(error).__name__}: {first_line}")
+        failure = ("out-of-memory" if is_out_of_memory(error) else "error", f"{type(error).__name__}: {first_line}")
+    # Here, past the except block, the error and its traceback are gone, and with them the frame that held the
+    # layer's tensors: only now can the cache hand their memory back.
+    _release(device)
+    return LayerBench(layer, failure[0], memory_estimate=estimate, note=failure[1])
+
+
+def _bench_layer(model: SpecModel, layer: LayerResult, device: torch.device, dtype: torch.dtype, warmup: int,
+                 repeats: int, backward: bool, channels_last: bool, estimate: int) -> LayerBench:
+    module = model.module_for(layer.name)
+    needs_backward = backward and (layer.trainable_params > 0 or layer.needs_input_grad)
+    inputs = layer_inputs(layer, device, dtype, channels_last, backward and layer.needs_input_grad)
+
+    def forward() -> None:
+        with torch.no_grad():
+            module(*inputs)
+
+    graph: dict[str, torch.Tensor] = {}
+    gradient = None
+    if needs_backward:
+        gradient = torch.randn_like(module(*inputs))
+
+    def build() -> None:  # untimed: clear gradients, run the forward that backward will walk
+        graph.pop("out", None)  # free the previous output first: it must not count in this step's peak
+        module.zero_grad(set_to_none=True)
+        for tensor in inputs:
+            tensor.grad = None
+        graph["out"] = module(*inputs)
+
+    def backward_step() -> None:
+        graph["out"].backward(gradient)
+
+    # Every warm-up (cudnn.benchmark tries its algorithms here, with their workspaces) before the peak is reset.
+    for _ in range(warmup):
+        forward()
+        if needs_backward:
+            build()
+            backward_step()
+            graph.pop("out", None)
+        if interrupted():
+            raise KeyboardInterrupt
+    graph.pop("out", None)
+    synchronize(device)
+    base = _reset_peak(device)
+    forward_timing = time_step(forward, device, 0, repeats)
+    backward_timing = time_step(backward_step, device, 0, repeats, before=build) if needs_backward else None
+    graph.pop("out", None)
+    peak = _peak_since(device, base)
+    return LayerBench(layer, "ok", forward_timing, backward_timing, peak, estimate,
+                      "" if needs_backward or not backward else "no gradient flows here")
+
+
+def stop_if_poisoned(error: BaseException, where: str) -> None:
+    """A CUDA error other than out-of-memory (an illegal access, a device-side assert) poisons the context:
+    every later call fails too. Stop the run with one line instead of reporting each layer as failed."""
+    if is_out_of_memory(error):
+        return
+    accelerator = getattr(torch, "AcceleratorError", ())
+    text = str(error)
+    if (accelerator and isinstance(error, accelerator)) or "CUDA error" in text or "device-side assert" in text:
+        first_line = (text.strip().splitlines() or [type(error).__name__])[0]
+        raise DeviceError(f"{where}: the GPU failed ({type(error).__name__}: {first_line}); the CUDA context "
+                          "cannot be used after this, so the run stops here") from None
 
 
 def bench_model(model: SpecModel, report: Report, device: torch.device, dtype: torch.dtype, warmup: int,
                 repeats: int, backward: bool, channels_last: bool) -> ModelBench:
     # forward+backward without an optimizer step: parameters, gradients and the tensors saved for backward
-    estimate = training_memory(report, "sgd").training_total if backward else run_memory(report, False).total
+    cuda = device.type == "cuda"  # CUDA's dropout keeps a one-byte mask; the CPU's, one at the dtype
+    estimate = training_memory(report, "sgd", cuda).training_total if backward else run_memory(report, False).total
     try:
-        x = torch.randn((report.batch, *report.input), device=device, dtype=dtype)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-
-        def forward() -> None:
-            with torch.no_grad():
-                model(x)
-
-        forward_timing = time_step(forward, device, warmup, repeats)
-        both = None
-        peak = None
-        if backward:
-            synchronize(device)
-            _reset_peak(device)
-            both = time_step(lambda: forward_backward(model, x), device, warmup, repeats,
-                             before=lambda: model.zero_grad(set_to_none=True))
-            peak = _peak_since(device, 0)
-        return ModelBench("ok", forward_timing, both, peak, estimate)
+        return _bench_model(model, report, device, dtype, warmup, repeats, backward, channels_last, estimate)
     except Exception as error:
-        _release(device)
-        status = "out-of-memory" if is_out_of_memory(error) else "error"
-        return ModelBench(status, memory_estimate=estimate, note=f"{type(error).__name__}: {str(error)[:200]}")
+        if interrupted():
+            raise KeyboardInterrupt from None
+        stop_if_poisoned(error, "whole model")
+        failure = ("out-of-memory" if is_out_of_memory(error) else "error", f"{type(error).__name__}: "
+                   f"{str(error)[:200]}")
+    _release(device)  # after the except block: the traceback no longer holds the model's tensors
+    return ModelBench(failure[0], memory_estimate=estimate, note=failure[1])
+
+
+def _bench_model(model: SpecModel, report: Report, device: torch.device, dtype: torch.dtype, warmup: int,
+                 repeats: int, backward: bool, channels_last: bool, estimate: int) -> ModelBench:
+    x = torch.randn((report.batch, *report.input), device=device, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    forward_timing = time_step(forward, device, warmup, repeats)
+    both = None
+    peak = None
+    if backward:
+        clear = lambda: model.zero_grad(set_to_none=True)  # noqa: E731
+        for _ in range(warmup):  # autotuning of the backward kernels stays out of the peak
+            clear()
+            forward_backward(model, x)
+        clear()
+        synchronize(device)
+        _reset_peak(device)
+        both = time_step(lambda: forward_backward(model, x), device, 0, repeats, before=clear)
+        peak = _peak_since(device, 0)  # weights included, as the estimate counts them
+    return ModelBench("ok", forward_timing, both, peak, estimate)
 
 
 def _reset_peak(device: torch.device) -> int:
@@ -228,6 +273,9 @@ def bench_report(report: Report, device: torch.device, dtype: str = "fp32", warm
                  bandwidth_gbps: float | None = None, progress: Progress | None = None,
                  force: bool = False) -> BenchResult:
     """Bench every layer in graph order, then the whole model. Ctrl-C keeps what was measured."""
+    if device.type == "cuda" and warmup < 1:
+        raise DeviceError("--warmup 0 on a GPU would time cudnn's autotuning and the first launches; "
+                          "use --warmup 1 or more")
     guard_memory(run_memory(report, backward), device, force)
     torch.manual_seed(0)
     torch_dtype = TORCH_DTYPES[storage_dtype(dtype)]

@@ -51,9 +51,14 @@ class SparseConv2d(nn.Module):
         self.table = [list(row) for row in table]
         self.maps = nn.ModuleList(
             nn.Conv2d(len(row), 1, kernel, stride, padding, dilation, bias=bias) for row in table)
+        # Index tensors made once, moved with the model: indexing with a Python list would copy the index from
+        # the host to the device on every call. Non-persistent buffers: not state, not counted as parameters.
+        for j, row in enumerate(table):
+            self.register_buffer(f"rows{j}", torch.tensor(row, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([conv(x[:, row]) for row, conv in zip(self.table, self.maps, strict=True)], dim=1)
+        return torch.cat([conv(x.index_select(1, getattr(self, f"rows{j}"))) for j, conv in enumerate(self.maps)],
+                         dim=1)
 
 
 class Subsample(nn.Module):
@@ -433,4 +438,5 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
 
 def count_buffers(module: nn.Module) -> int:
     """Buffers: batchnorm's running mean and variance. `num_batches_tracked` is a counter and is left out."""
-    return sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+    return sum(b.numel() for m in module.modules() for name, b in m._buffers.items()  # non-persistent: indices
+               if b is not None and name != "num_batches_tracked" and name not in m._non_persistent_buffers_set)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -75,6 +76,23 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@contextlib.contextmanager
+def precision(dtype: str, device: torch.device) -> Iterator[None]:
+    """cudnn autotuning on a GPU, and TF32 only when asked (PyTorch lets cudnn use TF32 for fp32 by default).
+
+    Only the fp32_precision API: reading the legacy allow_tf32 flags once fp32_precision is set raises
+    "mix of the legacy and new APIs".
+    """
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = (torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    conv.fp32_precision = matmul.fp32_precision = "tf32" if dtype == "tf32" else "ieee"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision = saved
+
+
 def time_step(step: Callable[[], object], device: torch.device, warmup: int, repeats: int,
               before: Callable[[], object] | None = None) -> Timing:
     """Warm up, then time `repeats` runs of `step`: CUDA events on a GPU, perf_counter on the CPU.
@@ -90,6 +108,7 @@ def time_step(step: Callable[[], object], device: torch.device, warmup: int, rep
     for _ in range(repeats):
         if before:
             before()
+            synchronize(device)  # its launches (an untimed forward) must not run into the timed step
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()

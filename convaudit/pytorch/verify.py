@@ -30,7 +30,7 @@ from convaudit.core.memory import run_memory
 from convaudit.core.timing import Timing
 from convaudit.errors import DeviceError
 from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model, count_buffers, count_parameters
-from convaudit.pytorch.runtime import describe_device, guard_memory, is_out_of_memory, time_step
+from convaudit.pytorch.runtime import describe_device, guard_memory, is_out_of_memory, precision, time_step
 
 MATCH, MISMATCH, NOT_COUNTED, TORCH_OVERCOUNT, NOTHING = "match", "mismatch", "not-counted", "torch-overcount", "none"
 
@@ -331,7 +331,10 @@ def verify_report(report: Report, device: torch.device, dtype: str = "fp32", war
     total_cells["torch_forward"] = total_cell(rows, "torch_forward", forward.total)
     total_cells["torch_backward"] = total_cell(rows, "torch_backward", backward.total)
     totals = Row("Total", "", total_cells)
-    timings = time_model(model, x, device, warmup, repeats) if repeats > 0 else {}
+    timings = {}
+    if repeats > 0:
+        with precision(dtype, device):  # fp32 timed as fp32 (no TF32), with cudnn autotuning in the warm-up
+            timings = time_model(model, x, device, warmup, repeats)
     return VerifyResult(**base, rows=tuple(rows), totals=totals, timings=timings, references=references)
 
 
