@@ -48,3 +48,39 @@ def test_markdown_and_csv_totals() -> None:
     assert "| **Total** |" in md and "**60,840**" in md
     last = summary_csv(report).strip().splitlines()[-1].split(",")
     assert last[0] == "TOTAL" and "60840" in last
+
+
+# ------------------------------------------------------------------ user text is escaped, never interpreted
+
+HOSTILE = """\
+name: hostile
+title: "[bold red]hot title"
+source: "[link=x]src[/link]"
+input: [3, 16, 16]
+layers:
+  - {type: conv, name: "[bold red]hot", out: 4, kernel: 3, stride: 2}
+  - {type: relu, name: "[/]"}
+  - {type: conv, name: "esc\\x1b[31mred\\x07", out: 4, kernel: 1}
+  - {type: linear, name: "pipe|name", out: 2, in: 99}
+"""
+
+
+def test_markup_and_control_characters_in_names_print_literally(write_spec) -> None:
+    from typer.testing import CliRunner
+
+    from convaudit.cli import app
+
+    path = str(write_spec(HOSTILE))
+    for args in (["summary", path], ["check", path], ["rf", path], ["diff", path, path],
+                 ["summary", path, "-f", "markdown"], ["summary", path, "-f", "csv"],
+                 ["check", path, "-f", "markdown"]):
+        for width in ("80", None):
+            result = CliRunner().invoke(app, args, env={"COLUMNS": width} if width else {})
+            assert result.exit_code in (0, 1), (args, result.output)
+            out = result.stdout
+            assert "\x1b" not in out and "\x07" not in out, args  # controls shown as escapes, never sent
+            assert "[bold red]hot" in out, args  # markup shown as written
+            if args[0] != "check":  # check names only the layers with findings
+                assert "\\x1b[31mred\\x07" in out and "[/]" in out, args
+    markdown = CliRunner().invoke(app, ["summary", path, "-f", "markdown"]).stdout
+    assert "pipe\\|name" in markdown  # a | in a name does not split the Markdown row
