@@ -152,8 +152,8 @@ def _onnx_conv(call: Call) -> Make:
     if pads[0] != pads[2] or pads[1] != pads[3]:
         raise refuse(call, f"asymmetric pads {list(pads)}; convaudit pads symmetrically")
     weight = call.tensors[1]
-    return conv(call, weight.shape, len(call.tensors) > 2, a.get("strides"), pads[:2], a.get("dilations"),
-                a.get("group", 1))
+    bias = len(call.tensors) > 2 and call.tensors[2].kind == "param"  # an unoptimised export feeds zeros
+    return conv(call, weight.shape, bias, a.get("strides"), pads[:2], a.get("dilations"), a.get("group", 1))
 
 
 @aten("linear")
@@ -173,7 +173,7 @@ def _onnx_gemm(call: Call) -> Make:
     if a.get("transA", 0) or weight.kind != "param":
         raise refuse(call, "a Gemm that is not x·Wᵀ + b has no convaudit layer type")
     out = weight.shape[0] if a.get("transB", 0) else weight.shape[1]
-    return Make("linear", {"out": out, "bias": len(call.tensors) > 2})
+    return Make("linear", {"out": out, "bias": len(call.tensors) > 2 and call.tensors[2].kind == "param"})
 
 
 @onnx("MatMul")
@@ -266,7 +266,7 @@ def _aten_dropout(call: Call) -> Make:
     return Make("dropout", {"p": float(call.attrs.get("p", 0.5))})
 
 
-@onnx("Dropout", "Identity")
+@onnx("Dropout", "Identity", "Cast")
 def _onnx_identity(call: Call) -> Alias:
     return Alias(first_act(call))
 
