@@ -12,7 +12,8 @@ ALLOWED = {
     "errors": set(),
     "core": {"errors", "core"},
     "spec": {"errors", "core", "spec"},
-    "pytorch": {"errors", "core", "spec", "pytorch"},
+    "importers": {"errors", "core", "spec", "importers"},  # torch and onnx only inside functions
+    "pytorch": {"errors", "core", "spec", "importers", "pytorch"},
     "render": {"errors", "core", "spec", "render"},
 }
 
