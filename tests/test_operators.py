@@ -406,7 +406,7 @@ def modern_networks(draw) -> str:
 
 @pytest.mark.needs_torch
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(modern_networks(), st.integers(1, 2))
+@given(modern_networks(), st.integers(1, 3))
 def test_random_modern_networks_match_pytorch(text: str, batch: int) -> None:
     report = analyze(parse_text(text), batch=batch)
     assert report.halted is None, (report.halted.problem.message, text)
@@ -417,5 +417,4 @@ def test_random_modern_networks_match_pytorch(text: str, batch: int) -> None:
     # FlopCounterMode counts 2 per multiply-accumulate of conv, linear and attention's matmuls.
     assert forward == report.totals.flops, text
     assert backward == report.totals.backward_flops, text
-    if batch > 1:  # at batch one PyTorch sometimes views what it must copy at larger batches (see memory.py)
-        assert saved == training_memory(report).saved_activations, text
+    assert saved == training_memory(report).saved_activations, text  # views and copies as PyTorch makes them

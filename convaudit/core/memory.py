@@ -18,16 +18,18 @@ autograd saves for backward. What each layer saves follows PyTorch's kernels:
     gelu, silu, relu6, hardswish, hardsigmoid, scale   its input
     mul                all its inputs
     layernorm          its input, and a mean and inverse std per normalised vector
-    attention          its input, the packed Q, K, V (3·N·D), the scaled Q (N·D), the attention weights
+    attention          its input (a copy where [N, B, D] cannot be viewed as a matrix: any batch above
+                       one), the packed Q, K, V (3·N·D), the scaled Q (N·D), the attention weights
                        (heads·N·N, softmax's output and A·V's operand) and the heads' joined output (N·D)
     merges, flatten, views, classtoken, posembedding   nothing
 
-Views hold no memory of their own: slice, select and permute always, and
-reshape and flatten; but a reshape or flatten of a permuted view, or of a slice
-or select of a batch above one, copies (PyTorch cannot view it), so it holds its
-own, and a linear layer reading such a view saves the matrix it copies it into.
-A saved view keeps its whole base tensor alive, so it counts the base's bytes.
-(PyTorch sometimes manages a view at batch one where these rules say copy.)
+Views hold no memory of their own: slice, select and permute always, reshape
+and flatten when PyTorch can view their input (its strides are followed through
+the graph, with aten's own rule), and a saved view counts its whole base tensor.
+A reshape that cannot view copies; a linear layer whose input cannot be viewed
+as a matrix saves the copy it multiplies. Element-wise layers keep a permuted
+input's strides, layernorm over channels and attention (batch-first) hand back
+transposed outputs; everything else is laid out contiguously.
 
 A tensor several layers save (a ReLU's output, read by a conv and a pool) is
 counted once, and only layers on a gradient path save anything. Inference peak:
@@ -45,7 +47,7 @@ from convaudit.core.model import INPUT
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
 INDEX_BYTES = 8  # int64 indices of max-pooling
 MASK_BYTES = 1  # dropout's bool mask on CUDA (fused native_dropout); the CPU keeps it at the dtype
-ALIASES = ("flatten", "slice", "select", "permute", "reshape")  # views of their input: no new memory
+ALIASES = ("flatten", "slice", "select", "permute", "reshape")  # types whose output may be a view (see layouts)
 
 
 @dataclass(frozen=True)
@@ -114,48 +116,107 @@ class Memory:
         return self.params + self.inference_peak
 
 
+# ---------------------------------------------------------------- layouts: which outputs are views
+
+@dataclass(frozen=True)
+class Layout:
+    """A tensor as PyTorch holds it, batch included: its shape, strides, and the layer whose storage it is."""
+
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    base: str  # the layer (or input) that owns the storage: itself unless it is a view
+
+
+def contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def view_strides(shape: tuple[int, ...], strides: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The strides of `new` as a view of a tensor, or None where PyTorch's reshape must copy
+    (aten's computeStride: merged dimensions must be laid out one inside the other)."""
+    result = [0] * len(new)
+    view_d, chunk_stride = len(new) - 1, strides[-1]
+    tensor_numel = view_numel = 1
+    for d in range(len(shape) - 1, -1, -1):
+        tensor_numel *= shape[d]
+        if d == 0 or (shape[d - 1] != 1 and strides[d - 1] != tensor_numel * chunk_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new[view_d] == 1):
+                result[view_d] = view_numel * chunk_stride
+                view_numel *= new[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                chunk_stride, tensor_numel, view_numel = strides[d - 1], 1, 1
+    return tuple(result) if view_d == -1 else None
+
+
+def dense(layout: Layout) -> bool:
+    """Non-overlapping and dense (a permutation of a contiguous tensor): element-wise ops keep its strides."""
+    dims = sorted((stride, size) for size, stride in zip(layout.shape, layout.strides, strict=True) if size != 1)
+    step = 1
+    for stride, size in dims:
+        if stride != step:
+            return False
+        step *= size
+    return True
+
+
+KEEPS_LAYOUT = ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "relu", "tanh", "sigmoid",
+                "scaledtanh", "scale", "dropout", "mul", "posembedding", "add")  # the first input's, when dense
+
+
+def _layout(layer: LayerResult, inputs: list[Layout]) -> Layout:
+    """How PyTorch lays out this layer's output (our builder's modules)."""
+    shape = (layer.batch, *layer.output_shape)
+    first, kind, params = inputs[0], layer.type, layer.spec.params
+    if kind == "slice":
+        return Layout(shape, first.strides, first.base)
+    if kind == "select":
+        return Layout(shape, first.strides[:1] + first.strides[2:], first.base)
+    if kind == "permute":
+        return Layout(shape, (first.strides[0],) + tuple(first.strides[i + 1] for i in params["order"]), first.base)
+    if kind in ("reshape", "flatten"):
+        strides = view_strides(first.shape, first.strides, shape)
+        return Layout(shape, strides, first.base) if strides is not None else Layout(shape, contiguous(shape),
+                                                                                       layer.name)
+    if kind in KEEPS_LAYOUT and first.shape == shape and dense(first):
+        return Layout(shape, first.strides, layer.name)
+    if kind == "layernorm" and params["over"] == "channels" and len(shape) > 2:
+        moved = contiguous(shape[:1] + shape[2:] + shape[1:2])  # normalised with C last, then moved back
+        return Layout(shape, (moved[0], moved[-1]) + moved[1:-1], layer.name)
+    if kind == "attention":  # batch_first: computed as [N, B, D] and transposed back
+        n, d = layer.output_shape
+        return Layout(shape, (d, layer.batch * d, 1), layer.name)
+    return Layout(shape, contiguous(shape), layer.name)
+
+
+_LAYOUTS: list[tuple[Report, dict[str, Layout]]] = []  # the last report's, so each layer does not redo them
+
+
+def layouts(report: Report) -> dict[str, Layout]:
+    """Every output's layout, in graph order."""
+    if _LAYOUTS and _LAYOUTS[0][0] is report:
+        return _LAYOUTS[0][1]
+    shape = (report.batch, *report.input)
+    result = {INPUT: Layout(shape, contiguous(shape), INPUT)}
+    for layer in report.layers:
+        result[layer.name] = _layout(layer, [result[source] for source in layer.spec.inputs])
+    _LAYOUTS[:] = [(report, result)]
+    return result
+
+
 def _tensor_of(name: str, report: Report) -> str:
     """The tensor a layer's output lives in: its input's, for a view such as flatten."""
-    layers = {layer.name: layer for layer in report.layers}
-    while name in layers and is_view(layers[name], report):
-        name = layers[name].spec.inputs[0]
-    return name
+    return layouts(report)[name].base
 
 
 def is_view(layer: LayerResult, report: Report) -> bool:
-    """Whether PyTorch gives this layer's output as a view of its input (see the module's notes)."""
-    if layer.type not in ALIASES:
-        return False
-    if layer.type not in ("reshape", "flatten") or layer.output_shape == layer.input_shapes[0]:
-        return True
-    return not strided(layer.spec.inputs[0], report)
-
-
-LAYOUT_KEEPING = ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "relu", "tanh", "sigmoid",
-                  "scaledtanh", "scale", "dropout")  # element-wise: the output takes a dense input's strides
-
-
-def strided(name: str, report: Report) -> bool:
-    """Whether a layer's output is laid out so that a reshape must copy it: a permute (or a layernorm over
-    channels, which moves them last and back), or a slice or select of a batch above one; through views, and
-    through element-wise layers, which keep a permuted (dense) layout but lay a sliced one out afresh."""
-    layers = {result.name: result for result in report.layers}
-    dense_only = False
-    while name in layers:
-        layer = layers[name]
-        order = layer.spec.params.get("order")
-        if layer.type == "permute" and list(order) != sorted(order):
-            return True
-        if layer.type == "layernorm" and layer.spec.params["over"] == "channels" and len(layer.output_shape) > 1:
-            return True
-        if layer.type in ("slice", "select") and report.batch > 1 and not dense_only:
-            return True
-        if layer.type in LAYOUT_KEEPING:
-            dense_only = True
-        elif not is_view(layer, report):
-            return False
-        name = layer.spec.inputs[0]
-    return False
+    return layouts(report)[layer.name].base != layer.name
 
 
 def _tensor_bytes(name: str, report: Report, size: int) -> int:
@@ -163,6 +224,16 @@ def _tensor_bytes(name: str, report: Report, size: int) -> int:
     tensor = _tensor_of(name, report)
     shape = report.input if tensor == INPUT else report.layer(tensor).output_shape
     return elements(shape) * report.batch * size
+
+
+def _linear_copies(layer: LayerResult, report: Report) -> bool:
+    """Whether a linear layer must copy its input into the matrix it multiplies (a view cannot fold it)."""
+    source = layouts(report)[layer.spec.inputs[0]]
+    if layer.spec.params.get("flatten", True):
+        matrix = (layer.batch, elements(layer.input_shapes[0]))
+    else:
+        matrix = (elements(source.shape) // source.shape[-1], source.shape[-1])
+    return len(source.shape) > 2 and view_strides(source.shape, source.strides, matrix) is None
 
 
 def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> list[tuple[str, int]]:
@@ -180,7 +251,7 @@ def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> lis
         reads = sum(len(row) for row in table)
         c, h, w = layer.input_shapes[0]
         return [(extra + "gathered", reads * h * w * batch * size)]
-    if kind == "linear" and len(layer.input_shapes[0]) > 1 and strided(layer.spec.inputs[0], report):
+    if kind == "linear" and _linear_copies(layer, report):
         return [(extra + "matrix", elements(layer.input_shapes[0]) * batch * size)]  # reshaped to a matrix: a copy
     if kind in ("conv", "linear", "avgpool", "adaptiveavgpool", "globalavgpool"):
         return inputs[:1]
@@ -212,6 +283,11 @@ def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> lis
         return inputs[:1] + [(extra + "stats", 2 * vectors * batch * size)]
     if kind == "attention":
         (n, d), heads = layer.input_shapes[0], layer.spec.params["heads"]
+        # The in-projection multiplies x transposed to [N, B, D] as an (N·B) × D matrix: a copy unless viewable.
+        source = layouts(report)[layer.spec.inputs[0]]
+        transposed = ((n, batch, d), (source.strides[1], source.strides[0], source.strides[2]))
+        if view_strides(*transposed, (n * batch, d)) is None:
+            inputs = [(extra + "input", n * d * batch * size)]
         return inputs[:1] + [(extra + "qkv", 3 * n * d * batch * size), (extra + "q", n * d * batch * size),
                              (extra + "weights", heads * n * n * batch * size),
                              (extra + "context", n * d * batch * size)]

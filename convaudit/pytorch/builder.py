@@ -254,8 +254,8 @@ class ChannelShuffle(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, rest = x.shape[0], x.shape[1], x.shape[2:]
-        x = x.view(batch, self.groups, channels // self.groups, *rest).transpose(1, 2).contiguous()
-        return x.view(batch, channels, *rest)
+        x = x.reshape(batch, self.groups, channels // self.groups, *rest).transpose(1, 2).contiguous()
+        return x.view(batch, channels, *rest)  # reshape, not view, first: the input may be a permuted view
 
 
 class Permute(nn.Module):
