@@ -20,7 +20,7 @@ from convaudit.core.analysis import Report
 from convaudit.core.model import INPUT
 from convaudit.errors import printable
 
-RUN_LIMIT = 40
+RUN_LIMIT = 60
 RUN_SIZE = 25
 LABEL_CHARS = 30  # longer names are cut in the box (the full name is in its tooltip and the details)
 
@@ -136,8 +136,7 @@ def structure(report: Report) -> Structure:
     _dissolve_single_children(clusters, parent)
     _cut_into_runs(clusters, parent, layers)
     _count_and_label(clusters, nodes, parent, report, separator)
-    for cluster in clusters.values():
-        _wire(cluster, clusters, nodes, parent, report)
+    _wire_all(clusters, nodes, parent, report)
     for cluster in clusters.values():
         _rank_and_order(cluster, nodes)
     return Structure(nodes, clusters, parent)
@@ -238,48 +237,38 @@ def _chain(node_id: str, parent: dict[str, str]) -> list[str]:
     return chain
 
 
-def _wire(cluster: Cluster, clusters: dict[str, Cluster], nodes: dict[str, Node], parent: dict[str, str],
-          report: Report) -> None:
-    """The edges between this cluster's children, and from its in-port / to its out-port."""
+def _wire_all(clusters: dict[str, Cluster], nodes: dict[str, Node], parent: dict[str, str],
+              report: Report) -> None:
+    """Every input of every layer, as edges in the clusters it passes through: between two children of the
+    innermost cluster holding both ends, from the in-port of each cluster it enters, to the out-port of each
+    cluster it leaves."""
     names = {layer.name: index for index, layer in enumerate(report.layers)}
-    cid = cluster.id
-    seen: set[tuple[str, str, int]] = set()
-    inside = set(_layer_indices(cid, clusters, nodes)) if cid != "B0" else None
+    seen: set[tuple[str, str, str, int]] = set()
 
-    def child_holding(layer_index: int) -> str:
-        node_id = f"L{layer_index}"
-        while parent[node_id] != cid:
-            node_id = parent[node_id]
-        return node_id
+    def add(cid: str, start: str, end: str, source: int) -> None:
+        if (cid, start, end, source) not in seen:
+            seen.add((cid, start, end, source))
+            clusters[cid].edges.append(Edge(start, end, source))
 
-    for target in (sorted(inside) if inside is not None else range(len(report.layers))):
-        for source_name in report.layers[target].spec.inputs:
-            source = names.get(source_name, -1) if source_name != INPUT else -1
-            if inside is None:
-                start = "input" if source < 0 else child_holding(source)
-            else:
-                start = child_holding(source) if source in inside else f"{cid}:in"
-            end = child_holding(target)
-            if start == end:
-                continue
-            key = (start, end, source)
-            if key not in seen:
-                seen.add(key)
-                cluster.edges.append(Edge(start, end, source))
-    if inside is not None:  # what leaves the cluster goes through its out-port
-        for index, layer in enumerate(report.layers):
-            if index in inside:
-                continue
-            for source_name in layer.spec.inputs:
-                source = names.get(source_name, -1)
-                if source in inside:
-                    key = (child_holding(source), f"{cid}:out", source)
-                    if key not in seen:
-                        seen.add(key)
-                        cluster.edges.append(Edge(key[0], key[1], source))
-    for port in ("in", "out"):
-        if any(f"{cid}:{port}" in (e.source, e.target) for e in cluster.edges):
-            nodes[f"{cid}:{port}"] = Node(f"{cid}:{port}", port, w=GEOMETRY["point_w"])
+    for target, layer in enumerate(report.layers):
+        for source_name in layer.spec.inputs:
+            source = -1 if source_name == INPUT else names.get(source_name, -1)
+            from_chain = ["input" if source < 0 else f"L{source}", *_chain("input" if source < 0 else f"L{source}",
+                                                                             parent)]
+            to_chain = [f"L{target}", *_chain(f"L{target}", parent)]
+            holders = set(from_chain[1:])
+            j = next(k for k in range(1, len(to_chain)) if to_chain[k] in holders)
+            common = to_chain[j]
+            i = from_chain.index(common)
+            add(common, from_chain[i - 1], to_chain[j - 1], source)
+            for k in range(1, j):
+                add(to_chain[k], f"{to_chain[k]}:in", to_chain[k - 1], source)
+            for k in range(1, i):
+                add(from_chain[k], from_chain[k - 1], f"{from_chain[k]}:out", source)
+    for cid, cluster in clusters.items():
+        for port in ("in", "out"):
+            if any(f"{cid}:{port}" in (e.source, e.target) for e in cluster.edges):
+                nodes[f"{cid}:{port}"] = Node(f"{cid}:{port}", port, w=GEOMETRY["point_w"])
 
 
 def _rank_and_order(cluster: Cluster, nodes: dict[str, Node]) -> None:
@@ -303,7 +292,8 @@ def _rank_and_order(cluster: Cluster, nodes: dict[str, Node]) -> None:
             if indegree[nxt] == 0:
                 ready.append(nxt)
                 ready.sort(key=position.__getitem__)
-    order += [m for m in members if m not in set(order)]
+    placed = set(order)
+    order += [m for m in members if m not in placed]
     topo = {m: i for i, m in enumerate(order)}
     rank = {m: 0 for m in members}
     for item in order:

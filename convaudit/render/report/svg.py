@@ -201,10 +201,16 @@ def path(points: list[tuple[float, float]]) -> str:
     return " ".join(out)
 
 
+OPEN_RUNS_UP_TO = 500  # layers: a drawing this small opens its runs too, one box per layer
+
+
 def default_expanded(structure: Structure, depth: int | None) -> set[str]:
-    """Blocks down to `depth` (all of them when None); runs of a long chain stay collapsed."""
+    """Blocks down to `depth` (all of them when None); runs of a long chain stay shut unless the whole network
+    has at most OPEN_RUNS_UP_TO layers."""
+    small = structure.clusters["B0"].layers <= OPEN_RUNS_UP_TO
     return {cid for cid, c in structure.clusters.items()
-            if c.kind == "root" or (c.kind == "block" and (depth is None or c.depth <= depth))}
+            if c.kind == "root" or (c.kind == "block" and (depth is None or c.depth <= depth))
+            or (c.kind == "run" and small and depth is None)}
 
 
 def network_svg(report: Report, structure: Structure, findings: Iterable[Finding],
