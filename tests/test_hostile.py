@@ -244,3 +244,117 @@ def test_an_error_in_the_base_names_the_extending_spec(tmp_path: Path) -> None:
                                     ["--peak", "10", "--bandwidth", "inf"]])
 def test_bench_refuses_non_positive_or_non_finite_ceilings(option: list[str]) -> None:
     one_line_error(run("bench", "lenet5", *option), option[-2])
+
+
+# ------------------------------------------------------------------ verify's memory guard sees every allocation
+
+SPARSE = """name: t
+input: [6, 400, 400]
+layers:
+  - type: conv
+    out: 16
+    kernel: 5
+    connections: [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [0, 4, 5], [0, 1, 5], [0, 1, 2, 3], [1, 2, 3, 4],
+                  [2, 3, 4, 5], [0, 3, 4, 5], [0, 1, 4, 5], [0, 1, 2, 5], [0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5],
+                  [0, 1, 2, 3, 4, 5]]
+  - {type: tanh}
+"""
+
+
+def fake_free(monkeypatch, nbytes: int) -> None:
+    import convaudit.pytorch.runtime as runtime
+
+    monkeypatch.setattr(runtime, "available_bytes", lambda device: nbytes)
+
+
+def refuse_building(monkeypatch) -> None:
+    """Fail the test if verify builds a real model: the guard must refuse first."""
+    import convaudit.pytorch.verify as verify
+
+    def built(*args, **kwargs):
+        raise AssertionError("verify built the model")
+
+    monkeypatch.setattr(verify, "build_model", built)
+
+
+@pytest.mark.needs_torch
+def test_the_guard_counts_a_sparse_convs_gathered_copies(write_spec, monkeypatch) -> None:
+    from convaudit.core.analysis import analyze
+    from convaudit.core.memory import run_memory, training_memory
+    from convaudit.pytorch.runtime import model_need
+    from convaudit.spec.parser import load_spec
+
+    report = analyze(load_spec(write_spec(SPARSE)), batch=8)
+    # The module gathers x[:, row] per output map: Σ|row| = 6·3 + 9·4 + 6 = 60 maps of 396×396, at batch 8, fp32.
+    gathered = 60 * 396 * 396 * 8 * 4
+    need = model_need(report)
+    assert need.workspaces >= gathered
+    assert need.total >= training_memory(report, "sgd").training_total  # never less than summary says
+    assert need.total > run_memory(report).total + gathered  # what the old guard counted, plus the copies
+    fake_free(monkeypatch, run_memory(report).total * 2)  # the old guard let this through
+    refuse_building(monkeypatch)
+    message = one_line_error(run("verify", str(write_spec(SPARSE)), "--batch", "8"), "workspaces")
+    assert "--force" in message
+
+
+@pytest.mark.needs_torch
+def test_the_guard_counts_the_rbf_differences(write_spec, monkeypatch) -> None:
+    from convaudit.core.analysis import analyze
+    from convaudit.pytorch.runtime import model_need
+    from convaudit.spec.parser import load_spec
+
+    text = "name: t\ninput: [16, 50, 50]\nlayers:\n  - {type: conv, out: 16, kernel: 1}\n  - {type: rbf, out: 1000}\n"
+    report = analyze(load_spec(write_spec(text)), batch=64)
+    differences = 64 * 1000 * (16 * 50 * 50) * 4  # B × out × in at fp32: 10.2 GB, allocated by (x − W)
+    assert model_need(report).total >= differences
+    fake_free(monkeypatch, differences // 2)
+    refuse_building(monkeypatch)
+    one_line_error(run("verify", str(write_spec(text)), "--batch", "64"), "the model needs about")
+
+
+@pytest.mark.needs_torch
+def test_a_hundred_million_channels_is_refused_not_an_internal_error(write_spec, monkeypatch) -> None:
+    fake_free(monkeypatch, 8 * 2**30)
+    refuse_building(monkeypatch)
+    path = spec_with(write_spec, "{type: conv, out: 100000000, kernel: 1}")
+    one_line_error(run("verify", str(path), "--repeats", "0"), "the model needs about")
+
+
+@pytest.mark.needs_torch
+def test_verify_stops_at_the_analysis_error_before_building(write_spec, monkeypatch) -> None:
+    refuse_building(monkeypatch)
+    # groups that do not divide the channels: torch's nn.Conv2d raised ValueError (exit 3)
+    path = spec_with(write_spec, "{type: conv, out: 8, kernel: 3, groups: 2}")
+    one_line_error(run("verify", str(path)), "layers[0].groups: conv1: input channels 3 are not divisible by groups 2")
+    # a kernel larger than the map, on 4096 × 4096 channels: the module alone was 2.3 GB
+    path = write_spec("name: t\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: 4096, kernel: 3}\n"
+                      "  - {type: conv, out: 4096, kernel: 190}\n")
+    one_line_error(run("verify", str(path)), "the kernel (190) is larger than the padded input")
+
+
+@pytest.mark.needs_torch
+def test_verify_report_names_pytorchs_refusal_to_build(write_spec) -> None:
+    import torch
+
+    from convaudit.core.analysis import analyze
+    from convaudit.pytorch.verify import verify_report
+    from convaudit.spec.parser import load_spec
+
+    report = analyze(load_spec(spec_with(write_spec, "{type: conv, out: 8, kernel: 3, groups: 2}")))
+    result = verify_report(report, torch.device("cpu"), repeats=0)
+    assert result.torch_error == "PyTorch cannot build conv1: ValueError: in_channels must be divisible by groups"
+    assert not result.passed and result.explanation
+
+
+@pytest.mark.needs_torch
+def test_an_allocation_failure_past_force_is_one_line(monkeypatch) -> None:
+    import convaudit.pytorch.verify as verify
+
+    def allocate(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 42949672960 bytes. Error code 12 (Cannot allocate memory)")
+
+    fake_free(monkeypatch, 1024)
+    monkeypatch.setattr(verify, "build_model", allocate)
+    message = one_line_error(run("verify", "lenet5", "--force", "--repeats", "0"), "out of memory")
+    assert "can't allocate memory" in message

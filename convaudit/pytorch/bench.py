@@ -24,6 +24,7 @@ from convaudit.pytorch.runtime import (
     describe_device,
     guard_memory,
     is_out_of_memory,
+    model_need,
     precision,
     synchronize,
     time_step,
@@ -276,7 +277,7 @@ def bench_report(report: Report, device: torch.device, dtype: str = "fp32", warm
     if device.type == "cuda" and warmup < 1:
         raise DeviceError("--warmup 0 on a GPU would time cudnn's autotuning and the first launches; "
                           "use --warmup 1 or more")
-    guard_memory(run_memory(report, backward), device, force)
+    guard_memory(model_need(report, backward), device, force)  # every tensor, workspaces included
     torch.manual_seed(0)
     torch_dtype = TORCH_DTYPES[storage_dtype(dtype)]
     model = build_model(report).to(device=device, dtype=torch_dtype).train(backward)

@@ -6,13 +6,16 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
-from convaudit.core.memory import RunMemory
+from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.layers import elements
+from convaudit.core.memory import RunMemory, dtype_size, run_memory, saved_tensors
 from convaudit.core.timing import Timing
 from convaudit.core.units import fmt_bytes
-from convaudit.errors import DeviceError
+from convaudit.errors import DeviceError, interrupted
 
 GUARD_FRACTION = 0.9  # refuse a run that needs more than this share of what is free
 
@@ -55,20 +58,82 @@ def available_bytes(device: torch.device) -> int | None:
     return host_available_bytes()
 
 
-def guard_memory(need: RunMemory, device: torch.device, force: bool, available: int | None = None) -> None:
+@dataclass(frozen=True)
+class ModelNeed:
+    """Every tensor a run of the torch model holds at once, from core/memory.py's model (as `summary`'s figures):
+    parameters, gradients, all outputs and their gradients, and the workspaces no output shows, namely the
+    tensors layers save for backward beyond their inputs and outputs (a sparse conv's gathered copies and
+    indices, the RBF's B × out × in differences, attention's weights, max-pool indices) plus the largest
+    forward scratch (those same copies are made without autograd too)."""
+
+    run: RunMemory
+    saved_extra: int  # private tensors saved for backward, all alive at once
+    scratch: int  # the largest one layer makes during its forward
+    refused_layer: int = 0  # parameters of the layer the analysis stopped at (verify builds it)
+
+    @property
+    def workspaces(self) -> int:
+        return self.saved_extra + self.scratch
+
+    @property
+    def total(self) -> int:
+        return self.run.total + self.workspaces + self.refused_layer
+
+
+def forward_scratch(layer: LayerResult, report: Report) -> int:
+    """Bytes one layer's forward allocates beyond its output: the copies its module makes (see builder.py)."""
+    size, batch = layer.dtype_bytes, layer.batch
+    table = layer.spec.params.get("connections")
+    if layer.type == "conv" and table is not None:  # x[:, row] for each output map
+        c, h, w = layer.input_shapes[0]
+        return sum(len(row) for row in table) * h * w * batch * size
+    if layer.type == "rbf":  # (x − W) and its square: B × out × in each
+        return 2 * elements(layer.input_shapes[0]) * layer.output_shape[0] * batch * size
+    return sum(nbytes for key, nbytes in saved_tensors(layer, report) if "#" in key)
+
+
+def model_need(report: Report, backward: bool = True, refused_layer_params: int = 0) -> ModelNeed:
+    saved = sum(nbytes for layer in report.layers for key, nbytes in saved_tensors(layer, report)
+                if "#" in key) if backward else 0
+    scratch = max((forward_scratch(layer, report) for layer in report.layers), default=0)
+    return ModelNeed(run_memory(report, backward), saved, scratch, refused_layer_params * dtype_size(report))
+
+
+def guard_memory(need: ModelNeed | RunMemory, device: torch.device, force: bool, available: int | None = None) -> None:
     """Refuse (exit 2) a run that would not fit, before anything is allocated, unless --force."""
+    if isinstance(need, RunMemory):
+        need = ModelNeed(need, 0, 0)
     free = available if available is not None else available_bytes(device)
     if force or free is None or need.total <= GUARD_FRACTION * free:
         return
     where = "GPU" if device.type == "cuda" else "host"
+    run = need.run
+    parts = [f"parameters {fmt_bytes(run.params + need.refused_layer)}", f"gradients {fmt_bytes(run.grads)}",
+             f"activations {fmt_bytes(run.activations + run.activation_grads + run.input)}"]
+    if need.workspaces:
+        parts.append(f"workspaces {fmt_bytes(need.workspaces)}")
     raise DeviceError(
-        f"the model needs about {fmt_bytes(need.total)} (parameters {fmt_bytes(need.params)}, gradients "
-        f"{fmt_bytes(need.grads)}, activations {fmt_bytes(need.activations + need.activation_grads)}) but only "
-        f"{fmt_bytes(free)} of {where} memory is free; lower --batch or --input, or pass --force to try anyway")
+        f"the model needs about {fmt_bytes(need.total)} ({', '.join(parts)}) but only {fmt_bytes(free)} of {where} "
+        "memory is free; lower --batch or --input, or pass --force to try anyway")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
+
+
+def allocation_error(error: BaseException, doing: str) -> DeviceError:
+    """The allocator's failure as one line (exit 2): with --force past the guard, or an estimate that fell short."""
+    first_line = (str(error).strip().splitlines() or [""])[0][:200]
+    return DeviceError(f"out of memory {doing} ({type(error).__name__}: {first_line}); lower --batch or --input")
+
+
+def stop_if_interrupted() -> None:
+    """Ctrl-C that a library swallowed (torch can lose a KeyboardInterrupt raised inside its C++ code)."""
+    if interrupted():
+        raise KeyboardInterrupt
 
 
 def synchronize(device: torch.device) -> None:
@@ -103,9 +168,11 @@ def time_step(step: Callable[[], object], device: torch.device, warmup: int, rep
         if before:
             before()
         step()
+        stop_if_interrupted()
     synchronize(device)
     samples = []
     for _ in range(repeats):
+        stop_if_interrupted()
         if before:
             before()
             synchronize(device)  # its launches (an untimed forward) must not run into the timed step

@@ -26,11 +26,18 @@ from torch.utils.flop_counter import FlopCounterMode
 from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.checks import Finding, check
 from convaudit.core.layers import REGISTRY, elements
-from convaudit.core.memory import run_memory
 from convaudit.core.timing import Timing
 from convaudit.errors import DeviceError
-from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model, count_buffers, count_parameters
-from convaudit.pytorch.runtime import describe_device, guard_memory, is_out_of_memory, precision, time_step
+from convaudit.pytorch.builder import BUILDERS, TORCH_DTYPES, SpecModel, build_model, count_buffers, count_parameters
+from convaudit.pytorch.runtime import (
+    allocation_error,
+    describe_device,
+    guard_memory,
+    is_out_of_memory,
+    model_need,
+    precision,
+    time_step,
+)
 
 MATCH, MISMATCH, NOT_COUNTED, TORCH_OVERCOUNT, NOTHING = "match", "mismatch", "not-counted", "torch-overcount", "none"
 
@@ -280,10 +287,42 @@ def torch_backward_cell(layer: LayerResult, counted: int) -> Cell:
 
 def verify_report(report: Report, device: torch.device, dtype: str = "fp32", warmup: int = 1, repeats: int = 5,
                   force: bool = False, seed: int = 0) -> VerifyResult:
-    """Build, run, count and time the model of `report`, comparing every number the analysis gives."""
+    """Build, run, count and time the model of `report`, comparing every number the analysis gives.
+
+    The memory guard counts every tensor first (the layer the analysis stopped at included); the allocator's
+    own failure, past --force or a short estimate, is a DeviceError (exit 2), never a traceback.
+    """
     base = dict(spec=report.spec.label, input=report.input, batch=report.batch, dtype=dtype,
                 device=describe_device(device))
-    guard_memory(run_memory(report), device, force)
+    refused = refused_layer_params(report)
+    if isinstance(refused, str):
+        return VerifyResult(**base, torch_error=refused, explanation=predicted(report, report.halted.layer.name))
+    guard_memory(model_need(report, refused_layer_params=refused), device, force)
+    try:
+        return _verify_report(report, device, dtype, warmup, repeats, seed, base)
+    except (RuntimeError, MemoryError) as error:
+        if is_out_of_memory(error):
+            raise allocation_error(error, "building or running the model") from None
+        raise
+
+
+def refused_layer_params(report: Report) -> int | str:
+    """Parameters of the layer the analysis stopped at, counted on the meta device (nothing allocated);
+    or, when PyTorch cannot even construct it (groups that do not divide the channels), what it said."""
+    if report.halted is None:
+        return 0
+    halt = report.halted
+    try:
+        with torch.device("meta"):
+            module = BUILDERS[halt.layer.type](halt.layer, halt.input_shapes)
+    except Exception as error:  # torch's own refusal: ValueError, RuntimeError
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        return f"PyTorch cannot build {halt.layer.name}: {type(error).__name__}: {first_line}"
+    return sum(count_parameters(module))
+
+
+def _verify_report(report: Report, device: torch.device, dtype: str, warmup: int, repeats: int, seed: int,
+                   base: dict) -> VerifyResult:
     torch.manual_seed(seed)
     torch_dtype = TORCH_DTYPES[dtype]
     model = build_model(report).to(device=device, dtype=torch_dtype).eval()
