@@ -726,21 +726,63 @@ def diff_specs(
         "--input", "-i", metavar="N|HxW", help="Input size: once for both sides, or twice (A then B).")] = None,
     output_format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
     changed_only: Annotated[bool, typer.Option("--changed", help="Show only the rows that differ.")] = False,
+    strategies: Annotated[list[Strategy] | None, typer.Option(
+        "--strategy", "-s", help="Compare split plans (as `split`): once for both sides, or twice (A then B).")
+    ] = None,
+    device_counts: Annotated[list[int] | None, typer.Option(
+        "--devices", "-n", min=1, metavar="N", help="Compare split plans over N devices: once for both sides, or "
+        "twice.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", "-b", min=1, metavar="N",
+                                              help="Plans: batch of one step (128).")] = None,
+    dtype: Annotated[Dtype | None, typer.Option("--dtype", help="Plans: element type (fp32).")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option("--optimizer", help="Plans: optimizer state (momentum).")
+                         ] = None,
+    device_memory: Annotated[str | None, typer.Option(
+        "--device-memory", metavar="SIZE", help="Plans: memory of each device, such as 3GiB.")] = None,
 ) -> None:
-    """Two specs, or one spec at two inputs, side by side: shapes, parameters and MACs per layer.
+    """Two specs, or one spec at two inputs, side by side: shapes, parameters and MACs per layer. With
+    --strategy or --devices, two split plans side by side: per-device parameters, FLOPs and bytes crossing.
 
-    convaudit diff alexnet --input 224 --input 227 · convaudit diff alexnet alexnet-torchvision
+    convaudit diff alexnet --input 224 --input 227 · convaudit diff alexnet --strategy columns --strategy data
     """
     from convaudit.core.diff import align
     from convaudit.render.diff import diff_json, diff_markdown, diff_rich
 
-    sizes = input_sizes or []
-    if len(sizes) > 2:
-        raise ConvauditError("--input: give it once (both sides) or twice (A then B)")
-    if right is None and len(sizes) != 2:
-        raise ConvauditError("diff needs two specs, or one spec and two --input sizes")
+    sizes, chosen, counts = input_sizes or [], strategies or [], device_counts or []
+    for option, given in (("--input", sizes), ("--strategy", chosen), ("--devices", counts)):
+        if len(given) > 2:
+            raise ConvauditError(f"{option}: give it once (both sides) or twice (A then B)")
+    planning = bool(chosen or counts)
+    if not planning and (batch, dtype, optimizer, device_memory) != (None,) * 4:
+        raise ConvauditError("--batch, --dtype, --optimizer and --device-memory compare split plans: "
+                             "give --strategy or --devices too")
+    if right is None and 2 not in (len(sizes), len(chosen), len(counts)):
+        raise ConvauditError("diff needs two specs, or one spec and two --input sizes"
+                             + (", --strategy or --devices" if planning else ""))
     left_size = sizes[0] if sizes else None
     right_size = sizes[-1] if sizes else None
+    if planning:
+        from convaudit.core.plan import parse_size, plan
+        from convaudit.core.plan_diff import compare
+        from convaudit.render.plan_diff import plan_diff_json, plan_diff_markdown, plan_diff_rich
+
+        memory = parse_size(device_memory) if device_memory is not None else None
+        sides = []
+        for index, (reference, size) in enumerate(((left, left_size), (right or left, right_size))):
+            network = load_network(reference, size)
+            pick = -1 if index else 0
+            sides.append(plan(analysed(network, batch or 128, (dtype or Dtype.fp32).value),
+                              (chosen[pick] if chosen else Strategy.columns).value, counts[pick] if counts else 2,
+                              (optimizer or Optimizer.momentum).value, network.placement, None, memory,
+                              network.placement_where))
+        result = compare(*sides)
+        if output_format is CheckFormat.json:
+            typer.echo(plan_diff_json(result))
+        elif output_format is CheckFormat.markdown:
+            typer.echo(plan_diff_markdown(result), nl=False)
+        else:
+            stdout_console().print(plan_diff_rich(result, changed_only))
+        return
     a = analysed(load_network(left, left_size))
     b = analysed(load_network(right or left, right_size))
     pairs = align(a, b)
