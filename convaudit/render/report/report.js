@@ -256,7 +256,7 @@
     const g = sv("g", { class: "g-head", "data-id": cid });
     g.appendChild(sv("title", {}, c.name + " (click to close)"));
     g.appendChild(sv("rect", { class: "frame", x: f1(left), y: f1(top), width: f1(w), height: f1(h), rx: 6 }));
-    g.appendChild(sv("text", { class: "head", x: f1(left + 8), y: f1(top + 15) }, "− " + c.name + (c.label ? " · " + c.label : "")));
+    g.appendChild(sv("text", { class: "head", x: f1(left + 8), y: f1(top + 15) }, "− " + G.nodes[cid].label + (c.label ? " · " + c.label : "")));
     g.addEventListener("click", (ev) => { if (ev.target.tagName !== "rect") toggle(cid); });
     g.querySelector("text").addEventListener("click", () => toggle(cid));
     svg.appendChild(g);
@@ -349,7 +349,23 @@
     while (id !== undefined) { expanded.add(id); id = G.parent[id]; }
     select("L" + layerIndex);
     const node = graphBox.querySelector('[data-id="L' + layerIndex + '"]');
-    if (node) node.scrollIntoView({ block: "center", inline: "center" });
+    if (node) { // scroll the drawing, not the page
+      const r = node.getBoundingClientRect(), b = graphBox.getBoundingClientRect();
+      graphBox.scrollTop += r.top - b.top - b.height / 2 + r.height / 2;
+      graphBox.scrollLeft += r.left - b.left - b.width / 2 + r.width / 2;
+    }
+  }
+  // report.html#open=inception3a,inception3b&select=conv1 opens blocks and selects a layer (links, screenshots)
+  function fromHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const wanted = new Set((params.get("open") || "").split(",").filter(Boolean));
+    for (const [cid, c] of Object.entries(G.clusters)) {
+      if (!wanted.has(c.name)) continue;
+      for (let id = cid; id !== undefined; id = G.parent[id]) expanded.add(id);
+    }
+    const chosen = params.get("select");
+    if (chosen !== null && indexOf.has(chosen)) reveal(indexOf.get(chosen));
+    else render();
   }
   window.convauditLayout = { place, expanded, render, reveal, toggle };
 
@@ -639,7 +655,7 @@
 
   // ------------------------------------------------------------ start
   header();
-  render();
+  fromHash();
   document.getElementById("expand-all").addEventListener("click", expandAll);
   document.getElementById("collapse-all").addEventListener("click", () => { expanded.clear(); expanded.add("B0"); render(); });
   document.getElementById("zoom-in").addEventListener("click", () => { zoom = Math.min(3, zoom * 1.25); render(); });

@@ -149,7 +149,7 @@ class Drawing:
 
     def frame(self, cid: str, left: float, top: float, w: float, h: float) -> None:
         cluster = self.structure.clusters[cid]
-        head = cluster.name + (f" · {cluster.label}" if cluster.label else "")
+        head = self.structure.nodes[cid].label + (f" · {cluster.label}" if cluster.label else "")
         self.parts.append(f'<g class="cluster"><title>{escape(cluster.name)}</title>'
                           f'<rect class="frame" x="{left:.1f}" y="{top:.1f}" width="{w:.1f}" height="{h:.1f}" rx="6"/>'
                           f'<text class="head" x="{left + 8:.1f}" y="{top + 15:.1f}">{escape(head)}</text></g>')
