@@ -1,0 +1,76 @@
+"""Scale: deep and wide inputs stay linear, never recurse per layer or per level, and refuse with the limit named."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from convaudit.errors import SpecError
+from convaudit.spec import yamlsource
+from convaudit.spec.yamlsource import MAX_DEPTH, MAX_NODES, load_document
+
+# ------------------------------------------------------------------ YAML
+
+
+def test_the_c_loader_is_used_when_pyyaml_has_it() -> None:
+    assert yamlsource.LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@pytest.mark.parametrize("text", ["[" * 10_000 + "]" * 10_000, "- " * 10_000 + "x\n",
+                                  "".join(" " * i + "k:\n" for i in range(1_000)) + " " * 1_000 + "k: 1\n"],
+                         ids=["flow", "block-sequence", "block-mapping"])
+def test_deep_nesting_is_one_clear_error(text: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_document(text, "deep.yaml")
+    message = str(caught.value)
+    assert message.startswith("deep.yaml:") and "\n" not in message
+    assert f"nests deeper than {MAX_DEPTH} levels (the YAML depth limit)" in message
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    # MAX_DEPTH sequences inside one another: the innermost holds the scalar
+    doc = load_document("[" * MAX_DEPTH + "1" + "]" * MAX_DEPTH, "ok.yaml")
+    value = doc.data
+    for _ in range(MAX_DEPTH):
+        value = value[0]
+    assert value == 1
+
+
+def test_a_large_plain_document_is_not_an_alias_bomb() -> None:
+    # more nodes than MAX_NODES written out, none through an alias: only aliases count against MAX_NODES
+    count = MAX_NODES + 10_000
+    doc = load_document("x: [" + "1," * count + "]\n", "plain.yaml")
+    assert len(doc.data["x"]) == count
+
+
+def test_alias_expansion_is_counted_and_the_limit_named() -> None:
+    # each alias to a counts a's 1 + 1,000 nodes; 200 of them pass MAX_NODES = 200,000
+    text = "a: &a [" + "1, " * 1_000 + "]\nb: [" + ", ".join(["*a"] * 200) + "]\n"
+    with pytest.raises(SpecError) as caught:
+        load_document(text, "bomb.yaml")
+    assert f"more than {MAX_NODES} nodes through aliases (the alias-expansion limit" in str(caught.value)
+    assert str(caught.value).startswith("bomb.yaml:2:")
+
+
+def test_aliases_copy_values_and_lines_and_merges_keep_their_rules() -> None:
+    text = "a: &x\n  b: 1\n  c: [1, 2]\nd: *x\ne:\n  <<: *x\n  b: 5\n"
+    doc = load_document(text, "m.yaml")
+    assert doc.data == {"a": {"b": 1, "c": [1, 2]}, "d": {"b": 1, "c": [1, 2]}, "e": {"b": 5, "c": [1, 2]}}
+    assert doc.data["d"] is not doc.data["a"] and doc.data["d"]["c"] is not doc.data["a"]["c"]
+    # the alias's own key is on line 4; what it expands to is where the anchor wrote it
+    assert doc.lines[("d",)] == 4 and doc.lines[("d", "c")] == 3 and doc.lines[("e", "b")] == 7
+    assert doc.where(("e", "c")).line == 5  # a merged key: the line of the mapping it was merged into
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("a: *nowhere\n", "undefined alias *nowhere"),
+    ("a: &x 1\nb: &x 2\n", "the anchor &x is defined twice"),
+    ("--- 1\n--- 2\n", "expected a single document"),
+    ("a:\n  <<: [1]\n", "a merge key (<<) must name a mapping"),
+    ("? [a]\n: 1\n", "mapping keys must be plain names"),
+    ("!!binary a: 1\n", "YAML tags such as tag:yaml.org,2002:binary are not allowed"),
+])
+def test_yaml_refusals(text: str, needle: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_document(text, "bad.yaml")
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
