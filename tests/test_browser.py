@@ -203,3 +203,24 @@ def test_long_chain_stays_collapsed(browser: Chromium, write_spec, tmp_path: Pat
         assert page.errors() == []
     finally:
         page.close()
+
+
+def test_bench_times_beside_the_flops(browser: Chromium, tmp_path: Path) -> None:
+    bench = {"spec": "lenet5", "device": "cpu", "dtype": "fp32", "batch": 1, "gpu": False, "repeats": 3,
+             "layers": [{"name": "C1", "forward": {"median_s": 0.002}, "backward": None},
+                        {"name": "C3", "forward": {"median_s": 0.006}, "backward": None}]}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(bench), encoding="utf-8")
+    page = open_report(browser, "lenet5", tmp_path, "--bench", str(path))
+    try:
+        assert page.evaluate("[...document.querySelectorAll('#table-head div')].map(d => d.textContent)")[-1] == (
+            "forward time")
+        times = page.evaluate("Object.fromEntries([...document.querySelectorAll('#table-body .row')].map(r =>"
+                              " [r.dataset.row, r.querySelector('.bar.time b').textContent]))")
+        assert times["C1"] == "2.00 ms" and times["C3"] == "6.00 ms" and times["S2"] == ""
+        share = page.evaluate("document.querySelector('[data-metric=\"forward time\"] [data-category=conv]')"
+                              ".dataset.share")
+        assert float(share) == pytest.approx(1.0)  # both timed layers are convolutions
+        assert page.errors() == []
+    finally:
+        page.close()
