@@ -77,3 +77,37 @@ def test_saved_activations_match_what_pytorch_saves(path) -> None:
     with saved_tensors_hooks(pack, lambda tensor: tensor):
         model(torch.randn((1, *report.input)))
     assert training_memory(report).saved_activations == sum(saved.values())
+
+
+def alive_set_peak(report) -> tuple[int, str]:
+    """The oracle: the set of live tensors rebuilt and summed at every step."""
+    from convaudit.core.layers import elements
+    from convaudit.core.memory import _tensor_of, dtype_size, is_view
+    from convaudit.core.model import INPUT
+
+    size = dtype_size(report)
+    last_read = {INPUT: -1}
+    for index, layer in enumerate(report.layers):
+        for source in layer.spec.inputs:
+            tensor = _tensor_of(source, report)
+            last_read[tensor] = max(last_read.get(tensor, -1), index)
+    for output in report.spec.outputs:
+        last_read[_tensor_of(output, report)] = len(report.layers)
+    nbytes = {INPUT: elements(report.input) * report.batch * size}
+    nbytes.update({layer.name: layer.activations * size for layer in report.layers})
+    alive, peak, at = {INPUT}, nbytes[INPUT], INPUT
+    for index, layer in enumerate(report.layers):
+        if not is_view(layer, report):
+            alive.add(layer.name)
+        current = sum(nbytes[t] for t in alive)
+        if current > peak:
+            peak, at = current, layer.name
+        alive = {t for t in alive if last_read.get(t, -1) > index}
+    return peak, at
+
+
+@pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.stem)
+def test_one_pass_inference_peak_matches_the_alive_set(path) -> None:
+    for batch in (1, 3):
+        report = analyze(load(str(path)), batch=batch)
+        assert inference_peak(report) == alive_set_peak(report)

@@ -8,6 +8,7 @@ do not depend on it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from convaudit.core.layers import REGISTRY, LayerProblem, Outcome, Shape, describe_shape, elements
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
@@ -198,15 +199,17 @@ class Report:
     def input(self) -> tuple[int, int, int]:
         return self.spec.input
 
-    @property
+    @cached_property
     def totals(self) -> Totals:
+        """Summed once: renderers ask for it on every row (the report is frozen, so it cannot go stale)."""
         return totals_of(self.layers)
 
+    @cached_property
+    def by_name(self) -> dict[str, LayerResult]:
+        return {layer.name: layer for layer in self.layers}
+
     def layer(self, name: str) -> LayerResult:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
+        return self.by_name[name]
 
 
 def dtype_bytes(dtype: str) -> int:
@@ -227,7 +230,10 @@ def analyze(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
     results: list[LayerResult] = []
     for layer in spec.layers:
         input_shapes = tuple(shapes[source] for source in layer.inputs)
-        upstream = tuple(dict.fromkeys(name for source in layer.inputs for name in inexact[source]))
+        if len(layer.inputs) == 1:
+            upstream = inexact[layer.inputs[0]]  # shared, not copied: a chain stays linear
+        else:
+            upstream = tuple(dict.fromkeys(name for source in layer.inputs for name in inexact[source]))
         try:
             outcome = REGISTRY[layer.type].apply(list(input_shapes), layer.params)
         except LayerProblem as problem:

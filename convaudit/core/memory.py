@@ -333,15 +333,17 @@ def inference_peak(report: Report) -> tuple[int, str]:
             last_read[tensor] = max(last_read.get(tensor, -1), order[layer.name])
     for output in report.spec.outputs:
         last_read[_tensor_of(output, report)] = len(report.layers)
-    nbytes = {INPUT: elements(report.input) * report.batch * size}
-    nbytes.update({layer.name: layer.activations * size for layer in report.layers})
-    alive = {INPUT}
-    peak, at = nbytes[INPUT], INPUT
+    # one pass: a running sum, each tensor freed after step max(made, last read)
+    freed_after: dict[int, list[int]] = {}
+    current = elements(report.input) * report.batch * size
+    freed_after.setdefault(max(last_read.get(INPUT, -1), 0), []).append(current)
+    peak, at = current, INPUT
     for index, layer in enumerate(report.layers):
         if not is_view(layer, report):
-            alive.add(layer.name)
-        current = sum(nbytes[t] for t in alive)
+            nbytes = layer.activations * size
+            current += nbytes
+            freed_after.setdefault(max(last_read.get(layer.name, -1), index), []).append(nbytes)
         if current > peak:
             peak, at = current, layer.name
-        alive = {t for t in alive if last_read.get(t, -1) > index}
+        current -= sum(freed_after.pop(index, ()))
     return peak, at
