@@ -5,6 +5,7 @@ Every error names the file, line and key.
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -264,16 +265,16 @@ def _topological(layers: list[LayerSpec], outputs: tuple[str, ...]) -> tuple[Lay
         for source in layer.inputs:
             if source != INPUT:
                 consumers[source].append(layer.name)
-    ready = sorted((name for name, count in waiting.items() if count == 0), key=position.get)
+    ready = [position[name] for name, count in waiting.items() if count == 0]  # a heap of file positions
+    heapq.heapify(ready)
     ordered: list[LayerSpec] = []
     while ready:
-        name = ready.pop(0)
+        name = layers[heapq.heappop(ready)].name
         ordered.append(by_name[name])
         for consumer in consumers[name]:
             waiting[consumer] -= 1
             if waiting[consumer] == 0:
-                ready.append(consumer)
-                ready.sort(key=position.get)
+                heapq.heappush(ready, position[consumer])
     if len(ordered) < len(layers):
         stuck = [layer for layer in layers if waiting[layer.name] > 0]
         cycle = _find_cycle(stuck)
