@@ -74,3 +74,33 @@ def test_yaml_refusals(text: str, needle: str) -> None:
     with pytest.raises(SpecError) as caught:
         load_document(text, "bad.yaml")
     assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ------------------------------------------------------------------ bundled names
+
+def test_bundled_names_from_the_headers_agree_with_the_parsed_specs() -> None:
+    from convaudit.spec.library import bundled_names, bundled_paths
+    from convaudit.spec.parser import load_spec
+
+    expected = {}
+    for path in bundled_paths():
+        spec = load_spec(path)
+        expected.update({name.lower(): path for name in (spec.name, *spec.aliases)})
+    assert bundled_names() == expected
+
+
+def test_resolving_a_bundled_name_parses_one_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convaudit.spec import library
+
+    loaded = []
+    real = library.load_spec
+    monkeypatch.setattr(library, "load_spec", lambda path, variant=None: loaded.append(path) or real(path, variant))
+    assert library.load("vgg19").name == "vgg-e"  # an alias: no file is called vgg19.yaml
+    assert [path.name for path in loaded] == ["vgg-e.yaml"]
+
+
+def test_header_names_read_block_and_flow_lists() -> None:
+    from convaudit.spec.library import header_names
+
+    text = "# c\nname: net\nlayers:\n  - {type: relu, name: aliases}\naliases:\n- one\n-   two\ninput: [1, 2, 2]\n"
+    assert header_names(text, "n.yaml") == ["net", "one", "two"]

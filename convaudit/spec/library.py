@@ -9,6 +9,7 @@ from convaudit.core.model import NetworkSpec
 from convaudit.errors import SpecError
 from convaudit.spec.layerlist import closest
 from convaudit.spec.parser import load_spec
+from convaudit.spec.yamlsource import load_document
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -38,6 +39,33 @@ def bundled_specs() -> list[NetworkSpec]:
     return [load_spec(path) for path in bundled_paths()]
 
 
+def bundled_names() -> dict[str, Path]:
+    """Every bundled spec's name and aliases, lower-cased, to its file: read from those two top-level keys
+    alone, so that resolving one name does not parse every bundled network (a test checks they agree)."""
+    names: dict[str, Path] = {}
+    for path in bundled_paths():
+        for name in header_names(path.read_text(encoding="utf-8"), str(path)):
+            names[name.lower()] = path
+    return names
+
+
+def header_names(text: str, file: str) -> list[str]:
+    """The `name:` and `aliases:` of a spec's text, from their own top-level lines (and what is indented
+    under them), without reading the layers."""
+    kept, taking = [], False
+    for line in text.splitlines():
+        if line[:1] not in ("", " ", "\t", "#", "-"):  # a top-level key starts here
+            taking = line.startswith(("name:", "aliases:"))
+        if taking:
+            kept.append(line)
+    data = load_document("\n".join(kept) + "\n", file).data
+    if not isinstance(data, dict):
+        return []
+    aliases = data.get("aliases")
+    found = [data.get("name"), *(aliases if isinstance(aliases, list) else [])]
+    return [name for name in found if isinstance(name, str)]
+
+
 def resolve(reference: str) -> Path:
     """A file path if it exists, else the bundled spec named (or aliased) `reference`."""
     path = Path(reference).expanduser()
@@ -55,10 +83,7 @@ def resolve_bundled(reference: str) -> Path:
     direct = bundled_dir() / f"{wanted}.yaml"
     if direct.is_file():
         return display_path(direct)
-    names: dict[str, Path] = {}
-    for spec in bundled_specs():
-        for name in (spec.name, *spec.aliases):
-            names[name.lower()] = Path(spec.file)
+    names = bundled_names()
     if wanted in names:
         return display_path(names[wanted])
     bundled = ", ".join(path.stem for path in bundled_paths())
