@@ -189,17 +189,20 @@ def long_chain(layers: int) -> str:
 
 
 def test_long_chain_stays_collapsed(browser: Chromium, write_spec, tmp_path: Path) -> None:
-    """A chain without blocks is shown as nested runs: few boxes, a virtual table, and opening works."""
-    page = open_report(browser, write_spec(long_chain(2000)), tmp_path)
+    """20,000 layers without blocks: nested runs (a few dozen boxes), a table that draws only the rows in view,
+    runs that open, and "Expand all" that stops at a few thousand boxes."""
+    page = open_report(browser, write_spec(long_chain(20000)), tmp_path)
     try:
         before = page.evaluate("document.querySelectorAll('#graph .g-node').length")
         assert before <= 60
         assert page.evaluate("document.querySelectorAll('#table-body .row').length") < 100
         page.evaluate("document.querySelector('#graph .g-node[data-kind=run]').dispatchEvent(new Event('click'))")
         assert page.evaluate("document.querySelectorAll('#graph .g-node').length") > before
-        page.evaluate("document.getElementById('table-body').scrollTop = 26 * 1500")
+        page.evaluate("document.getElementById('table-body').scrollTop = 26 * 15000")
         page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        assert "c750" in page.evaluate("[...document.querySelectorAll('#table-body .row')].map(r => r.dataset.row)")
+        assert "c7500" in page.evaluate("[...document.querySelectorAll('#table-body .row')].map(r => r.dataset.row)")
+        page.evaluate("document.getElementById('expand-all').click()")  # stops at a few thousand boxes
+        assert 1000 < page.evaluate("document.querySelectorAll('#graph .g-node').length") <= 4000
         assert page.errors() == []
     finally:
         page.close()
