@@ -93,23 +93,26 @@ def signature(instance: Instance) -> tuple:
 
 
 def choose(layers: list[Layer], outputs: tuple[str, ...], modules: dict[str, str]) -> list[Instance]:
-    """Instances to fold, outermost first; a signature needs two instances or more."""
+    """Instances to fold: the outermost modules whose structure occurs twice or more. A module inside one
+    that folds is left to its block; one whose only twins fold inside other blocks folds nowhere, which
+    frees its own children to fold."""
     found = candidates(layers, outputs, modules)
-    found.sort(key=lambda c: (c.path.count("."), c.first))
-    chosen: list[Instance] = []
-    covered: set[int] = set()
-    for instance in found:
-        if instance.first in covered or instance.block:
-            continue
-        group = [c for c in found if c.signature == instance.signature and not c.block
-                 and not any(i in covered for i in range(c.first, c.last + 1))]
-        if len(group) < 2:
-            continue
-        for member in group:
-            member.block = "?"
-            chosen.append(member)
-            covered.update(range(member.first, member.last + 1))
-    return sorted(chosen, key=lambda c: c.first)
+    blocked: set[str] = set()
+    while True:
+        groups: dict[tuple, list[Instance]] = {}
+        for instance in found:
+            if instance.path not in blocked:
+                groups.setdefault(instance.signature, []).append(instance)
+        foldable = [c for group in groups.values() if len(group) >= 2 for c in group]
+        paths = {c.path for c in foldable}
+        outermost = [c for c in foldable if not any(c.path.startswith(p + ".") for p in paths)]
+        counts: dict[tuple, int] = {}
+        for instance in outermost:
+            counts[instance.signature] = counts.get(instance.signature, 0) + 1
+        single = {c.path for c in outermost if counts[c.signature] < 2}
+        if not single:
+            return sorted(outermost, key=lambda c: c.first)
+        blocked |= single
 
 
 def block_name(kind: str, taken: set[str]) -> str:

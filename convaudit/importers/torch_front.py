@@ -187,15 +187,15 @@ class Walker:
             self.split(node, name, operands)
             return
         out = shape_of(node)
-        if out is None:  # assertions, symbolic sizes: no tensor, nothing to count
-            return
+        if out is None and (name.startswith(("_assert", "sym_")) or not any(v.kind == "act" for v in operands)):
+            return  # assertions and symbolic sizes: no tensor, nothing to count
         if not any(v.kind in ("act", "parts") for v in operands):  # parameter-only arithmetic (expand a token)
             params = [v for v in operands if v.kind == "param"]
             names = tuple(dict.fromkeys(n for v in params for n in v.names))
             self.values[node] = Value("param", out, names=names, numel=sum(v.numel for v in params))
             return
         entry = ATEN.get(name)
-        if entry is None:
+        if entry is None or out is None:  # never skipped: an operator left out would count as zero
             raise Unsupported(f"{self.where(node, 'aten.' + name)}: operator aten.{name} has no convaudit layer type")
         attrs = {key: value for key, value in arguments(node).items() if self.value(value) is None}
         result = entry(Call(name, operands, attrs, out, self.where(node, "aten." + name)))

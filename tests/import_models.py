@@ -1,0 +1,75 @@
+"""Small nn.Module factories that tests import by target (`tests.import_models:NAME`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Tokens(nn.Module):
+    """Parameters used outside any submodule: a class token, a position embedding and a layer scale,
+    as in ViT and ConvNeXt."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(3, dim, 4, stride=4)
+        self.gamma = nn.Parameter(torch.ones(dim, 1, 1))
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 17, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.gamma * self.conv(x)  # [N, dim, 4, 4]
+        x = x.flatten(2).permute(0, 2, 1)  # [N, 16, dim]
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embedding
+        return self.head(self.norm(x)[:, 0])
+
+
+class Branches(nn.Module):
+    """Batchnorm, a squeeze-excitation product, a channel split and a concat, identities and dropout."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 8, 1), nn.Sigmoid())
+        self.left = nn.Conv2d(4, 4, 3, padding=1)
+        self.skip = nn.Identity()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.25)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x * self.se(x)
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([self.left(a), self.skip(b)], dim=1)
+        return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
+
+
+class Sorted(nn.Module):
+    """An operator convaudit cannot count (a sort), inside a named submodule."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), SortChannels())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class SortChannels(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sort(x, dim=1).values
+
+
+def tokens(dim: int = 8) -> nn.Module:
+    return Tokens(dim)
+
+
+def branches(classes: int = 10) -> nn.Module:
+    return Branches(classes)
+
+
+def sorted_channels() -> nn.Module:
+    return Sorted()

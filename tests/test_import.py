@@ -1,0 +1,264 @@
+"""convaudit import: PyTorch modules (torch.export) and ONNX files into specs, checked against PyTorch itself.
+
+The reference numbers come from torch: sum(p.numel()) over the module, FlopCounterMode (2 FLOPs per
+multiply-add of conv and matmul), fvcore (one flop per multiply-add, converted as `verify` documents it),
+and forward hooks for shapes. Models are traced on the meta device at small inputs where they allow it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from convaudit.cli import app
+from convaudit.core.analysis import analyze
+from convaudit.importers import read, read_model, spec_of, spec_text
+from convaudit.importers.targets import is_target, load_torchvision
+from convaudit.spec.parser import parse_text
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.needs_torch
+WIDTH = {"COLUMNS": "140"}
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env=WIDTH)
+
+
+def torch_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flop_counter_total(model, shape) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        x = torch.empty((1, *shape))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.to("meta").eval()(x)
+    return counter.get_total_flops()
+
+
+# ------------------------------------------------------------------ torchvision next to CPU torch
+
+def test_torchvision_imports_next_to_cpu_torch() -> None:
+    torchvision = load_torchvision()
+    assert "resnet18" in torchvision.models.list_models(module=torchvision.models)
+    assert load_torchvision() is torchvision  # once only
+
+
+def test_targets_are_recognised() -> None:
+    assert is_target("torchvision:resnet50")
+    assert is_target("model.onnx") and is_target("dir/Model.ONNX")
+    assert is_target("my_pkg.models:build_net")
+    assert not is_target("resnet50") and not is_target("architectures/alexnet.yaml")
+    assert not is_target("googlenet+aux")
+
+
+def test_importers_never_import_torch_at_module_level() -> None:
+    for path in sorted((ROOT / "convaudit" / "importers").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        names = [alias.name for node in top if isinstance(node, ast.Import) for alias in node.names]
+        names += [node.module or "" for node in top if isinstance(node, ast.ImportFrom)]
+        assert not [n for n in names if n.split(".")[0] in ("torch", "torchvision", "onnx")], path.name
+
+
+# ------------------------------------------------------------------ torchvision models against PyTorch
+
+# (name, input side): a few families, each with its own operators; small inputs keep the trace fast.
+MODELS = [("resnet18", 64), ("mobilenet_v3_small", 64), ("shufflenet_v2_x0_5", 64), ("regnet_x_400mf", 64)]
+
+
+@pytest.mark.parametrize(("name", "side"), MODELS, ids=[m[0] for m in MODELS])
+def test_torchvision_import_counts_what_pytorch_counts(name: str, side: int) -> None:
+    torchvision = load_torchvision()
+    imported = read(f"torchvision:{name}", input_size=(side, side))
+    report = analyze(spec_of(imported))
+    model = torchvision.models.get_model(name, weights=None)
+    assert report.totals.params == torch_params(model)
+    # FlopCounterMode counts 2 per multiply-add of conv and linear: our FLOPs.
+    assert report.totals.flops == flop_counter_total(model, (3, side, side))
+
+
+def test_layer_names_are_module_paths_and_merges_use_from() -> None:
+    spec = spec_of(read("torchvision:resnet18", input_size=(64, 64)), fold=False)
+    names = [layer.name for layer in spec.layers]
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
+    add = spec.layer("layer1.0.add")
+    assert add.inputs == ("layer1.0.bn2", "maxpool")  # the residual: the block's input
+    assert "layer1.0.relu_2" in names  # the block's one ReLU module, called a second time
+
+
+def test_resnet50_import_reads_like_the_bundled_spec() -> None:
+    imported = read("torchvision:resnet50")
+    text = spec_text(imported)
+    assert "blocks:\n  bottleneck:\n" in text
+    assert "{block: bottleneck_2, name: layer3, repeat: 5, start: 1, out: 256}" in text
+    assert "out: $out * 4" in text
+    mine = analyze(spec_of(imported))
+    bundled = analyze(parse_text((ROOT / "architectures" / "resnet50.yaml").read_text(encoding="utf-8")))
+    assert (mine.totals.params, mine.totals.macs) == (bundled.totals.params, bundled.totals.macs)
+    convs = {layer.name: layer.output_shape for layer in bundled.layers if layer.type == "conv"}
+    assert {layer.name: layer.output_shape for layer in mine.layers if layer.type == "conv"} == convs
+
+
+@pytest.mark.parametrize("name", ["googlenet", "shufflenet_v2_x1_0"])
+def test_folded_and_flat_specs_are_the_same_network(name: str) -> None:
+    imported = read(f"torchvision:{name}", input_size=(96, 96) if name != "googlenet" else (224, 224))
+    folded, flat = spec_of(imported), spec_of(imported, fold=False)
+    assert len(spec_text(imported)) < len(spec_text(imported, fold=False))
+
+    def layers(spec):
+        return [(layer.name, layer.type, dict(layer.params), layer.inputs) for layer in spec.layers]
+
+    assert layers(folded) == layers(flat)
+
+
+def test_parameters_outside_modules_are_counted() -> None:
+    from tests.import_models import tokens
+
+    model = tokens()
+    spec = spec_of(read_model(model, (3, 16, 16)))
+    report = analyze(spec)
+    assert report.totals.params == torch_params(model)
+    types = {layer.name: layer.type for layer in spec.layers}
+    assert types["gamma"] == "scale" and types["class_token"] == "classtoken"
+    assert types["pos_embedding"] == "posembedding" and types["select"] == "select"
+    assert report.layer("class_token").output_shape == (17, 8)  # 16 patches and the token
+
+
+def test_eval_identities_vanish_and_dropout_is_kept() -> None:
+    from tests.import_models import branches
+
+    model = branches()
+    spec = spec_of(read_model(model, (3, 8, 8)))
+    types = [layer.type for layer in spec.layers]
+    assert "dropout" in types and "slice" in types and "mul" in types
+    assert not any("skip" in layer.name for layer in spec.layers)  # nn.Identity: no layer
+    report = analyze(spec)
+    assert report.totals.params == torch_params(model)
+    assert report.totals.buffers == 16  # running mean and variance of 8 channels
+
+
+def test_an_operator_convaudit_cannot_count_is_one_line_naming_it_and_the_module() -> None:
+    result = run("import", "tests.import_models:sorted_channels")
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: ") and "\n" not in message
+    assert "aten.sort" in message and "features.1" in message
+
+
+# ------------------------------------------------------------------ the CLI
+
+def test_import_cli_writes_a_spec_that_every_command_reads(tmp_path: Path) -> None:
+    out = tmp_path / "net.yaml"
+    result = run("import", "tests.import_models:branches", "--arg", "classes=7", "-o", str(out), "--input", "16")
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert 'imported: {from: "tests.import_models:branches", args: {classes: 7}}' in text
+    assert "{type: linear, name: fc, out: 7}" in text
+    summary = run("summary", str(out), "--format", "json", "--input", "32")
+    assert summary.exit_code == 0, summary.output
+    assert json.loads(summary.stdout)["input"] == [3, 32, 32]
+
+
+def test_every_command_accepts_a_target() -> None:
+    result = run("summary", "torchvision:resnet18", "--input", "64", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["totals"]["params"] == 11_689_512  # torchvision's documented num_params
+    check = run("check", "torchvision:resnet18", "--input", "225")
+    assert check.exit_code in (0, 1), check.output
+    assert "resnet18 at 3×225×225" in check.stdout
+
+
+def test_bad_args_and_targets_are_one_line_errors() -> None:
+    for args, needle in ((["import", "torchvision:resnet18", "--arg", "oops"], "KEY=VALUE"),
+                         (["import", "torchvision:resnet1800"], "did you mean 'resnet18'"),
+                         (["import", "no_such_module:f"], "cannot import module"),
+                         (["summary", "missing.onnx"], "no such file")):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.stderr and "\n" not in result.stderr.strip(), result.stderr
+
+
+def test_verify_against_the_users_module(tmp_path: Path) -> None:
+    out = tmp_path / "branches.yaml"
+    assert run("import", "tests.import_models:branches", "-o", str(out), "--input", "16").exit_code == 0
+    result = run("verify", str(out), "--repeats", "0", "--format", "json")  # against its origin by default
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "against tests.import_models:branches" in data["spec"]
+    explicit = run("verify", "torchvision:resnet18", "--input", "64", "--against", "torchvision:resnet18",
+                   "--repeats", "0")
+    assert explicit.exit_code == 0, explicit.output
+    assert "comparable cells match" in explicit.stdout
+
+
+def test_verify_against_a_different_model_fails() -> None:
+    result = run("verify", "torchvision:resnet18", "--input", "64", "--against", "torchvision:resnet34",
+                 "--repeats", "0")
+    assert result.exit_code == 1, result.output
+
+
+# ------------------------------------------------------------------ ONNX
+
+def test_onnx_import_round_trips_the_torch_import(tmp_path: Path) -> None:
+    import torch
+
+    from tests.import_models import branches
+
+    model = branches().eval()
+    path = tmp_path / "branches.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), str(path), dynamo=True, optimize=False)
+    from_onnx = analyze(spec_of(read(str(path)))).totals
+    from_torch = analyze(spec_of(read_model(model, (3, 16, 16)))).totals
+    assert (from_onnx.params, from_onnx.buffers, from_onnx.macs) == \
+        (from_torch.params, from_torch.buffers, from_torch.macs)
+    assert from_onnx.params == torch_params(model)
+    # `summary model.onnx` needs onnx only: torch is never imported.
+    code = ("import sys; from convaudit.cli import app; from typer.testing import CliRunner; "
+            f"r = CliRunner().invoke(app, ['summary', {str(path)!r}]); assert r.exit_code == 0, r.output; "
+            "assert 'torch' not in sys.modules; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ the bundled modern networks
+
+BUNDLED = ["mobilenet_v2", "efficientnet_b0", "densenet121", "convnext_tiny", "shufflenet_v2_x1_0", "vit_b_16"]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_modern_network_matches_torchvision(name: str) -> None:
+    """Params against sum(p.numel()); MACs against fvcore, converted as `verify` documents: fvcore counts one
+    flop per multiply-add of conv, linear and matmul, plus its own estimate for norms and adaptive pools."""
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+
+    from convaudit.pytorch.verify import fvcore_expected, quiet
+    from convaudit.spec.library import load
+
+    report = analyze(load(name))
+    model = load_torchvision().models.get_model(name, weights=None).eval()
+    assert report.totals.params == torch_params(model)
+    with quiet(), torch.no_grad():
+        analysis = FlopCountAnalysis(model, torch.randn(1, *report.input)).unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False).tracer_warnings("none")
+        total, unsupported = int(analysis.total()), set(analysis.unsupported_ops())
+    # fvcore has no handle for torch's fused attention (ViT's nn.MultiheadAttention at inference) nor for
+    # aten::mean (ShuffleNet's pooling): it reports them unsupported, and those layers are left out of both sides.
+    ops = {layer.name: layer.op for layer in read(f"torchvision:{name}").layers}
+    skipped = {"MultiheadAttention": "aten::_native_multi_head_attention", "aten.mean": "aten::mean"}
+    left_out = [layer for layer in report.layers if ops[layer.name] in skipped]
+    assert all(skipped[ops[layer.name]] in unsupported for layer in left_out)
+    assert sum(fvcore_expected(layer) for layer in report.layers if layer not in left_out) == total
