@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import math
 import os
 import re
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,12 +24,6 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from convaudit import __version__
-from convaudit.core.analysis import DTYPE_BYTES, Report, analyze
-from convaudit.core.checks import check as check_report
-from convaudit.core.checks import exit_status
-from convaudit.core.fields import too_large
-from convaudit.core.memory import OPTIMIZER_STATES
-from convaudit.core.model import NetworkSpec
 from convaudit.errors import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
@@ -38,29 +33,51 @@ from convaudit.errors import (
     noting_interrupts,
     printable,
 )
-from convaudit.importers.targets import is_target
-from convaudit.render.findings import (
-    Checked,
-    findings_json,
-    findings_markdown,
-    findings_rich,
-    library_json,
-    library_markdown,
-    library_table,
-)
-from convaudit.render.summary import (
-    RF_VIEW_COLUMNS,
-    View,
-    parse_columns,
-    rf_json,
-    rf_table,
-    summary_csv,
-    summary_json,
-    summary_markdown,
-    summary_table,
-)
-from convaudit.spec.library import bundled_paths, load
-from convaudit.spec.parser import load_spec
+
+if TYPE_CHECKING:
+    from convaudit.core.analysis import Report
+    from convaudit.core.model import NetworkSpec
+
+
+def _later(module: str, name: str, attribute: str | None = None) -> Any:
+    """A stand-in for `module.attribute` (a function or class) that imports it on the first call and then puts
+    the real one in its place: `--help`, and commands that need little, load little."""
+
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
+        value = getattr(importlib.import_module(module), attribute or name)
+        if globals().get(name) is stand_in:
+            globals()[name] = value
+        return value(*args, **kwargs)
+
+    stand_in.__name__ = stand_in.__qualname__ = name
+    return stand_in
+
+
+analyze = _later("convaudit.core.analysis", "analyze")
+check_report = _later("convaudit.core.checks", "check_report", "check")
+exit_status = _later("convaudit.core.checks", "exit_status")
+too_large = _later("convaudit.core.fields", "too_large")
+is_target = _later("convaudit.importers.targets", "is_target")
+Checked = _later("convaudit.render.findings", "Checked")
+findings_json = _later("convaudit.render.findings", "findings_json")
+findings_markdown = _later("convaudit.render.findings", "findings_markdown")
+findings_rich = _later("convaudit.render.findings", "findings_rich")
+library_json = _later("convaudit.render.findings", "library_json")
+library_markdown = _later("convaudit.render.findings", "library_markdown")
+library_table = _later("convaudit.render.findings", "library_table")
+View = _later("convaudit.render.summary", "View")
+parse_columns = _later("convaudit.render.summary", "parse_columns")
+rf_json = _later("convaudit.render.summary", "rf_json")
+rf_table = _later("convaudit.render.summary", "rf_table")
+summary_csv = _later("convaudit.render.summary", "summary_csv")
+summary_json = _later("convaudit.render.summary", "summary_json")
+summary_markdown = _later("convaudit.render.summary", "summary_markdown")
+summary_table = _later("convaudit.render.summary", "summary_table")
+bundled_paths = _later("convaudit.spec.library", "bundled_paths")
+load = _later("convaudit.spec.library", "load")
+load_spec = _later("convaudit.spec.parser", "load_spec")
+DTYPES = ("fp32", "fp16", "bf16")  # core.analysis.DTYPE_BYTES and core.memory.OPTIMIZER_STATES, kept in step
+OPTIMIZERS = ("sgd", "momentum", "adam")  # by tests/test_scale.py without importing them for every command
 
 
 class HelpArgument(TyperArgument):
@@ -161,12 +178,12 @@ def choices(name: str, *values: str) -> Any:
     return Enum(name, {value: value for value in values}, type=str)
 
 
-Dtype = choices("Dtype", *DTYPE_BYTES)
+Dtype = choices("Dtype", *DTYPES)
 SummaryFormat = choices("SummaryFormat", "table", "json", "csv", "markdown")
 CheckFormat = choices("CheckFormat", "table", "json", "markdown")
 VerifyFormat = choices("VerifyFormat", "table", "json")
 BenchFormat = choices("BenchFormat", "table", "json", "csv")
-Optimizer = choices("Optimizer", *OPTIMIZER_STATES)
+Optimizer = choices("Optimizer", *OPTIMIZERS)
 
 SpecArg = Annotated[str, typer.Argument(
     metavar="SPEC", help="A spec file, or a bundled name such as alexnet or vgg16.")]
@@ -353,6 +370,8 @@ def receptive_field(
     if output_format is CheckFormat.json:
         typer.echo(rf_json(view))
     elif output_format is CheckFormat.markdown:
+        from convaudit.render.summary import RF_VIEW_COLUMNS
+
         typer.echo(summary_markdown(view, RF_VIEW_COLUMNS), nl=False)
     else:
         stdout_console().print(rf_table(view))

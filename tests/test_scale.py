@@ -104,3 +104,25 @@ def test_header_names_read_block_and_flow_lists() -> None:
 
     text = "# c\nname: net\nlayers:\n  - {type: relu, name: aliases}\naliases:\n- one\n-   two\ninput: [1, 2, 2]\n"
     assert header_names(text, "n.yaml") == ["net", "one", "two"]
+
+
+# ------------------------------------------------------------------ start-up
+
+def test_the_cli_choices_follow_the_core() -> None:
+    from convaudit import cli
+    from convaudit.core.analysis import DTYPE_BYTES
+    from convaudit.core.memory import OPTIMIZER_STATES
+
+    assert cli.DTYPES == tuple(DTYPE_BYTES) and cli.OPTIMIZERS == tuple(OPTIMIZER_STATES)
+
+
+def test_help_loads_no_analysis_rendering_or_yaml() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom convaudit.cli import app\n"
+            "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+            "print(sorted(m for m in ('convaudit.core.analysis', 'convaudit.render.summary', 'convaudit.spec.parser',"
+            " 'yaml') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
