@@ -7,11 +7,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from convaudit.cli import app
 from convaudit.core.analysis import analyze
-from convaudit.core.plan import STRATEGIES, parse_size, plan
+from convaudit.core.plan import STRATEGIES, column_owners, parse_size, plan
 from convaudit.errors import ConvauditError
 from convaudit.spec.library import bundled_paths, load
 from convaudit.spec.parser import parse_text
@@ -180,3 +182,161 @@ def test_cli_errors_are_one_line() -> None:
     assert result.exit_code == 2 and "unknown profile" in result.stderr
     result = run("split", "alexnet", "--bandwidth", "8")
     assert result.exit_code == 2 and "--throughput" in result.stderr
+
+
+# ------------------------------------------------ channel counts the device count does not divide (N = 3, 5)
+
+def _owned(channels: int, devices: int) -> list[int]:
+    """How many of `channels` each device owns when channel c goes to ⌊c·N/C⌋, counted one by one."""
+    counts = [0] * devices
+    for c in range(channels):
+        counts[c * devices // channels] += 1
+    return counts
+
+
+def test_uneven_owners_by_hand() -> None:
+    # 96 over 3: 32 each. 4096 over 3: ⌊c·3/4096⌋ = 0 for c ≤ 1365 (1366 channels), then 1365 and 1365.
+    assert _owned(96, 3) == [32, 32, 32]
+    assert _owned(4096, 3) == [1366, 1365, 1365] and 1366 + 1365 + 1365 == 4096
+    assert _owned(256, 3) == [86, 85, 85]  # 3·85 = 255 < 256 ≤ 3·86
+
+
+def test_model_alexnet_three_devices_is_whole_numbers_from_owned_channels() -> None:
+    """Was an internal error ('a share that should be whole is 587775/2'): row-parallel biases were scaled."""
+    batch = 128
+    p = alexnet("model", batch=batch, devices=3)
+    by_name = {item.name: item for item in p.layers}
+    params = {name: [s.params for s in by_name[name].shares] for name in by_name}
+    # conv1 column: 96 maps over 3 = 32 each, 32·11·11·3 weights + 32 biases = 11,648
+    assert params["conv1"] == [32 * 11 * 11 * 3 + 32] * 3 == [11_648] * 3
+    # conv2 (groups: 2) column: 256 maps as 86/85/85, each map 5·5·48 weights and one bias
+    assert params["conv2"] == [86 * (5 * 5 * 48 + 1), 85 * (5 * 5 * 48 + 1), 85 * (5 * 5 * 48 + 1)]
+    # conv3 row: reads pool2's 86/85/85 maps; 384·3·3 weights per input map; all 384 biases on device 0
+    assert by_name["conv3"].mode == "row"
+    assert params["conv3"] == [384 * 9 * 86 + 384, 384 * 9 * 85, 384 * 9 * 85]
+    assert [s.flops for s in by_name["conv3"].shares] == [2 * 384 * 9 * m * 13 * 13 * batch for m in (86, 85, 85)]
+    assert [s.other_ops for s in by_name["conv3"].shares] == [384 * 13 * 13 * batch, 0, 0]  # bias adds, once
+    # fc6 row: pool5 is conv5's 86/85/85 maps of 6·6 = 3096/3060/3060 features, 4096 weights each
+    assert by_name["fc6"].mode == "row"
+    assert params["fc6"] == [3096 * 4096 + 4096, 3060 * 4096, 3060 * 4096]
+    assert 3096 + 3060 + 3060 == 9216
+    # its forward all-reduce of 4096 outputs: ring 2·(3−1)/3·S, a fraction of a byte by convention
+    assert by_name["fc6"].shares[0].received_forward == Fraction(4, 3) * 4096 * batch * FP32
+    # fc7 column: 4096 neurons as 1366/1365/1365, each 4096 weights and one bias
+    assert params["fc7"] == [1366 * 4097, 1365 * 4097, 1365 * 4097]
+    assert [s.flops for s in by_name["fc7"].shares] == [2 * m * 4096 * batch for m in (1366, 1365, 1365)]
+    # fc8 row: reads fc7's 1366/1365/1365 neurons, 1000 weights each; 1000 biases on device 0
+    assert params["fc8"] == [1366 * 1000 + 1000, 1365 * 1000, 1365 * 1000]
+    assert sum(t.params for t in p.per_device) == 60_965_224
+
+
+def test_columns_alexnet_three_devices_fc6_is_1366_1365_1365_neurons() -> None:
+    batch = 128
+    by_name = {item.name: item for item in alexnet("columns", batch=batch, devices=3).layers}
+    # each fc6 neuron: 9216 weights and one bias
+    assert [s.params for s in by_name["fc6"].shares] == [1366 * 9217, 1365 * 9217, 1365 * 9217]
+    assert [s.flops for s in by_name["fc6"].shares] == [2 * m * 9216 * batch for m in (1366, 1365, 1365)]
+    assert [s.other_ops for s in by_name["fc6"].shares] == [m * batch for m in (1366, 1365, 1365)]
+    # activations: the neurons each device holds, per sample
+    assert [s.activations for s in by_name["fc6"].shares] == [m * batch for m in (1366, 1365, 1365)]
+
+
+def test_data_uneven_batch_counts_whole_samples() -> None:
+    # batch 5 over 3: 2, 2, 1 samples; conv1 is 96·11·11·3 MACs at each of 55·55 positions per sample
+    conv1 = alexnet("data", batch=5, devices=3).layers[0]
+    assert conv1.batches == (2, 2, 1)
+    assert [s.flops for s in conv1.shares] == [2 * 96 * 11 * 11 * 3 * 55 * 55 * b for b in (2, 2, 1)]
+    assert [s.activations for s in conv1.shares] == [96 * 55 * 55 * b for b in (2, 2, 1)]
+
+
+def test_cli_model_over_three_devices_is_no_internal_error() -> None:
+    result = run("split", "alexnet", "--strategy", "model", "--devices", "3", "-f", "json")
+    assert result.exit_code == 0, result.output
+    result = run("diff", "alexnet", "--strategy", "model", "--devices", "3", "--devices", "2", "-f", "json")
+    assert result.exit_code == 0, result.output
+
+
+def _check_conserved(p, report) -> None:
+    """Every share is a whole number; split layers' shares add up to the analysis; replicated ones repeat it."""
+    n = p.devices
+    for item in p.layers:
+        layer, shares = item.layer, item.shares
+        counts = ("params", "trainable_params", "flops", "backward_flops", "other_ops", "activations")
+        for s in shares:
+            assert all(type(getattr(s, c)) is int and getattr(s, c) >= 0 for c in counts), (item.name, s)
+        whole = {c: getattr(layer, c) for c in counts}
+
+        def total(c: str, shares: tuple = shares) -> int:
+            return sum(getattr(s, c) for s in shares)
+
+        if p.strategy == "data":
+            assert sum(item.batches) == report.batch
+            assert all(s.params == layer.params for s in shares)
+            assert all(total(c) == whole[c] for c in ("flops", "backward_flops", "other_ops", "activations"))
+            continue
+        if item.mode == "replicated" or (item.mode == "follow" and all(o == -1 for o in item.owners)):
+            assert all(getattr(s, c) == whole[c] for s in shares for c in counts), item.name
+        elif item.mode in ("column", "column+gather", "row") or item.mode.startswith("pinned") \
+                or all(o != -1 for o in item.owners):
+            assert all(total(c) == whole[c] for c in counts if c != "activations"), item.name
+            if item.mode == "column" or all(o != -1 for o in item.owners):
+                assert total("activations") == whole["activations"], item.name
+            if item.mode.startswith("column"):  # owned channels differ by at most one
+                owned = [sum(1 for o in column_owners(layer.output_shape[0], n) if o == d) for d in range(n)]
+                assert max(owned) - min(owned) <= 1
+    if n == 1:
+        only = p.per_device[0]
+        assert only.params == sum(layer.params for layer in report.layers)
+        assert only.flops == sum(layer.flops for layer in report.layers)
+        assert only.backward_flops == sum(layer.backward_flops for layer in report.layers)
+        assert p.total_received == 0
+
+
+@pytest.mark.parametrize("path", bundled_paths(), ids=lambda p: Path(p).stem)
+def test_every_bundled_spec_plans_over_one_to_five_devices(path: Path) -> None:
+    """No strategy and device count is an internal error; data refuses a batch smaller than the devices."""
+    report = analyze(load(str(path)), 3)
+    if report.halted:
+        pytest.skip("the analysis stops on this spec at its input")
+    for strategy in STRATEGIES:
+        for n in range(1, 6):
+            if strategy == "data" and n > 3:
+                with pytest.raises(ConvauditError, match="at least --batch"):
+                    plan(report, strategy, n)
+                continue
+            _check_conserved(plan(report, strategy, n), report)
+
+
+RANDOM_NET = """
+name: random
+input: [{c0}, 6, 6]
+layers:
+  - {{type: conv, name: a, out: {c1}, kernel: 3, padding: 1, bias: {b1}}}
+  - {{type: relu, name: ra}}
+  - {{type: conv, name: b, out: {c2}, kernel: 3, padding: 1, groups: {g}}}
+  - {{type: batchnorm, name: bn}}
+  - {{type: conv, name: c, out: {c2}, kernel: 1, from: bn}}
+  - {{type: add, name: sum, from: [bn, c]}}
+  - {{type: concat, name: cat, from: [sum, ra]}}
+  - {{type: maxpool, name: pool, kernel: 2}}
+  - {{type: linear, name: fc1, out: {f1}}}
+  - {{type: relu, name: rf}}
+  - {{type: linear, name: fc2, out: {f2}, bias: {b2}}}
+  - {{type: softmax, name: out}}
+"""
+
+
+@settings(max_examples=40, deadline=None)
+@given(c0=st.integers(1, 4), g=st.integers(1, 3), k1=st.integers(1, 5), k2=st.integers(1, 5),
+       f1=st.integers(1, 13), f2=st.integers(1, 11), b1=st.booleans(), b2=st.booleans(),
+       batch=st.integers(1, 6), devices=st.integers(1, 6), strategy=st.sampled_from(STRATEGIES))
+def test_shares_are_whole_and_conserved_for_any_channel_count(c0, g, k1, k2, f1, f2, b1, b2, batch, devices,
+                                                              strategy) -> None:
+    text = RANDOM_NET.format(c0=c0, c1=g * k1, c2=g * k2, g=g, f1=f1, f2=f2, b1=str(b1).lower(),
+                             b2=str(b2).lower())
+    report = analyze(parse_text(text, "random.yaml"), batch)
+    if strategy == "data" and batch < devices:
+        with pytest.raises(ConvauditError, match="at least --batch"):
+            plan(report, strategy, devices)
+        return
+    _check_conserved(plan(report, strategy, devices), report)

@@ -253,18 +253,55 @@ def held_by(owners: tuple[int, ...], device: int) -> tuple[int, ...]:
     return tuple(c for c, owner in enumerate(owners) if owner in (device, ALL))
 
 
-def _exact(value: Fraction) -> int:
-    if value.denominator != 1:
-        raise AssertionError(f"a share that should be whole is {value}")  # a planner bug, not user input
-    return int(value)
+def _per_unit(layer: LayerResult, count: int, units: int) -> int:
+    """One unit's part of a count the layer's formula makes `units` equal parts of (channels, features, samples).
+
+    A conv's weights are Cout·(Cin/g)·Kh·Kw: (Cin/g)·Kh·Kw per output channel, Cout·Kh·Kw per input channel
+    (g = 1). Biases are one per output channel and none per input channel: they never go through here for an
+    input split. A remainder is a planner bug (a count that does not scale with what is split), not user input.
+    """
+    per, rest = divmod(count, units)
+    if rest:
+        raise AssertionError(f"{layer.name}: {count} is not {units} equal parts; a planner bug")
+    return per
 
 
-def _scaled(layer: LayerResult, part: Fraction, params_part: Fraction | None = None) -> dict[str, int]:
-    """The layer's counts times `part` (its share of output channels, input channels or samples)."""
-    held = part if params_part is None else params_part
-    return {"params": _exact(layer.params * held), "trainable_params": _exact(layer.trainable_params * held),
-            "flops": _exact(layer.flops * part), "backward_flops": _exact(layer.backward_flops * part),
-            "other_ops": _exact(layer.other_ops * part)}
+def _unit_share(layer: LayerResult, owned: int, units: int) -> dict[str, int]:
+    """The counts of `owned` of a layer's `units` output channels (or samples), each costing the same.
+
+    Every count is owned × the count of one unit, a whole number: never a fraction of a whole-layer count.
+    """
+    def part(count: int) -> int:
+        return owned * _per_unit(layer, count, units)
+
+    params = part(layer.weights) + part(layer.biases)
+    return {"params": params, "trainable_params": params if layer.trainable_params else 0,
+            "flops": part(layer.flops), "backward_flops": part(layer.backward_flops),
+            "other_ops": part(layer.other_ops)}
+
+
+def _row_share(layer: LayerResult, owned: int, inputs: int, first: bool) -> dict[str, int]:
+    """Megatron's RowParallel share: `owned` of the layer's `inputs` input channels (features, for a vector).
+
+    Weights, forward MACs and both backward products (dW and dX) are Cout·Kh·Kw·(Hout·Wout) per input channel
+    (out per feature, for linear and rbf). The biases and their adds run once, on the first device, after the
+    partial outputs are summed; rbf's subtractions (x_j − w_ij) are per input feature and split with them.
+    """
+    def part(count: int) -> int:
+        return owned * _per_unit(layer, count, inputs)
+
+    params = part(layer.weights) + (layer.biases if first else 0)
+    if layer.type == "rbf":
+        other = part(layer.other_ops)
+    else:
+        other = layer.other_ops if first else 0
+    return {"params": params, "trainable_params": params if layer.trainable_params else 0,
+            "flops": part(layer.flops), "backward_flops": part(layer.backward_flops), "other_ops": other}
+
+
+def _whole(layer: LayerResult, held: bool = True) -> dict[str, int]:
+    """The whole layer (held) or none of it."""
+    return _unit_share(layer, int(held), 1)
 
 
 def _sparse_share(layer: LayerResult, outputs: tuple[int, ...]) -> dict[str, int]:
@@ -272,12 +309,17 @@ def _sparse_share(layer: LayerResult, outputs: tuple[int, ...]) -> dict[str, int
     table = layer.spec.params["connections"]
     kh, kw = layer.spec.params["kernel"]
     reads = sum(len(table[c]) for c in outputs)
-    part = Fraction(reads * kh * kw, layer.weights) if layer.weights else Fraction(0)
-    bias_part = Fraction(len(outputs), layer.output_shape[0])
-    weights, biases = _exact(layer.weights * part), _exact(layer.biases * bias_part)
+    weights = reads * kh * kw
+    cout = layer.output_shape[0]
+
+    def per_weight(count: int) -> int:  # MACs are weights × Hout·Wout (× batch): the same for every weight
+        return weights * _per_unit(layer, count, layer.weights) if layer.weights else 0
+
+    biases = len(outputs) * _per_unit(layer, layer.biases, cout)  # one per output map, or none
     trainable = weights + biases if layer.trainable_params else 0
-    return {"params": weights + biases, "trainable_params": trainable, "flops": _exact(layer.flops * part),
-            "backward_flops": _exact(layer.backward_flops * part), "other_ops": _exact(layer.other_ops * bias_part)}
+    return {"params": weights + biases, "trainable_params": trainable, "flops": per_weight(layer.flops),
+            "backward_flops": per_weight(layer.backward_flops),
+            "other_ops": len(outputs) * _per_unit(layer, layer.other_ops, cout)}
 
 
 def _conv_reads(layer: LayerResult, outputs: tuple[int, ...]) -> tuple[int, ...]:
@@ -367,10 +409,14 @@ class _Planner:
             exchanges.append(self.all_reduce(layer.trainable_params * self.size, "backward", name_grads(layer)))
         shares = []
         for d, b in enumerate(batches):
-            part = Fraction(b, batch)
-            counts = _scaled(layer, part, Fraction(1))  # every device holds the whole model
+            def samples(count: int, b: int = b) -> int:  # b samples: the per-sample count × b
+                return b * _per_unit(layer, count, batch)
+
             back = exchanges[0].received[d] if exchanges else Fraction(0)
-            shares.append(Share(**counts, activations=_exact(layer.activations * part), received_backward=back))
+            shares.append(Share(  # every device holds the whole model
+                params=layer.params, trainable_params=layer.trainable_params, flops=samples(layer.flops),
+                backward_flops=samples(layer.backward_flops), other_ops=samples(layer.other_ops),
+                activations=samples(layer.activations), received_backward=back))
         return LayerPlan(layer, "data", (), (), tuple(exchanges), tuple(shares), batches)
 
     def model_layer(self, layer: LayerResult, sources: tuple[str, ...]) -> LayerPlan:
@@ -389,21 +435,12 @@ class _Planner:
             for s, o in zip(sources, in_owners, strict=True):
                 reads.append([tuple(range(len(o))) if d == pinned else () for d in range(n)])
                 exchanges += self.gather(s, reads[-1], True)
-            parts = [_scaled(layer, Fraction(int(d == pinned))) for d in range(n)]
+            parts = [_whole(layer, d == pinned) for d in range(n)]
         elif _splittable(layer) and self.row_parallel(layer, in_owners[0]):
             mode, owners = "row", (ALL,) * channels
             reads.append([held_by(in_owners[0], d) for d in range(n)])
             cin = len(in_owners[0])
-            parts = []
-            for d in range(n):
-                part = Fraction(len(reads[0][d]), cin)
-                counts = _scaled(layer, part)
-                weights = _exact(layer.weights * part)
-                biases = layer.biases if d == 0 else 0
-                counts["params"] = weights + biases
-                counts["trainable_params"] = counts["params"] if layer.trainable_params else 0
-                counts["other_ops"] = layer.other_ops if d == 0 else 0  # bias adds, once
-                parts.append(counts)
+            parts = [_row_share(layer, len(reads[0][d]), cin, d == 0) for d in range(n)]
             exchanges.append(self.all_reduce(layer.activations * self.size, "forward", layer.name))
         elif _splittable(layer):
             mode = "column"
@@ -424,7 +461,7 @@ class _Planner:
             if kind == "conv" and layer.spec.params.get("connections") is not None:
                 parts = [_sparse_share(layer, outputs[d]) for d in range(n)]
             else:
-                parts = [_scaled(layer, Fraction(len(outputs[d]), channels)) for d in range(n)]
+                parts = [_unit_share(layer, len(outputs[d]), channels) for d in range(n)]
             if layer.name in self.gathered_outputs:
                 mode = "column+gather"
                 reader_reads = [tuple(range(channels))] * n
@@ -440,13 +477,13 @@ class _Planner:
             else:
                 owners = source_owners
             reads.append([held_by(source_owners, d) for d in range(n)])
-            parts = [_scaled(layer, Fraction(len(reads[0][d]), len(source_owners))) for d in range(n)]
+            parts = [_unit_share(layer, len(reads[0][d]), len(source_owners)) for d in range(n)]
         elif kind == "concat":
             mode = "follow"
             owners = tuple(o for source_owners in in_owners for o in source_owners)
             for o in in_owners:
                 reads.append([held_by(o, d) for d in range(n)])
-            parts = [_scaled(layer, Fraction(0))] * n
+            parts = [_whole(layer, False)] * n
         elif kind == "add" and all(len(o) == channels for o in in_owners):
             mode = "follow"
             owners = in_owners[0]
@@ -454,7 +491,7 @@ class _Planner:
             for s in sources:
                 reads.append(mine)
                 exchanges += self.gather(s, mine, True)
-            parts = [_scaled(layer, Fraction(len(mine[d]), channels)) for d in range(n)]
+            parts = [_unit_share(layer, len(mine[d]), channels) for d in range(n)]
         else:  # softmax, and whatever we cannot split: whole on every device
             mode = "replicated"
             owners = (ALL,) * channels
@@ -462,7 +499,7 @@ class _Planner:
                 reads.append([tuple(range(len(o)))] * n)
                 # every device computes the same whole gradient, so owners already hold theirs: none returns
                 exchanges += self.gather(s, reads[-1], False)
-            parts = [_scaled(layer, Fraction(1))] * n
+            parts = [_whole(layer)] * n
             if kind not in WHOLE_INPUT_FREE:
                 self.notes.append(f"{layer.name}: a {kind} layer is not split; it runs whole on every device")
 
