@@ -18,10 +18,11 @@ from convaudit.errors import ConvauditError
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 CONVENTIONS = {
-    "macs": "multiply-accumulates of conv, linear, subsample, RBF and attention layers (one multiply plus one add)",
+    "macs": "multiply-accumulates of conv, linear, subsample, RBF and attention layers (one multiply plus one add); "
+            "attention's are its Q, K, V and output projections plus its weightless Q·Kᵀ and A·V products",
     "flops": "FLOPs = 2 × MACs (conv, linear, subsample, RBF and attention layers only)",
-    "other_ops": "bias adds, activations, pooling, LRN, softmax, batchnorm and merges, counted apart from MACs "
-                 "(rules in the README)",
+    "other_ops": "bias adds, activations, pooling, LRN, softmax, batchnorm, layernorm, element-wise products (mul, "
+                 "scale), position embeddings and merges, counted apart from MACs (rules in the README)",
     "rounding": "output sizes use floor((W − K' + 2P)/S) + 1 with K' = D·(K − 1) + 1, as PyTorch does; "
                 "layers with ceil: true round up (Caffe pooling), dropping a last window that would start in the "
                 "right padding",
@@ -33,7 +34,8 @@ CONVENTIONS = {
                 "MACs; no input gradient before the first trained layer; attention's weightless Q·Kᵀ and A·V "
                 "each take two gradient products of their size",
     "batch": "MACs, FLOPs, other ops and activations are for the whole batch; parameters are not",
-    "neurons": "output units of weight layers (conv, linear, subsample, RBF), per sample",
+    "neurons": "output units of the layers that do multiply-adds (conv, linear, subsample, RBF, attention), per "
+               "sample; normalisation, scale and embedding weights make no neurons",
     "connections": "multiply-adds plus bias terms, per sample (subsampling: window plus bias per unit)",
     "memory": "parameters and every layer's output held at once (input excluded), at the chosen dtype",
 }

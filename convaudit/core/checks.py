@@ -129,7 +129,12 @@ def _pin_findings(spec: NetworkSpec, report: Report, layer: LayerResult, fixes: 
     if pinned is None or received is None or pinned == received:
         return []
     shape = layer.input_shapes[0]
-    arithmetic = f"{describe_shape(shape)} = {received}" if len(shape) > 1 else str(received)
+    if len(shape) == 1:
+        arithmetic = str(received)
+    elif layer.type == "linear" and not layer.spec.params.get("flatten", True):  # nn.Linear on the last dimension
+        arithmetic = f"{describe_shape(shape)}, whose last dimension is {received} (flatten: false)"
+    else:  # flattened: every element is an input feature
+        arithmetic = f"{describe_shape(shape)} = {received}"
     message = (f"{layer.name} pins in: {pinned} but receives {arithmetic}"
                f"{_consequence(report, layer.inexact_upstream)}")
     return [Finding(spec.label, layer.name, "error", "in-mismatch", message, fixes.suggest_pinned(),
@@ -282,7 +287,7 @@ BRUTE_FORCE_BUDGET = 2_000_000  # layer analyses the slow search may spend (512 
 
 # Layers whose output has the same spatial size as their input, whatever the input.
 SAME_SIZE = {"relu", "tanh", "sigmoid", "scaledtanh", "dropout", "lrn", "batchnorm", "concat", "add", "gelu", "silu",
-             "relu6", "hardswish", "hardsigmoid", "mul", "scale"}
+             "swish", "relu6", "hardswish", "hardsigmoid", "mul", "scale", "layernorm", "slice", "shuffle"}
 # Layers whose output no longer depends on the input's spatial size.
 FIXED_SIZE = {"adaptiveavgpool", "globalavgpool"}
 
@@ -332,7 +337,10 @@ class ExactModel:
             pinned = layer.spec.params.get("in")
             if pinned is not None and layer.type in ("linear", "rbf"):
                 shape = layer.input_shapes[0]
-                if len(first) == 3:  # a flattened map: C·H·W
+                if layer.type == "linear" and not layer.spec.params.get("flatten", True) and len(shape) > 1:
+                    # the last dimension: W of a map (whose form is [H, W]); the model stops at this layer anyway
+                    pins.append((pinned, [first[-1]] if len(shape) == 3 else [shape[-1]]))
+                elif len(first) == 3:  # a flattened map: C·H·W
                     pins.append((pinned, list(first)))
                 elif len(shape) == 3:  # a map, flattened by the layer itself
                     pins.append((pinned, [shape[0], *first]))

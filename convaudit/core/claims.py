@@ -148,7 +148,11 @@ def _layer(quantity: str, layer: LayerResult, report: Report) -> tuple[int | tup
     if quantity == "shape":
         return layer.output_shape, shape_arithmetic(layer, report)
     if quantity == "channels":
-        return layer.output_shape[0], f"{layer.name} gives {layer.output_shape[0]} channels ({layer.type})"
+        shape = layer.output_shape
+        if len(shape) in (1, 3):  # [C, H, W] or [F]
+            return shape[0], f"{layer.name} gives {shape[0]} channels ({layer.type})"
+        return shape[0], (f"{layer.name} ({layer.type}) gives {_fmt(shape)}: its first dimension, {shape[0]}, "
+                          f"taken as channels (for [N, D] tokens that is N, not D = {shape[-1]})")
     if quantity == "rf":
         field = receptive_fields(report)[layer.name]
         rf = field.rf
@@ -166,7 +170,8 @@ def _layer(quantity: str, layer: LayerResult, report: Report) -> tuple[int | tup
     if quantity == "neurons":
         shape = layer.output_shape
         if not layer.neurons:
-            return 0, f"{layer.name} ({layer.type}) has no weights: its outputs are not counted as neurons"
+            return 0, (f"{layer.name} ({layer.type}) does no multiply-adds: its outputs are not counted as neurons"
+                       + (" (its weights scale, shift or embed)" if layer.weights else ""))
         return layer.neurons, f"{'·'.join(map(str, shape))} output units = {layer.neurons:,}"
     if quantity == "connections":
         return layer.connections, connection_arithmetic(layer)
@@ -207,12 +212,19 @@ def weight_arithmetic(layer: LayerResult, quantity: str) -> str:
         else:
             weights = f"{p['out']}·{c_in // p['groups']}·{kh}·{kw} = {layer.weights:,} weights" + (
                 f" (Cin/groups = {c_in}/{p['groups']})" if p["groups"] > 1 else "")
-    elif kind in ("linear", "rbf"):
+    elif kind in ("linear", "rbf"):  # in·out; with flatten: false, in is the last dimension
         weights = f"{layer.outcome.in_features:,}·{p['out']} = {layer.weights:,} weights"
+    elif kind == "attention":  # Q, K, V and output projections, each D×D
+        d = layer.outcome.in_features
+        weights = f"4·{d}² = {layer.weights:,} weights (Q, K, V and output projections)"
     elif kind == "subsample":
         weights = f"{layer.weights} coefficients (one per map)"
-    elif kind == "batchnorm":
-        weights = f"{layer.weights} scales"
+    elif kind in ("batchnorm", "layernorm", "scale") and layer.weights:
+        weights = f"{layer.weights:,} scales"
+    elif kind == "posembedding":
+        weights = f"{'·'.join(map(str, layer.output_shape))} = {layer.weights:,} position embeddings"
+    elif kind == "classtoken":
+        weights = f"D = {layer.weights:,} class-token weights"
     else:
         return f"{layer.name} ({kind}) has no parameters"
     biases = f" + {layer.biases:,} biases" if layer.biases else ""
@@ -229,8 +241,14 @@ def mac_arithmetic(layer: LayerResult) -> str:
     macs = layer.macs // layer.batch
     if layer.type == "conv":
         return f"{layer.weights:,} weights × {layer.output_shape[1]}·{layer.output_shape[2]} positions = {macs:,}"
+    if layer.type == "linear" and not layer.spec.params.get("flatten", True):
+        return f"{_positions(layer)} × {layer.outcome.in_features:,}·{layer.output_shape[-1]} = {macs:,}"
     if layer.type in ("linear", "rbf"):
         return f"{layer.outcome.in_features:,}·{layer.output_shape[0]} = {macs:,}"
+    if layer.type == "attention":
+        n, d = layer.output_shape
+        return (f"projections 4·{n}·{d}² = {4 * n * d * d:,} + Q·Kᵀ and A·V 2·{n}²·{d} = {2 * n * n * d:,} "
+                f"= {macs:,}")
     if layer.type == "subsample":
         return f"one per output: {'·'.join(map(str, layer.output_shape))} = {macs:,}"
     return f"{layer.name} ({layer.type}) does no multiply-adds (other ops: {layer.other_ops // layer.batch:,})"
@@ -247,16 +265,32 @@ def connection_arithmetic(layer: LayerResult) -> str:
     if layer.type == "subsample":
         kh, kw = layer.spec.params["kernel"]
         return f"({kh}·{kw} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}"
+    if layer.type == "linear" and not layer.spec.params.get("flatten", True):
+        vectors = elements(layer.input_shapes[0]) // layer.outcome.in_features
+        out = layer.output_shape[-1]
+        bias = f" + {vectors:,}·{out} bias terms" if layer.biases else ""
+        return f"{_positions(layer)} × {layer.outcome.in_features:,}·{out}{bias} = {layer.connections:,}"
     if layer.type == "linear":
         bias = f" + {layer.biases:,} biases" if layer.biases else ""
         return f"{layer.outcome.in_features:,}·{layer.output_shape[0]}{bias} = {layer.connections:,}"
+    if layer.type == "attention":
+        n, d = layer.output_shape
+        bias = f" + 4·{n}·{d} bias terms" if layer.biases else ""
+        return f"{layer.macs // layer.batch:,} multiply-adds{bias} = {layer.connections:,}"
     if layer.type == "rbf":
         return f"{layer.outcome.in_features:,}·{layer.output_shape[0]} = {layer.connections:,}"
-    return f"{layer.name} ({layer.type}) has no weights: no connections counted"
+    return f"{layer.name} ({layer.type}) does no multiply-adds: no connections counted"
+
+
+def _positions(layer: LayerResult) -> str:
+    """A flatten: false linear's vectors, elements / in: '196 positions (196·768 / 768)'."""
+    shape, features = layer.input_shapes[0], layer.outcome.in_features
+    return f"{elements(shape) // features:,} positions ({'·'.join(map(str, shape))} / {features})"
 
 
 def longest_weight_path(report: Report) -> list[str]:
-    """The weight layers (conv, linear, subsample, RBF) on the longest path from input to the main output."""
+    """The layers that do multiply-adds (conv, linear, subsample, RBF, attention) on the longest path from input to
+    the main output: the papers' weight layers (normalisation, scale and embedding weights do not count)."""
     best: dict[str, list[str]] = {INPUT: []}
     for layer in report.layers:
         longest = max((best[source] for source in layer.spec.inputs), key=len)

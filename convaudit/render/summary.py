@@ -325,8 +325,10 @@ def rf_lines(view: View) -> list[str]:
 
 def convention_lines(report: Report) -> list[str]:
     lines = [
-        "MACs: multiply-accumulates of conv, linear, subsample and RBF layers. FLOPs = 2 × MACs.",
-        "Other ops (bias adds, activations, pooling, LRN, softmax, batchnorm) are counted apart, not in FLOPs.",
+        "MACs: multiply-accumulates of conv, linear, subsample, RBF and attention layers (attention's projections "
+        "and its Q·Kᵀ and A·V products). FLOPs = 2 × MACs.",
+        "Other ops (bias adds, activations, pooling, LRN, softmax, batchnorm, layernorm, element-wise adds and "
+        "products) are counted apart, not in FLOPs.",
         "Output sizes: floor((W − K + 2P)/S) + 1 as PyTorch; layers with ceil: true round up.",
     ]
     inexact = [axis for layer in report.layers for axis in layer.windows if not axis.is_exact]
