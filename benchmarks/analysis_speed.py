@@ -1,48 +1,145 @@
-"""How fast the pure analytic core is: parsing, analysis, check (with fix search) and start-up.
+"""How fast the pure analytic core is, and how it scales: deep chains, huge inputs, start-up, and torchinfo.
 
-    python benchmarks/analysis_speed.py
+    python benchmarks/analysis_speed.py            # everything, in one run on this machine
+    python benchmarks/analysis_speed.py --quick    # fewer repeats
 
-Prints a table of median times. No thresholds: this is for reading, not for CI.
+Each figure is the best of a few runs of `python -m convaudit ...` in a fresh process (start-up included),
+so they read as what a user waits for. No thresholds: this is for reading, not for CI. The targets the
+project holds itself to are printed beside each figure.
 """
 
 from __future__ import annotations
 
-import statistics
+import os
+import platform
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from pathlib import Path
+
+CHAIN_LAYERS = (10, 1_000, 10_000, 20_000)
+INPUT_SIDES = (224, 10**4, 10**6)
 
 
-def median_time(step: Callable[[], object], repeats: int = 20) -> float:
+def chain_spec(layers: int) -> str:
+    """The issue's chain: conv 8 channels 3×3 padding 1, then ReLU, repeated, at 8×32×32."""
+    pairs = "\n".join("  - {type: conv, out: 8, kernel: 3, padding: 1}\n  - {type: relu}" for _ in range(layers // 2))
+    return f"name: chain{layers}\ninput: [8, 32, 32]\nlayers:\n{pairs}\n"
+
+
+def input_spec(side: int) -> str:
+    """A few layers with strides, pooling and a global pool, at side × side: the same layers at every size."""
+    return (f"name: wide{side}\ninput: [3, {side}, {side}]\nlayers:\n"
+            "  - {type: conv, out: 16, kernel: 7, stride: 2, padding: 3}\n  - {type: relu}\n"
+            "  - {type: maxpool, kernel: 3, stride: 2, padding: 1}\n"
+            "  - {type: conv, out: 32, kernel: 3, padding: 1, dilation: 1}\n  - {type: relu}\n"
+            "  - {type: globalavgpool}\n  - {type: linear, out: 10}\n")
+
+
+def best_wall(command: list[str], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        samples.append(time.perf_counter() - began)
+    return min(samples)
+
+
+def best_call(step, repeats: int) -> float:
     samples = []
     for _ in range(repeats):
         began = time.perf_counter()
         step()
         samples.append(time.perf_counter() - began)
-    return statistics.median(samples)
+    return min(samples)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return f"{os.cpu_count()} CPUs ({model}){load}; Python {platform.python_version()}"
 
 
 def main() -> int:
-    from convaudit.core.analysis import analyze
-    from convaudit.core.checks import check
-    from convaudit.spec.library import bundled_paths
-    from convaudit.spec.parser import load_spec
+    quick = "--quick" in sys.argv
+    repeats = 2 if quick else 5
+    convaudit = [sys.executable, "-m", "convaudit"]
+    print(f"machine: {machine()}")
+    print("best of", repeats, "runs, a fresh process each (start-up included)\n")
 
-    print(f"{'spec':22}{'parse':>10}{'analyse':>10}{'check':>10}{'check@224':>12}")
-    for path in bundled_paths():
-        spec = load_spec(path)
-        at_224 = spec.with_input(224, 224) if spec.input[1] != 224 else spec.with_input(225, 225)
-        parse = median_time(lambda path=path: load_spec(path))
-        analyse = median_time(lambda spec=spec: analyze(spec))
-        clean = median_time(lambda spec=spec: check(analyze(spec)))
-        fixes = median_time(lambda spec=at_224: check(analyze(spec)), repeats=3)  # inexact: searches input sizes
-        print(f"{spec.name:22}{parse * 1e3:9.2f}ms{analyse * 1e3:9.2f}ms{clean * 1e3:9.2f}ms{fixes * 1e3:11.1f}ms")
-    for command in (["summary", "alexnet"], ["check"]):
-        began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "convaudit", *command], capture_output=True, check=True)
-        print(f"python -m convaudit {' '.join(command)}: {time.perf_counter() - began:.2f} s wall, start-up included")
+    print(f"{'--help':34}{best_wall([*convaudit, '--help'], repeats) * 1e3:9.0f} ms   (target < 150 ms)")
+    summary_vgg19 = best_wall([*convaudit, "summary", "vgg19"], repeats)
+    print(f"{'summary vgg19':34}{summary_vgg19 * 1e3:9.0f} ms")
+
+    with tempfile.TemporaryDirectory() as folder:
+        print("\nsummary --format json of a chain of conv 3×3 + ReLU at 8×32×32 (the issue's network)")
+        chain_times = {}
+        for layers in CHAIN_LAYERS:
+            path = Path(folder, f"chain{layers}.yaml")
+            path.write_text(chain_spec(layers), encoding="utf-8")
+            chain_times[layers] = best_wall([*convaudit, "summary", str(path), "--format", "json"],
+                                            1 if layers >= 10_000 else repeats)
+            extra = f"  (+{chain_times[layers] - chain_times[10]:.2f} s over 10 layers)" if layers > 10 else ""
+            print(f"  {layers:>6,} layers{chain_times[layers]:12.2f} s{extra}")
+        print("  target: 10,000 layers < 1 s more than 10; 20,000 layers works")
+
+        print("\nsummary --format json of the same 7 layers at a growing input")
+        side_times = {}
+        for side in INPUT_SIDES:
+            path = Path(folder, f"wide{side}.yaml")
+            path.write_text(input_spec(side), encoding="utf-8")
+            side_times[side] = best_wall([*convaudit, "summary", str(path), "--format", "json"], repeats)
+            extra = f"  (+{side_times[side] - side_times[224]:.3f} s over 224)" if side > 224 else ""
+            print(f"  {side:>9,} × {side:<9,}{side_times[side]:8.3f} s{extra}")
+        print("  target: 10^6 × 10^6 < 0.2 s more than 224")
+
+    print("\nsummary vgg19 against torchinfo.summary on the same torch model (in one process, start-up excluded)")
+    compare_torchinfo(repeats)
     return 0
+
+
+def compare_torchinfo(repeats: int) -> None:
+    try:
+        import torchinfo
+    except ImportError:
+        print("  torchinfo is NOT installed: no comparison (pip install torchinfo)")
+        return
+    import io
+    from contextlib import redirect_stdout
+
+    import torch
+    from rich.console import Console
+
+    from convaudit.core.analysis import analyze
+    from convaudit.pytorch.builder import build_model
+    from convaudit.render.summary import View, summary_table
+    from convaudit.spec.library import load
+
+    def ours() -> None:
+        report = analyze(load("vgg19"))
+        Console(file=io.StringIO(), width=120).print(summary_table(View(report), None, False))
+
+    model = build_model(analyze(load("vgg19"))).eval()
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    def theirs() -> None:
+        with redirect_stdout(io.StringIO()):
+            torchinfo.summary(model, input_size=(1, 3, 224, 224), device="cpu", verbose=0)
+
+    ours_s = best_call(ours, repeats)
+    theirs_s = best_call(theirs, max(1, repeats // 2))
+    print(f"  convaudit (load, analyse, render the table) {ours_s * 1e3:9.1f} ms")
+    print(f"  torchinfo {torchinfo.__version__} (a forward pass, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads) {theirs_s * 1e3:9.1f} ms")
+    print(f"  convaudit is {theirs_s / ours_s:.0f}× faster   (target ≥ 20×)")
 
 
 if __name__ == "__main__":

@@ -94,8 +94,11 @@ def _layer_axes(layer: LayerResult, inputs: list[tuple[AxisField, AxisField]]) -
             notes.append(f"merge of misaligned grids: {described}")
     shape_in = layer.input_shapes[0]
     if layer.windows:
-        axes = tuple(a.window(w.kernel, w.stride, w.padding, w.dilation)
-                     for a, w in zip(axes, layer.windows, strict=True))
+        h, w = layer.windows
+        first = axes[0].window(h.kernel, h.stride, h.padding, h.dilation)
+        same = axes[0] == axes[1] and (h.kernel, h.stride, h.padding, h.dilation) == \
+            (w.kernel, w.stride, w.padding, w.dilation)  # square: W is H over again
+        axes = (first, first if same else axes[1].window(w.kernel, w.stride, w.padding, w.dilation))
         for w in merged_axes([w for w in layer.windows if not w.is_exact]):
             axis = w.axis
             if w.ceil:
@@ -281,18 +284,19 @@ class _Side:
         self.rules: dict[str, tuple[_Rule, ...]] = {}
         self.mono: dict[str, _Mono | None] = {INPUT: _Mono(0, self.network - 1, INPUT, 1, 0, 0)}
         self.memo: dict[tuple[str, int], int] = {}
+        sizes = self.sizes
         for layer in supports.report.layers:
-            size = supports.size(layer.name, axis)
-            self.sizes[layer.name] = size
-            self.rules[layer.name] = tuple(self._rule(layer, source, shape, size, axis, mirrored, supports)
+            shape = layer.output_shape
+            size = sizes[layer.name] = shape[1 + axis] if len(shape) == 3 else 1
+            self.rules[layer.name] = tuple(self._rule(layer, source, shape, size, sizes[source], axis, mirrored)
                                            for source, shape in zip(layer.spec.inputs, layer.input_shapes,
                                                                     strict=True))
             self.mono[layer.name] = self._classify(layer.name, size)
 
     @staticmethod
-    def _rule(layer: LayerResult, source: str, shape: tuple[int, ...], size: int, axis: int, mirrored: bool,
-              supports: Supports) -> _Rule:
-        n = supports.size(source, axis)
+    def _rule(layer: LayerResult, source: str, shape: tuple[int, ...], size: int, n: int, axis: int,
+              mirrored: bool) -> _Rule:
+        """How output p of `layer` reads `source` (n wide); the layer's output is `size` wide."""
         if layer.windows:
             w = layer.windows[axis]
             offset = -w.padding
@@ -322,6 +326,8 @@ class _Side:
             best = min(reading, key=lambda s: s.m)  # every output is the union of all inputs' outputs
             return _Mono(0, size - 1, best.anchor, 0, best.alpha * best.a + best.beta, best.m)
         if kinds == {"point"}:
+            if len(rules) == 1 and rules[0].offset == 0 and rules[0].size == size:
+                return sources[0]  # element-wise: the input's function
             if any(rule.offset != 0 or rule.size != size for rule in rules) or \
                     len({(source.a, source.b) for source in sources}) > 1:
                 return None

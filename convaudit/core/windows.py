@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cached_property
 
 from convaudit.core.units import fixed
 
@@ -53,7 +54,7 @@ class WindowAxis:
     def padded(self) -> int:
         return self.size + 2 * self.padding
 
-    @property
+    @cached_property
     def exact(self) -> Fraction:
         """(W − K' + 2P)/S + 1 before any rounding."""
         return Fraction(self.padded - self.effective_kernel, self.stride) + 1
