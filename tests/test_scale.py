@@ -126,3 +126,35 @@ def test_help_loads_no_analysis_rendering_or_yaml() -> None:
             " 'yaml') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------ deep networks
+
+def test_a_20000_layer_chain_is_analysed_without_recursion() -> None:
+    """A dilated conv (taps with gaps) makes every layer above it take the point-by-point path, so the
+    first and last supports of the top layer are followed 20,000 layers down: on an explicit stack."""
+    import sys
+
+    from convaudit.core.analysis import analyze
+    from convaudit.core.groups import grouped, main_and_side
+    from convaudit.core.memory import training_memory
+    from convaudit.core.receptive import receptive_fields
+    from convaudit.spec.layerlist import MAX_LAYERS
+    from convaudit.spec.parser import parse_text
+
+    relus = "  - {type: relu}\n" * (MAX_LAYERS - 1)
+    conv = "  - {type: conv, out: 1, kernel: 3, dilation: 2, padding: 2}\n"
+    text = f"name: deep\ninput: [1, 5, 5]\nlayers:\n{conv}{relus}"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(400)  # far below the depth: anything recursing per layer fails
+    try:
+        report = analyze(parse_text(text))
+        fields = receptive_fields(report)
+        memory = training_memory(report)
+        assert len(main_and_side(report)[0]) == len(grouped(report, 1)) == MAX_LAYERS
+    finally:
+        sys.setrecursionlimit(limit)
+    top = report.layers[-1].name
+    # 5 wide, kernel 3 dilated by 2, padded by 2: output 0 reads 0, 2 (and −2, padding); output 4 reads 2 and 4
+    assert fields[top].uncovered == (0, 0) and fields[top].rf == (5, 5)
+    assert memory.inference_peak == 2 * 25 * 4  # a ReLU's input and output, 25 fp32 values each
