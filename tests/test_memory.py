@@ -54,6 +54,22 @@ layers:
     assert (peak, at) == (320 * 4, "c")
 
 
+def small_input(spec):
+    """The network at the smallest of a few sides where it still analyses (what each layer saves is counted by
+    the same rules at any size, and PyTorch then runs a fraction of the work), else at its own input."""
+    import dataclasses
+
+    unpinned = dataclasses.replace(spec, layers=tuple(  # a linear's stated input size belongs to the full size
+        dataclasses.replace(layer, params={**layer.params, "in": None}) if layer.params.get("in") else layer
+        for layer in spec.layers))
+    for side in (64, 67, 96, 99, 128):
+        if side < min(spec.input[1:]):
+            report = analyze(unpinned.with_input(side, side))
+            if report.halted is None:
+                return report
+    return analyze(spec)
+
+
 @pytest.mark.needs_torch
 @pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.stem)
 def test_saved_activations_match_what_pytorch_saves(path) -> None:
@@ -62,7 +78,7 @@ def test_saved_activations_match_what_pytorch_saves(path) -> None:
 
     from convaudit.pytorch.builder import build_model
 
-    report = analyze(load(str(path)))
+    report = small_input(load(str(path)))
     model = build_model(report).train()
     own = {p.untyped_storage().data_ptr() for p in model.parameters()}
     own |= {b.untyped_storage().data_ptr() for b in model.buffers()}
