@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 
 from convaudit.core.layers import REGISTRY, LayerProblem, Outcome, Shape, describe_shape, elements
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
@@ -186,7 +187,7 @@ TOTAL_FIELDS = tuple(Totals.__dataclass_fields__)
 
 
 def totals_of(layers: tuple[LayerResult, ...] | list[LayerResult]) -> Totals:
-    return Totals(**{name: sum(getattr(layer, name) for layer in layers) for name in TOTAL_FIELDS})
+    return Totals(**{name: sum(map(attrgetter(name), layers)) for name in TOTAL_FIELDS})
 
 
 @dataclass(frozen=True)

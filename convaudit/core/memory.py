@@ -38,6 +38,7 @@ the tensors alive at the worst step, each freed after its last reader.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from convaudit.core.analysis import LayerResult, Report
@@ -157,7 +158,12 @@ def view_strides(shape: tuple[int, ...], strides: tuple[int, ...], new: tuple[in
 
 def dense(layout: Layout) -> bool:
     """Non-overlapping and dense (a permutation of a contiguous tensor): element-wise ops keep its strides."""
-    dims = sorted((stride, size) for size, stride in zip(layout.shape, layout.strides, strict=True) if size != 1)
+    return _dense(layout.shape, layout.strides)
+
+
+@functools.lru_cache(maxsize=1024)  # a network repeats a few shapes many times
+def _dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    dims = sorted((stride, size) for size, stride in zip(shape, strides, strict=True) if size != 1)
     step = 1
     for stride, size in dims:
         if stride != step:
@@ -241,10 +247,11 @@ def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> lis
     if not (layer.trainable_params or layer.needs_input_grad):
         return []  # no gradient flows here: autograd records nothing
     size, batch = layer.dtype_bytes, layer.batch
-    inputs = [(_tensor_of(source, report), _tensor_bytes(source, report, size)) for source in layer.spec.inputs]
-    output = (_tensor_of(layer.name, report), layer.activations * size)
-    extra = f"{layer.name}#"  # tensors only this layer holds
     kind = layer.type
+    if kind in ("relu", "tanh", "sigmoid", "softmax"):  # before the inputs are looked up: they keep none
+        return [(_tensor_of(layer.name, report), layer.activations * size)]
+    inputs = [(_tensor_of(source, report), _tensor_bytes(source, report, size)) for source in layer.spec.inputs]
+    extra = f"{layer.name}#"  # tensors only this layer holds
     table = layer.spec.params.get("connections")
     if kind == "conv" and table is not None:
         # The PyTorch module gathers each output map's inputs into a copy; the indices are buffers made once.
@@ -259,8 +266,6 @@ def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> lis
         return inputs[:1] + [(extra + "sum", layer.activations * size)]
     if kind == "rbf":
         return [(extra + "differences", layer.outcome.in_features * layer.output_shape[0] * batch * size)]
-    if kind in ("relu", "tanh", "sigmoid", "softmax"):
-        return [output]
     if kind == "scaledtanh":  # A·tanh(S·x): tanh keeps its own result, before the scaling by A
         return [(extra + "tanh", layer.activations * size)]
     if kind == "maxpool":
