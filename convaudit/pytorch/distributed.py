@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import statistics
@@ -180,12 +181,13 @@ def _elements(shape: tuple[int, ...]) -> int:
 
 def shard_module(item: LayerPlan, rank: int, world: int) -> nn.Module | None:
     """This rank's part of one layer, built by the same builders as the whole model."""
+    problem = refusal(item, rank)
+    if problem is not None:
+        raise DeviceError(problem)
     layer = item.layer
     spec, shapes = layer.spec, layer.input_shapes
     reads = [per_device[rank] for per_device in item.reads]
     mode = item.mode
-    if mode.startswith("pinned"):
-        raise DeviceError("bench --devices does not run placement pins yet; `convaudit split` plans them")
     if mode == "replicated" or (mode == "follow" and layer.type in ("concat", "add")):
         return BUILDERS[layer.type](spec, shapes)
     if mode == "follow":
@@ -212,11 +214,37 @@ def shard_module(item: LayerPlan, rank: int, world: int) -> nn.Module | None:
         else:
             groups, cout = params["groups"], layer.output_shape[0]
             per_group = cout // groups
-            if len(outputs) % per_group and groups > 1:
-                raise DeviceError(f"{layer.name}: {len(outputs)} output maps on device {rank} cut a group of "
-                                  f"{per_group}; bench --devices needs groups divisible by the devices")
             params["groups"] = max(1, len(outputs) // per_group) if groups > 1 else 1
     return BUILDERS[layer.type](replace(spec, params=params), (shape,))
+
+
+def refusal(item: LayerPlan, rank: int) -> str | None:
+    """Why this rank cannot build its share of the layer, from the plan alone (no torch), or None.
+
+    The parent asks it for every layer and rank before any worker starts, so bad input is one line."""
+    layer = item.layer
+    if item.mode.startswith("pinned"):
+        return "bench --devices does not run placement pins yet; `convaudit split` plans them"
+    if not item.mode.startswith("column") or layer.type != "conv" or layer.spec.params.get("connections") is not None:
+        return None
+    groups = layer.spec.params["groups"]
+    per_group = layer.output_shape[0] // groups
+    outputs = sum(1 for owner in column_of(item) if owner == rank)
+    if groups > 1 and outputs % per_group:  # a grouped conv's share must hold whole groups
+        return (f"{layer.name}: {outputs} output maps on device {rank} cut a group of {per_group}; "
+                f"bench --devices needs groups divisible by the devices")
+    return None
+
+
+def check_runnable(the_plan: Plan) -> None:
+    """Raise the first layer a worker could not build, before any worker starts (`data` builds the whole model)."""
+    if the_plan.strategy == "data":
+        return
+    for item in the_plan.layers:
+        for rank in range(the_plan.devices):
+            problem = refusal(item, rank)
+            if problem is not None:
+                raise DeviceError(problem)
 
 
 def column_of(item: LayerPlan) -> tuple[int, ...]:
@@ -335,19 +363,24 @@ def worker(options: Options, result_path: str | None = None) -> dict[str, Any] |
     return result
 
 
-def measure(options: Options, device: torch.device, backend: str) -> dict[str, Any] | None:
-    """Run one plan in the process group already started; rank 0 returns every rank's measurements."""
+def plan_for(options: Options, world: int) -> Plan:
+    """The split plan the workers run: the spec analysed and planned over `world` devices."""
     from convaudit.spec.library import load
 
-    rank, world = dist.get_rank(), dist.get_world_size()
     network = load(options.spec, options.variant)
     if options.input_size is not None:
         network = network.with_input(*options.input_size)
     report = analyze(network, options.batch, options.dtype)
     if report.halted:
         raise DeviceError(f"{report.halted.layer.name}: {report.halted.problem.message} (see `convaudit check`)")
-    the_plan = plan(report, options.strategy, world, pins=network.placement,
-                    pin_where=network.placement_where)
+    return plan(report, options.strategy, world, pins=network.placement, pin_where=network.placement_where)
+
+
+def measure(options: Options, device: torch.device, backend: str) -> dict[str, Any] | None:
+    """Run one plan in the process group already started; rank 0 returns every rank's measurements."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    the_plan = plan_for(options, world)
+    report = the_plan.report
     torch.manual_seed(0)
     dtype = TORCH_DTYPES[options.dtype]
     meter = Meter(device)
@@ -473,6 +506,19 @@ def collect(the_plan: Plan, gathered: list[dict[str, Any]], backend: str, option
 
 # ------------------------------------------------------------------ launching
 
+@contextlib.contextmanager
+def quiet_spawn() -> Iterator[None]:
+    """Hush torch.multiprocessing's 'Terminating process … via signal SIGTERM' warnings: when one worker fails,
+    stopping the others is the expected shutdown, and the failure itself is reported in one line."""
+    log = logging.getLogger("torch.multiprocessing.spawn")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -492,12 +538,14 @@ def bench_distributed(options: Options) -> dict[str, Any] | None:
         world = int(os.environ["WORLD_SIZE"])
         if world != options.devices:
             raise DeviceError(f"--devices {options.devices} but torchrun started {world} processes")
+        check_runnable(plan_for(options, world))  # every rank refuses alike, before joining the group
         return worker(options)
     if options.gpu and torch.cuda.device_count() < options.devices:
         raise DeviceError(f"--gpu --devices {options.devices}: only {torch.cuda.device_count()} CUDA devices here")
+    check_runnable(plan_for(options, options.devices))  # bad input: one line, before any worker starts
     import torch.multiprocessing as mp
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, quiet_spawn():
         path = os.path.join(folder, "result.json")
         try:
             mp.start_processes(_spawned, args=(options, free_port(), path), nprocs=options.devices, join=True,

@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Any
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -20,6 +20,7 @@ from rich.text import Text
 from convaudit.core.plan import ALL, CONVENTIONS, Plan
 from convaudit.errors import printable
 from convaudit.render.formatting import fmt_bytes, fmt_int, fmt_shape, fmt_si, fmt_time
+from convaudit.render.output import FitColumn, Fitted
 
 
 def fmt_exact(value: Fraction | int) -> str:
@@ -233,28 +234,58 @@ def distributed_json(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2, ensure_ascii=False)
 
 
+# Each kind of column, shown once per process and left out for every process at once, lowest priority first.
+DISTRIBUTED_KINDS = (("measured_fwd", "measured fwd", 90), ("measured_bwd", "measured bwd", 80),
+                     ("comm", "comm", 70), ("plan_fwd", "plan fwd", 60), ("plan_bwd", "plan bwd", 50))
+DISTRIBUTED_HINT = "a wider COLUMNS or --format json shows them"
+
+
+@dataclass
+class KindFitted:
+    """A `Fitted` table whose columns of one kind (one per process) are left out together, never one process's
+    column without the others'; a footer line names what is not shown."""
+
+    columns: list[FitColumn]
+    title: Text | None = None
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        keep, dropped = list(self.columns), []
+        if not getattr(console, "natural_tables", False):
+            probe = Fitted(keep)
+            for priority in sorted({c.priority for c in self.columns})[:-1]:  # never the layer names
+                if probe.needed_width(console, keep) <= options.max_width:
+                    break
+                dropped += [c for c in keep if c.priority == priority]
+                keep = [c for c in keep if c.priority != priority]
+        yield Fitted(keep, hint=DISTRIBUTED_HINT, title=self.title)
+        if dropped:
+            titles = ", ".join(c.title for c in self.columns if c in dropped)
+            yield Text(f"not shown at {options.max_width} columns: {titles} ({DISTRIBUTED_HINT})", style="dim",
+                       no_wrap=True, overflow="ignore")
+
+
 def distributed_rich(result: dict[str, Any]) -> Group:
-    """Per layer that communicates: planned and measured bytes per device, and the time spent communicating."""
+    """Per layer that communicates: planned and measured bytes per device, and the time spent communicating.
+    Numbers are never cut: kinds of columns that do not fit are left out for every process, and named."""
     devices = range(result["devices"])
-    title = (f"bench {escape(printable(result['spec']))} over {result['devices']} processes · "
+    title = (f"bench {printable(result['spec'])} over {result['devices']} processes · "
              f"{result['strategy']} · {result['backend']} · batch {result['batch']} · {result['dtype']} · "
-             f"{escape(printable(result['device']))}")
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("Layer", no_wrap=True)
-    for d in devices:
-        for label in ("plan fwd", "measured fwd", "plan bwd", "measured bwd", "comm"):
-            table.add_column(f"{label} {d}", justify="right", no_wrap=True)
-    for layer in result["layers"]:
-        cells = layer["devices"]
-        if not any(Fraction(c["planned_forward_bytes"]) or Fraction(c["planned_backward_bytes"])
-                   or Fraction(c["measured_forward_bytes"]) or Fraction(c["measured_backward_bytes"]) for c in cells):
-            continue
-        row = [escape(printable(layer["name"]))]
-        for c in cells:
-            row += [fmt_exact(Fraction(c["planned_forward_bytes"])), fmt_exact(Fraction(c["measured_forward_bytes"])),
-                    fmt_exact(Fraction(c["planned_backward_bytes"])),
-                    fmt_exact(Fraction(c["measured_backward_bytes"])), fmt_time(c["comm_s"])]
-        table.add_row(*row)
+             f"{printable(result['device'])}")
+    shown = [layer for layer in result["layers"]
+             if any(Fraction(c["planned_forward_bytes"]) or Fraction(c["planned_backward_bytes"])
+                    or Fraction(c["measured_forward_bytes"]) or Fraction(c["measured_backward_bytes"])
+                    for c in layer["devices"])]
+    cell = {"plan_fwd": lambda c: fmt_exact(Fraction(c["planned_forward_bytes"])),
+            "measured_fwd": lambda c: fmt_exact(Fraction(c["measured_forward_bytes"])),
+            "plan_bwd": lambda c: fmt_exact(Fraction(c["planned_backward_bytes"])),
+            "measured_bwd": lambda c: fmt_exact(Fraction(c["measured_backward_bytes"])),
+            "comm": lambda c: fmt_time(c["comm_s"])}
+    order = ("plan_fwd", "measured_fwd", "plan_bwd", "measured_bwd", "comm")  # left to right, per process
+    priority = {key: rank for key, _, rank in DISTRIBUTED_KINDS}
+    label = {key: text for key, text, _ in DISTRIBUTED_KINDS}
+    columns = [FitColumn("layer", "Layer", [Text(printable(layer["name"])) for layer in shown], priority=100)]
+    columns += [FitColumn(f"{key}{d}", f"{label[key]} {d}", [cell[key](layer["devices"][d]) for layer in shown],
+                          numeric=True, priority=priority[key]) for d in devices for key in order]
     params = [sum(layer["devices"][d]["measured_params"] for layer in result["layers"]) for d in devices]
     planned = [sum(layer["devices"][d]["planned_params"] for layer in result["layers"]) for d in devices]
     lines = [
@@ -267,4 +298,4 @@ def distributed_rich(result: dict[str, Any]) -> Group:
         "measured bytes: the tensors that went through the collectives (gather: received from the others; "
         "all-reduce: the ring convention 2·(N−1)/N·S); comm: median time inside collectives per step",
     ]
-    return Group(table, Text("\n".join(escape(line) for line in lines)))
+    return Group(KindFitted(columns, title=Text(title)), Text("\n".join(lines)))
