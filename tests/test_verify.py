@@ -83,6 +83,47 @@ def test_lenet5_sparse_table_is_really_sparse() -> None:
     assert isinstance(model(torch.randn(2, 1, 32, 32)), torch.Tensor)
 
 
+def test_attention_counted_by_fvcore_and_a_fused_kernel_named_not_failed() -> None:
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+
+    from convaudit.pytorch.builder import SelfAttention
+    from convaudit.pytorch.verify import fvcore_cell
+
+    text = ("name: t\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: 16, kernel: 4, stride: 4}\n"
+            "  - {type: reshape, shape: [16, 4]}\n  - {type: permute, order: [1, 0]}\n"
+            "  - {type: attention, heads: 2}\n")
+    report = analyze(parse_text(text))
+    attention = report.layers[-1]
+    row = next(row for row in cpu_verify(report).rows if row.type == "attention")
+    # 4 tokens of 16: in-projection 4·16·48, Q·Kᵀ and A·V 2·4·4·16, out-projection 4·16·16
+    assert row.cells["fvcore_macs"].status == "match"
+    assert row.cells["fvcore_macs"].theirs == 4 * 16 * 48 + 2 * 4 * 4 * 16 + 4 * 16 * 16
+    # nn.MultiheadAttention called as a module in eval under no_grad runs one fused kernel fvcore cannot see
+    module = SelfAttention(16, 2, True).attention.eval()
+    x = torch.randn(1, 4, 16)
+    with torch.no_grad():
+        fused = FlopCountAnalysis(lambda_module(module), x).unsupported_ops_warnings(False)
+        counted, unsupported = int(fused.total()), dict(fused.unsupported_ops())
+    assert counted == 0 and "aten::_native_multi_head_attention" in unsupported
+    cell = fvcore_cell(attention, counted, unsupported)
+    assert cell.status == "not-counted" and "aten::_native_multi_head_attention" in cell.note
+
+
+def lambda_module(attention):
+    import torch
+
+    class Call(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attention = attention
+
+        def forward(self, x):
+            return self.attention(x, x, x, need_weights=False)[0]
+
+    return Call()
+
+
 def test_json_contract() -> None:
     result = run("verify", "lenet5", "--format", "json", "--repeats", "2", "--warmup", "0", "--batch", "3")
     data = json.loads(result.stdout)

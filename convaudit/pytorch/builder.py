@@ -297,15 +297,24 @@ class PosEmbedding(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """nn.MultiheadAttention with query = key = value. need_weights=True keeps PyTorch on its explicit
-    bmm-softmax-bmm path, which fvcore and FlopCounterMode both count, on every device."""
+    """nn.MultiheadAttention's parameters with query = key = value, run through its explicit path
+    (F.multi_head_attention_forward: in-projection linear, bmm, softmax, bmm, out-projection linear), which
+    fvcore and FlopCounterMode both count, in every mode and on every device. Calling the module itself
+    would not do: under no_grad in eval (fvcore's trace, inference timing) it takes the fused
+    aten::_native_multi_head_attention, which fvcore cannot count, even with need_weights=True."""
 
     def __init__(self, dim: int, heads: int, bias: bool):
         super().__init__()
         self.attention = nn.MultiheadAttention(dim, heads, bias=bias, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attention(x, x, x, need_weights=True, average_attn_weights=False)[0]
+        a = self.attention
+        x = x.transpose(0, 1)  # (tokens, batch, dim): one tensor as query, key and value, as the module passes it
+        out, _ = F.multi_head_attention_forward(
+            x, x, x, a.embed_dim, a.num_heads, a.in_proj_weight, a.in_proj_bias, a.bias_k, a.bias_v,
+            a.add_zero_attn, a.dropout, a.out_proj.weight, a.out_proj.bias, training=self.training,
+            need_weights=True, average_attn_weights=False)
+        return out.transpose(0, 1)
 
 
 class Select(nn.Module):
