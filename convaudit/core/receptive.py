@@ -23,6 +23,7 @@ and last outputs, and a pixel lost at one layer stays lost downstream.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -31,7 +32,7 @@ from typing import NamedTuple
 
 from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.model import INPUT
-from convaudit.core.windows import merged_axes
+from convaudit.core.windows import WindowAxis, merged_axes
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class AxisField:
 class LayerField:
     name: str
     axes: tuple[AxisField, AxisField]  # H, W
-    uncovered: tuple[int, int]  # network-input pixels per axis that no output depends on
+    uncovered: tuple[int, int] | None  # network-input pixels per axis no output depends on (None: not followed)
     notes: tuple[str, ...] = ()
 
     @property
@@ -67,33 +68,281 @@ class LayerField:
 
 
 IDENTITY = AxisField(Fraction(1), Fraction(1), Fraction(0))
-GLOBAL = ("globalavgpool", "flatten", "linear", "rbf")  # on a feature map: one window over all of it
+GLOBAL = ("globalavgpool", "flatten", "linear", "rbf")  # one window over a whole map (linear: flatten: true)
+
+
+# ------------------------------------------------------------------ where H and W live in each tensor
+
+class Layout(NamedTuple):
+    """Which sample dimensions of a tensor are spatial, so that fields follow permutes, reshapes and tokens.
+
+    map:     `dims` are the dimensions holding H and W ([C, H, W]: (1, 2); after permute [1, 2, 0]: (0, 1));
+             None for an axis every entry of the tensor shares (a vector, a mixed-away axis): its size is 1
+    tokens:  dimension `token` lists `extra` leading tokens (class tokens; True: reads the whole input, False:
+             reads nothing) and then an H × W grid, row by row
+    lost:    a reshape moved H and W into other dimensions: its elements are those of a tensor of `sizes`, so
+             what no element reads (Unseen px) is still exact, but per-position fields are not
+    unknown: an operation mixed elements of a lost tensor in a way this model does not follow
+    """
+
+    kind: str
+    sizes: tuple[int, int]  # per axis: the positions that have their own support
+    dims: tuple[int | None, int | None] = (None, None)
+    token: int = 0
+    extra: tuple[bool, ...] = ()
+
+
+class _AxisOp(NamedTuple):
+    """How one input is read along one axis: window, adaptive, whole (every position), point (the same
+    position), pick (position `index` alone) or empty (nothing: a class token before any attention)."""
+
+    kind: str
+    n: int  # the input's size on this axis
+    window: WindowAxis | None = None
+    index: int = 0
+
+
+class _Step(NamedTuple):
+    layout: Layout
+    ops: tuple[tuple[_AxisOp, _AxisOp], ...]  # per input, per axis
+    notes: tuple[str, ...] = ()
+
+
+FLATTENING = ("flatten", "rbf")  # with linear (flatten: true): every output reads every element
+ALONG_FIRST = ("softmax", "lrn", "shuffle", "slice", "concat")  # act along sample dimension 0 (channels)
+
+
+def layouts(report: Report) -> dict[str, _Step]:
+    """For each layer, the layout of its output and how each input is read along H and along W."""
+    steps = {INPUT: _Step(Layout("map", tuple(report.input[1:]), (1, 2)), ())}
+    for layer in report.layers:
+        sources = [steps[source].layout for source in layer.spec.inputs]
+        steps[layer.name] = _step(layer, sources)
+    return steps
+
+
+def _same(layout: Layout) -> tuple[_AxisOp, _AxisOp]:
+    return _AxisOp("point", layout.sizes[0]), _AxisOp("point", layout.sizes[1])
+
+
+def _unknown(layer: LayerResult, sources: list[Layout], why: str) -> _Step:
+    sizes = (1, 1)
+    ops = tuple((_AxisOp("whole", s.sizes[0]), _AxisOp("whole", s.sizes[1])) for s in sources)
+    notes = () if any(s.kind == "unknown" for s in sources) else \
+        (f"{why}: receptive fields are not followed from here (RF, jump and start are the input's; no Unseen px)",)
+    return _Step(Layout("unknown", sizes), ops, notes)
+
+
+def _mixed(layout: Layout, shape_out: tuple[int, ...], mixed: set[int]) -> _Step:
+    """An operation that keeps the rank and reads, along each dimension in `mixed`, every entry."""
+    if layout.kind == "map":
+        ops = tuple(_AxisOp("whole" if dim in mixed else "point", size)
+                    for dim, size in zip(layout.dims, layout.sizes, strict=True))
+        sizes = tuple(1 if dim is None else shape_out[dim] for dim in layout.dims)
+        return _Step(layout._replace(sizes=sizes), (ops,))
+    # tokens: mixing the token dimension reads every token
+    if layout.token not in mixed:
+        return _Step(layout, (_same(layout),))
+    ops = (_AxisOp("whole", layout.sizes[0]), _AxisOp("whole", layout.sizes[1]))
+    if shape_out[layout.token] == len(layout.extra) + layout.sizes[0] * layout.sizes[1]:
+        return _Step(layout._replace(extra=tuple(True for _ in layout.extra)), (ops,))
+    return _Step(Layout("map", (1, 1)), (ops,))  # the token dimension now holds features, all alike
+
+
+def _spatial_dims(layout: Layout) -> set[int]:
+    if layout.kind == "tokens":
+        return {layout.token}
+    return {dim for dim in layout.dims if dim is not None}
+
+
+def _step(layer: LayerResult, sources: list[Layout]) -> _Step:
+    kind, shape_in, shape_out = layer.type, layer.input_shapes[0], layer.output_shape
+    layout = sources[0]
+    if any(source.kind == "unknown" for source in sources):
+        return _unknown(layer, sources, "")
+    if len(sources) > 1:
+        return _merge(layer, sources)
+    if kind == "reshape":
+        return _reshape(layout, shape_in, shape_out)
+    if kind == "permute":
+        order = layer.spec.params["order"]
+        if layout.kind == "map":
+            dims = tuple(None if dim is None else order.index(dim) for dim in layout.dims)
+            return _Step(layout._replace(dims=dims), (_same(layout),))
+        if layout.kind == "tokens":
+            return _Step(layout._replace(token=order.index(layout.token)), (_same(layout),))
+        return _Step(layout, (_same(layout),))
+    if layout.kind == "lost":
+        if kind in FLATTENING or (kind == "linear" and layer.spec.params.get("flatten", True)):
+            ops = (_AxisOp("whole", layout.sizes[0]), _AxisOp("whole", layout.sizes[1]))
+            return _Step(Layout("map", (1, 1)), (ops,))
+        if shape_out == shape_in and kind not in ("attention", "layernorm", "softmax", "lrn", "shuffle") \
+                and not layer.windows:
+            return _Step(layout, (_same(layout),))  # element-wise
+        return _unknown(layer, sources, f"{kind} mixes elements of a tensor whose H and W a reshape moved")
+    spatial = _spatial_dims(layout)
+    if layer.windows or kind in ("adaptiveavgpool", "globalavgpool"):
+        if layout.kind != "map" or layout.dims != (1, 2):
+            return _unknown(layer, sources, f"{kind} slides over dimensions 1 and 2, which are not H and W here")
+        if layer.windows:
+            ops = tuple(_AxisOp("window", n, w) for n, w in zip(layout.sizes, layer.windows, strict=True))
+        elif kind == "adaptiveavgpool":
+            ops = (_AxisOp("adaptive", layout.sizes[0]), _AxisOp("adaptive", layout.sizes[1]))
+        else:
+            ops = (_AxisOp("whole", layout.sizes[0]), _AxisOp("whole", layout.sizes[1]))
+        return _Step(layout._replace(sizes=(shape_out[1], shape_out[2])), (ops,))
+    if kind in FLATTENING or (kind == "linear" and layer.spec.params.get("flatten", True)):
+        ops = tuple(_AxisOp("point" if layout.kind == "map" and dim is None else "whole", size)
+                    for dim, size in zip(layout.dims, layout.sizes, strict=True))
+        return _Step(Layout("map", (1, 1)), (ops,))
+    if kind == "linear" or (kind == "layernorm" and layer.spec.params.get("over") == "last"):
+        return _mixed(layout, shape_out, {len(shape_in) - 1})  # the last dimension, features or not
+    if kind == "layernorm":  # over channels: dimension 0
+        return _mixed(layout, shape_out, {0})
+    if kind == "attention":  # every output reads every token and every feature
+        return _mixed(layout, shape_out, {0, 1})
+    if kind in ALONG_FIRST and 0 in spatial:
+        if kind == "softmax":
+            return _mixed(layout, shape_out, {0})
+        return _unknown(layer, sources, f"{kind} acts along dimension 0, which holds positions here")
+    if kind == "classtoken":
+        if layout.kind == "tokens" and layout.token == 0:
+            return _Step(layout._replace(extra=(False,) + layout.extra), (_same(layout),),
+                         ("class token prepended: positions, jump and RF start refer to the patch tokens",))
+        if 0 in spatial:
+            return _unknown(layer, sources, "classtoken prepends along dimension 0, which holds positions here")
+        return _Step(layout, (_same(layout),))
+    if kind == "select":
+        return _select(layer, layout)
+    return _Step(layout._replace(sizes=layout.sizes), (_same(layout),))  # element-wise
+
+
+def _select(layer: LayerResult, layout: Layout) -> _Step:
+    index = layer.spec.params["index"]
+    shift = {None: None} | {dim: dim - 1 for dim in range(1, 8)}
+    if layout.kind == "tokens":
+        if layout.token > 0:
+            return _Step(layout._replace(token=layout.token - 1), (_same(layout),))
+        if index < len(layout.extra):  # a class token: everything after attention, nothing before
+            read = "whole" if layout.extra[index] else "empty"
+            ops = (_AxisOp(read, layout.sizes[0]), _AxisOp(read, layout.sizes[1]))
+            notes = () if layout.extra[index] else ("a class token no attention has reached reads no pixel",)
+            return _Step(Layout("map", (1, 1)), (ops,), notes)
+        row, column = divmod(index - len(layout.extra), layout.sizes[1])
+        ops = (_AxisOp("pick", layout.sizes[0], index=row), _AxisOp("pick", layout.sizes[1], index=column))
+        return _Step(Layout("map", (1, 1)), (ops,))
+    ops = tuple(_AxisOp("pick", size, index=index) if dim == 0 else _AxisOp("point", size)
+                for dim, size in zip(layout.dims, layout.sizes, strict=True))
+    dims = tuple(None if dim == 0 else shift[dim] for dim in layout.dims)
+    sizes = tuple(1 if dim == 0 else size for dim, size in zip(layout.dims, layout.sizes, strict=True))
+    return _Step(layout._replace(dims=dims, sizes=sizes), (ops,))
+
+
+def _merge(layer: LayerResult, sources: list[Layout]) -> _Step:
+    """add, concat, mul: position by position, a [C, 1, 1] side of a mul broadcast over the whole map."""
+    widest = max(sources, key=lambda s: s.sizes[0] * s.sizes[1])
+    if any(s.kind != widest.kind or s.dims != widest.dims or s.token != widest.token for s in sources):
+        return _unknown(layer, sources, f"{layer.type} of inputs whose H and W lie in different dimensions")
+    if layer.type == "concat" and 0 in _spatial_dims(widest):
+        return _unknown(layer, sources, "concat along dimension 0, which holds positions here")
+    ops = []
+    for source in sources:
+        per_axis = []
+        for size, out in zip(source.sizes, widest.sizes, strict=True):
+            if size == out:
+                per_axis.append(_AxisOp("point", size))
+            elif size == 1:  # broadcast: every position reads the one entry
+                per_axis.append(_AxisOp("whole", size))
+            else:
+                return _unknown(layer, sources, f"{layer.type} of inputs with different positions")
+        ops.append(tuple(per_axis))
+    extra = tuple(any(whole) for whole in zip(*(s.extra for s in sources), strict=True)) if widest.extra else ()
+    if widest.kind == "tokens" and any(len(s.extra) != len(widest.extra) for s in sources):
+        return _unknown(layer, sources, f"{layer.type} of token lists with different class tokens")
+    return _Step(widest._replace(extra=extra), tuple(ops))
+
+
+def _keeps(shape: tuple[int, ...], target: tuple[int, ...], dim: int) -> int | None:
+    """The target dimension that holds source dimension `dim` index for index (row-major order), if any."""
+    inner = math.prod(shape[dim + 1:])
+    for k, size in enumerate(target):
+        if size == shape[dim] and math.prod(target[k + 1:]) == inner:
+            return k
+    return None
+
+
+def _reshape(layout: Layout, shape: tuple[int, ...], target: tuple[int, ...]) -> _Step:
+    same = (_same(layout),)
+    lost = _Step(Layout("lost", layout.sizes), same,
+                 (f"reshape {list(shape)} → {list(target)} moves H and W into other dimensions: RF, jump and "
+                  f"start from here are those of the elements it moves (Unseen px stays exact)",))
+    if layout.kind == "lost":
+        return _Step(layout, same)
+    if layout.kind == "map":
+        if layout.dims == (None, None):  # every element alike: a map again if the target is one
+            whole = (_AxisOp("whole", 1), _AxisOp("whole", 1))
+            if len(target) == 3:
+                return _Step(Layout("map", (target[1], target[2]), (1, 2)), (whole,))
+            return _Step(layout, (whole,))
+        kept = [None if dim is None else _keeps(shape, target, dim) for dim in layout.dims]
+        if all(k is not None for k, dim in zip(kept, layout.dims, strict=True) if dim is not None):
+            return _Step(layout._replace(dims=tuple(kept)), same)
+        h, w = layout.dims
+        if h is not None and w == h + 1:  # H and W joined, in order: tokens over the grid
+            inner = math.prod(shape[w + 1:])
+            for k, size in enumerate(target):
+                if size == shape[h] * shape[w] and math.prod(target[k + 1:]) == inner:
+                    return _Step(Layout("tokens", layout.sizes, token=k), same)
+        return lost
+    k = _keeps(shape, target, layout.token)
+    if k is not None:
+        return _Step(layout._replace(token=k), same)
+    inner = math.prod(shape[layout.token + 1:])
+    rows, columns = layout.sizes
+    if not layout.extra:  # the grid split back into H and W
+        for k in range(len(target) - 1):
+            if (target[k], target[k + 1]) == (rows, columns) and math.prod(target[k + 2:]) == inner:
+                return _Step(Layout("map", layout.sizes, (k, k + 1)), same)
+    return lost
 
 
 def receptive_fields(report: Report) -> dict[str, LayerField]:
     """The field of every analysed layer, in graph order."""
-    support = Supports(report)
-    fields: dict[str, tuple[tuple[AxisField, AxisField], list[str]]] = {INPUT: ((IDENTITY, IDENTITY), [])}
+    steps = layouts(report)
+    support = Supports(report, steps)
+    fields: dict[str, tuple[AxisField, AxisField]] = {INPUT: (IDENTITY, IDENTITY)}
+    uniform: dict[str, tuple[bool, bool]] = {INPUT: (False, False)}  # per axis: every position reads it all
     result: dict[str, LayerField] = {}
     for layer in report.layers:
-        axes, notes = _layer_axes(layer, [fields[s][0] for s in layer.spec.inputs])
-        fields[layer.name] = (axes, notes)
+        axes, notes, uniform[layer.name] = _layer_axes(layer, [(fields[s], uniform[s]) for s in layer.spec.inputs],
+                                                       steps[layer.name])
+        fields[layer.name] = axes
         result[layer.name] = LayerField(layer.name, axes, support.uncovered(layer), tuple(notes))
     return result
 
 
-def _layer_axes(layer: LayerResult, inputs: list[tuple[AxisField, AxisField]]) -> tuple[tuple, list[str]]:
+def _layer_axes(layer: LayerResult, inputs: list[tuple[tuple[AxisField, AxisField], tuple[bool, bool]]],
+                step: _Step) -> tuple[tuple, list, tuple[bool, bool]]:
+    """The layer's fields from its inputs' (and whether each axis is uniform: every position of the output
+    reads the whole of what the tensor reads, after attention, a layer norm along the axis, a broadcast gate)."""
     notes: list[str] = []
-    axes = inputs[0]
+    axes, uniform = inputs[0]
     if len(inputs) > 1:
-        axes = max(inputs, key=lambda a: a[0].rf * a[1].rf)
-        grids = {(a[0].jump, a[1].jump, a[0].start, a[1].start) for a in inputs}
+        axes, uniform = max(inputs, key=lambda a: a[0][0].rf * a[0][1].rf)
+        # a side broadcast over the map (a [C, 1, 1] gate), or one whose every position reads the whole input
+        # (attention's output on a residual), has no grid of its own
+        gridded = [(source, a) for source, (a, flags), ops in zip(layer.spec.inputs, inputs, step.ops, strict=True)
+                   if not any(op.kind == "whole" for op in ops) and flags != (True, True)]
+        grids = {(a[0].jump, a[1].jump, a[0].start, a[1].start) for _, a in gridded}
         if len(grids) > 1:
             described = ", ".join(f"'{source}' jump {show(a[0].jump)} start {show(a[0].start)}"
-                                  for source, a in zip(layer.spec.inputs, inputs, strict=True))
+                                  for source, a in gridded)
             notes.append(f"merge of misaligned grids: {described}")
-    shape_in = layer.input_shapes[0]
-    if layer.windows:
+    notes += step.notes
+    if step.layout.kind == "unknown":
+        return axes, notes, uniform
+    ops = step.ops[0] if len(inputs) == 1 else ()
+    if layer.windows and ops[0].kind == "window":
         h, w = layer.windows
         first = axes[0].window(h.kernel, h.stride, h.padding, h.dilation)
         same = axes[0] == axes[1] and (h.kernel, h.stride, h.padding, h.dilation) == \
@@ -107,12 +356,25 @@ def _layer_axes(layer: LayerResult, inputs: list[tuple[AxisField, AxisField]]) -
             else:
                 notes.append(f"{axis}: {w.formula()} floored to {w.out}: RF and jump are unchanged, but the pixels "
                              f"only the dropped window would read go unseen (see Unseen px)")
-    elif layer.type in GLOBAL and len(shape_in) == 3:
-        axes = tuple(a.window(size, 1, 0) for a, size in zip(axes, shape_in[1:], strict=True))
-    elif layer.type == "adaptiveavgpool":
-        axes, more = _adaptive(axes, shape_in[1:], layer.output_shape[1:])
+    elif ops and ops[0].kind == "adaptive":
+        axes, more = _adaptive(axes, layer.input_shapes[0][1:], layer.output_shape[1:])
         notes += more
-    return axes, notes
+    if ops and ops[0].kind in ("window", "adaptive") and any(uniform):
+        # a window over positions that all read the same pixels reads those pixels: only the grid steps
+        axes = tuple(replace(before, jump=after.jump) if flag else after
+                     for before, after, flag in zip(inputs[0][0], axes, uniform, strict=True))
+    elif ops and ops[0].kind not in ("window", "adaptive"):
+        axes = tuple(_read(field, op, flag) for field, op, flag in zip(axes, ops, uniform, strict=True))
+        uniform = tuple(flag or op.kind == "whole" for flag, op in zip(uniform, ops, strict=True))
+    return axes, notes, uniform
+
+
+def _read(field: AxisField, op: _AxisOp, uniform: bool) -> AxisField:
+    if op.kind == "whole":  # one window over the whole input: flatten, linear, global pooling, attention
+        return field if uniform else field.window(op.n, 1, 0)  # once whole, reading it all again adds nothing
+    if op.kind == "pick":  # one position: its own field, centred where that position's is
+        return replace(field, start=field.start + op.index * field.jump)
+    return field
 
 
 def _adaptive(axes: tuple[AxisField, ...], sizes: tuple[int, ...], outputs: tuple[int, ...]) -> tuple[tuple, list]:
@@ -151,24 +413,23 @@ class Supports:
     of the mirrored network (x ↦ N − 1 − x), so one engine, `_Side`, computes both; see its notes.
     """
 
-    def __init__(self, report: Report):
+    def __init__(self, report: Report, steps: dict[str, _Step] | None = None):
         self.report = report
         self.network = report.input[1:]
         self.layers = {layer.name: layer for layer in report.layers}
-        self._sides: dict[tuple[int, bool], _Side] = {}
+        self.steps = steps if steps is not None else layouts(report)
+        self._sides: dict[tuple[int, bool, bool], _Side] = {}
 
     def size(self, name: str, axis: int) -> int:
-        if name == INPUT:
-            return self.network[axis]
-        shape = self.layers[name].output_shape
-        return shape[1 + axis] if len(shape) == 3 else 1
+        """Positions along the axis: a map's H or W, a token grid's rows or columns, 1 for a vector."""
+        return self.steps[name].layout.sizes[axis]
 
-    def side(self, axis: int, mirrored: bool) -> _Side:
+    def side(self, axis: int, mirrored: bool, envelope: bool = False) -> _Side:
         if axis == 1 and self.square:
             axis = 0  # W is H over again
-        key = (axis, mirrored)
+        key = (axis, mirrored, envelope)
         if key not in self._sides:
-            self._sides[key] = _Side(self, axis, mirrored)
+            self._sides[key] = _Side(self, axis, mirrored, envelope)
         return self._sides[key]
 
     @cached_property
@@ -176,14 +437,13 @@ class Supports:
         """Whether every size and window is the same along H as along W, so one axis answers for both."""
         if self.network[0] != self.network[1]:
             return False
-        for layer in self.layers.values():
-            shape = layer.output_shape
-            if len(shape) == 3 and shape[1] != shape[2]:
+        for step in self.steps.values():
+            if step.layout.sizes[0] != step.layout.sizes[1]:
                 return False
-            if layer.windows and replace(layer.windows[0], axis="W") != layer.windows[1]:
-                return False
-            if layer.type == "adaptiveavgpool" and any(shape[1] != shape[2] for shape in layer.input_shapes):
-                return False
+            for h, w in step.ops:
+                if h._replace(window=None) != w._replace(window=None) or \
+                        (h.window is not None and replace(h.window, axis="W") != w.window):
+                    return False
         return True
 
     def low(self, name: str, axis: int, index: int) -> int:
@@ -195,8 +455,11 @@ class Supports:
         mirrored = self.side(axis, True).value(name, self.size(name, axis) - 1 - index)
         return self.network[axis] - 1 - mirrored
 
-    def uncovered(self, layer: LayerResult) -> tuple[int, int]:
-        """Input pixels before the first output's support plus those after the last output's, per axis."""
+    def uncovered(self, layer: LayerResult) -> tuple[int, int] | None:
+        """Input pixels before the first output's support plus those after the last output's, per axis; None
+        where the layer's elements are not followed (see Layout)."""
+        if self.steps[layer.name].layout.kind == "unknown":
+            return None
         result = []
         for axis in (0, 1):
             last = self.size(layer.name, axis) - 1
@@ -278,46 +541,60 @@ class _Side:
     runs on an explicit stack.
     """
 
-    def __init__(self, supports: Supports, axis: int, mirrored: bool):
+    def __init__(self, supports: Supports, axis: int, mirrored: bool, envelope: bool = False):
+        self.supports, self.axis, self.mirrored, self.is_envelope = supports, axis, mirrored, envelope
         self.network = supports.network[axis]
         self.sizes = {INPUT: self.network}
         self.rules: dict[str, tuple[_Rule, ...]] = {}
         self.mono: dict[str, _Mono | None] = {INPUT: _Mono(0, self.network - 1, INPUT, 1, 0, 0)}
+        self.floor: dict[str, int] = {INPUT: 0}  # a lower bound of f over the layer's outputs
         self.memo: dict[tuple[str, int], int] = {}
         sizes = self.sizes
         for layer in supports.report.layers:
-            shape = layer.output_shape
-            size = sizes[layer.name] = shape[1 + axis] if len(shape) == 3 else 1
-            self.rules[layer.name] = tuple(self._rule(layer, source, shape, size, sizes[source], axis, mirrored)
-                                           for source, shape in zip(layer.spec.inputs, layer.input_shapes,
-                                                                    strict=True))
-            self.mono[layer.name] = self._classify(layer.name, size)
+            size = sizes[layer.name] = supports.size(layer.name, axis)
+            step = supports.steps[layer.name]
+            self.rules[layer.name] = tuple(self._rule(ops[axis], source, size, mirrored, envelope)
+                                           for source, ops in zip(layer.spec.inputs, step.ops, strict=True))
+            mono = self.mono[layer.name] = self._classify(layer.name, size)
+            self.floor[layer.name] = min(self.floor[rule.source] for rule in self.rules[layer.name]) \
+                if mono is None else mono.m if mono.a <= mono.b else self.network
+
+    @cached_property
+    def envelope(self) -> _Side | None:
+        """The same network with each dilated window widened to its whole span: its supports contain the true
+        ones, so its first pixels are lower bounds, and it has the closed form throughout."""
+        return None if self.is_envelope else self.supports.side(self.axis, self.mirrored, True)
 
     @staticmethod
-    def _rule(layer: LayerResult, source: str, shape: tuple[int, ...], size: int, n: int, axis: int,
-              mirrored: bool) -> _Rule:
-        """How output p of `layer` reads `source` (n wide); the layer's output is `size` wide."""
-        if layer.windows:
-            w = layer.windows[axis]
+    def _rule(op: _AxisOp, source: str, size: int, mirrored: bool, envelope: bool) -> _Rule:
+        """How output p reads `source` (op.n wide) along this axis; the output is `size` wide."""
+        n = op.n
+        if op.kind == "window":
+            w = op.window
+            kernel, dilation = (w.effective_kernel, 1) if envelope else (w.kernel, w.dilation)
             offset = -w.padding
             if mirrored:  # tap t of output p is tap n − 1 − t of output size − 1 − p, read from the other end
-                offset = n - 1 - offset - (size - 1) * w.stride - (w.kernel - 1) * w.dilation
-            return _Rule("window", source, n, w.stride, offset, w.dilation, w.kernel)
-        if layer.type == "adaptiveavgpool":
-            out = layer.output_shape[1 + axis]
-            if n % out == 0:  # windows of n/out at steps of n/out: a plain window (and its own mirror)
-                return _Rule("window", source, n, n // out, 0, 1, n // out)
-            return _Rule("adaptive", source, n, out=out)  # PyTorch's windows are their own mirror image
-        if (layer.type in GLOBAL and len(shape) == 3) or len(layer.output_shape) == 1:
+                offset = n - 1 - offset - (size - 1) * w.stride - (kernel - 1) * dilation
+            return _Rule("window", source, n, w.stride, offset, dilation, kernel)
+        if op.kind == "adaptive":
+            if n % size == 0:  # windows of n/out at steps of n/out: a plain window (and its own mirror)
+                return _Rule("window", source, n, n // size, 0, 1, n // size)
+            return _Rule("adaptive", source, n, out=size)  # PyTorch's windows are their own mirror image
+        if op.kind in ("pick", "empty"):  # output 0 reads position `index` alone, or one past the end: nothing
+            offset = op.index if op.kind == "pick" else n
+            return _Rule("window", source, n, 1, n - 1 - offset - (size - 1) if mirrored else offset)
+        if op.kind == "whole":
             return _Rule("whole", source, n)
         return _Rule("point", source, n, offset=n - size if mirrored else 0)
 
     def _classify(self, name: str, size: int) -> _Mono | None:
         rules = self.rules[name]
+        kinds = {rule.kind for rule in rules}
+        if kinds == {"point", "whole"}:
+            return self._broadcast(name, size)
         sources = [self.mono[rule.source] for rule in rules]
         if any(source is None for source in sources):
             return None
-        kinds = {rule.kind for rule in rules}
         empty = _Mono(0, -1, INPUT, 0, 0, self.network)
         if kinds == {"whole"}:
             reading = [source for source in sources if source.a <= source.b]
@@ -326,18 +603,7 @@ class _Side:
             best = min(reading, key=lambda s: s.m)  # every output is the union of all inputs' outputs
             return _Mono(0, size - 1, best.anchor, 0, best.alpha * best.a + best.beta, best.m)
         if kinds == {"point"}:
-            if len(rules) == 1 and rules[0].offset == 0 and rules[0].size == size:
-                return sources[0]  # element-wise: the input's function
-            if any(rule.offset != 0 or rule.size != size for rule in rules) or \
-                    len({(source.a, source.b) for source in sources}) > 1:
-                return None
-            if sources[0].a > sources[0].b:
-                return empty
-            for candidate in sources:  # an input whose f is the smallest everywhere
-                if all(other.anchor == candidate.anchor and other.alpha == candidate.alpha
-                       and candidate.beta <= other.beta and candidate.m <= other.m for other in sources):
-                    return candidate
-            return _Mono(sources[0].a, sources[0].b, name, 1, 0, min(source.m for source in sources))
+            return self._points(name, size, rules)
         if len(rules) != 1:
             return None
         rule, source = rules[0], sources[0]
@@ -357,6 +623,48 @@ class _Side:
             return empty
         alpha, beta = source.alpha * rule.stride, source.beta + source.alpha * rule.offset
         return _Mono(a, b, source.anchor, alpha, beta, max(self._outer(source.anchor, alpha * a + beta), source.m))
+
+    def _points(self, name: str, size: int, rules: tuple[_Rule, ...] | list[_Rule]) -> _Mono | None:
+        """Inputs read position by position: element-wise layers and merges."""
+        sources = [self.mono[rule.source] for rule in rules]
+        if any(source is None for source in sources):
+            return None
+        if len(rules) == 1 and rules[0].offset == 0 and rules[0].size == size:
+            return sources[0]  # element-wise: the input's function
+        if any(rule.offset != 0 or rule.size != size for rule in rules) or \
+                len({(source.a, source.b) for source in sources}) > 1:
+            return None
+        if sources[0].a > sources[0].b:
+            return _Mono(0, -1, INPUT, 0, 0, self.network)
+        for candidate in sources:  # an input whose f is the smallest everywhere
+            if all(other.anchor == candidate.anchor and other.alpha == candidate.alpha
+                   and candidate.beta <= other.beta and candidate.m <= other.m for other in sources):
+                return candidate
+        return _Mono(sources[0].a, sources[0].b, name, 1, 0, min(source.m for source in sources))
+
+    def _broadcast(self, name: str, size: int) -> _Mono | None:
+        """A product with a side broadcast over the axis (the squeeze-excite gate [C, 1, 1] × [C, H, W]).
+
+        Every output reads the broadcast side's one entry, whose first pixel c is a constant, and its own
+        position of the others (g), so f = min(g, c). Where c ≤ g's smallest value m (the gate pooled the
+        same map: the usual case) f is the constant c; where g reads something at every output, min(g, c)
+        is non-decreasing and the layer anchors its own evaluation; anything else goes point by point.
+        """
+        rules = self.rules[name]
+        wide = [rule for rule in rules if rule.kind == "whole"]
+        if any(rule.size != 1 for rule in wide):
+            return None
+        c = min(self.value(rule.source, 0) for rule in wide)
+        g = self._points(name, size, [rule for rule in rules if rule.kind == "point"])
+        if c >= self.network:  # the broadcast side reads nothing: the product reads what g reads
+            return g
+        if g is None:
+            return None
+        if g.a > g.b or c <= g.m:
+            return _Mono(0, size - 1, INPUT, 0, 0, c)  # F(0) = 0 ≤ c, so f = max(F(0), c) = c
+        if (g.a, g.b) == (0, size - 1):
+            return _Mono(0, size - 1, name, 1, 0, g.m)
+        return None
 
     def _outer(self, anchor: str, x: int) -> int:
         """F(x) = f_anchor(clamp(x, a, b))."""
@@ -424,7 +732,17 @@ class _Side:
                 if t <= min(last, source.b):
                     best = min(best, (yield (rule.source, t)))
                 continue
+            # f of a source that is not non-decreasing (a dilated window below): every tap, but none that
+            # cannot beat the best so far (the source's floor, or the envelope's lower bound at the tap)
+            floor, envelope = self.floor[rule.source], self.envelope
+            bound = None if envelope is None else envelope.mono[rule.source]
             for t in range(first, last + 1, step):
+                if best <= floor:
+                    break
+                if envelope is not None and envelope.value(rule.source, t) >= best:
+                    if bound is not None and bound.a <= t:
+                        break  # non-decreasing from here on: no later tap can do better
+                    continue
                 best = min(best, (yield (rule.source, t)))
         return best
 

@@ -107,6 +107,8 @@ def _pair(values: tuple[Any, Any]) -> str:
 
 def _uncovered(row: Any, view: View) -> str:
     field = view.field(row)
+    if field.uncovered is None:  # not followed (see the layer's note): no claim
+        return "n/a"
     return "" if field.uncovered == (0, 0) else _pair(field.uncovered)
 
 
@@ -206,7 +208,8 @@ def report_dict(view: View) -> dict[str, Any]:
 
 def field_dict(field: LayerField) -> dict[str, Any]:
     return {"rf": [json_number(v) for v in field.rf], "jump": [json_number(v) for v in field.jump],
-            "rf_start": [json_number(v) for v in field.start], "uncovered": list(field.uncovered),
+            "rf_start": [json_number(v) for v in field.start],
+            "uncovered": None if field.uncovered is None else list(field.uncovered),
             "rf_notes": list(field.notes)}
 
 
