@@ -6,7 +6,8 @@ autograd saves for backward. What each layer saves follows PyTorch's kernels:
 
     conv, linear       its input                      (for dW; the weight is a parameter)
     sparse conv        each output map's gathered inputs, Σ|row|·H·W (its index tensors are the module's buffers)
-    average pools      their input (plain, adaptive and global)
+    average pools      their input (plain, and adaptive to any size but 1 × 1)
+    global pools       nothing: adaptive pooling to 1 × 1 is aten's mean over H and W, which keeps only sizes
     subsample          its input and its window sum
     RBF                the B × out × in differences
     relu, tanh, sigmoid, softmax                      its output
@@ -14,7 +15,8 @@ autograd saves for backward. What each layer saves follows PyTorch's kernels:
     maxpool            its input and int64 indices, one per output
     batchnorm          its input, and a mean and inverse std per channel
     LRN                its input, two tensors of its size, and the squares padded to C + size − 1 channels
-    dropout            a mask, one element per output at the activation dtype; on CUDA one byte (a bool mask)
+    dropout            a mask, one element per output at the activation dtype; on CUDA one byte (a bool mask);
+                       at p = 0 nothing, its output being its input itself (aten returns the input)
     gelu, silu, relu6, hardswish, hardsigmoid, scale   its input
     mul                all its inputs
     layernorm          its input, and a mean and inverse std per normalised vector
@@ -23,9 +25,10 @@ autograd saves for backward. What each layer saves follows PyTorch's kernels:
                        (heads·N·N, softmax's output and A·V's operand) and the heads' joined output (N·D)
     merges, flatten, views, classtoken, posembedding   nothing
 
-Views hold no memory of their own: slice, select and permute always, reshape
-and flatten when PyTorch can view their input (its strides are followed through
-the graph, with aten's own rule), and a saved view counts its whole base tensor.
+Views hold no memory of their own: slice, select and permute always (dropout at
+p = 0 is its input itself), reshape and flatten when PyTorch can view their input
+(its strides are followed through the graph, with aten's own rule), and a saved
+view counts its whole base tensor.
 A reshape that cannot view copies; a linear layer whose input cannot be viewed
 as a matrix saves the copy it multiplies. Element-wise layers keep a permuted
 input's strides, layernorm over channels and attention (batch-first) hand back
@@ -48,7 +51,7 @@ from convaudit.core.model import INPUT
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
 INDEX_BYTES = 8  # int64 indices of max-pooling
 MASK_BYTES = 1  # dropout's bool mask on CUDA (fused native_dropout); the CPU keeps it at the dtype
-ALIASES = ("flatten", "slice", "select", "permute", "reshape")  # types whose output may be a view (see layouts)
+ALIASES = ("flatten", "slice", "select", "permute", "reshape", "dropout")  # outputs that may be views (layouts)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,8 @@ def _layout(layer: LayerResult, inputs: list[Layout]) -> Layout:
         return Layout(shape, first.strides[:1] + first.strides[2:], first.base)
     if kind == "permute":
         return Layout(shape, (first.strides[0],) + tuple(first.strides[i + 1] for i in params["order"]), first.base)
+    if kind == "dropout" and params["p"] == 0:  # aten's dropout returns its input tensor itself
+        return first
     if kind in ("reshape", "flatten"):
         strides = view_strides(first.shape, first.strides, shape)
         return Layout(shape, strides, first.base) if strides is not None else Layout(shape, contiguous(shape),
@@ -260,7 +265,9 @@ def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> lis
         return [(extra + "gathered", reads * h * w * batch * size)]
     if kind == "linear" and _linear_copies(layer, report):
         return [(extra + "matrix", elements(layer.input_shapes[0]) * batch * size)]  # reshaped to a matrix: a copy
-    if kind in ("conv", "linear", "avgpool", "adaptiveavgpool", "globalavgpool"):
+    if kind == "globalavgpool" or (kind == "adaptiveavgpool" and layer.output_shape[1:] == (1, 1)):
+        return []  # aten pools to 1 × 1 as input.mean((-1, -2)), whose backward keeps only sizes
+    if kind in ("conv", "linear", "avgpool", "adaptiveavgpool"):
         return inputs[:1]
     if kind == "subsample":
         return inputs[:1] + [(extra + "sum", layer.activations * size)]
@@ -276,6 +283,8 @@ def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> lis
         c, h, w = layer.input_shapes[0]
         padded = (c + layer.spec.params["size"] - 1) * h * w * batch * size
         return inputs[:1] + [(extra + "terms", 2 * layer.activations * size), (extra + "squares", padded)]
+    if kind == "dropout" and layer.spec.params["p"] == 0:
+        return []  # the input passed through: nothing recorded
     if kind == "dropout":
         return [(extra + "mask", layer.activations * (MASK_BYTES if cuda else size))]
     if kind in ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "scale"):
