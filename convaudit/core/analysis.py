@@ -7,6 +7,9 @@ do not depend on it.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
@@ -186,6 +189,21 @@ class Totals:
 TOTAL_FIELDS = tuple(Totals.__dataclass_fields__)
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cycle collector for a pass that allocates many objects and makes no reference cycles
+    (parsing, analysing, writing a deep network): each collection would walk every object made so far, which
+    made a 10,000-layer chain's summary a third slower. Cycles made meanwhile are collected once it resumes."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def totals_of(layers: tuple[LayerResult, ...] | list[LayerResult]) -> Totals:
     return Totals(**{name: sum(map(attrgetter(name), layers)) for name in TOTAL_FIELDS})
 
@@ -224,6 +242,11 @@ def dtype_bytes(dtype: str) -> int:
 
 def analyze(spec: NetworkSpec, batch: int = 1, dtype: str = "fp32") -> Report:
     """Compute every layer in graph order; stop at the first layer that cannot be computed."""
+    with gc_paused():
+        return _analyze(spec, batch, dtype)
+
+
+def _analyze(spec: NetworkSpec, batch: int, dtype: str) -> Report:
     if batch < 1:
         raise ConvauditError(f"batch must be a positive integer, got {batch}")
     size = dtype_bytes(dtype)

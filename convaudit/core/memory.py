@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.analysis import LayerResult, Report, gc_paused
 from convaudit.core.layers import elements, normalised_dim
 from convaudit.core.model import INPUT
 
@@ -309,6 +309,11 @@ def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> lis
 
 
 def training_memory(report: Report, optimizer: str = "adam", cuda: bool = False) -> Memory:
+    with gc_paused():
+        return _training_memory(report, optimizer, cuda)
+
+
+def _training_memory(report: Report, optimizer: str, cuda: bool) -> Memory:
     size = dtype_size(report)
     trainable = report.totals.trainable_params
     seen: set[str] = set()

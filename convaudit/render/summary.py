@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, totals_of
+from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, gc_paused, totals_of
 from convaudit.core.groups import Group as BlockGroup
 from convaudit.core.groups import group_key, grouped, main_and_side
 from convaudit.core.memory import Memory, training_memory
@@ -259,7 +259,8 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
 def summary_json(view: View) -> str:
     """`json.dumps(report_dict(view), indent=2, ensure_ascii=False)`, character for character, written by
     `indented_json` (the standard library indents in pure Python, a third of a deep chain's time)."""
-    return indented_json(report_dict(view))
+    with gc_paused():  # the receptive fields and memory are computed here too, on first use
+        return indented_json(report_dict(view))
 
 
 def indented_json(value: Any) -> str:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from convaudit.core.analysis import gc_paused
 from convaudit.core.fields import Field, Names, Text, too_large
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
 from convaudit.errors import SpecError, Where
@@ -29,11 +30,14 @@ VARIANT_KEYS = ("description", "blocks", "layers", "outputs")
 
 def load_spec(path: Path | str, variant: str | None = None) -> NetworkSpec:
     path = Path(path)
-    return parse_document(load_document(read_text(path), str(path)), variant)
+    text = read_text(path)
+    with gc_paused():
+        return parse_document(load_document(text, str(path)), variant)
 
 
 def parse_text(text: str, file: str = "<spec>", variant: str | None = None) -> NetworkSpec:
-    return parse_document(load_document(text, file), variant)
+    with gc_paused():
+        return parse_document(load_document(text, file), variant)
 
 
 def parse_document(doc: Document, variant: str | None = None, depth: int = 0) -> NetworkSpec:
