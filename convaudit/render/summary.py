@@ -385,12 +385,20 @@ def memory_lines(memory: Memory) -> list[str]:
 
 
 def rf_lines(view: View) -> list[str]:
-    notes = [f"{name}: {note}" for name, field in view.fields.items() for note in field.notes
-             if "floored" in note or "misaligned" in note or "adaptive" in note]
+    """The legend and every rounding, misalignment and adaptive-pool note, never cut: layers whose note reads
+    the same share one line that names them all."""
+    layers_by_note: dict[str, list[str]] = {}
+    for name, field in view.fields.items():
+        for note in field.notes:
+            if "floored" in note or "misaligned" in note or "adaptive" in note:
+                names = layers_by_note.setdefault(note, [])
+                if not names or names[-1] != name:
+                    names.append(name)
+    notes = [f"{', '.join(names)}: {note}" for note, names in layers_by_note.items()]
     lines = ["RF: receptive field in input pixels; Jump: input pixels between neighbouring outputs; RF start: "
              "centre of the first output's field (pixel i centred at i, padding moves it below 0); Unseen px: "
              "input pixels no output depends on."]
-    return lines + notes[:8] + ([f"… and {len(notes) - 8} more"] if len(notes) > 8 else [])
+    return lines + notes
 
 
 def convention_lines(report: Report) -> list[str]:
