@@ -19,6 +19,19 @@ range its value really depends on: its windows clipped to the input, followed
 back layer by layer. Floor rounding drops the last windows, so some input pixels
 reach no output at all; `uncovered` counts them from the supports of the first
 and last outputs, and a pixel lost at one layer stays lost downstream.
+
+Tokens and permuted maps. A `Layout` records, per tensor, which sample dimensions
+hold H and W (they follow a permute's order), or that a dimension lists tokens
+over an H × W grid (a reshape that joins H and W in order). Positions keep
+their fields through anything that acts on one position (activations, scale,
+position embeddings, a layer norm or `flatten: false` linear over features);
+an operation that reads every entry along a spatial dimension (attention over
+tokens, a layer norm or linear along W, flatten, global pooling, a broadcast
+[C, 1, 1] gate) is one window as large as the axis, once: after it every
+position reads the same pixels, and reading them all again adds nothing. A
+reshape that keeps neither H and W nor a token grid keeps Unseen px (it reads
+nothing new) but not per-position fields, and what mixes its elements after it
+is not followed (Unseen px None, with a note) rather than guessed.
 """
 
 from __future__ import annotations
@@ -463,7 +476,8 @@ class Supports:
         result = []
         for axis in (0, 1):
             last = self.size(layer.name, axis) - 1
-            result.append(self.low(layer.name, axis, 0) + (self.network[axis] - 1 - self.high(layer.name, axis, last)))
+            before, after = self.low(layer.name, axis, 0), self.network[axis] - 1 - self.high(layer.name, axis, last)
+            result.append(min(before + after, self.network[axis]))  # N each when nothing is read: all N unseen
         return result[0], result[1]
 
 
