@@ -35,7 +35,8 @@ def test_summary_json_is_json_dumps(name: str) -> None:
 
 AWKWARD = [{}, [], (), {"a": []}, [[]], [1, [2, [3, {}]]], (1, 2), {1: 2}, {"k": {"n": [1, "a", 2]}},
            "é\x00\u2028\"\\\t", 3, -0, 2.5, -0.0, 1e300, math.inf, -math.inf, math.nan, None, True, False,
-           [True, 1, False, 0], {"x": [None, 2.5, "p/q"]}, [{"a": 1}, {"a": 2}], {"": ""}]
+           [True, 1, False, 0], {"x": [None, 2.5, "p/q"]}, [{"a": 1}, {"a": 2}], {"": ""}, {"a": [1], 2: "b"},
+           [{"a": {"b": 1, None: 2}}]]
 
 
 @pytest.mark.parametrize("value", AWKWARD, ids=range(len(AWKWARD)))

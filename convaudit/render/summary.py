@@ -273,7 +273,7 @@ def indented_json(value: Any) -> str:
 
 def _indented(value: Any, pad: str, out: list[str]) -> None:
     kind = type(value)
-    if kind is dict and all(type(key) is str for key in value):
+    if kind is dict:
         if not value:
             out.append("{}")
             return
@@ -281,10 +281,14 @@ def _indented(value: Any, pad: str, out: list[str]) -> None:
         keys = _KEYS.get(inner)
         if keys is None:
             keys = _KEYS[inner] = {}
-        first = True
+        first, mark = True, len(out)
         for key, item in value.items():
             prefix = keys.get(key)
             if prefix is None:
+                if type(key) is not str:  # json turns 1, 2.5, True and None into keys its own way
+                    del out[mark:]
+                    out.append(json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + pad))
+                    return
                 prefix = keys[key] = ",\n" + inner + _json_string(key) + ": "
             out.append("{" + prefix[1:] if first else prefix)
             first = False
