@@ -224,7 +224,10 @@ class LayerListParser:
                 hint = f" (to use the block '{type_name}', write block: {type_name})"
             raise doc.error(path + ("type",), f"unknown layer type '{type_name}'{hint}")
         kind = REGISTRY[type_name]
-        by_name = {f.name: f for f in kind.fields}
+        by_name = _FIELDS_BY_NAME.get(id(kind))
+        if by_name is None or by_name[0] is not kind:
+            by_name = _FIELDS_BY_NAME[id(kind)] = (kind, {f.name: f for f in kind.fields})
+        by_name = by_name[1]
         for key in item:
             if key not in by_name and key not in COMMON_LAYER_KEYS:
                 accepted = sorted(by_name) + list(COMMON_LAYER_KEYS)
@@ -343,6 +346,9 @@ class LayerListParser:
             layers = [replace(layer, expect={**layer.expect, **expect}, expect_where=where)
                       if layer.name == source else layer for layer in layers]
         return layers, source
+
+
+_FIELDS_BY_NAME: dict[int, tuple[Any, dict[str, Field]]] = {}  # each layer type's fields by name, made once
 
 
 def field_value(doc: Document, path: KeyPath, spec_field: Field, value: Any) -> Any:
