@@ -63,6 +63,23 @@ class SortChannels(nn.Module):
         return torch.sort(x, dim=1).values
 
 
+class AuxMean(nn.Module):
+    """GoogLeNet's and ShuffleNet's habits: an auxiliary classifier with batchnorm that runs only in training,
+    and a global pool written as x.mean([2, 3]) in forward (an operator fvcore cannot count)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.aux = nn.Sequential(nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4), nn.Flatten(),
+                                 nn.Linear(4 * 16 * 16, 5))
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        out = self.fc(x.mean([2, 3]))
+        return out + self.aux(x) if self.training else out
+
+
 def tokens(dim: int = 8) -> nn.Module:
     return Tokens(dim)
 
@@ -73,3 +90,7 @@ def branches(classes: int = 10) -> nn.Module:
 
 def sorted_channels() -> nn.Module:
     return Sorted()
+
+
+def aux_mean() -> nn.Module:
+    return AuxMean()

@@ -204,6 +204,28 @@ def test_verify_against_the_users_module(tmp_path: Path) -> None:
     assert "comparable cells match" in explicit.stdout
 
 
+def test_verify_against_names_what_fvcore_cannot_count_and_leaves_out_never_run_modules() -> None:
+    import torch
+
+    from convaudit.pytorch.against import verify_against
+
+    target = "tests.import_models:aux_mean"
+    imported = read(target, input_size=(16, 16))
+    assert imported.unused == ("aux.0", "aux.1", "aux.3")
+    report = analyze(spec_of(imported))
+    result = verify_against(report, target, {}, torch.device("cpu"), repeats=0, imported=imported)
+    assert result.passed, result.totals
+    pool = next(row for row in result.rows if row.type == "globalavgpool")
+    # x.mean([2, 3]) is written in forward (no module): fvcore reports aten::mean unsupported and counts 0
+    cell = pool.cells["fvcore_macs"]
+    assert (cell.status, cell.ours, cell.theirs) == ("not-counted", 8 * 16 * 16, 0)
+    assert cell.note == "not counted by fvcore: aten::mean"
+    # running statistics: the stem's 2·8 count, aux.1's 2·4 (never run in eval) are left out as its params are
+    assert result.totals.cells["buffers"].theirs == 2 * 8
+    # fvcore's total: stem conv 8·3·9·16·16 + batchnorm 2·8·16·16 + fc 8·5, the mean left out
+    assert result.totals.cells["fvcore_macs"].theirs == 8 * 3 * 9 * 16 * 16 + 2 * 8 * 16 * 16 + 8 * 5
+
+
 def test_verify_against_a_different_model_fails() -> None:
     result = run("verify", "torchvision:resnet18", "--input", "64", "--against", "torchvision:resnet34",
                  "--repeats", "0")

@@ -25,7 +25,7 @@ from convaudit.core.layers import REGISTRY
 from convaudit.core.memory import run_memory
 from convaudit.errors import ConvauditError
 from convaudit.importers import read_model
-from convaudit.importers.graph import Layer
+from convaudit.importers.graph import Imported, Layer
 from convaudit.importers.targets import build
 from convaudit.pytorch.builder import TORCH_DTYPES
 from convaudit.pytorch.runtime import describe_device, guard_memory
@@ -104,7 +104,10 @@ def flop_counter(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, int
 
 
 def verify_against(report: Report, target: str, args: dict[str, Any], device: torch.device, dtype: str = "fp32",
-                   warmup: int = 1, repeats: int = 5, force: bool = False, seed: int = 0) -> VerifyResult:
+                   warmup: int = 1, repeats: int = 5, force: bool = False, seed: int = 0,
+                   imported: Imported | None = None) -> VerifyResult:
+    """`imported`: the target already read at the report's input (the import the spec came from), which saves
+    tracing it again; without it the target is traced here."""
     base = dict(spec=f"{report.spec.label} against {target}", input=report.input, batch=report.batch, dtype=dtype,
                 device=describe_device(device))
     if report.halted:
@@ -112,7 +115,8 @@ def verify_against(report: Report, target: str, args: dict[str, Any], device: to
     guard_memory(run_memory(report), device, force)
     torch.manual_seed(seed)
     model = build(target, args, meta=False)
-    imported = read_model(model, report.input, origin={"from": target})
+    if imported is None or tuple(imported.input) != tuple(report.input):
+        imported = read_model(model, report.input, origin={"from": target})
     traced = {layer.name: layer for layer in imported.layers}
     torch_dtype = TORCH_DTYPES[dtype]
     model = model.to(device=device, dtype=torch_dtype).eval()
@@ -121,7 +125,9 @@ def verify_against(report: Report, target: str, args: dict[str, Any], device: to
     paths = {layer.module[0] for layer in imported.layers if layer.module}
     shapes = module_shapes(model, paths, x)
     fvcore = fvcore_by_module(model, x)
-    forward, forward_total, backward_total = flop_counter(model, x)
+    # FlopCounterMode counts from shapes alone: on a meta copy of the target it runs nothing, with the same counts
+    meta_model = build(target, args, meta=True).to(dtype=torch_dtype).eval()
+    forward, forward_total, backward_total = flop_counter(meta_model, x.to("meta"))
     per_path: dict[str, list[LayerResult]] = {}
     for result in report.layers:
         layer = traced.get(result.name)
@@ -140,7 +146,8 @@ def verify_against(report: Report, target: str, args: dict[str, Any], device: to
                      f"sum(p.numel()) {used:,} less {unused:,} in {', '.join(imported.unused[:4])}, which the "
                      "eval graph never runs" if unused else "sum(p.numel())")
     total_cells = {"params": params}
-    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked")
+                  and name.rsplit(".", 1)[0] not in imported.unused)  # as params: never-run modules left out
     ours_buffers = getattr(report.totals, "buffers", None)
     if ours_buffers is not None and (ours_buffers or buffers):
         total_cells["buffers"] = compare(ours_buffers, buffers)
@@ -173,6 +180,10 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
     if layer is not None and layer.named_after:
         cells["params"] = compare(result.params, model.get_parameter(layer.named_after).numel())
     if layer is None or not layer.module:
+        if layer is not None and expected_fvcore and not isinstance(fvcore, str):
+            op = layer.op.replace("aten.", "aten::", 1)  # fvcore names the traced op as TorchScript does
+            if op in fvcore[1].get("", {}):  # fvcore counts an unsupported op nowhere, so not here either
+                cells["fvcore_macs"] = Cell(NOT_COUNTED, expected_fvcore, 0, f"not counted by fvcore: {op}")
         return cells
     path, call = layer.module
     calls = shapes.get(path, [])
