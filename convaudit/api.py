@@ -6,7 +6,8 @@
     >>> s = convaudit.summary("model.onnx")                                    # an ONNX file (needs onnx only)
     >>> s.totals.params, s.totals.macs, s.layers[0].output_shape, s.findings, s.memory.training_total
 
-In Jupyter the result shows itself as the same table `convaudit summary` prints. Torch is imported only
+In Jupyter the result shows itself as the same table `convaudit summary` prints; `s.save_report(path)`
+writes the HTML report `convaudit report` makes. Torch is imported only
 when a module is given (or a torch target named); `import convaudit` stays light.
 """
 
@@ -71,6 +72,18 @@ class Summary:
         console = Console(record=True, width=140, file=_Discard())
         console.print(self.table())
         return console.export_html(inline_styles=True)
+
+    def report_html(self) -> str:
+        """The self-contained HTML report `convaudit report` writes: the drawing, charts, findings, totals."""
+        from convaudit.render.report.page import report_html
+        from convaudit.render.summary import View
+
+        return report_html(View(self.report, None), self.findings)
+
+    def save_report(self, path: str) -> None:
+        """Write `report_html()` to `path` (UTF-8), as `convaudit report SPEC -o path` does."""
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(self.report_html())
 
     def __repr__(self) -> str:
         totals = self.totals

@@ -78,3 +78,13 @@ def test_summary_of_a_module_equals_the_cli_on_the_same_model() -> None:
     assert (s.totals.params, s.totals.macs, s.totals.flops) == (totals["params"], totals["macs"], totals["flops"])
     assert s.totals.params == 11_689_512  # torchvision's documented num_params for resnet18
     assert s.layer("layer4.1.conv2").output_shape == (512, 7, 7)
+
+
+def test_summary_saves_the_same_report_the_cli_writes(tmp_path) -> None:
+    s = convaudit.summary("alexnet")
+    ours = tmp_path / "api.html"
+    s.save_report(str(ours))
+    cli = tmp_path / "cli.html"
+    result = CliRunner().invoke(app, ["report", "alexnet", "-o", str(cli)])
+    assert result.exit_code == 0, result.output
+    assert ours.read_text(encoding="utf-8") == cli.read_text(encoding="utf-8")
