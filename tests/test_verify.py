@@ -36,8 +36,24 @@ def cpu_verify(report, **kwargs):
 
 # ------------------------------------------------------------------ every bundled architecture
 
+@pytest.fixture
+def zero_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights zero-filled instead of randomly initialised: no compared cell (shapes, parameter and buffer counts,
+    fvcore's and FlopCounterMode's counts) depends on their values, and drawing VGG-E's 144 M random weights
+    took about as long as running it. The model is still built, run forward and backward on the CPU, and counted."""
+    import torch
+
+    def zero(tensor, *args, **kwargs):
+        with torch.no_grad():
+            return tensor.zero_()
+
+    for name in ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                 "xavier_normal_"):
+        monkeypatch.setattr(torch.nn.init, name, zero)
+
+
 @pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.stem)
-def test_verify_passes_on_every_bundled_architecture(path) -> None:
+def test_verify_passes_on_every_bundled_architecture(path, zero_init) -> None:
     result = cpu_verify(analyze(load(str(path))))
     assert result.torch_error is None
     mismatches = [(row.name, column, cell) for row in result.rows for column, cell in row.cells.items()
@@ -130,7 +146,8 @@ def test_json_contract() -> None:
     assert data["passed"] is True and data["batch"] == 3
     assert data["timings"]["forward"]["repeats"] == 2
     c3 = next(layer for layer in data["layers"] if layer["name"] == "C3")
-    assert c3["cells"]["shape"] == {"status": "match", "ours": [16, 10, 10], "theirs": [16, 10, 10], "note": ""}
+    assert c3["cells"]["shape"] == {"status": "match", "ours": [16, 10, 10], "theirs": [16, 10, 10], "note": "",
+                                    "shown": ""}
     s2 = next(layer for layer in data["layers"] if layer["name"] == "S2")
     assert s2["cells"]["fvcore_macs"]["status"] == "not-counted"
 
@@ -198,7 +215,9 @@ def test_planted_discrepancy_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
         real(spec, batch, dtype), "F6", macs=10081))
     result = run("verify", "lenet5", "--repeats", "0")
     assert result.exit_code == 1
-    assert "✗ ours 10,081 ≠ 10,080" in result.stdout
+    # the planted count (10,081 MACs; F6 is 120·84 = 10,080) is shown beside fvcore's own, in F6's row
+    f6 = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("F6 "))
+    assert "✗ 10,080 ≠ ours 10,081" in f6
 
 
 # ------------------------------------------------------------------ devices and memory
@@ -262,7 +281,7 @@ def random_network(draw: st.DrawFn) -> str:
     return f"name: random\ninput: [{in_channels}, {height}, {width}]\nlayers:\n{body}\n"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(random_network())
 def test_random_networks_match_pytorch_fvcore_and_flopcounter(text: str) -> None:
     report = analyze(parse_text(text))
@@ -335,7 +354,7 @@ def random_dag(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_dag())
 def test_random_graphs_match_pytorch_fvcore_and_flopcounter(text: str) -> None:
     report = analyze(parse_text(text))
