@@ -111,7 +111,7 @@ def row(name: str, fvcore: bool, verify: bool) -> str:
         report = analyze(spec_of(imported))
     except ConvauditError as error:
         reason = re.sub(r"\s+", " ", str(error)).replace("|", "\\|")
-        return f"| {name} | ✗ {reason} | | | |"
+        return f"| {name} | ✗ {reason} | not imported | not imported | not imported |"
     params = report.totals.params
     reference = imported.model_params or 0
     if params == reference:
