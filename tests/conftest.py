@@ -14,6 +14,11 @@ settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", derandomize=False, max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Tests pin their own widths. pytest-xdist's workers inherit COLUMNS=80 and LINES=24, which would make output
+# that a test treats as piped (natural width) fit 80 columns instead.
+for _variable in ("COLUMNS", "LINES"):
+    os.environ.pop(_variable, None)
+
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = sorted((ROOT / "architectures").glob("*.yaml"))
 

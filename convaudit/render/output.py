@@ -97,24 +97,42 @@ class Fitted:
             yield Text(f"not shown at {options.max_width} columns: {titles} ({self.hint})", style="dim",
                        no_wrap=True, overflow="ignore")
 
-    def table(self, columns: Sequence[FitColumn]) -> Table:
+    def table(self, columns: Sequence[FitColumn], widest_only: Console | None = None) -> Table:
+        """The Rich table of `columns`. With `widest_only` (the console that measures), one row of each
+        column's widest cell stands in for all rows: a table is as wide as its widest cells, so measuring
+        that row gives the full table's width without measuring every row again for each column dropped."""
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_footer=self.show_footer)
         for column in columns:
             table.add_column(column.title, footer=column.footer, justify="right" if column.numeric else "left",
                              no_wrap=not column.wrap, style=column.style,
-                             min_width=_longest_word(column) if column.wrap else None)
+                             min_width=self._measured(column, widest_only)[1] if column.wrap else None)
+        if widest_only is not None:
+            if columns and columns[0].cells:
+                table.add_row(*(self._measured(c, widest_only)[0] for c in columns))
+            return table
         rows = len(columns[0].cells) if columns else 0
         for index in range(rows):
             style = self.row_styles[index] if index < len(self.row_styles) else None
             table.add_row(*(_text(c.cells[index]) for c in columns), style=style)
         return table
 
+    def _measured(self, column: FitColumn, console: Console | None) -> tuple[Text, int, int]:
+        """(the column's widest cell, its longest word, its widest title/footer/cell), measured once."""
+        cache: dict[int, tuple[Text, int, int]] = self.__dict__.setdefault("_measures", {})
+        if id(column) not in cache:
+            measure = console or Console(width=10**6)
+            options = measure.options.update(width=10**6)
+            cells = [_text(cell) for cell in column.cells]
+            widths = [Measurement.get(measure, options, cell).maximum for cell in cells]
+            widest = cells[max(range(len(cells)), key=widths.__getitem__)] if cells else Text("")
+            cache[id(column)] = (widest, _longest_word(column), _widest(measure, options, column))
+        return cache[id(column)]
+
     def needed_width(self, console: Console, columns: Sequence[FitColumn]) -> int:
         """The narrowest width at which every cell shows whole: prose columns at their longest word."""
         options = console.options.update(width=10**6)
-        table = self.table(columns)
-        natural = Measurement.get(console, options, table).maximum
-        slack = sum(_widest(console, options, c) - _longest_word(c) for c in columns if c.wrap)
+        natural = Measurement.get(console, options, self.table(columns, widest_only=console)).maximum
+        slack = sum(self._measured(c, console)[2] - self._measured(c, console)[1] for c in columns if c.wrap)
         return natural - slack
 
 
