@@ -88,3 +88,15 @@ def test_summary_saves_the_same_report_the_cli_writes(tmp_path) -> None:
     result = CliRunner().invoke(app, ["report", "alexnet", "-o", str(cli)])
     assert result.exit_code == 0, result.output
     assert ours.read_text(encoding="utf-8") == cli.read_text(encoding="utf-8")
+
+
+def test_import_convaudit_then_torchvision_as_a_user_writes_it() -> None:
+    """The issue's line, verbatim, in a fresh interpreter: torchvision imported by the user, next to CPU torch."""
+    code = ("import sys, convaudit; assert 'torch' not in sys.modules; import torchvision; "
+            "s = convaudit.summary(torchvision.models.resnet18(), input_size=(3, 224, 224)); "
+            "print(s.totals.params, s.totals.macs)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    params, macs = map(int, done.stdout.split())
+    totals = cli_totals("torchvision:resnet18")
+    assert (params, macs) == (totals["params"], totals["macs"]) == (11_689_512, totals["macs"])

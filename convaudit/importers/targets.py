@@ -61,6 +61,14 @@ def load_torchvision() -> Any:
     if "torchvision" in sys.modules:
         return sys.modules["torchvision"]
     require("torchvision")
+    prepare_torchvision()
+    import torchvision
+
+    return torchvision
+
+
+def prepare_torchvision() -> None:
+    """Make `import torchvision` work next to CPU torch (see load_torchvision); a no-op where it already does."""
     import torch
 
     if not _has_operator("torchvision::nms"):
@@ -77,9 +85,6 @@ def load_torchvision() -> Any:
             if not _has_operator(f"torchvision::{op}"):
                 library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         _STUB_LIBRARY.append(library)
-    import torchvision
-
-    return torchvision
 
 
 def torchvision_names() -> list[str]:
