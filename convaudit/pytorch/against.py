@@ -40,9 +40,9 @@ from convaudit.pytorch.verify import (
     VerifyResult,
     compare,
     forward_backward,
+    fvcore_by_module,
     fvcore_cell,
     fvcore_expected,
-    quiet,
     time_model,
     torch_forward_cell,
     total_cell,
@@ -74,20 +74,6 @@ def module_shapes(model: torch.nn.Module, paths: set[str], x: torch.Tensor) -> d
         for handle in handles:
             handle.remove()
     return shapes
-
-
-def fvcore_by_module(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, int], dict[str, dict[str, int]],
-                                                                     int] | str:
-    with quiet(), torch.no_grad():
-        try:
-            from fvcore.nn import FlopCountAnalysis
-        except ImportError:
-            return "fvcore is not installed (pip install 'convaudit[torch]')"
-        analysis = (FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
-                    .uncalled_modules_warnings(False).tracer_warnings("none"))
-        by_module = {name: int(count) for name, count in analysis.by_module().items()}
-        unsupported = {name: dict(analysis.unsupported_ops(name)) for name in by_module}
-        return by_module, unsupported, int(analysis.total())
 
 
 def flop_counter(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, int], int, int]:

@@ -184,8 +184,10 @@ class Counts:
     unsupported: dict[str, dict[str, int]] = field(default_factory=dict)  # fvcore: ops it could not count
 
 
-def fvcore_counts(model: SpecModel, x: torch.Tensor) -> Counts | str:
-    """fvcore per spec layer, with the operators it could not count; or why fvcore is unavailable."""
+def fvcore_by_module(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, int], dict[str, dict[str, int]],
+                                                                     int] | str:
+    """fvcore's count per module path, the operators it could not count there, and its total; or why fvcore
+    is unavailable."""
     with quiet(), torch.no_grad():
         try:
             from fvcore.nn import FlopCountAnalysis
@@ -193,13 +195,23 @@ def fvcore_counts(model: SpecModel, x: torch.Tensor) -> Counts | str:
             return "fvcore is not installed (pip install 'convaudit[torch]')"
         analysis = (FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
                     .uncalled_modules_warnings(False).tracer_warnings("none"))
-        by_module = analysis.by_module()
-        counts, unsupported = {}, {}
-        for key, name, _ in model.plan:
-            scope = f"layers.{key}"
-            counts[name] = int(by_module.get(scope, 0))
-            unsupported[name] = dict(analysis.unsupported_ops(scope))
-        return Counts(counts, int(analysis.total()), unsupported)
+        by_module = {name: int(count) for name, count in analysis.by_module().items()}
+        unsupported = {name: dict(analysis.unsupported_ops(name)) for name in by_module}
+        return by_module, unsupported, int(analysis.total())
+
+
+def fvcore_counts(model: SpecModel, x: torch.Tensor) -> Counts | str:
+    """fvcore per spec layer, with the operators it could not count; or why fvcore is unavailable."""
+    measured = fvcore_by_module(model, x)
+    if isinstance(measured, str):
+        return measured
+    by_module, unsupported_by_module, total = measured
+    counts, unsupported = {}, {}
+    for key, name, _ in model.plan:
+        scope = f"layers.{key}"
+        counts[name] = by_module.get(scope, 0)
+        unsupported[name] = unsupported_by_module.get(scope, {})
+    return Counts(counts, total, unsupported)
 
 
 def flop_counter_counts(report: Report, dtype: torch.dtype) -> tuple[Counts, Counts]:
