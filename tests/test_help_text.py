@@ -17,14 +17,22 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import help_text as script  # noqa: E402
 
 
+def project_part(key: str) -> list[str]:
+    """The parts of the key that name our own files; the rest names the installed Typer and Rich."""
+    return [part for part in key.split() if not part.startswith(("typer/", "rich/"))]
+
+
 def test_saved_help_is_current() -> None:
-    assert help_text.KEY == help_key(), "convaudit/help_text.py is stale: run python scripts/help_text.py --write"
+    assert project_part(help_text.KEY) == project_part(help_key()), (
+        "convaudit/help_text.py is stale: run python scripts/help_text.py --write")
 
 
 @pytest.mark.parametrize("program", sorted(script.PROGRAMS))
 def test_fast_help_is_typers(program: str) -> None:
     drawn = script.drawn_help(program)  # Typer and Rich, the fast path switched off
-    assert drawn == help_text.HELP[program]
+    if help_text.KEY == help_key():  # the Typer and Rich the copy was made with: it must be theirs, verbatim
+        assert drawn == help_text.HELP[program]
+    # with another Typer or Rich installed the key differs and the CLI draws the help itself: same text either way
     assert script.drawn_help(program, fast=True) == drawn
     assert f"Usage: {program} [OPTIONS] COMMAND" in drawn
 
