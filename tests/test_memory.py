@@ -10,6 +10,7 @@ from convaudit.spec.library import load
 from convaudit.spec.parser import parse_text
 
 from .conftest import ARCHITECTURES
+from .torch_oracles import saved_activation_bytes
 
 
 def test_parameters_gradients_and_optimizer_state() -> None:
@@ -74,25 +75,12 @@ def small_input(spec):
 @pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.stem)
 def test_saved_activations_match_what_pytorch_saves(path) -> None:
     import torch
-    from torch.autograd.graph import saved_tensors_hooks
 
     from convaudit.pytorch.builder import build_model
 
     report = small_input(load(str(path)))
     model = build_model(report).train()
-    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    own |= {b.untyped_storage().data_ptr() for b in model.buffers()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in own:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(torch.randn((1, *report.input)))
-    assert training_memory(report).saved_activations == sum(saved.values())
+    assert training_memory(report).saved_activations == saved_activation_bytes(model, torch.randn((1, *report.input)))
 
 
 def alive_set_peak(report) -> tuple[int, str]:

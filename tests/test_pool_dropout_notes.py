@@ -11,6 +11,8 @@ from convaudit.core.analysis import analyze
 from convaudit.core.memory import training_memory
 from convaudit.spec.parser import parse_text
 
+from .torch_oracles import saved_activation_bytes
+
 
 def pooled(pool: str) -> str:
     return f"""\
@@ -47,24 +49,12 @@ def test_a_global_pool_and_dropout_at_p_0_save_nothing_by_hand() -> None:
 @pytest.mark.parametrize("text", [GLOBAL, ADAPTIVE_1, ADAPTIVE_2], ids=["global", "adaptive1", "adaptive2"])
 def test_pools_and_dropout_at_p_0_match_what_pytorch_saves(text: str) -> None:
     import torch
-    from torch.autograd.graph import saved_tensors_hooks
 
     from convaudit.pytorch.builder import build_model
 
     report = analyze(parse_text(text), batch=2)
     model = build_model(report).train()
-    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in own:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(torch.randn((2, *report.input)))
-    assert training_memory(report).saved_activations == sum(saved.values())
+    assert training_memory(report).saved_activations == saved_activation_bytes(model, torch.randn((2, *report.input)))
 
 
 def rf_notes(path, width: str = "300") -> list[str]:
