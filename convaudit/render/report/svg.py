@@ -11,6 +11,7 @@ from html import escape as _escape
 
 from convaudit.core.analysis import Report
 from convaudit.core.checks import Finding
+from convaudit.core.layers import REGISTRY
 from convaudit.errors import printable
 from convaudit.render.formatting import fmt_shape
 from convaudit.render.report.layout import GEOMETRY, Placed, Structure, place
@@ -22,25 +23,11 @@ def escape(text: str) -> str:
 
 
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
-ACTIVATIONS = {"relu", "relu6", "gelu", "sigmoid", "hardsigmoid", "hardswish", "silu", "swish", "tanh",
-               "scaledtanh", "softmax"}
 
 
 def category(layer_type: str) -> str:
-    """The colour family of a layer type (the report's legend shows them)."""
-    if "conv" in layer_type or layer_type == "subsample":
-        return "conv"
-    if layer_type in ("linear", "attention", "rbf"):
-        return "dense"
-    if "pool" in layer_type:
-        return "pool"
-    if "norm" in layer_type or layer_type == "lrn":
-        return "norm"
-    if layer_type in ("add", "concat", "mul"):
-        return "merge"
-    if layer_type in ACTIVATIONS:
-        return "act"
-    return "other"
+    """The colour family of a layer type (the report's legend shows them): the type's own `category`."""
+    return REGISTRY[layer_type].category
 
 
 CSS = """
