@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from convaudit.core.analysis import LayerResult, Report, analyze
-from convaudit.core.layers import describe_shape
+from convaudit.core.layers import REGISTRY, describe_shape
+from convaudit.core.layers.base import trait_of
 from convaudit.core.model import INPUT, NetworkSpec
 from convaudit.core.windows import WindowAxis, format_fraction, merged_axes
 from convaudit.errors import EXIT_FINDINGS, Where
@@ -112,7 +113,7 @@ def _padding_fix(axis: WindowAxis, layer_type: str, on: str) -> str:
     extra = -span % axis.stride  # padded positions to add so that S divides W − K' + 2P
     out = (span + extra) // axis.stride + 1
     new_padding = axis.padding + extra // 2
-    pool_limit_ok = layer_type == "conv" or new_padding <= axis.kernel // 2  # PyTorch: pool padding ≤ ⌊K/2⌋
+    pool_limit_ok = not REGISTRY[layer_type].padding_at_most_half_kernel or new_padding <= axis.kernel // 2
     if extra % 2 == 0 and pool_limit_ok:
         return (f"padding {new_padding} on {on} makes {layer_type} exact: "
                 f"({axis.size} − {axis.effective_kernel} + 2·{new_padding})/{axis.stride} + 1 = {out}")
@@ -131,7 +132,7 @@ def _pin_findings(spec: NetworkSpec, report: Report, layer: LayerResult, fixes: 
     shape = layer.input_shapes[0]
     if len(shape) == 1:
         arithmetic = str(received)
-    elif layer.type == "linear" and not layer.spec.params.get("flatten", True):  # nn.Linear on the last dimension
+    elif not layer.spec.params.get("flatten", True):  # nn.Linear on the last dimension
         arithmetic = f"{describe_shape(shape)}, whose last dimension is {received} (flatten: false)"
     else:  # flattened: every element is an input feature
         arithmetic = f"{describe_shape(shape)} = {received}"
@@ -285,12 +286,6 @@ def _axis_search(spec: NetworkSpec, report: Report | None, axes: tuple[int, ...]
 
 BRUTE_FORCE_BUDGET = 2_000_000  # layer analyses the slow search may spend (512 sizes of a 3,900-layer network)
 
-# Layers whose output has the same spatial size as their input, whatever the input.
-SAME_SIZE = {"relu", "tanh", "sigmoid", "scaledtanh", "dropout", "lrn", "batchnorm", "concat", "add", "gelu", "silu",
-             "swish", "relu6", "hardswish", "hardsigmoid", "mul", "scale", "layernorm", "slice", "shuffle"}
-# Layers whose output no longer depends on the input's spatial size.
-FIXED_SIZE = {"adaptiveavgpool", "globalavgpool"}
-
 
 @dataclass(frozen=True)
 class Affine:
@@ -334,10 +329,10 @@ class ExactModel:
             if any(source is None for source in sources):
                 return None
             first = sources[0]
-            pinned = layer.spec.params.get("in")
-            if pinned is not None and layer.type in ("linear", "rbf"):
+            pinned = layer.spec.params.get("in")  # only linear and rbf take `in:`
+            if pinned is not None:
                 shape = layer.input_shapes[0]
-                if layer.type == "linear" and not layer.spec.params.get("flatten", True) and len(shape) > 1:
+                if not layer.spec.params.get("flatten", True) and len(shape) > 1:
                     # the last dimension: W of a map (whose form is [H, W]); the model stops at this layer anyway
                     pins.append((pinned, [first[-1]] if len(shape) == 3 else [shape[-1]]))
                 elif len(first) == 3:  # a flattened map: C·H·W
@@ -346,9 +341,9 @@ class ExactModel:
                     pins.append((pinned, [shape[0], *first]))
                 else:  # a vector whose length does not depend on the input size
                     pins.append((pinned, [shape[0]]))
-            if layer.windows:
-                if layer.type not in ("conv", "maxpool", "avgpool", "subsample") or len(layer.windows) != 2:
-                    return None
+            rule = trait_of(REGISTRY[layer.type], "size_rule", layer.spec.params)
+            rank = len(layer.output_shape)
+            if rule == "window":
                 out = []
                 for axis, window in zip((0, 1), layer.windows, strict=True):
                     size = first[axis]
@@ -367,19 +362,18 @@ class ExactModel:
                     lowest = max(lowest, offset)
                     out.append(Affine(offset - size.m * window.stride, size.m * window.stride))
                 forms[layer.name] = out
-            elif layer.type in SAME_SIZE and len(layer.output_shape) == 3:
+            elif rule in ("pointwise", "concat") and rank == 3:
                 if any(source[:2] != first[:2] for source in sources):
                     return None  # merged branches on different grids: equal sizes at isolated inputs only
                 forms[layer.name] = first[:2]
-            elif layer.type in FIXED_SIZE and len(layer.output_shape) == 3:
-                forms[layer.name] = list(layer.output_shape[1:])
-            elif layer.type in ("linear", "rbf") and len(layer.output_shape) == 1:
-                forms[layer.name] = [1, 1]
-            elif layer.type == "flatten" and len(layer.input_shapes[0]) == 3 and len(first) == 2:
-                forms[layer.name] = [layer.input_shapes[0][0], *first]
-            elif layer.type in ("softmax", "dropout", "relu", "tanh", "sigmoid", "scaledtanh") and \
-                    len(layer.output_shape) == 1:
+            elif rule == "pointwise" and rank == 1 and len(sources) == 1:
                 forms[layer.name] = first
+            elif rule == "fixed" and rank == 3:
+                forms[layer.name] = list(layer.output_shape[1:])
+            elif rule == "vector" and rank == 1:
+                forms[layer.name] = [1, 1]
+            elif rule == "flatten" and len(layer.input_shapes[0]) == 3 and len(first) == 2:
+                forms[layer.name] = [layer.input_shapes[0][0], *first]
             else:
                 return None
         return cls((residue, modulus), lowest, pins)

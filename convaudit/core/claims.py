@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from convaudit.core.analysis import LayerResult, Report, analyze
-from convaudit.core.layers import REGISTRY, elements
+from convaudit.core.layers import REGISTRY
 from convaudit.core.model import INPUT, NetworkSpec
 from convaudit.core.receptive import receptive_fields, show
 from convaudit.core.windows import WindowAxis, merged_axes
@@ -202,31 +202,9 @@ def _rounding(w: WindowAxis) -> str:
 
 
 def weight_arithmetic(layer: LayerResult, quantity: str) -> str:
-    p, kind = layer.spec.params, layer.type
-    c_in = layer.input_shapes[0][0]
-    if kind == "conv":
-        kh, kw = p["kernel"]
-        if p.get("connections") is not None:
-            reads = sum(len(row) for row in p["connections"])
-            weights = f"{reads} table reads·{kh}·{kw} = {layer.weights:,} weights"
-        else:
-            weights = f"{p['out']}·{c_in // p['groups']}·{kh}·{kw} = {layer.weights:,} weights" + (
-                f" (Cin/groups = {c_in}/{p['groups']})" if p["groups"] > 1 else "")
-    elif kind in ("linear", "rbf"):  # in·out; with flatten: false, in is the last dimension
-        weights = f"{layer.outcome.in_features:,}·{p['out']} = {layer.weights:,} weights"
-    elif kind == "attention":  # Q, K, V and output projections, each D×D
-        d = layer.outcome.in_features
-        weights = f"4·{d}² = {layer.weights:,} weights (Q, K, V and output projections)"
-    elif kind == "subsample":
-        weights = f"{layer.weights} coefficients (one per map)"
-    elif kind in ("batchnorm", "layernorm", "scale") and layer.weights:
-        weights = f"{layer.weights:,} scales"
-    elif kind == "posembedding":
-        weights = f"{'·'.join(map(str, layer.output_shape))} = {layer.weights:,} position embeddings"
-    elif kind == "classtoken":
-        weights = f"D = {layer.weights:,} class-token weights"
-    else:
-        return f"{layer.name} ({kind}) has no parameters"
+    weights = REGISTRY[layer.type].explain(layer).weights
+    if weights is None:
+        return f"{layer.name} ({layer.type}) has no parameters"
     biases = f" + {layer.biases:,} biases" if layer.biases else ""
     fixed = " (fixed, not trained)" if layer.outcome.fixed else ""
     if quantity == "weights":
@@ -238,54 +216,17 @@ def weight_arithmetic(layer: LayerResult, quantity: str) -> str:
 
 
 def mac_arithmetic(layer: LayerResult) -> str:
-    macs = layer.macs // layer.batch
-    if layer.type == "conv":
-        return f"{layer.weights:,} weights × {layer.output_shape[1]}·{layer.output_shape[2]} positions = {macs:,}"
-    if layer.type == "linear" and not layer.spec.params.get("flatten", True):
-        return f"{_positions(layer)} × {layer.outcome.in_features:,}·{layer.output_shape[-1]} = {macs:,}"
-    if layer.type in ("linear", "rbf"):
-        return f"{layer.outcome.in_features:,}·{layer.output_shape[0]} = {macs:,}"
-    if layer.type == "attention":
-        n, d = layer.output_shape
-        return (f"projections 4·{n}·{d}² = {4 * n * d * d:,} + Q·Kᵀ and A·V 2·{n}²·{d} = {2 * n * n * d:,} "
-                f"= {macs:,}")
-    if layer.type == "subsample":
-        return f"one per output: {'·'.join(map(str, layer.output_shape))} = {macs:,}"
-    return f"{layer.name} ({layer.type}) does no multiply-adds (other ops: {layer.other_ops // layer.batch:,})"
+    macs = REGISTRY[layer.type].explain(layer).macs
+    if macs is None:
+        return f"{layer.name} ({layer.type}) does no multiply-adds (other ops: {layer.other_ops // layer.batch:,})"
+    return macs
 
 
 def connection_arithmetic(layer: LayerResult) -> str:
-    outputs = elements(layer.output_shape)
-    if layer.type == "conv" and layer.spec.params.get("connections") is None:
-        per_unit = layer.weights // layer.output_shape[0]
-        bias = " + 1 bias" if layer.biases else ""
-        return f"({per_unit:,} inputs{bias}) × {outputs:,} outputs = {layer.connections:,}"
-    if layer.type == "conv":
-        return f"{layer.macs // layer.batch:,} table multiply-adds + {outputs:,} bias terms = {layer.connections:,}"
-    if layer.type == "subsample":
-        kh, kw = layer.spec.params["kernel"]
-        return f"({kh}·{kw} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}"
-    if layer.type == "linear" and not layer.spec.params.get("flatten", True):
-        vectors = elements(layer.input_shapes[0]) // layer.outcome.in_features
-        out = layer.output_shape[-1]
-        bias = f" + {vectors:,}·{out} bias terms" if layer.biases else ""
-        return f"{_positions(layer)} × {layer.outcome.in_features:,}·{out}{bias} = {layer.connections:,}"
-    if layer.type == "linear":
-        bias = f" + {layer.biases:,} biases" if layer.biases else ""
-        return f"{layer.outcome.in_features:,}·{layer.output_shape[0]}{bias} = {layer.connections:,}"
-    if layer.type == "attention":
-        n, d = layer.output_shape
-        bias = f" + 4·{n}·{d} bias terms" if layer.biases else ""
-        return f"{layer.macs // layer.batch:,} multiply-adds{bias} = {layer.connections:,}"
-    if layer.type == "rbf":
-        return f"{layer.outcome.in_features:,}·{layer.output_shape[0]} = {layer.connections:,}"
-    return f"{layer.name} ({layer.type}) does no multiply-adds: no connections counted"
-
-
-def _positions(layer: LayerResult) -> str:
-    """A flatten: false linear's vectors, elements / in: '196 positions (196·768 / 768)'."""
-    shape, features = layer.input_shapes[0], layer.outcome.in_features
-    return f"{elements(shape) // features:,} positions ({'·'.join(map(str, shape))} / {features})"
+    connections = REGISTRY[layer.type].explain(layer).connections
+    if connections is None:
+        return f"{layer.name} ({layer.type}) does no multiply-adds: no connections counted"
+    return connections
 
 
 def longest_weight_path(report: Report) -> list[str]:

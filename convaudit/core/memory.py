@@ -41,17 +41,15 @@ the tensors alive at the worst step, each freed after its last reader.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from convaudit.core.analysis import LayerResult, Report, gc_paused
-from convaudit.core.layers import elements, normalised_dim
+from convaudit.core.layers import REGISTRY, elements
+from convaudit.core.layers.base import Saved
 from convaudit.core.model import INPUT
+from convaudit.core.strides import Strided, fresh
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
-INDEX_BYTES = 8  # int64 indices of max-pooling
-MASK_BYTES = 1  # dropout's bool mask on CUDA (fused native_dropout); the CPU keeps it at the dtype
-ALIASES = ("flatten", "slice", "select", "permute", "reshape", "dropout")  # outputs that may be views (layouts)
 
 
 @dataclass(frozen=True)
@@ -120,114 +118,29 @@ class Memory:
         return self.params + self.inference_peak
 
 
-# ---------------------------------------------------------------- layouts: which outputs are views
+# ---------------------------------------------------------------- storage: which outputs are views
 
-@dataclass(frozen=True)
-class Layout:
-    """A tensor as PyTorch holds it, batch included: its shape, strides, and the layer whose storage it is."""
-
-    shape: tuple[int, ...]
-    strides: tuple[int, ...]
-    base: str  # the layer (or input) that owns the storage: itself unless it is a view
+_STORAGE: list[tuple[Report, dict[str, Strided]]] = []  # the last report's, so each layer does not redo them
 
 
-def contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= size
-    return tuple(reversed(strides))
-
-
-def view_strides(shape: tuple[int, ...], strides: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The strides of `new` as a view of a tensor, or None where PyTorch's reshape must copy
-    (aten's computeStride: merged dimensions must be laid out one inside the other)."""
-    result = [0] * len(new)
-    view_d, chunk_stride = len(new) - 1, strides[-1]
-    tensor_numel = view_numel = 1
-    for d in range(len(shape) - 1, -1, -1):
-        tensor_numel *= shape[d]
-        if d == 0 or (shape[d - 1] != 1 and strides[d - 1] != tensor_numel * chunk_stride):
-            while view_d >= 0 and (view_numel < tensor_numel or new[view_d] == 1):
-                result[view_d] = view_numel * chunk_stride
-                view_numel *= new[view_d]
-                view_d -= 1
-            if view_numel != tensor_numel:
-                return None
-            if d > 0:
-                chunk_stride, tensor_numel, view_numel = strides[d - 1], 1, 1
-    return tuple(result) if view_d == -1 else None
-
-
-def dense(layout: Layout) -> bool:
-    """Non-overlapping and dense (a permutation of a contiguous tensor): element-wise ops keep its strides."""
-    return _dense(layout.shape, layout.strides)
-
-
-@functools.lru_cache(maxsize=1024)  # a network repeats a few shapes many times
-def _dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    dims = sorted((stride, size) for size, stride in zip(shape, strides, strict=True) if size != 1)
-    step = 1
-    for stride, size in dims:
-        if stride != step:
-            return False
-        step *= size
-    return True
-
-
-KEEPS_LAYOUT = ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "relu", "tanh", "sigmoid",
-                "scaledtanh", "scale", "dropout", "mul", "posembedding", "add")  # the first input's, when dense
-
-
-def _layout(layer: LayerResult, inputs: list[Layout]) -> Layout:
-    """How PyTorch lays out this layer's output (our builder's modules)."""
-    shape = (layer.batch, *layer.output_shape)
-    first, kind, params = inputs[0], layer.type, layer.spec.params
-    if kind == "slice":
-        return Layout(shape, first.strides, first.base)
-    if kind == "select":
-        return Layout(shape, first.strides[:1] + first.strides[2:], first.base)
-    if kind == "permute":
-        return Layout(shape, (first.strides[0],) + tuple(first.strides[i + 1] for i in params["order"]), first.base)
-    if kind == "dropout" and params["p"] == 0:  # aten's dropout returns its input tensor itself
-        return first
-    if kind in ("reshape", "flatten"):
-        strides = view_strides(first.shape, first.strides, shape)
-        return Layout(shape, strides, first.base) if strides is not None else Layout(shape, contiguous(shape),
-                                                                                       layer.name)
-    if kind in KEEPS_LAYOUT and first.shape == shape and dense(first):
-        return Layout(shape, first.strides, layer.name)
-    if kind == "layernorm" and params["over"] == "channels" and len(shape) > 2:
-        moved = contiguous(shape[:1] + shape[2:] + shape[1:2])  # normalised with C last, then moved back
-        return Layout(shape, (moved[0], moved[-1]) + moved[1:-1], layer.name)
-    if kind == "attention":  # batch_first: computed as [N, B, D] and transposed back
-        n, d = layer.output_shape
-        return Layout(shape, (d, layer.batch * d, 1), layer.name)
-    return Layout(shape, contiguous(shape), layer.name)
-
-
-_LAYOUTS: list[tuple[Report, dict[str, Layout]]] = []  # the last report's, so each layer does not redo them
-
-
-def layouts(report: Report) -> dict[str, Layout]:
-    """Every output's layout, in graph order."""
-    if _LAYOUTS and _LAYOUTS[0][0] is report:
-        return _LAYOUTS[0][1]
-    shape = (report.batch, *report.input)
-    result = {INPUT: Layout(shape, contiguous(shape), INPUT)}
+def storages(report: Report) -> dict[str, Strided]:
+    """How every output sits in memory (each type's `storage`), in graph order."""
+    if _STORAGE and _STORAGE[0][0] is report:
+        return _STORAGE[0][1]
+    result = {INPUT: fresh((report.batch, *report.input), INPUT)}
     for layer in report.layers:
-        result[layer.name] = _layout(layer, [result[source] for source in layer.spec.inputs])
-    _LAYOUTS[:] = [(report, result)]
+        result[layer.name] = REGISTRY[layer.type].storage(layer, [result[source] for source in layer.spec.inputs])
+    _STORAGE[:] = [(report, result)]
     return result
 
 
 def _tensor_of(name: str, report: Report) -> str:
     """The tensor a layer's output lives in: its input's, for a view such as flatten."""
-    return layouts(report)[name].base
+    return storages(report)[name].base
 
 
 def is_view(layer: LayerResult, report: Report) -> bool:
-    return layouts(report)[layer.name].base != layer.name
+    return storages(report)[layer.name].base != layer.name
 
 
 def _tensor_bytes(name: str, report: Report, size: int) -> int:
@@ -237,75 +150,33 @@ def _tensor_bytes(name: str, report: Report, size: int) -> int:
     return elements(shape) * report.batch * size
 
 
-def _linear_copies(layer: LayerResult, report: Report) -> bool:
-    """Whether a linear layer must copy its input into the matrix it multiplies (a view cannot fold it)."""
-    source = layouts(report)[layer.spec.inputs[0]]
-    if layer.spec.params.get("flatten", True):
-        matrix = (layer.batch, elements(layer.input_shapes[0]))
-    else:
-        matrix = (elements(source.shape) // source.shape[-1], source.shape[-1])
-    return len(source.shape) > 2 and view_strides(source.shape, source.strides, matrix) is None
+class _Saving:
+    """What a layer type's `saved` reads: its tensors as (key, bytes); tensors only it holds are keyed
+    'layer#what'."""
+
+    def __init__(self, layer: LayerResult, report: Report, cuda: bool):
+        self.layer, self.report, self.cuda = layer, report, cuda
+        self.batch, self.size = layer.batch, layer.dtype_bytes
+
+    def output(self) -> list[Saved]:
+        return [(_tensor_of(self.layer.name, self.report), self.layer.activations * self.size)]
+
+    def inputs(self) -> list[Saved]:
+        return [(_tensor_of(source, self.report), _tensor_bytes(source, self.report, self.size))
+                for source in self.layer.spec.inputs]
+
+    def extra(self, what: str, elements: int, itemsize: int | None = None) -> Saved:
+        return f"{self.layer.name}#{what}", elements * (self.size if itemsize is None else itemsize)
+
+    def storage(self, source: str) -> Strided:
+        return storages(self.report)[source]
 
 
-def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> list[tuple[str, int]]:
+def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> list[Saved]:
     """(tensor key, bytes) that this layer saves for backward; shared tensors carry the producer's name."""
     if not (layer.trainable_params or layer.needs_input_grad):
         return []  # no gradient flows here: autograd records nothing
-    size, batch = layer.dtype_bytes, layer.batch
-    kind = layer.type
-    if kind in ("relu", "tanh", "sigmoid", "softmax"):  # before the inputs are looked up: they keep none
-        return [(_tensor_of(layer.name, report), layer.activations * size)]
-    inputs = [(_tensor_of(source, report), _tensor_bytes(source, report, size)) for source in layer.spec.inputs]
-    extra = f"{layer.name}#"  # tensors only this layer holds
-    table = layer.spec.params.get("connections")
-    if kind == "conv" and table is not None:
-        # The PyTorch module gathers each output map's inputs into a copy; the indices are buffers made once.
-        reads = sum(len(row) for row in table)
-        c, h, w = layer.input_shapes[0]
-        return [(extra + "gathered", reads * h * w * batch * size)]
-    if kind == "linear" and _linear_copies(layer, report):
-        return [(extra + "matrix", elements(layer.input_shapes[0]) * batch * size)]  # reshaped to a matrix: a copy
-    if kind == "globalavgpool" or (kind == "adaptiveavgpool" and layer.output_shape[1:] == (1, 1)):
-        return []  # aten pools to 1 × 1 as input.mean((-1, -2)), whose backward keeps only sizes
-    if kind in ("conv", "linear", "avgpool", "adaptiveavgpool"):
-        return inputs[:1]
-    if kind == "subsample":
-        return inputs[:1] + [(extra + "sum", layer.activations * size)]
-    if kind == "rbf":
-        return [(extra + "differences", layer.outcome.in_features * layer.output_shape[0] * batch * size)]
-    if kind == "scaledtanh":  # A·tanh(S·x): tanh keeps its own result, before the scaling by A
-        return [(extra + "tanh", layer.activations * size)]
-    if kind == "maxpool":
-        return inputs[:1] + [(extra + "indices", layer.activations * INDEX_BYTES)]
-    if kind == "batchnorm":
-        return inputs[:1] + [(extra + "stats", 2 * layer.output_shape[0] * size)]
-    if kind == "lrn":
-        c, h, w = layer.input_shapes[0]
-        padded = (c + layer.spec.params["size"] - 1) * h * w * batch * size
-        return inputs[:1] + [(extra + "terms", 2 * layer.activations * size), (extra + "squares", padded)]
-    if kind == "dropout" and layer.spec.params["p"] == 0:
-        return []  # the input passed through: nothing recorded
-    if kind == "dropout":
-        return [(extra + "mask", layer.activations * (MASK_BYTES if cuda else size))]
-    if kind in ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "scale"):
-        return inputs[:1]
-    if kind == "mul":
-        return inputs
-    if kind == "layernorm":
-        shape = layer.input_shapes[0]
-        vectors = elements(shape) // normalised_dim(shape, layer.spec.params["over"])
-        return inputs[:1] + [(extra + "stats", 2 * vectors * batch * size)]
-    if kind == "attention":
-        (n, d), heads = layer.input_shapes[0], layer.spec.params["heads"]
-        # The in-projection multiplies x transposed to [N, B, D] as an (N·B) × D matrix: a copy unless viewable.
-        source = layouts(report)[layer.spec.inputs[0]]
-        transposed = ((n, batch, d), (source.strides[1], source.strides[0], source.strides[2]))
-        if view_strides(*transposed, (n * batch, d)) is None:
-            inputs = [(extra + "input", n * d * batch * size)]
-        return inputs[:1] + [(extra + "qkv", 3 * n * d * batch * size), (extra + "q", n * d * batch * size),
-                             (extra + "weights", heads * n * n * batch * size),
-                             (extra + "context", n * d * batch * size)]
-    return []  # pools, merges, flatten, views, classtoken, posembedding
+    return REGISTRY[layer.type].saved(layer, _Saving(layer, report, cuda))
 
 
 def training_memory(report: Report, optimizer: str = "adam", cuda: bool = False) -> Memory:

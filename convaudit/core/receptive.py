@@ -44,6 +44,8 @@ from functools import cached_property
 from typing import NamedTuple
 
 from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.layers import REGISTRY
+from convaudit.core.layers.base import trait_of
 from convaudit.core.model import INPUT
 from convaudit.core.windows import WindowAxis, merged_axes
 
@@ -81,7 +83,6 @@ class LayerField:
 
 
 IDENTITY = AxisField(Fraction(1), Fraction(1), Fraction(0))
-GLOBAL = ("globalavgpool", "flatten", "linear", "rbf")  # one window over a whole map (linear: flatten: true)
 
 
 # ------------------------------------------------------------------ where H and W live in each tensor
@@ -121,8 +122,6 @@ class _Step(NamedTuple):
     notes: tuple[str, ...] = ()
 
 
-FLATTENING = ("flatten", "rbf")  # with linear (flatten: true): every output reads every element
-ALONG_FIRST = ("softmax", "lrn", "shuffle", "slice", "concat")  # act along sample dimension 0 (channels)
 
 
 def layouts(report: Report) -> dict[str, _Step]:
@@ -169,15 +168,16 @@ def _spatial_dims(layout: Layout) -> set[int]:
 
 
 def _step(layer: LayerResult, sources: list[Layout]) -> _Step:
-    kind, shape_in, shape_out = layer.type, layer.input_shapes[0], layer.output_shape
+    rule = trait_of(REGISTRY[layer.type], "receptive", layer.spec.params)
+    shape_in, shape_out = layer.input_shapes[0], layer.output_shape
     layout = sources[0]
     if any(source.kind == "unknown" for source in sources):
         return _unknown(layer, sources, "")
     if len(sources) > 1:
         return _merge(layer, sources)
-    if kind == "reshape":
+    if rule == "reshape":
         return _reshape(layout, shape_in, shape_out)
-    if kind == "permute":
+    if rule == "permute":
         order = layer.spec.params["order"]
         if layout.kind == "map":
             dims = tuple(None if dim is None else order.index(dim) for dim in layout.dims)
@@ -186,48 +186,44 @@ def _step(layer: LayerResult, sources: list[Layout]) -> _Step:
             return _Step(layout._replace(token=order.index(layout.token)), (_same(layout),))
         return _Step(layout, (_same(layout),))
     if layout.kind == "lost":
-        if kind in FLATTENING or (kind == "linear" and layer.spec.params.get("flatten", True)):
+        if rule == "flatten":
             ops = (_AxisOp("whole", layout.sizes[0]), _AxisOp("whole", layout.sizes[1]))
             return _Step(Layout("map", (1, 1)), (ops,))
-        if shape_out == shape_in and kind not in ("attention", "layernorm", "softmax", "lrn", "shuffle") \
-                and not layer.windows:
+        if rule == "pointwise" and shape_out == shape_in:
             return _Step(layout, (_same(layout),))  # element-wise
-        return _unknown(layer, sources, f"{kind} mixes elements of a tensor whose H and W a reshape moved")
+        return _unknown(layer, sources, f"{layer.type} mixes elements of a tensor whose H and W a reshape moved")
     spatial = _spatial_dims(layout)
-    if layer.windows or kind in ("adaptiveavgpool", "globalavgpool"):
+    if rule in ("window", "adaptive", "global"):
         if layout.kind != "map" or layout.dims != (1, 2):
-            return _unknown(layer, sources, f"{kind} slides over dimensions 1 and 2, which are not H and W here")
-        if layer.windows:
+            return _unknown(layer, sources, f"{layer.type} slides over dimensions 1 and 2, which are not H and W here")
+        if rule == "window":
             ops = tuple(_AxisOp("window", n, w) for n, w in zip(layout.sizes, layer.windows, strict=True))
-        elif kind == "adaptiveavgpool":
-            ops = (_AxisOp("adaptive", layout.sizes[0]), _AxisOp("adaptive", layout.sizes[1]))
-        else:
-            ops = (_AxisOp("whole", layout.sizes[0]), _AxisOp("whole", layout.sizes[1]))
+        else:  # adaptive windows, or one window over the whole map
+            read = "adaptive" if rule == "adaptive" else "whole"
+            ops = (_AxisOp(read, layout.sizes[0]), _AxisOp(read, layout.sizes[1]))
         return _Step(layout._replace(sizes=(shape_out[1], shape_out[2])), (ops,))
-    if kind in FLATTENING or (kind == "linear" and layer.spec.params.get("flatten", True)):
+    if rule == "flatten":  # every output reads every element
         ops = tuple(_AxisOp("point" if layout.kind == "map" and dim is None else "whole", size)
                     for dim, size in zip(layout.dims, layout.sizes, strict=True))
         return _Step(Layout("map", (1, 1)), (ops,))
-    if kind == "linear" or (kind == "layernorm" and layer.spec.params.get("over") == "last"):
-        return _mixed(layout, shape_out, {len(shape_in) - 1})  # the last dimension, features or not
-    if kind == "layernorm":  # over channels: dimension 0
+    if rule == "mix-last":  # reads every entry along the last dimension, features or not
+        return _mixed(layout, shape_out, {len(shape_in) - 1})
+    if rule == "mix-first":
         return _mixed(layout, shape_out, {0})
-    if kind == "attention":  # every output reads every token and every feature
+    if rule == "mix-all":  # every output reads every token and every feature
         return _mixed(layout, shape_out, {0, 1})
-    if kind in ALONG_FIRST and 0 in spatial:
-        if kind == "softmax":
-            return _mixed(layout, shape_out, {0})
-        return _unknown(layer, sources, f"{kind} acts along dimension 0, which holds positions here")
-    if kind == "classtoken":
+    if rule == "along-first" and 0 in spatial:
+        return _unknown(layer, sources, f"{layer.type} acts along dimension 0, which holds positions here")
+    if rule == "prepend":
         if layout.kind == "tokens" and layout.token == 0:
             return _Step(layout._replace(extra=(False,) + layout.extra), (_same(layout),),
                          ("class token prepended: positions, jump and RF start refer to the patch tokens",))
         if 0 in spatial:
-            return _unknown(layer, sources, "classtoken prepends along dimension 0, which holds positions here")
+            return _unknown(layer, sources, f"{layer.type} prepends along dimension 0, which holds positions here")
         return _Step(layout, (_same(layout),))
-    if kind == "select":
+    if rule == "select":
         return _select(layer, layout)
-    return _Step(layout._replace(sizes=layout.sizes), (_same(layout),))  # element-wise
+    return _Step(layout._replace(sizes=layout.sizes), (_same(layout),))  # pointwise, along-first on channels
 
 
 def _select(layer: LayerResult, layout: Layout) -> _Step:

@@ -7,21 +7,46 @@ take per element, as written in their formula.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from convaudit.core.fields import Field, Number
-from convaudit.core.layers.base import LayerType, Outcome, Params, Shape, elements, register
+from convaudit.core.layers.base import (
+    KeepsStrides,
+    LayerType,
+    NewStorage,
+    Outcome,
+    Parameterless,
+    Params,
+    Saved,
+    SavesInput,
+    SavesOutput,
+    Saving,
+    Shape,
+    elements,
+    register,
+)
+from convaudit.core.strides import Strided
+
+if TYPE_CHECKING:
+    from convaudit.core.analysis import LayerResult
+
+MASK_BYTES = 1  # dropout's bool mask on CUDA (fused native_dropout); the CPU keeps it at the activation dtype
 
 
-class _Elementwise(LayerType):
+class _Elementwise(KeepsStrides, Parameterless, LayerType):
+    """A function applied to each element alone: it keeps the shape, reads one position, saves its input or its
+    output (each type says which)."""
+
     ops_per_element: ClassVar[int] = 1
+    receptive = "pointwise"
+    size_rule = "pointwise"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=inputs[0], other_ops=self.ops_per_element * elements(inputs[0]))
 
 
 @register
-class ReLU(_Elementwise):
+class ReLU(SavesOutput, _Elementwise):
     type_name = "relu"
     prefix = "relu"
     category = "act"
@@ -31,7 +56,7 @@ class ReLU(_Elementwise):
 
 
 @register
-class Tanh(_Elementwise):
+class Tanh(SavesOutput, _Elementwise):
     type_name = "tanh"
     prefix = "tanh"
     category = "act"
@@ -54,9 +79,12 @@ class ScaledTanh(_Elementwise):
         Field("slope", Number(exclusive_minimum=True, minimum=0), "S in A·tanh(S·x)", default=Fraction(2, 3)),
     )
 
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return [saving.extra("tanh", layer.activations)]  # A·tanh(S·x): tanh keeps its own result, before the A
+
 
 @register
-class Sigmoid(_Elementwise):
+class Sigmoid(SavesOutput, _Elementwise):
     type_name = "sigmoid"
     prefix = "sigmoid"
     category = "act"
@@ -66,7 +94,7 @@ class Sigmoid(_Elementwise):
 
 
 @register
-class GELU(_Elementwise):
+class GELU(SavesInput, _Elementwise):
     type_name = "gelu"
     prefix = "gelu"
     category = "act"
@@ -77,7 +105,7 @@ class GELU(_Elementwise):
 
 
 @register
-class SiLU(_Elementwise):
+class SiLU(SavesInput, _Elementwise):
     type_name = "silu"
     prefix = "silu"
     category = "act"
@@ -97,7 +125,7 @@ class Swish(SiLU):
 
 
 @register
-class ReLU6(_Elementwise):
+class ReLU6(SavesInput, _Elementwise):
     type_name = "relu6"
     prefix = "relu"
     category = "act"
@@ -108,7 +136,7 @@ class ReLU6(_Elementwise):
 
 
 @register
-class Hardsigmoid(_Elementwise):
+class Hardsigmoid(SavesInput, _Elementwise):
     type_name = "hardsigmoid"
     prefix = "hsigmoid"
     category = "act"
@@ -119,7 +147,7 @@ class Hardsigmoid(_Elementwise):
 
 
 @register
-class Hardswish(_Elementwise):
+class Hardswish(SavesInput, _Elementwise):
     type_name = "hardswish"
     prefix = "hswish"
     category = "act"
@@ -130,11 +158,13 @@ class Hardswish(_Elementwise):
 
 
 @register
-class Softmax(LayerType):
+class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
     type_name = "softmax"
     prefix = "softmax"
     category = "act"
     plan_role = "whole-free"
+    receptive = "mix-first"
+    size_rule = "pointwise"
     doc = "softmax over the features (over channels at each position of a feature map)"
     other_ops_rule = "3·N − 1 per vector of N: N exps, N − 1 adds, N divides"
 
@@ -145,11 +175,13 @@ class Softmax(LayerType):
 
 
 @register
-class Dropout(LayerType):
+class Dropout(Parameterless, LayerType):
     type_name = "dropout"
     prefix = "dropout"
     category = "other"
     plan_role = "follow"
+    receptive = "pointwise"
+    size_rule = "pointwise"
     doc = "dropout: identity at inference"
     other_ops_rule = "0 (identity at inference)"
     fields = (Field("p", Number(minimum=0, maximum=1, exclusive_maximum=True), "drop probability",
@@ -157,3 +189,13 @@ class Dropout(LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=inputs[0])
+
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        if layer.spec.params["p"] == 0:
+            return []  # the input passed through: nothing recorded
+        return [saving.extra("mask", layer.activations, MASK_BYTES if saving.cuda else None)]
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        if layer.spec.params["p"] == 0:
+            return inputs[0]  # aten's dropout returns its input tensor itself
+        return KeepsStrides.storage(self, layer, inputs)

@@ -17,10 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from convaudit.core.fields import Bool, Field, FieldKind, Int
+from convaudit.core.strides import Strided, fresh, kept
 from convaudit.core.windows import WindowAxis
+
+if TYPE_CHECKING:
+    from convaudit.core.analysis import LayerResult
 
 Shape = tuple[int, ...]
 Params = Mapping[str, Any]
@@ -74,15 +78,30 @@ SYNONYMS = {
 # What every layer type declares, and what each value means. A type inherits a trait only from a family base
 # class that declares it for all its members (the pools, the element-wise functions); LayerType itself declares
 # none, so a new type that forgets one is refused when it is registered.
+# A trait is a value, or a method of the layer's hyper-parameters returning one (`trait_of`), or (saved, storage,
+# explain) a method of the analysed layer.
 TRAITS: dict[str, str] = {
     "category": "its family in drawings and charts: conv, dense, pool, norm, act, merge or other",
     "plan_role": "how `split` divides it across devices: columns (weights split by output channel), follow (reads "
                  "only the channels a device holds), concat, add, whole-free (parameter-free, reads every channel: "
                  "runs whole on every device) or whole (runs whole after gathering its input)",
+    "receptive": "how each output position reads its input's positions (core/receptive.py): window, adaptive, "
+                 "global, flatten, pointwise, mix-first, mix-last, mix-all, along-first, permute, reshape, select, "
+                 "prepend or merge",
+    "size_rule": "how its output's spatial size follows from its input's, for the exact-input search (core/checks.py): "
+                 "window, pointwise, concat, fixed, vector, flatten or none (the search falls back to trying sizes)",
+    "saved": "saved(layer, saving): the tensors autograd keeps for backward, as (key, bytes) (core/memory.py)",
+    "storage": "storage(layer, inputs): how its output sits in memory: new, the input's strides, or a view "
+               "(core/strides.py)",
+    "explain": "explain(layer): the arithmetic behind its weights, MACs and connections, for `audit --explain`",
 }
 CATEGORIES = ("conv", "dense", "pool", "norm", "act", "merge", "other")
 PLAN_ROLES = ("columns", "follow", "concat", "add", "whole-free", "whole")
-TRAIT_VALUES: dict[str, tuple[str, ...]] = {"category": CATEGORIES, "plan_role": PLAN_ROLES}
+RECEPTIVE_RULES = ("window", "adaptive", "global", "flatten", "pointwise", "mix-first", "mix-last", "mix-all",
+                   "along-first", "permute", "reshape", "select", "prepend", "merge")
+SIZE_RULES = ("window", "pointwise", "concat", "fixed", "vector", "flatten", "none")
+TRAIT_VALUES: dict[str, tuple[str, ...]] = {"category": CATEGORIES, "plan_role": PLAN_ROLES,
+                                            "receptive": RECEPTIVE_RULES, "size_rule": SIZE_RULES}
 
 
 def undeclared_traits(cls: type) -> list[str]:
@@ -92,9 +111,16 @@ def undeclared_traits(cls: type) -> list[str]:
         owner = next((klass for klass in cls.__mro__ if trait in vars(klass)), None)
         if owner is None or owner is LayerType:
             missing.append(trait)
-        elif trait in TRAIT_VALUES and getattr(cls, trait) not in TRAIT_VALUES[trait]:
+        elif trait in TRAIT_VALUES and not callable(getattr(cls, trait)) \
+                and getattr(cls, trait) not in TRAIT_VALUES[trait]:
             missing.append(f"{trait} (got {getattr(cls, trait)!r}; one of {', '.join(TRAIT_VALUES[trait])})")
     return missing
+
+
+def trait_of(layer_type: LayerType, trait: str, params: Params) -> str:
+    """A trait's value for one layer: the type's value, or what its method gives for these hyper-parameters."""
+    value = getattr(layer_type, trait)
+    return value(params) if callable(value) else value
 
 
 def register(cls: type[LayerType]) -> type[LayerType]:
@@ -128,6 +154,8 @@ class LayerType:
     # traits (see TRAITS): declared by every registered type, never defaulted here
     category: ClassVar[str]
     plan_role: ClassVar[str]
+    receptive: ClassVar[str]
+    size_rule: ClassVar[str]
 
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
         """(key, problem) pairs found from the hyper-parameters alone, before any shape is known."""
@@ -198,3 +226,79 @@ def normalised_dim(shape: Shape, over: str) -> int:
     return shape[0] if over == "channels" else shape[-1]
 
 
+
+
+# ------------------------------------------------------------------ memory: what a type saves, where its output lives
+
+Saved = tuple[str, int]  # (tensor key, bytes): a tensor several layers save is counted once, by its key
+
+
+class Saving(Protocol):
+    """What core/memory.py hands a type's `saved`: the layer's tensors as keys and bytes."""
+
+    batch: int
+    size: int  # bytes per element at the analysis dtype
+    cuda: bool
+
+    def output(self) -> list[Saved]: ...  # the layer's own output
+
+    def inputs(self) -> list[Saved]: ...  # each input's storage, whole
+
+    def extra(self, what: str, elements: int, itemsize: int | None = None) -> Saved: ...  # a tensor of its own
+
+    def storage(self, source: str) -> Strided: ...  # how an input sits in memory
+
+
+def full_shape(layer: LayerResult) -> tuple[int, ...]:
+    return (layer.batch, *layer.output_shape)
+
+
+class SavesNothing:
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return []
+
+
+class SavesInput:
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return saving.inputs()[:1]
+
+
+class SavesInputs:
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return saving.inputs()
+
+
+class SavesOutput:
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return saving.output()
+
+
+class NewStorage:
+    """A new contiguous tensor."""
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        return fresh(full_shape(layer), layer.name)
+
+
+class KeepsStrides:
+    """Element-wise: new storage laid out like the (first) input when it is dense and of the same shape."""
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        return kept(inputs[0], full_shape(layer), layer.name)
+
+
+# ------------------------------------------------------------------ `audit --explain`: the arithmetic of the counts
+
+class Explained(NamedTuple):
+    """The arithmetic behind a layer's counts; None where it has none of that kind (no parameters, no MACs)."""
+
+    weights: str | None = None
+    macs: str | None = None
+    connections: str | None = None
+
+
+class Parameterless:
+    """No parameters, no multiply-adds, no connections."""
+
+    def explain(self, layer: LayerResult) -> Explained:
+        return Explained()

@@ -1,29 +1,39 @@
-"""Layers that multiply by a weight matrix over whole vectors: linear, LeNet's RBF, attention.
-"""
+"""Layers that multiply by a weight matrix over whole vectors: linear, LeNet's RBF, attention."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from convaudit.core.fields import Bool, Field, Int
 from convaudit.core.layers.base import (
     BIAS,
     IN_PIN,
+    Explained,
     LayerProblem,
     LayerType,
+    NewStorage,
     Outcome,
     Params,
+    Saved,
+    Saving,
     Shape,
     elements,
     register,
     tokens,
 )
+from convaudit.core.strides import Strided, view_strides
+
+if TYPE_CHECKING:
+    from convaudit.core.analysis import LayerResult
 
 
 @register
-class Linear(LayerType):
+class Linear(NewStorage, LayerType):
     type_name = "linear"
     prefix = "fc"
     category = "dense"
     plan_role = "columns"
+    size_rule = "vector"
     doc = ("fully connected layer; a feature map input is flattened first, or with flatten: false it maps the "
            "last dimension of any input, as nn.Linear does")
     has_macs = True
@@ -64,13 +74,43 @@ class Linear(LayerType):
             connections=macs + bias_terms,
         )
 
+    def receptive(self, params: Params) -> str:
+        return "flatten" if params.get("flatten", True) else "mix-last"
+
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        """The input, or the copy it multiplies where it cannot be viewed as a matrix."""
+        source = saving.storage(layer.spec.inputs[0])
+        if layer.spec.params.get("flatten", True):
+            matrix = (layer.batch, elements(layer.input_shapes[0]))
+        else:
+            matrix = (elements(source.shape) // source.shape[-1], source.shape[-1])
+        if len(source.shape) > 2 and view_strides(source.shape, source.strides, matrix) is None:
+            return [saving.extra("matrix", elements(layer.input_shapes[0]) * saving.batch)]
+        return saving.inputs()[:1]
+
+    def explain(self, layer: LayerResult) -> Explained:
+        features, macs = layer.outcome.in_features, layer.macs // layer.batch
+        weights = f"{features:,}·{layer.spec.params['out']} = {layer.weights:,} weights"
+        if layer.spec.params.get("flatten", True):
+            bias = f" + {layer.biases:,} biases" if layer.biases else ""
+            return Explained(weights, f"{features:,}·{layer.output_shape[0]} = {macs:,}",
+                             f"{features:,}·{layer.output_shape[0]}{bias} = {layer.connections:,}")
+        shape, out = layer.input_shapes[0], layer.output_shape[-1]
+        vectors = elements(shape) // features
+        positions = f"{vectors:,} positions ({'·'.join(map(str, shape))} / {features})"
+        bias = f" + {vectors:,}·{out} bias terms" if layer.biases else ""
+        return Explained(weights, f"{positions} × {features:,}·{out} = {macs:,}",
+                         f"{positions} × {features:,}·{out}{bias} = {layer.connections:,}")
+
 
 @register
-class RBF(LayerType):
+class RBF(NewStorage, LayerType):
     type_name = "rbf"
     prefix = "rbf"
     category = "dense"
     plan_role = "columns"
+    receptive = "flatten"
+    size_rule = "vector"
     doc = "Euclidean radial basis units: y_i = Σ_j (x_j − w_ij)², with fixed (non-trainable) centres w"
     has_macs = True
     other_ops_rule = "subtractions: in·out"
@@ -82,6 +122,15 @@ class RBF(LayerType):
         return Outcome(shape=(out,), weights=features * out, fixed=True, macs=features * out,
                        other_ops=features * out, in_features=features, connections=features * out)
 
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return [saving.extra("differences", layer.outcome.in_features * layer.output_shape[0] * saving.batch)]
+
+    def explain(self, layer: LayerResult) -> Explained:
+        features, out = layer.outcome.in_features, layer.output_shape[0]
+        return Explained(f"{features:,}·{layer.spec.params['out']} = {layer.weights:,} weights",
+                         f"{features:,}·{out} = {layer.macs // layer.batch:,}",
+                         f"{features:,}·{out} = {layer.connections:,}")
+
 
 @register
 class Attention(LayerType):
@@ -89,6 +138,8 @@ class Attention(LayerType):
     prefix = "attn"
     category = "dense"
     plan_role = "whole"
+    receptive = "mix-all"
+    size_rule = "none"
     doc = ("multi-head self-attention over [N, D] tokens, as nn.MultiheadAttention(D, heads, batch_first=True) "
            "with query = key = value")
     has_macs = True
@@ -121,3 +172,28 @@ class Attention(LayerType):
             input_grad_macs=3 * n * d * d,
             inner_grad_macs=n * d * d + 2 * products,
         )
+
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        """The input (copied where [N, B, D] cannot be viewed as an (N·B) × D matrix: any batch above one), the
+        packed Q, K, V, the scaled Q, the heads × N × N attention weights and the joined heads."""
+        (n, d), heads, batch = layer.input_shapes[0], layer.spec.params["heads"], saving.batch
+        source = saving.storage(layer.spec.inputs[0])
+        transposed = ((n, batch, d), (source.strides[1], source.strides[0], source.strides[2]))
+        inputs = saving.inputs()
+        if view_strides(*transposed, (n * batch, d)) is None:
+            inputs = [saving.extra("input", n * d * batch)]
+        return inputs[:1] + [saving.extra("qkv", 3 * n * d * batch), saving.extra("q", n * d * batch),
+                             saving.extra("weights", heads * n * n * batch), saving.extra("context", n * d * batch)]
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        n, d = layer.output_shape  # batch_first: computed as [N, B, D] and transposed back
+        return Strided((layer.batch, n, d), (d, layer.batch * d, 1), layer.name)
+
+    def explain(self, layer: LayerResult) -> Explained:
+        n, d = layer.output_shape
+        macs = layer.macs // layer.batch
+        bias = f" + 4·{n}·{d} bias terms" if layer.biases else ""
+        return Explained(f"4·{d}² = {layer.weights:,} weights (Q, K, V and output projections)",
+                         f"projections 4·{n}·{d}² = {4 * n * d * d:,} + Q·Kᵀ and A·V 2·{n}²·{d} = {2 * n * n * d:,} "
+                         f"= {macs:,}",
+                         f"{macs:,} multiply-adds{bias} = {layer.connections:,}")

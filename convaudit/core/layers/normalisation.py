@@ -1,30 +1,50 @@
-"""Normalisation and learned scaling: LRN, batchnorm, layernorm, layer scale.
-"""
+"""Normalisation and learned scaling: LRN, batchnorm, layernorm, layer scale."""
 
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from convaudit.core.fields import Bool, Choice, Field, Int, Number
 from convaudit.core.layers.base import (
     OVER,
+    Explained,
+    KeepsStrides,
     LayerType,
+    NewStorage,
     Outcome,
     Params,
+    Saved,
+    SavesInput,
+    Saving,
     Shape,
     elements,
     feature_map,
+    full_shape,
     normalised_dim,
     register,
 )
+from convaudit.core.strides import Strided, contiguous
+
+if TYPE_CHECKING:
+    from convaudit.core.analysis import LayerResult
+
+
+class _Scales:
+    """A learned scale (and shift) per channel or feature: weights, but no multiply-adds."""
+
+    def explain(self, layer: LayerResult) -> Explained:
+        return Explained(f"{layer.weights:,} scales" if layer.weights else None)
 
 
 @register
-class LRN(LayerType):
+class LRN(NewStorage, _Scales, LayerType):
     type_name = "lrn"
     prefix = "lrn"
     category = "norm"
     plan_role = "follow"
+    receptive = "along-first"
+    size_rule = "pointwise"
     doc = ("local response normalisation across channels, as PyTorch and Caffe define it: "
            "b = a / (k + alpha/size · Σ a²)^beta")
     other_ops_rule = "(2·size + 3) per element: size squares, size − 1 adds, scale, add k, power, divide"
@@ -40,13 +60,20 @@ class LRN(LayerType):
         feature_map(inputs[0], "lrn")
         return Outcome(shape=inputs[0], other_ops=(2 * params["size"] + 3) * elements(inputs[0]))
 
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        c, h, w = layer.input_shapes[0]
+        padded = (c + layer.spec.params["size"] - 1) * h * w * saving.batch  # the squares, padded on channels
+        return saving.inputs()[:1] + [saving.extra("terms", 2 * layer.activations), saving.extra("squares", padded)]
+
 
 @register
-class BatchNorm(LayerType):
+class BatchNorm(NewStorage, _Scales, LayerType):
     type_name = "batchnorm"
     prefix = "bn"
     category = "norm"
     plan_role = "follow"
+    receptive = "pointwise"
+    size_rule = "pointwise"
     doc = "batch normalisation (inference form), over channels or features"
     other_ops_rule = "2 per element once folded: x·scale + shift (1 without affine)"
     fields = (Field("affine", Bool(), "learn a scale and shift per channel", default=True),)
@@ -62,13 +89,18 @@ class BatchNorm(LayerType):
             other_ops=(2 if affine else 1) * elements(inputs[0]),
         )
 
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return saving.inputs()[:1] + [saving.extra("stats", 2 * layer.output_shape[0])]  # mean, 1/std per channel
+
 
 @register
-class Scale(LayerType):
+class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
     type_name = "scale"
     prefix = "scale"
     category = "other"
     plan_role = "whole"
+    receptive = "pointwise"
+    size_rule = "pointwise"
     doc = ("multiply by a learned vector along one dimension (ConvNeXt's layer scale, a [C, 1, 1] parameter "
            "on a [C, H, W] map)")
     other_ops_rule = "1 multiply per element"
@@ -82,11 +114,12 @@ class Scale(LayerType):
 
 
 @register
-class LayerNorm(LayerType):
+class LayerNorm(_Scales, LayerType):
     type_name = "layernorm"
     prefix = "ln"
     category = "norm"
     plan_role = "whole"
+    size_rule = "pointwise"
     doc = ("layer normalisation over one dimension, with a learned scale and shift: over the last dimension "
            "like nn.LayerNorm, or over: channels for C at every position of a [C, H, W] map (ConvNeXt's "
            "LayerNorm2d)")
@@ -106,3 +139,18 @@ class LayerNorm(LayerType):
         per_vector = (6 if affine else 4) * size + 2
         return Outcome(shape=shape, weights=size if affine else 0, biases=size if affine else 0,
                        other_ops=per_vector * vectors)
+
+    def receptive(self, params: Params) -> str:
+        return "mix-last" if params["over"] == "last" else "mix-first"
+
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        shape = layer.input_shapes[0]
+        vectors = elements(shape) // normalised_dim(shape, layer.spec.params["over"])
+        return saving.inputs()[:1] + [saving.extra("stats", 2 * vectors * saving.batch)]  # mean, 1/std per vector
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        shape = full_shape(layer)
+        if layer.spec.params["over"] == "channels" and len(shape) > 2:
+            moved = contiguous(shape[:1] + shape[2:] + shape[1:2])  # normalised with C last, then moved back
+            return Strided(shape, (moved[0], moved[-1]) + moved[1:-1], layer.name)
+        return NewStorage.storage(self, layer, inputs)

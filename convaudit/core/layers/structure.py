@@ -4,29 +4,43 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from convaudit.core.fields import Field, Int
 from convaudit.core.layers.base import (
+    Explained,
     IntList,
+    KeepsStrides,
     LayerProblem,
     LayerType,
+    NewStorage,
     Outcome,
+    Parameterless,
     Params,
+    SavesInputs,
+    SavesNothing,
     Shape,
     broadcast,
     describe_shape,
     elements,
+    full_shape,
     register,
     tokens,
 )
+from convaudit.core.strides import Strided, reshaped
+
+if TYPE_CHECKING:
+    from convaudit.core.analysis import LayerResult
 
 
 @register
-class Concat(LayerType):
+class Concat(SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "concat"
     prefix = "concat"
     category = "merge"
     plan_role = "concat"
+    receptive = "merge"
+    size_rule = "concat"
     doc = "concatenate feature maps along channels; spatial sizes must match"
     min_inputs = 2
     max_inputs = None
@@ -42,11 +56,13 @@ class Concat(LayerType):
 
 
 @register
-class Add(LayerType):
+class Add(SavesNothing, KeepsStrides, Parameterless, LayerType):
     type_name = "add"
     prefix = "add"
     category = "merge"
     plan_role = "add"
+    receptive = "merge"
+    size_rule = "pointwise"
     doc = "element-wise sum of inputs of identical shape (a residual connection)"
     other_ops_rule = "(inputs − 1) adds per element"
     min_inputs = 2
@@ -61,11 +77,13 @@ class Add(LayerType):
 # ------------------------------------------------------------------ the operators of modern CNNs and ViT
 
 @register
-class Mul(LayerType):
+class Mul(SavesInputs, KeepsStrides, Parameterless, LayerType):
     type_name = "mul"
     prefix = "mul"
     category = "merge"
     plan_role = "whole"
+    receptive = "merge"
+    size_rule = "pointwise"
     doc = ("element-wise product, broadcasting dimensions of size 1 (the squeeze-excite gate: "
            "[C, H, W] × [C, 1, 1] → [C, H, W])")
     other_ops_rule = "(inputs − 1) multiplies per output element"
@@ -78,23 +96,30 @@ class Mul(LayerType):
 
 
 @register
-class Flatten(LayerType):
+class Flatten(SavesNothing, Parameterless, LayerType):
     type_name = "flatten"
     prefix = "flatten"
     category = "other"
     plan_role = "follow"
+    receptive = "flatten"
+    size_rule = "flatten"
     doc = "reshape [C, H, W] to [C·H·W]"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=(elements(inputs[0]),))
 
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        return reshaped(inputs[0], full_shape(layer), layer.name)
+
 
 @register
-class Slice(LayerType):
+class Slice(SavesNothing, Parameterless, LayerType):
     type_name = "slice"
     prefix = "slice"
     category = "other"
     plan_role = "whole"
+    receptive = "along-first"
+    size_rule = "pointwise"
     doc = "channels start to end − 1 (dim 0, end exclusive): a view, no arithmetic (ShuffleNet's chunk)"
     fields = (
         Field("start", Int(0), "first channel kept", default=0),
@@ -112,13 +137,18 @@ class Slice(LayerType):
             raise LayerProblem("slice", f"end {end} is past the input's {shape[0]} channels", "end")
         return Outcome(shape=(end - params["start"],) + shape[1:])
 
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        return Strided(full_shape(layer), inputs[0].strides, inputs[0].base)  # a view: the same strides
+
 
 @register
-class Shuffle(LayerType):
+class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "shuffle"
     prefix = "shuffle"
     category = "other"
     plan_role = "whole"
+    receptive = "along-first"
+    size_rule = "pointwise"
     doc = ("channel shuffle (ShuffleNet): view C as [groups, C/groups], transpose, flatten; counted as a view "
            "(data movement only, no arithmetic)")
     fields = (Field("groups", Int(), "groups the channels are interleaved from", required=True),)
@@ -131,11 +161,13 @@ class Shuffle(LayerType):
 
 
 @register
-class Permute(LayerType):
+class Permute(SavesNothing, Parameterless, LayerType):
     type_name = "permute"
     prefix = "permute"
     category = "other"
     plan_role = "whole"
+    receptive = "permute"
+    size_rule = "none"
     doc = "reorder the sample dimensions (batch excluded): order [1, 2, 0] turns [C, H, W] into [H, W, C]; a view"
     fields = (Field("order", IntList(0, "a permutation of the sample dimensions such as [1, 2, 0]"),
                     "the input dimension each output dimension takes", required=True),)
@@ -153,13 +185,19 @@ class Permute(LayerType):
                                        f"[{', '.join(map(str, shape))}] has {len(shape)} dimensions", "order")
         return Outcome(shape=tuple(shape[i] for i in order))
 
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        first, order = inputs[0], layer.spec.params["order"]
+        return Strided(full_shape(layer), (first.strides[0],) + tuple(first.strides[i + 1] for i in order), first.base)
+
 
 @register
-class Reshape(LayerType):
+class Reshape(SavesNothing, Parameterless, LayerType):
     type_name = "reshape"
     prefix = "reshape"
     category = "other"
     plan_role = "whole"
+    receptive = "reshape"
+    size_rule = "none"
     doc = "reshape the sample dimensions (batch excluded); one entry may be −1 (inferred); no arithmetic"
     fields = (Field("shape", IntList(-1, "a list of positive sizes, at most one −1, such as [196, 768]"),
                     "the output's sample dimensions", required=True),)
@@ -183,39 +221,54 @@ class Reshape(LayerType):
                                           f"{describe_shape(target)} = {known}", "shape")
         return Outcome(shape=tuple(target))
 
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        return reshaped(inputs[0], full_shape(layer), layer.name)
+
 
 @register
-class ClassToken(LayerType):
+class ClassToken(SavesNothing, NewStorage, LayerType):
     type_name = "classtoken"
     prefix = "cls"
     category = "other"
     plan_role = "whole"
+    receptive = "prepend"
+    size_rule = "none"
     doc = "prepend a learned token to [N, D] tokens, giving [N + 1, D] (ViT's class token)"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         n, d = tokens(inputs[0], "classtoken")
         return Outcome(shape=(n + 1, d), weights=d)
 
+    def explain(self, layer: LayerResult) -> Explained:
+        return Explained(f"D = {layer.weights:,} class-token weights")
+
 
 @register
-class PosEmbedding(LayerType):
+class PosEmbedding(SavesNothing, KeepsStrides, LayerType):
     type_name = "posembedding"
     prefix = "pos"
     category = "other"
     plan_role = "whole"
+    receptive = "pointwise"
+    size_rule = "none"
     doc = "add a learned position embedding of the input's shape (ViT: [N, D])"
     other_ops_rule = "1 add per element"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=inputs[0], weights=elements(inputs[0]), other_ops=elements(inputs[0]))
 
+    def explain(self, layer: LayerResult) -> Explained:
+        return Explained(f"{'·'.join(map(str, layer.output_shape))} = {layer.weights:,} position embeddings")
+
 
 @register
-class Select(LayerType):
+class Select(SavesNothing, Parameterless, LayerType):
     type_name = "select"
     prefix = "select"
     category = "other"
     plan_role = "whole"
+    receptive = "select"
+    size_rule = "none"
     doc = "pick one entry of the first dimension: token `index` of [N, D] gives [D] (ViT's class token output)"
     fields = (Field("index", Int(0), "which token (0: the first)", default=0),)
 
@@ -227,3 +280,7 @@ class Select(LayerType):
             raise LayerProblem("select", f"index {index} is past the input's {shape[0]} entries "
                                          f"(0–{shape[0] - 1})", "index")
         return Outcome(shape=shape[1:])
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        first = inputs[0]
+        return Strided(full_shape(layer), first.strides[:1] + first.strides[2:], first.base)  # dimension 1 dropped

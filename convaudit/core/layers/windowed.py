@@ -5,21 +5,33 @@ The window arithmetic along one axis is `WindowAxis` (core/windows.py); these ty
 
 from __future__ import annotations
 
-from fractions import Fraction  # noqa: F401
+from typing import TYPE_CHECKING
 
 from convaudit.core.fields import Bool, ConnectionTable, Field, Int, Size
 from convaudit.core.layers.base import (
     BIAS,
+    Explained,
     LayerProblem,
     LayerType,
+    NewStorage,
     Outcome,
+    Parameterless,
     Params,
+    Saved,
+    SavesInput,
+    SavesNothing,
+    Saving,
     Shape,
     elements,
     feature_map,
     register,
 )
 from convaudit.core.windows import WindowAxis
+
+if TYPE_CHECKING:
+    from convaudit.core.analysis import LayerResult
+
+INDEX_BYTES = 8  # int64 indices of max-pooling
 
 
 def slide(h: int, w: int, params: Params, ceil: bool = False) -> tuple[WindowAxis, WindowAxis]:
@@ -60,11 +72,14 @@ def pool_padding_problems(params: Params) -> list[tuple[str, str]]:
 
 
 @register
-class Conv(LayerType):
+class Conv(NewStorage, LayerType):
     type_name = "conv"
     prefix = "conv"
     category = "conv"
     plan_role = "columns"
+    receptive = "window"
+    size_rule = "window"
+    padding_at_most_half_kernel = False
     doc = "2-D convolution"
     has_macs = True
     other_ops_rule = "bias adds: Cout·Hout·Wout (0 without bias)"
@@ -117,9 +132,39 @@ class Conv(LayerType):
             connections=weights * positions + bias_terms,  # LeNet's C1: (25 + 1)·6·28·28 = 122,304
         )
 
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        table = layer.spec.params.get("connections")
+        if table is None:
+            return saving.inputs()[:1]
+        # The PyTorch module gathers each output map's inputs into a copy; the indices are buffers made once.
+        c, h, w = layer.input_shapes[0]
+        return [saving.extra("gathered", sum(len(row) for row in table) * h * w * saving.batch)]
 
-class _Pool(LayerType):
+    def explain(self, layer: LayerResult) -> Explained:
+        p, c_in = layer.spec.params, layer.input_shapes[0][0]
+        kh, kw = p["kernel"]
+        outputs = elements(layer.output_shape)
+        if p.get("connections") is not None:
+            reads = sum(len(row) for row in p["connections"])
+            weights = f"{reads} table reads·{kh}·{kw} = {layer.weights:,} weights"
+            connections = (f"{layer.macs // layer.batch:,} table multiply-adds + {outputs:,} bias terms = "
+                           f"{layer.connections:,}")
+        else:
+            weights = f"{p['out']}·{c_in // p['groups']}·{kh}·{kw} = {layer.weights:,} weights" + (
+                f" (Cin/groups = {c_in}/{p['groups']})" if p["groups"] > 1 else "")
+            bias = " + 1 bias" if layer.biases else ""
+            connections = (f"({layer.weights // layer.output_shape[0]:,} inputs{bias}) × {outputs:,} outputs = "
+                           f"{layer.connections:,}")
+        positions = f"{layer.output_shape[1]}·{layer.output_shape[2]}"
+        return Explained(weights, f"{layer.weights:,} weights × {positions} positions = {layer.macs // layer.batch:,}",
+                         connections)
+
+
+class _Pool(NewStorage, Parameterless, LayerType):
     prefix = "pool"
+    receptive = "window"
+    size_rule = "window"
+    padding_at_most_half_kernel = True  # PyTorch refuses pool padding above ⌊K/2⌋
     fields = (
         KERNEL,
         Field("stride", Size(), "step between windows; defaults to the kernel"),
@@ -150,9 +195,12 @@ class MaxPool(_Pool):
         shape = (c, rows.out, cols.out)
         return Outcome(shape=shape, other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols))
 
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return saving.inputs()[:1] + [saving.extra("indices", layer.activations, INDEX_BYTES)]
+
 
 @register
-class AvgPool(_Pool):
+class AvgPool(SavesInput, _Pool):
     type_name = "avgpool"
     category = "pool"
     plan_role = "follow"
@@ -172,11 +220,13 @@ def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
 
 
 @register
-class AdaptiveAvgPool(LayerType):
+class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
     type_name = "adaptiveavgpool"
     prefix = "pool"
     category = "pool"
     plan_role = "follow"
+    receptive = "adaptive"
+    size_rule = "fixed"
     doc = "adaptive average pooling to a fixed output size (torchvision's AlexNet and VGG)"
     other_ops_rule = "window elements per output element (window − 1 adds, one divide), windows as PyTorch sizes them"
     fields = (Field("output", Size(), "output size: an int or [h, w]", required=True),)
@@ -189,13 +239,20 @@ class AdaptiveAvgPool(LayerType):
         cols = sum(end - start for start, end in adaptive_windows(w, ow))
         return Outcome(shape=(c, oh, ow), other_ops=c * rows * cols)
 
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        if all(size == 1 for size in layer.output_shape[1:]):
+            return []  # aten pools to 1 × 1 as input.mean((-1, -2)), whose backward keeps only sizes
+        return saving.inputs()[:1]
+
 
 @register
-class GlobalAvgPool(LayerType):
+class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "globalavgpool"
     prefix = "pool"
     category = "pool"
     plan_role = "follow"
+    receptive = "global"
+    size_rule = "fixed"
     doc = "average over each whole feature map, to [C, 1, 1]"
     other_ops_rule = "H·W per channel: H·W − 1 adds and one divide"
 
@@ -205,11 +262,14 @@ class GlobalAvgPool(LayerType):
 
 
 @register
-class Subsample(LayerType):
+class Subsample(NewStorage, LayerType):
     type_name = "subsample"
     prefix = "subsample"
     category = "conv"
     plan_role = "follow"
+    receptive = "window"
+    size_rule = "window"
+    padding_at_most_half_kernel = True
     doc = ("LeNet-5's trainable subsampling: per map, sum a window, multiply by one trainable coefficient, "
            "add one trainable bias")
     has_macs = True
@@ -229,3 +289,13 @@ class Subsample(LayerType):
         return Outcome(shape=shape, weights=c, biases=c, macs=elements(shape),
                        other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols),
                        connections=(kh * kw + 1) * elements(shape))
+
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return saving.inputs()[:1] + [saving.extra("sum", layer.activations)]
+
+    def explain(self, layer: LayerResult) -> Explained:
+        kh, kw = layer.spec.params["kernel"]
+        outputs = elements(layer.output_shape)
+        return Explained(f"{layer.weights} coefficients (one per map)",
+                         f"one per output: {'·'.join(map(str, layer.output_shape))} = {layer.macs // layer.batch:,}",
+                         f"({kh}·{kw} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}")
