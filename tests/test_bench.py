@@ -228,7 +228,8 @@ def test_the_previous_output_is_freed_before_the_next_forward(monkeypatch: pytes
 def test_sparse_conv_indexes_with_buffers_on_the_models_device() -> None:
     import torch
 
-    from convaudit.pytorch.builder import SparseConv2d, count_parameters
+    from convaudit.pytorch.builder import count_parameters
+    from convaudit.pytorch.modules import SparseConv2d
 
     model, layer, _ = _lenet_layer("C3")
     module = model.module_for("C3")

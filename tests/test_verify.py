@@ -103,7 +103,7 @@ def test_attention_counted_by_fvcore_and_a_fused_kernel_named_not_failed() -> No
     import torch
     from fvcore.nn import FlopCountAnalysis
 
-    from convaudit.pytorch.builder import SelfAttention
+    from convaudit.pytorch.modules import SelfAttention
     from convaudit.pytorch.verify import fvcore_cell
 
     text = ("name: t\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: 16, kernel: 4, stride: 4}\n"

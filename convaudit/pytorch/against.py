@@ -21,7 +21,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from convaudit.core.analysis import LayerResult, Report
-from convaudit.core.layers import REGISTRY
 from convaudit.core.memory import run_memory
 from convaudit.errors import ConvauditError
 from convaudit.importers import read_model
@@ -33,12 +32,12 @@ from convaudit.pytorch.verify import (
     MISMATCH,
     NOT_COUNTED,
     NOTHING,
-    TORCH_COUNTED,
     TORCH_OVERCOUNT,
     Cell,
     Row,
     VerifyResult,
     compare,
+    counted_by_torch,
     forward_backward,
     fvcore_by_module,
     fvcore_cell,
@@ -157,7 +156,7 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
                 per_path: dict[str, list[LayerResult]]) -> dict[str, Cell]:
     """One spec layer against its module call; a layer without a module counts only in the totals."""
     expected_fvcore = fvcore_expected(result)
-    expected_torch = result.flops if result.type in TORCH_COUNTED else 0
+    expected_torch = result.flops if counted_by_torch(result) else 0
     missing = Cell(NOTHING, None, None, "no such layer in the target" if layer is None else "")
     cells = {"shape": missing, "params": missing, "buffers": Cell(NOTHING, 0, 0),
              "fvcore_macs": Cell(NOTHING, expected_fvcore, None, "in the total only"),
@@ -196,7 +195,7 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
     if len(siblings) == 1:
         cells["torch_forward"] = torch_forward_cell(result, forward.get(path, 0))
     else:
-        cells["torch_forward"] = compare(sum(r.flops for r in siblings if r.type in TORCH_COUNTED),
+        cells["torch_forward"] = compare(sum(r.flops for r in siblings if counted_by_torch(r)),
                                          forward.get(path, 0), f"{len(siblings)} calls of one module")
     return cells
 
@@ -204,11 +203,10 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
 def backward_cell(report: Report, counted: int) -> Cell:
     """Backward FLOPs of the layers FlopCounterMode counts (conv and matmul), as a whole-model total; torch's
     known over-count of grouped-conv weight gradients (×groups) is named, not failed."""
-    counted_layers = [layer for layer in report.layers
-                      if REGISTRY[layer.type].has_macs and layer.type not in ("subsample", "rbf")]
+    counted_layers = [layer for layer in report.layers if counted_by_torch(layer)]
     ours = sum(layer.backward_flops for layer in counted_layers)
     overcount = sum((layer.spec.params.get("groups", 1) - 1) * 2 * layer.macs for layer in counted_layers
-                    if layer.type == "conv" and layer.trainable_params)
+                    if layer.trainable_params)
     if ours != counted and overcount and ours + overcount == counted:
         return Cell(TORCH_OVERCOUNT, ours, counted, f"torch's grouped-conv over-count: +{overcount:,}")
     cell = compare(ours, counted, "whole model")

@@ -40,7 +40,7 @@ from torch import nn
 from convaudit.core.analysis import LayerResult, analyze
 from convaudit.core.plan import ALL, Exchange, LayerPlan, Plan, held_by, plan
 from convaudit.errors import DeviceError
-from convaudit.pytorch.builder import BUILDERS, TORCH_DTYPES, build_model, count_parameters
+from convaudit.pytorch.builder import TORCH_DTYPES, build_layer, build_model, count_parameters
 from convaudit.pytorch.runtime import synchronize
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -189,10 +189,10 @@ def shard_module(item: LayerPlan, rank: int, world: int) -> nn.Module | None:
     reads = [per_device[rank] for per_device in item.reads]
     mode = item.mode
     if mode == "replicated" or (mode == "follow" and layer.type in ("concat", "add")):
-        return BUILDERS[layer.type](spec, shapes)
+        return build_layer(spec, shapes)
     if mode == "follow":
         shape = (len(reads[0]),) + tuple(shapes[0][1:])  # only the channels this rank holds
-        return BUILDERS[layer.type](spec, (shape,))
+        return build_layer(spec, (shape,))
     params = dict(spec.params)
     if mode == "row":
         shape = (len(reads[0]),) + tuple(shapes[0][1:])
@@ -201,7 +201,7 @@ def shard_module(item: LayerPlan, rank: int, world: int) -> nn.Module | None:
         else:
             params["in"] = _elements(shape)
         params["bias"] = params.get("bias", False) and rank == 0
-        return BUILDERS[layer.type](replace(spec, params=params), (shape,))
+        return build_layer(replace(spec, params=params), (shape,))
     # column: this rank's output channels
     outputs = [c for c, owner in enumerate(column_of(item)) if owner == rank]
     params["out"] = len(outputs)
@@ -215,7 +215,7 @@ def shard_module(item: LayerPlan, rank: int, world: int) -> nn.Module | None:
             groups, cout = params["groups"], layer.output_shape[0]
             per_group = cout // groups
             params["groups"] = max(1, len(outputs) // per_group) if groups > 1 else 1
-    return BUILDERS[layer.type](replace(spec, params=params), (shape,))
+    return build_layer(replace(spec, params=params), (shape,))
 
 
 def refusal(item: LayerPlan, rank: int) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from convaudit.core.analysis import LayerResult, Report
-from convaudit.core.layers import elements
+from convaudit.core.layers import REGISTRY
 from convaudit.core.memory import RunMemory, dtype_size, run_memory, saved_tensors
 from convaudit.core.timing import Timing
 from convaudit.core.units import fmt_bytes
@@ -81,15 +81,11 @@ class ModelNeed:
 
 
 def forward_scratch(layer: LayerResult, report: Report) -> int:
-    """Bytes one layer's forward allocates beyond its output: the copies its module makes (see builder.py)."""
-    size, batch = layer.dtype_bytes, layer.batch
-    table = layer.spec.params.get("connections")
-    if layer.type == "conv" and table is not None:  # x[:, row] for each output map
-        c, h, w = layer.input_shapes[0]
-        return sum(len(row) for row in table) * h * w * batch * size
-    if layer.type == "rbf":  # (x − W) and its square: B × out × in each
-        return 2 * elements(layer.input_shapes[0]) * layer.output_shape[0] * batch * size
-    return sum(nbytes for key, nbytes in saved_tensors(layer, report) if "#" in key)
+    """Bytes one layer's forward allocates beyond its output: the copies its module makes, which are the
+    tensors it saves of its own (a sparse conv's gathered inputs), `forward_copies` times (the RBF makes x − W
+    and its square)."""
+    own = sum(nbytes for key, nbytes in saved_tensors(layer, report) if "#" in key)
+    return REGISTRY[layer.type].forward_copies * own
 
 
 def model_need(report: Report, backward: bool = True, refused_layer_params: int = 0) -> ModelNeed:

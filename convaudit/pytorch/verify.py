@@ -28,7 +28,7 @@ from convaudit.core.checks import Finding, check
 from convaudit.core.layers import REGISTRY, elements
 from convaudit.core.timing import Timing
 from convaudit.errors import DeviceError
-from convaudit.pytorch.builder import BUILDERS, TORCH_DTYPES, SpecModel, build_model, count_buffers, count_parameters
+from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_layer, build_model, count_buffers, count_parameters
 from convaudit.pytorch.runtime import (
     allocation_error,
     describe_device,
@@ -93,27 +93,27 @@ COLUMNS = ("shape", "params", "buffers", "fvcore_macs", "torch_forward", "torch_
 # ------------------------------------------------------------------ what each reference counts, in our terms
 
 def fvcore_expected(layer: LayerResult) -> int:
-    """fvcore's number for this layer under fvcore's own convention, computed from our analysis."""
-    if layer.type == "batchnorm":
-        return layer.other_ops  # fvcore at inference: 2 per element with affine, 1 without (our rule too)
-    if layer.type in ("adaptiveavgpool", "globalavgpool"):
-        return elements(layer.input_shapes[0]) * layer.batch  # fvcore: one per input element
-    if layer.type == "layernorm":  # fvcore's estimate for aten::layer_norm: 5 per element with affine, 4 without
-        return (5 if layer.spec.params["affine"] else 4) * elements(layer.input_shapes[0]) * layer.batch
-    if layer.type in ("conv", "linear", "attention"):
+    """fvcore's number for this layer under fvcore's own convention (the type's `references`), from our analysis."""
+    rule = REGISTRY[layer.type].references.fvcore
+    if rule == "macs":
         return layer.macs  # attention: fvcore counts the projections (aten::linear) and both bmm, one per MAC
+    if rule == "other-ops":
+        return layer.other_ops  # batchnorm at inference: 2 per element with affine, 1 without (our rule too)
+    if rule == "input-elements":
+        return elements(layer.input_shapes[0]) * layer.batch  # adaptive pooling: one per input element
+    if rule == "layernorm":  # fvcore's estimate for aten::layer_norm: 5 per element with affine, 4 without
+        return (5 if layer.spec.params["affine"] else 4) * elements(layer.input_shapes[0]) * layer.batch
     return 0  # subsample and RBF have MACs fvcore cannot see (it reports their ops unsupported)
 
 
-TORCH_COUNTED = ("conv", "linear", "attention")  # FlopCounterMode counts convolutions and matmuls only
+def counted_by_torch(layer: LayerResult) -> bool:
+    """FlopCounterMode counts this layer's MACs (it counts convolutions and matrix products only)."""
+    return REGISTRY[layer.type].references.flop_counter
 
-# Types whose only operators fvcore leaves uncounted are element-wise (aten::gelu, aten::mul, aten::softmax, ...):
-# other ops in our convention, so fvcore's count of their MACs (none, or attention's matmuls) still compares.
-FVCORE_ELEMENTWISE_GAPS = ("gelu", "silu", "swish", "relu6", "hardswish", "hardsigmoid", "mul", "scale",
-                           "layernorm", "slice", "shuffle", "permute", "reshape", "classtoken", "posembedding",
-                           "attention", "select")
+
 # Fused kernels that hold a layer's matmuls: fvcore cannot count them, so the layer is not comparable even when
-# its type is in FVCORE_ELEMENTWISE_GAPS (torchvision's ViT under no_grad runs the first).
+# the operators fvcore leaves uncounted for its type are otherwise element-wise (torchvision's ViT under no_grad
+# runs the first).
 FVCORE_FUSED = ("aten::_native_multi_head_attention", "aten::scaled_dot_product_attention",
                 "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_efficient_attention",
                 "aten::_scaled_dot_product_flash_attention_for_cpu")
@@ -261,13 +261,14 @@ def compare(ours: object, theirs: object, note: str = "") -> Cell:
 
 def fvcore_cell(layer: LayerResult, counted: int, unsupported: dict[str, int]) -> Cell:
     expected = fvcore_expected(layer)
-    if unsupported and (layer.type not in FVCORE_ELEMENTWISE_GAPS or any(op in FVCORE_FUSED for op in unsupported)):
+    references = REGISTRY[layer.type].references
+    if unsupported and (not references.elementwise_gaps or any(op in FVCORE_FUSED for op in unsupported)):
         ops = ", ".join(sorted(unsupported))
         return Cell(NOT_COUNTED, expected, counted, f"not counted by fvcore: {ops}")
     if expected == counted == 0:
         return Cell(NOTHING, 0, 0)
-    note = "fvcore counts one op per input element" if layer.type.endswith("avgpool") and expected else ""
-    if layer.type == "layernorm":
+    note = "fvcore counts one op per input element" if references.fvcore == "input-elements" and expected else ""
+    if references.fvcore == "layernorm":
         note = "fvcore's estimate: 5 per element (4 without affine)"
     return compare(expected, counted, note)
 
@@ -278,20 +279,20 @@ def buffers_cell(ours: int, theirs: int) -> Cell:
 
 
 def torch_forward_cell(layer: LayerResult, counted: int) -> Cell:
-    if REGISTRY[layer.type].has_macs and layer.type not in TORCH_COUNTED:
+    if REGISTRY[layer.type].has_macs and not counted_by_torch(layer):
         return Cell(NOT_COUNTED, layer.flops, counted, "not counted by FlopCounterMode (conv and matmul only)")
-    expected = layer.flops if layer.type in TORCH_COUNTED else 0
+    expected = layer.flops if counted_by_torch(layer) else 0
     return Cell(NOTHING, 0, 0) if expected == counted == 0 else compare(expected, counted)
 
 
 def torch_backward_cell(layer: LayerResult, counted: int) -> Cell:
-    if REGISTRY[layer.type].has_macs and layer.type not in TORCH_COUNTED:
+    if REGISTRY[layer.type].has_macs and not counted_by_torch(layer):
         return Cell(NOT_COUNTED, layer.backward_flops, counted, "not counted by FlopCounterMode")
-    expected = layer.backward_flops if layer.type in TORCH_COUNTED else 0
+    expected = layer.backward_flops if counted_by_torch(layer) else 0
     if expected == counted == 0:
         return Cell(NOTHING, 0, 0)
     groups = layer.spec.params.get("groups", 1)
-    if counted != expected and layer.type == "conv" and groups > 1:
+    if counted != expected and groups > 1:
         # torch's conv_backward_flop sizes dW as a conv over all Cin input channels, ignoring groups:
         # it counts groups × the weight-gradient MACs.
         weight_grad = 2 * layer.macs if layer.trainable_params else 0
@@ -331,7 +332,7 @@ def refused_layer_params(report: Report) -> int | str:
     halt = report.halted
     try:
         with torch.device("meta"):
-            module = BUILDERS[halt.layer.type](halt.layer, halt.input_shapes)
+            module = build_layer(halt.layer, halt.input_shapes)
     except Exception as error:  # torch's own refusal: ValueError, RuntimeError
         first_line = (str(error).strip().splitlines() or [""])[0]
         return f"PyTorch cannot build {halt.layer.name}: {type(error).__name__}: {first_line}"

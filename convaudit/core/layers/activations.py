@@ -7,7 +7,7 @@ take per element, as written in their formula.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from convaudit.core.fields import Field, Number
 from convaudit.core.layers.base import (
@@ -17,11 +17,13 @@ from convaudit.core.layers.base import (
     Outcome,
     Parameterless,
     Params,
+    References,
     Saved,
     SavesInput,
     SavesOutput,
     Saving,
     Shape,
+    TorchModule,
     elements,
     register,
 )
@@ -29,6 +31,7 @@ from convaudit.core.strides import Strided
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
+    from convaudit.core.model import LayerSpec
 
 MASK_BYTES = 1  # dropout's bool mask on CUDA (fused native_dropout); the CPU keeps it at the activation dtype
 
@@ -46,21 +49,25 @@ class _Elementwise(KeepsStrides, Parameterless, LayerType):
 
 
 @register
-class ReLU(SavesOutput, _Elementwise):
+class ReLU(TorchModule, SavesOutput, _Elementwise):
     type_name = "relu"
     prefix = "relu"
     category = "act"
     plan_role = "follow"
+    references = References()
+    torch_module = "nn.ReLU"
     doc = "max(0, x)"
     other_ops_rule = "1 per element (a comparison)"
 
 
 @register
-class Tanh(SavesOutput, _Elementwise):
+class Tanh(TorchModule, SavesOutput, _Elementwise):
     type_name = "tanh"
     prefix = "tanh"
     category = "act"
     plan_role = "follow"
+    references = References()
+    torch_module = "nn.Tanh"
     doc = "hyperbolic tangent"
     other_ops_rule = "1 per element"
 
@@ -71,6 +78,7 @@ class ScaledTanh(_Elementwise):
     prefix = "tanh"
     category = "act"
     plan_role = "follow"
+    references = References()
     doc = "LeNet-5's squashing function: amplitude · tanh(slope · x)"
     other_ops_rule = "3 per element: scale, tanh, scale"
     ops_per_element = 3
@@ -82,34 +90,43 @@ class ScaledTanh(_Elementwise):
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return [saving.extra("tanh", layer.activations)]  # A·tanh(S·x): tanh keeps its own result, before the A
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.ScaledTanh(layer.params["amplitude"], layer.params["slope"])
+
 
 @register
-class Sigmoid(SavesOutput, _Elementwise):
+class Sigmoid(TorchModule, SavesOutput, _Elementwise):
     type_name = "sigmoid"
     prefix = "sigmoid"
     category = "act"
     plan_role = "follow"
+    references = References()
+    torch_module = "nn.Sigmoid"
     doc = "logistic sigmoid"
     other_ops_rule = "1 per element"
 
 
 @register
-class GELU(SavesInput, _Elementwise):
+class GELU(TorchModule, SavesInput, _Elementwise):
     type_name = "gelu"
     prefix = "gelu"
     category = "act"
     plan_role = "whole"
+    references = References(elementwise_gaps=True)
+    torch_module = "nn.GELU"
     doc = "Gaussian error linear unit, exact form: x·Φ(x) = x · ½(1 + erf(x/√2)) (nn.GELU)"
     other_ops_rule = "5 per element: scale by 1/√2, erf, add 1, halve, multiply by x"
     ops_per_element = 5
 
 
 @register
-class SiLU(SavesInput, _Elementwise):
+class SiLU(TorchModule, SavesInput, _Elementwise):
     type_name = "silu"
     prefix = "silu"
     category = "act"
     plan_role = "whole"
+    references = References(elementwise_gaps=True)
+    torch_module = "nn.SiLU"
     doc = "SiLU (Swish): x·sigmoid(x) (nn.SiLU)"
     other_ops_rule = "2 per element: sigmoid, multiply by x"
     ops_per_element = 2
@@ -121,37 +138,45 @@ class Swish(SiLU):
     prefix = "swish"
     category = "act"
     plan_role = "whole"
+    references = References(elementwise_gaps=True)
+    torch_module = "nn.SiLU"
     doc = "Swish, the same function as silu: x·sigmoid(x) (nn.SiLU)"
 
 
 @register
-class ReLU6(SavesInput, _Elementwise):
+class ReLU6(TorchModule, SavesInput, _Elementwise):
     type_name = "relu6"
     prefix = "relu"
     category = "act"
     plan_role = "whole"
+    references = References(elementwise_gaps=True)
+    torch_module = "nn.ReLU6"
     doc = "min(max(0, x), 6) (nn.ReLU6, MobileNet)"
     other_ops_rule = "2 per element: two comparisons"
     ops_per_element = 2
 
 
 @register
-class Hardsigmoid(SavesInput, _Elementwise):
+class Hardsigmoid(TorchModule, SavesInput, _Elementwise):
     type_name = "hardsigmoid"
     prefix = "hsigmoid"
     category = "act"
     plan_role = "whole"
+    references = References(elementwise_gaps=True)
+    torch_module = "nn.Hardsigmoid"
     doc = "relu6(x + 3)/6 (nn.Hardsigmoid, MobileNetV3's squeeze-excite gate)"
     other_ops_rule = "4 per element: add 3, two comparisons, divide by 6"
     ops_per_element = 4
 
 
 @register
-class Hardswish(SavesInput, _Elementwise):
+class Hardswish(TorchModule, SavesInput, _Elementwise):
     type_name = "hardswish"
     prefix = "hswish"
     category = "act"
     plan_role = "whole"
+    references = References(elementwise_gaps=True)
+    torch_module = "nn.Hardswish"
     doc = "x·relu6(x + 3)/6 (nn.Hardswish, MobileNetV3)"
     other_ops_rule = "5 per element: add 3, two comparisons, divide by 6, multiply by x"
     ops_per_element = 5
@@ -165,6 +190,7 @@ class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
     plan_role = "whole-free"
     receptive = "mix-first"
     size_rule = "pointwise"
+    references = References()
     doc = "softmax over the features (over channels at each position of a feature map)"
     other_ops_rule = "3·N − 1 per vector of N: N exps, N − 1 adds, N divides"
 
@@ -172,6 +198,9 @@ class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
         shape = inputs[0]
         n, positions = shape[0], elements(shape[1:])
         return Outcome(shape=shape, other_ops=(3 * n - 1) * positions)
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.nn.Softmax(dim=1)
 
 
 @register
@@ -182,6 +211,7 @@ class Dropout(Parameterless, LayerType):
     plan_role = "follow"
     receptive = "pointwise"
     size_rule = "pointwise"
+    references = References()
     doc = "dropout: identity at inference"
     other_ops_rule = "0 (identity at inference)"
     fields = (Field("p", Number(minimum=0, maximum=1, exclusive_maximum=True), "drop probability",
@@ -199,3 +229,6 @@ class Dropout(Parameterless, LayerType):
         if layer.spec.params["p"] == 0:
             return inputs[0]  # aten's dropout returns its input tensor itself
         return KeepsStrides.storage(self, layer, inputs)
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.nn.Dropout(float(layer.params["p"]))

@@ -94,6 +94,10 @@ TRAITS: dict[str, str] = {
     "storage": "storage(layer, inputs): how its output sits in memory: new, the input's strides, or a view "
                "(core/strides.py)",
     "explain": "explain(layer): the arithmetic behind its weights, MACs and connections, for `audit --explain`",
+    "module": "module(lib, layer, input_shapes): the torch module that computes it (verify, bench), built from "
+              "the namespace pytorch/modules.py hands in (torch.nn, F and convaudit's own modules): the core never "
+              "imports torch",
+    "references": "References: how fvcore and FlopCounterMode count it, in their conventions (verify converts)",
 }
 CATEGORIES = ("conv", "dense", "pool", "norm", "act", "merge", "other")
 PLAN_ROLES = ("columns", "follow", "concat", "add", "whole-free", "whole")
@@ -102,6 +106,23 @@ RECEPTIVE_RULES = ("window", "adaptive", "global", "flatten", "pointwise", "mix-
 SIZE_RULES = ("window", "pointwise", "concat", "fixed", "vector", "flatten", "none")
 TRAIT_VALUES: dict[str, tuple[str, ...]] = {"category": CATEGORIES, "plan_role": PLAN_ROLES,
                                             "receptive": RECEPTIVE_RULES, "size_rule": SIZE_RULES}
+FVCORE_RULES = ("macs", "other-ops", "input-elements", "layernorm", "nothing")
+
+
+class References(NamedTuple):
+    """How the reference tools count one layer, each in its own convention (pytorch/verify.py converts).
+
+    fvcore: what fvcore's FlopCountAnalysis gives: macs (one per multiply-add), other-ops (our other ops:
+            batchnorm at inference), input-elements (one per input element: adaptive pooling), layernorm (its
+            estimate, 5 per element with affine, 4 without) or nothing (it counts none, or cannot see them)
+    elementwise_gaps: the operators fvcore leaves uncounted for it are element-wise only (other ops in our
+            convention), so its count of the MACs still compares
+    flop_counter: FlopCounterMode counts its MACs (it counts convolutions and matrix products only)
+    """
+
+    fvcore: str = "nothing"
+    elementwise_gaps: bool = False
+    flop_counter: bool = False
 
 
 def undeclared_traits(cls: type) -> list[str]:
@@ -114,6 +135,9 @@ def undeclared_traits(cls: type) -> list[str]:
         elif trait in TRAIT_VALUES and not callable(getattr(cls, trait)) \
                 and getattr(cls, trait) not in TRAIT_VALUES[trait]:
             missing.append(f"{trait} (got {getattr(cls, trait)!r}; one of {', '.join(TRAIT_VALUES[trait])})")
+        elif trait == "references" and (not isinstance(cls.references, References)
+                                        or cls.references.fvcore not in FVCORE_RULES):
+            missing.append(f"references (a References with fvcore one of {', '.join(FVCORE_RULES)})")
     return missing
 
 
@@ -151,11 +175,13 @@ class LayerType:
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
     has_macs: ClassVar[bool] = False  # counted in MACs (else only in other ops)
+    forward_copies: ClassVar[int] = 1  # its torch module's forward makes this many copies of the tensors it saves
     # traits (see TRAITS): declared by every registered type, never defaulted here
     category: ClassVar[str]
     plan_role: ClassVar[str]
     receptive: ClassVar[str]
     size_rule: ClassVar[str]
+    references: ClassVar[References]
 
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
         """(key, problem) pairs found from the hyper-parameters alone, before any shape is known."""
@@ -302,3 +328,18 @@ class Parameterless:
 
     def explain(self, layer: LayerResult) -> Explained:
         return Explained()
+
+
+# ------------------------------------------------------------------ the torch module (built by pytorch/builder.py)
+
+class TorchModule:
+    """A module made with no arguments: `torch_module` names it in the namespace pytorch/modules.py hands in
+    ('nn.ReLU', or one of convaudit's own such as 'Concat')."""
+
+    torch_module: ClassVar[str]
+
+    def module(self, lib: Any, layer: Any, inputs: tuple[Shape, ...]) -> Any:
+        made = lib
+        for part in self.torch_module.split("."):
+            made = getattr(made, part)
+        return made()

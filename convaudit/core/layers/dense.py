@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Bool, Field, Int
 from convaudit.core.layers.base import (
@@ -14,6 +14,7 @@ from convaudit.core.layers.base import (
     NewStorage,
     Outcome,
     Params,
+    References,
     Saved,
     Saving,
     Shape,
@@ -25,6 +26,7 @@ from convaudit.core.strides import Strided, view_strides
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
+    from convaudit.core.model import LayerSpec
 
 
 @register
@@ -34,6 +36,7 @@ class Linear(NewStorage, LayerType):
     category = "dense"
     plan_role = "columns"
     size_rule = "vector"
+    references = References("macs", flop_counter=True)
     doc = ("fully connected layer; a feature map input is flattened first, or with flatten: false it maps the "
            "last dimension of any input, as nn.Linear does")
     has_macs = True
@@ -102,6 +105,13 @@ class Linear(NewStorage, LayerType):
         return Explained(weights, f"{positions} × {features:,}·{out} = {macs:,}",
                          f"{positions} × {features:,}·{out}{bias} = {layer.connections:,}")
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        p = layer.params
+        if not p.get("flatten", True):  # nn.Linear itself: the last dimension
+            return lib.nn.Linear(p.get("in") or inputs[0][-1], p["out"], bias=p["bias"])
+        # a pinned `in:` is what the model is built with
+        return lib.FlattenLinear(p.get("in") or elements(inputs[0]), p["out"], bias=p["bias"])
+
 
 @register
 class RBF(NewStorage, LayerType):
@@ -111,6 +121,8 @@ class RBF(NewStorage, LayerType):
     plan_role = "columns"
     receptive = "flatten"
     size_rule = "vector"
+    references = References()
+    forward_copies = 2  # x − W and its square, B × out × in each
     doc = "Euclidean radial basis units: y_i = Σ_j (x_j − w_ij)², with fixed (non-trainable) centres w"
     has_macs = True
     other_ops_rule = "subtractions: in·out"
@@ -131,6 +143,9 @@ class RBF(NewStorage, LayerType):
                          f"{features:,}·{out} = {layer.macs // layer.batch:,}",
                          f"{features:,}·{out} = {layer.connections:,}")
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.RBF(layer.params.get("in") or elements(inputs[0]), layer.params["out"])
+
 
 @register
 class Attention(LayerType):
@@ -140,6 +155,7 @@ class Attention(LayerType):
     plan_role = "whole"
     receptive = "mix-all"
     size_rule = "none"
+    references = References("macs", elementwise_gaps=True, flop_counter=True)
     doc = ("multi-head self-attention over [N, D] tokens, as nn.MultiheadAttention(D, heads, batch_first=True) "
            "with query = key = value")
     has_macs = True
@@ -197,3 +213,6 @@ class Attention(LayerType):
                          f"projections 4·{n}·{d}² = {4 * n * d * d:,} + Q·Kᵀ and A·V 2·{n}²·{d} = {2 * n * n * d:,} "
                          f"= {macs:,}",
                          f"{macs:,} multiply-adds{bias} = {layer.connections:,}")
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.SelfAttention(inputs[0][-1], layer.params["heads"], layer.params["bias"])

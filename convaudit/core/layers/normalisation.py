@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Bool, Choice, Field, Int, Number
 from convaudit.core.layers.base import (
@@ -14,6 +14,7 @@ from convaudit.core.layers.base import (
     NewStorage,
     Outcome,
     Params,
+    References,
     Saved,
     SavesInput,
     Saving,
@@ -28,6 +29,7 @@ from convaudit.core.strides import Strided, contiguous
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
+    from convaudit.core.model import LayerSpec
 
 
 class _Scales:
@@ -45,6 +47,7 @@ class LRN(NewStorage, _Scales, LayerType):
     plan_role = "follow"
     receptive = "along-first"
     size_rule = "pointwise"
+    references = References()
     doc = ("local response normalisation across channels, as PyTorch and Caffe define it: "
            "b = a / (k + alpha/size · Σ a²)^beta")
     other_ops_rule = "(2·size + 3) per element: size squares, size − 1 adds, scale, add k, power, divide"
@@ -65,6 +68,10 @@ class LRN(NewStorage, _Scales, LayerType):
         padded = (c + layer.spec.params["size"] - 1) * h * w * saving.batch  # the squares, padded on channels
         return saving.inputs()[:1] + [saving.extra("terms", 2 * layer.activations), saving.extra("squares", padded)]
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        p = layer.params
+        return lib.nn.LocalResponseNorm(p["size"], float(p["alpha"]), float(p["beta"]), float(p["k"]))
+
 
 @register
 class BatchNorm(NewStorage, _Scales, LayerType):
@@ -74,6 +81,7 @@ class BatchNorm(NewStorage, _Scales, LayerType):
     plan_role = "follow"
     receptive = "pointwise"
     size_rule = "pointwise"
+    references = References("other-ops")
     doc = "batch normalisation (inference form), over channels or features"
     other_ops_rule = "2 per element once folded: x·scale + shift (1 without affine)"
     fields = (Field("affine", Bool(), "learn a scale and shift per channel", default=True),)
@@ -92,6 +100,10 @@ class BatchNorm(NewStorage, _Scales, LayerType):
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return saving.inputs()[:1] + [saving.extra("stats", 2 * layer.output_shape[0])]  # mean, 1/std per channel
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        norm = lib.nn.BatchNorm2d if len(inputs[0]) == 3 else lib.nn.BatchNorm1d
+        return norm(inputs[0][0], affine=layer.params["affine"])
+
 
 @register
 class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
@@ -101,6 +113,7 @@ class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
     plan_role = "whole"
     receptive = "pointwise"
     size_rule = "pointwise"
+    references = References(elementwise_gaps=True)
     doc = ("multiply by a learned vector along one dimension (ConvNeXt's layer scale, a [C, 1, 1] parameter "
            "on a [C, H, W] map)")
     other_ops_rule = "1 multiply per element"
@@ -112,6 +125,9 @@ class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
         shape = inputs[0]
         return Outcome(shape=shape, weights=normalised_dim(shape, params["over"]), other_ops=elements(shape))
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.Scale(inputs[0], layer.params["over"])
+
 
 @register
 class LayerNorm(_Scales, LayerType):
@@ -120,6 +136,7 @@ class LayerNorm(_Scales, LayerType):
     category = "norm"
     plan_role = "whole"
     size_rule = "pointwise"
+    references = References("layernorm", elementwise_gaps=True)
     doc = ("layer normalisation over one dimension, with a learned scale and shift: over the last dimension "
            "like nn.LayerNorm, or over: channels for C at every position of a [C, H, W] map (ConvNeXt's "
            "LayerNorm2d)")
@@ -154,3 +171,9 @@ class LayerNorm(_Scales, LayerType):
             moved = contiguous(shape[:1] + shape[2:] + shape[1:2])  # normalised with C last, then moved back
             return Strided(shape, (moved[0], moved[-1]) + moved[1:-1], layer.name)
         return NewStorage.storage(self, layer, inputs)
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        shape, affine = inputs[0], layer.params["affine"]
+        if layer.params["over"] == "channels" and len(shape) > 1:
+            return lib.ChannelsLayerNorm(shape[0], elementwise_affine=affine)
+        return lib.nn.LayerNorm(shape[-1], elementwise_affine=affine)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Field, Int
 from convaudit.core.layers.base import (
@@ -17,9 +17,11 @@ from convaudit.core.layers.base import (
     Outcome,
     Parameterless,
     Params,
+    References,
     SavesInputs,
     SavesNothing,
     Shape,
+    TorchModule,
     broadcast,
     describe_shape,
     elements,
@@ -31,16 +33,19 @@ from convaudit.core.strides import Strided, reshaped
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
+    from convaudit.core.model import LayerSpec
 
 
 @register
-class Concat(SavesNothing, NewStorage, Parameterless, LayerType):
+class Concat(TorchModule, SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "concat"
     prefix = "concat"
     category = "merge"
     plan_role = "concat"
     receptive = "merge"
     size_rule = "concat"
+    references = References()
+    torch_module = "Concat"
     doc = "concatenate feature maps along channels; spatial sizes must match"
     min_inputs = 2
     max_inputs = None
@@ -56,13 +61,15 @@ class Concat(SavesNothing, NewStorage, Parameterless, LayerType):
 
 
 @register
-class Add(SavesNothing, KeepsStrides, Parameterless, LayerType):
+class Add(TorchModule, SavesNothing, KeepsStrides, Parameterless, LayerType):
     type_name = "add"
     prefix = "add"
     category = "merge"
     plan_role = "add"
     receptive = "merge"
     size_rule = "pointwise"
+    references = References()
+    torch_module = "Add"
     doc = "element-wise sum of inputs of identical shape (a residual connection)"
     other_ops_rule = "(inputs − 1) adds per element"
     min_inputs = 2
@@ -77,13 +84,15 @@ class Add(SavesNothing, KeepsStrides, Parameterless, LayerType):
 # ------------------------------------------------------------------ the operators of modern CNNs and ViT
 
 @register
-class Mul(SavesInputs, KeepsStrides, Parameterless, LayerType):
+class Mul(TorchModule, SavesInputs, KeepsStrides, Parameterless, LayerType):
     type_name = "mul"
     prefix = "mul"
     category = "merge"
     plan_role = "whole"
     receptive = "merge"
     size_rule = "pointwise"
+    references = References(elementwise_gaps=True)
+    torch_module = "Mul"
     doc = ("element-wise product, broadcasting dimensions of size 1 (the squeeze-excite gate: "
            "[C, H, W] × [C, 1, 1] → [C, H, W])")
     other_ops_rule = "(inputs − 1) multiplies per output element"
@@ -96,13 +105,15 @@ class Mul(SavesInputs, KeepsStrides, Parameterless, LayerType):
 
 
 @register
-class Flatten(SavesNothing, Parameterless, LayerType):
+class Flatten(TorchModule, SavesNothing, Parameterless, LayerType):
     type_name = "flatten"
     prefix = "flatten"
     category = "other"
     plan_role = "follow"
     receptive = "flatten"
     size_rule = "flatten"
+    references = References()
+    torch_module = "nn.Flatten"
     doc = "reshape [C, H, W] to [C·H·W]"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
@@ -120,6 +131,7 @@ class Slice(SavesNothing, Parameterless, LayerType):
     plan_role = "whole"
     receptive = "along-first"
     size_rule = "pointwise"
+    references = References(elementwise_gaps=True)
     doc = "channels start to end − 1 (dim 0, end exclusive): a view, no arithmetic (ShuffleNet's chunk)"
     fields = (
         Field("start", Int(0), "first channel kept", default=0),
@@ -140,6 +152,9 @@ class Slice(SavesNothing, Parameterless, LayerType):
     def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
         return Strided(full_shape(layer), inputs[0].strides, inputs[0].base)  # a view: the same strides
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.Slice(layer.params["start"], layer.params["end"])
+
 
 @register
 class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
@@ -149,6 +164,7 @@ class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
     plan_role = "whole"
     receptive = "along-first"
     size_rule = "pointwise"
+    references = References(elementwise_gaps=True)
     doc = ("channel shuffle (ShuffleNet): view C as [groups, C/groups], transpose, flatten; counted as a view "
            "(data movement only, no arithmetic)")
     fields = (Field("groups", Int(), "groups the channels are interleaved from", required=True),)
@@ -159,6 +175,9 @@ class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
             raise LayerProblem("groups", f"channels {shape[0]} are not divisible by groups {groups}", "groups")
         return Outcome(shape=shape)
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.ChannelShuffle(layer.params["groups"])
+
 
 @register
 class Permute(SavesNothing, Parameterless, LayerType):
@@ -168,6 +187,7 @@ class Permute(SavesNothing, Parameterless, LayerType):
     plan_role = "whole"
     receptive = "permute"
     size_rule = "none"
+    references = References(elementwise_gaps=True)
     doc = "reorder the sample dimensions (batch excluded): order [1, 2, 0] turns [C, H, W] into [H, W, C]; a view"
     fields = (Field("order", IntList(0, "a permutation of the sample dimensions such as [1, 2, 0]"),
                     "the input dimension each output dimension takes", required=True),)
@@ -189,6 +209,9 @@ class Permute(SavesNothing, Parameterless, LayerType):
         first, order = inputs[0], layer.spec.params["order"]
         return Strided(full_shape(layer), (first.strides[0],) + tuple(first.strides[i + 1] for i in order), first.base)
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.Permute(layer.params["order"])
+
 
 @register
 class Reshape(SavesNothing, Parameterless, LayerType):
@@ -198,6 +221,7 @@ class Reshape(SavesNothing, Parameterless, LayerType):
     plan_role = "whole"
     receptive = "reshape"
     size_rule = "none"
+    references = References(elementwise_gaps=True)
     doc = "reshape the sample dimensions (batch excluded); one entry may be −1 (inferred); no arithmetic"
     fields = (Field("shape", IntList(-1, "a list of positive sizes, at most one −1, such as [196, 768]"),
                     "the output's sample dimensions", required=True),)
@@ -224,6 +248,9 @@ class Reshape(SavesNothing, Parameterless, LayerType):
     def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
         return reshaped(inputs[0], full_shape(layer), layer.name)
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.Reshape(layer.params["shape"])
+
 
 @register
 class ClassToken(SavesNothing, NewStorage, LayerType):
@@ -233,6 +260,7 @@ class ClassToken(SavesNothing, NewStorage, LayerType):
     plan_role = "whole"
     receptive = "prepend"
     size_rule = "none"
+    references = References(elementwise_gaps=True)
     doc = "prepend a learned token to [N, D] tokens, giving [N + 1, D] (ViT's class token)"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
@@ -241,6 +269,9 @@ class ClassToken(SavesNothing, NewStorage, LayerType):
 
     def explain(self, layer: LayerResult) -> Explained:
         return Explained(f"D = {layer.weights:,} class-token weights")
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.ClassToken(inputs[0][-1])
 
 
 @register
@@ -251,6 +282,7 @@ class PosEmbedding(SavesNothing, KeepsStrides, LayerType):
     plan_role = "whole"
     receptive = "pointwise"
     size_rule = "none"
+    references = References(elementwise_gaps=True)
     doc = "add a learned position embedding of the input's shape (ViT: [N, D])"
     other_ops_rule = "1 add per element"
 
@@ -259,6 +291,9 @@ class PosEmbedding(SavesNothing, KeepsStrides, LayerType):
 
     def explain(self, layer: LayerResult) -> Explained:
         return Explained(f"{'·'.join(map(str, layer.output_shape))} = {layer.weights:,} position embeddings")
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.PosEmbedding(inputs[0])
 
 
 @register
@@ -269,6 +304,7 @@ class Select(SavesNothing, Parameterless, LayerType):
     plan_role = "whole"
     receptive = "select"
     size_rule = "none"
+    references = References(elementwise_gaps=True)
     doc = "pick one entry of the first dimension: token `index` of [N, D] gives [D] (ViT's class token output)"
     fields = (Field("index", Int(0), "which token (0: the first)", default=0),)
 
@@ -284,3 +320,6 @@ class Select(SavesNothing, Parameterless, LayerType):
     def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
         first = inputs[0]
         return Strided(full_shape(layer), first.strides[:1] + first.strides[2:], first.base)  # dimension 1 dropped
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.Select(layer.params["index"])

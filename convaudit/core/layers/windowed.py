@@ -5,7 +5,7 @@ The window arithmetic along one axis is `WindowAxis` (core/windows.py); these ty
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Bool, ConnectionTable, Field, Int, Size
 from convaudit.core.layers.base import (
@@ -17,6 +17,7 @@ from convaudit.core.layers.base import (
     Outcome,
     Parameterless,
     Params,
+    References,
     Saved,
     SavesInput,
     SavesNothing,
@@ -30,6 +31,7 @@ from convaudit.core.windows import WindowAxis
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
+    from convaudit.core.model import LayerSpec
 
 INDEX_BYTES = 8  # int64 indices of max-pooling
 
@@ -79,6 +81,7 @@ class Conv(NewStorage, LayerType):
     plan_role = "columns"
     receptive = "window"
     size_rule = "window"
+    references = References("macs", flop_counter=True)
     padding_at_most_half_kernel = False
     doc = "2-D convolution"
     has_macs = True
@@ -159,6 +162,13 @@ class Conv(NewStorage, LayerType):
         return Explained(weights, f"{layer.weights:,} weights × {positions} positions = {layer.macs // layer.batch:,}",
                          connections)
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        p = layer.params
+        if p.get("connections") is not None:
+            return lib.SparseConv2d(p["connections"], p["kernel"], p["stride"], p["padding"], p["dilation"], p["bias"])
+        return lib.nn.Conv2d(inputs[0][0], p["out"], p["kernel"], p["stride"], p["padding"], p["dilation"],
+                             groups=p["groups"], bias=p["bias"])
+
 
 class _Pool(NewStorage, Parameterless, LayerType):
     prefix = "pool"
@@ -185,6 +195,7 @@ class MaxPool(_Pool):
     type_name = "maxpool"
     category = "pool"
     plan_role = "follow"
+    references = References()
     doc = "max pooling"
     other_ops_rule = "comparisons: (Kh·Kw − 1) per output element"
     fields = _Pool.fields + (DILATION,)
@@ -198,12 +209,17 @@ class MaxPool(_Pool):
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return saving.inputs()[:1] + [saving.extra("indices", layer.activations, INDEX_BYTES)]
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        p = layer.params
+        return lib.nn.MaxPool2d(p["kernel"], pool_stride(p), p["padding"], p["dilation"], ceil_mode=p["ceil"])
+
 
 @register
 class AvgPool(SavesInput, _Pool):
     type_name = "avgpool"
     category = "pool"
     plan_role = "follow"
+    references = References()
     doc = "average pooling"
     other_ops_rule = "Kh·Kw per output element: Kh·Kw − 1 adds and one divide"
 
@@ -212,6 +228,10 @@ class AvgPool(SavesInput, _Pool):
         kh, kw = params["kernel"]
         shape = (c, rows.out, cols.out)
         return Outcome(shape=shape, other_ops=kh * kw * elements(shape), windows=(rows, cols))
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        p = layer.params
+        return lib.nn.AvgPool2d(p["kernel"], pool_stride(p), p["padding"], ceil_mode=p["ceil"])
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
@@ -227,6 +247,7 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
     plan_role = "follow"
     receptive = "adaptive"
     size_rule = "fixed"
+    references = References("input-elements")
     doc = "adaptive average pooling to a fixed output size (torchvision's AlexNet and VGG)"
     other_ops_rule = "window elements per output element (window − 1 adds, one divide), windows as PyTorch sizes them"
     fields = (Field("output", Size(), "output size: an int or [h, w]", required=True),)
@@ -244,6 +265,9 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
             return []  # aten pools to 1 × 1 as input.mean((-1, -2)), whose backward keeps only sizes
         return saving.inputs()[:1]
 
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.nn.AdaptiveAvgPool2d(layer.params["output"])
+
 
 @register
 class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
@@ -253,12 +277,16 @@ class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
     plan_role = "follow"
     receptive = "global"
     size_rule = "fixed"
+    references = References("input-elements")
     doc = "average over each whole feature map, to [C, 1, 1]"
     other_ops_rule = "H·W per channel: H·W − 1 adds and one divide"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         c, h, w = feature_map(inputs[0], "globalavgpool")
         return Outcome(shape=(c, 1, 1), other_ops=c * h * w)
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.nn.AdaptiveAvgPool2d(1)
 
 
 @register
@@ -269,6 +297,7 @@ class Subsample(NewStorage, LayerType):
     plan_role = "follow"
     receptive = "window"
     size_rule = "window"
+    references = References()
     padding_at_most_half_kernel = True
     doc = ("LeNet-5's trainable subsampling: per map, sum a window, multiply by one trainable coefficient, "
            "add one trainable bias")
@@ -299,3 +328,6 @@ class Subsample(NewStorage, LayerType):
         return Explained(f"{layer.weights} coefficients (one per map)",
                          f"one per output: {'·'.join(map(str, layer.output_shape))} = {layer.macs // layer.batch:,}",
                          f"({kh}·{kw} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}")
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        return lib.Subsample(inputs[0][0], layer.params["kernel"], pool_stride(layer.params))
