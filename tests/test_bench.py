@@ -229,11 +229,11 @@ def test_sparse_conv_indexes_with_buffers_on_the_models_device() -> None:
     import torch
 
     from convaudit.pytorch.builder import count_parameters
-    from convaudit.pytorch.modules import SparseConv2d
+    from convaudit.pytorch.modules import SparseConv
 
     model, layer, _ = _lenet_layer("C3")
     module = model.module_for("C3")
-    assert isinstance(module, SparseConv2d)
+    assert isinstance(module, SparseConv)
     assert all(name.startswith("rows") for name, _ in module.named_buffers())
     assert not any(key.startswith("rows") for key in module.state_dict())  # not state
     assert count_parameters(module) == (1516, 0)  # the paper's 1,516 trainable parameters, indices not counted

@@ -195,7 +195,7 @@ def test_blocks_expand_with_parameters_and_repeat() -> None:
     assert [layer.name for layer in spec.layers][:3] == ["stage/0/c", "stage/0/r", "stage/0/out"]
     assert spec.layer("stage/1/c").inputs == ("stage/0/out",)
     assert spec.layer("stage/2/out").inputs == ("stage/2/r", "stage/1/out")
-    assert spec.layer("stage/0/c").params["padding"] == (1, 1)  # $k // 2 with k = 3
+    assert spec.layer("stage/0/c").params["padding"] == (1,)  # $k // 2 with k = 3
     assert spec.layer("stage/2/c").blocks == (("stage/2", "unit"),)
 
 

@@ -230,7 +230,7 @@ def test_extends_reads_its_own_folder_and_bundled_names(tmp_path: Path) -> None:
 
 
 def test_an_error_in_the_base_names_the_extending_spec(tmp_path: Path) -> None:
-    (tmp_path / "base.yaml").write_text("name: t\ninput: [1, 2]\nlayers: [{type: relu}]\n", encoding="utf-8")
+    (tmp_path / "base.yaml").write_text("name: t\ninput: [1]\nlayers: [{type: relu}]\n", encoding="utf-8")
     (tmp_path / "net.yaml").write_text("# mine\nname: mine\nextends: base.yaml\n", encoding="utf-8")
     message = one_line_error(run("summary", str(tmp_path / "net.yaml")), "base.yaml:2: input:")
     assert message.endswith(f"(extended by {tmp_path / 'net.yaml'}:3: extends)")

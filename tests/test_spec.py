@@ -35,8 +35,8 @@ def test_sizes_accept_int_or_pair_and_defaults_fill_in() -> None:
                           "{type: linear, out: 10}"))
     conv, pool, fc = spec.layers
     assert conv.params["kernel"] == (3, 5)
-    assert conv.params["padding"] == (1, 1)
-    assert conv.params["stride"] == (1, 1) and conv.params["groups"] == 1 and conv.params["bias"] is True
+    assert conv.params["padding"] == (1,)  # one value for every spatial axis, spread once the axes are known
+    assert conv.params["stride"] == (1,) and conv.params["groups"] == 1 and conv.params["bias"] is True
     assert pool.params["stride"] is None  # resolved to the kernel when shapes are computed
     assert (conv.name, pool.name, fc.name) == ("conv1", "pool1", "fc1")
 
@@ -68,7 +68,7 @@ layers:
   - {<<: *c3, name: wide, out: 16}
 """
     spec = parse_text(text)
-    assert spec.layers[1].params["out"] == 16 and spec.layers[1].params["padding"] == (1, 1)
+    assert spec.layers[1].params["out"] == 16 and spec.layers[1].params["padding"] == (1,)
 
 
 # ------------------------------------------------------------------ bad input: one located error each
@@ -90,10 +90,11 @@ def test_unknown_key_suggests_the_closest() -> None:
 
 
 @pytest.mark.parametrize("layer, key, needle", [
-    ("{type: conv, out: 8, kernel: 0}", "kernel", "expected a positive integer or [h, w], got int 0"),
+    ("{type: conv, out: 8, kernel: 0}", "kernel", "expected a positive integer or one per spatial axis such as [h, w], "
+                                                  "got int 0"),
     ("{type: conv, out: -4, kernel: 3}", "out", "expected a positive integer, got int -4"),
     ("{type: conv, out: 8, kernel: '3x3'}", "kernel", "got string '3x3'"),
-    ("{type: conv, out: 8, kernel: [3, 3, 3]}", "kernel", "got list [3, 3, 3]"),
+    ("{type: conv, out: 8, kernel: [3, 3, 3, 3]}", "kernel", "got list [3, 3, 3, 3]"),  # at most 3 spatial axes
     ("{type: conv, out: 8, kernel: 3, padding: -1}", "padding", "an integer ≥ 0"),
     ("{type: conv, out: 8, kernel: 3, bias: 'yes'}", "bias", "expected true or false"),
     ("{type: conv, out: 8, kernel: true}", "kernel", "got boolean true"),
@@ -116,7 +117,8 @@ def test_missing_required_field() -> None:
 @pytest.mark.parametrize("text, needle", [
     ("name: x\nlayers: [{type: relu}]\n", "the spec has no 'input'"),
     ("name: x\ninput: [3, 0, 32]\nlayers: [{type: relu}]\n", "sizes must be positive"),
-    ("name: x\ninput: [3, 32]\nlayers: [{type: relu}]\n", "expected [channels, height, width]"),
+    ("name: x\ninput: [3]\nlayers: [{type: relu}]\n", "expected [channels, length], [channels, height, width] or "
+                                                         "[channels, depth, height, width]"),
     ("name: x\ninput: [3, 32, 32]\nlayers: []\n", "expected a non-empty list of layers"),
     ("name: x\ninput: [3, 32, 32]\nlayer: []\n", "unknown top-level key 'layer' (did you mean 'layers'?)"),
     ("- just\n- a list\n", "a spec must be a mapping"),

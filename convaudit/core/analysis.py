@@ -233,6 +233,17 @@ class Report:
         return self.by_name[name]
 
 
+def conventions(report: Report) -> dict[str, str]:
+    """The counting conventions, with the lines of the layer types this network holds that state their own
+    (a transposed convolution's output rule and MACs, up-sampling's rounding)."""
+    present = {layer.type for layer in report.layers}
+    own: dict[str, str] = {}
+    for name, kind in REGISTRY.items():
+        if name in present and kind.convention and kind.convention not in own.values():
+            own[name] = kind.convention
+    return {**CONVENTIONS, **own}
+
+
 def dtype_bytes(dtype: str) -> int:
     try:
         return DTYPE_BYTES[dtype]

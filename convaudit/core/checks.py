@@ -239,6 +239,8 @@ class AxisSearch:
 
 
 def _input_searches(spec: NetworkSpec, report: Report | None) -> list[AxisSearch]:
+    if spec.spatial_axes != 2:
+        return []
     _, height, width = spec.input
     if height == width:
         return [_axis_search(spec, report, (0, 1), height, f"{height}", lambda s: f"{s}×{s}")]

@@ -21,6 +21,7 @@ Problem = str  # a human-readable reason a value was refused
 MAX_MAGNITUDE = 2**63
 MAX_NUMBER_TEXT = 100  # characters in a written number such as '60e6', '2/3' or '1.7159'
 MAX_EXPONENT = 40  # |e| in '1e-40' … '1e40' (the magnitude limit then decides)
+MAX_SPATIAL_AXES = 3  # 1-D (audio), 2-D (images), 3-D (video, volumes), as torch's ConvNd
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(?:[eE]([+-]?\d+))?")
 RATIO = re.compile(r"[+-]?\d+/\d+")
 
@@ -96,25 +97,33 @@ class Int(FieldKind):
 
 
 class Size(FieldKind):
-    """An int for both axes, or [h, w]; normalised to (h, w)."""
+    """One int for every spatial axis, or one per axis ([h, w], [l], [d, h, w]); normalised to a tuple, of one
+    entry when it applies to every axis (`per_axis` spreads it once the input's axes are known)."""
 
     def __init__(self, minimum: int = 1):
         self.axis = Int(minimum)
-        self.description = f"{self.axis.description} or [h, w]"
+        self.description = f"{self.axis.description} or one per spatial axis such as [h, w]"
 
-    def parse(self, value: Any) -> tuple[int, int]:
+    def parse(self, value: Any) -> tuple[int, ...]:
         try:
             if _is_int(value):
-                return (self.axis.parse(value),) * 2
-            if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
-                return self.axis.parse(value[0]), self.axis.parse(value[1])
+                return (self.axis.parse(value),)
+            if isinstance(value, list) and 1 <= len(value) <= MAX_SPATIAL_AXES and all(_is_int(v) for v in value):
+                return tuple(self.axis.parse(v) for v in value)
         except ValueError:
             pass
         raise ValueError(f"expected {self.description}, got {_describe(value)}")
 
     def schema(self) -> dict[str, Any]:
         axis = self.axis.schema()
-        return {"oneOf": [axis, {"type": "array", "items": axis, "minItems": 2, "maxItems": 2}]}
+        return {"oneOf": [axis, {"type": "array", "items": axis, "minItems": 1, "maxItems": MAX_SPATIAL_AXES}]}
+
+
+def per_axis(value: tuple[int, ...], axes: int) -> tuple[int, ...] | None:
+    """A Size for `axes` spatial axes: one entry spread over all, or one per axis; None if the count differs."""
+    if len(value) == 1:
+        return value * axes
+    return value if len(value) == axes else None
 
 
 class Bool(FieldKind):
@@ -284,14 +293,16 @@ class Shape(FieldKind):
     description = "a shape such as [96, 55, 55] or [4096]"
 
     def parse(self, value: Any) -> tuple[int, ...]:
-        if not isinstance(value, list) or not 1 <= len(value) <= 3 or not all(_is_int(v) and v > 0 for v in value):
+        if not isinstance(value, list) or not 1 <= len(value) <= 1 + MAX_SPATIAL_AXES \
+                or not all(_is_int(v) and v > 0 for v in value):
             raise ValueError(f"expected {self.description}, got {_describe(value)}")
         if any(too_large(v) for v in value):
             raise ValueError("refused: a size larger than 2^63")
         return tuple(value)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 3}
+        return {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                "maxItems": 1 + MAX_SPATIAL_AXES}
 
 
 @dataclass(frozen=True)

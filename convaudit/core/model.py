@@ -12,7 +12,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convaudit.core.fields import Int, Shape
-from convaudit.errors import Where
+from convaudit.errors import ConvauditError, Where
+
+
+def describe_axes(count: int) -> str:
+    return {1: "length", 2: "height and width", 3: "depth, height and width"}[count]
 
 INPUT = "input"  # the name of the network's input in `from:`
 
@@ -54,7 +58,7 @@ class LayerSpec:
 @dataclass(frozen=True)
 class NetworkSpec:
     name: str
-    input: tuple[int, int, int]
+    input: tuple[int, ...]  # [C, L], [C, H, W] or [C, D, H, W]
     layers: tuple[LayerSpec, ...]  # topological order
     title: str = ""
     source: str = ""
@@ -75,8 +79,24 @@ class NetworkSpec:
     def label(self) -> str:
         return f"{self.name}+{self.variant}" if self.variant else self.name
 
-    def with_input(self, height: int, width: int) -> NetworkSpec:
-        return replace(self, input=(self.input[0], height, width))
+    def with_input(self, *sizes: int) -> NetworkSpec:
+        """The network at another input size: one size for H and W (L of a 1-D input), [H, W], or all three axes
+        of a 3-D input ([D, H, W]); the axes not given keep their size (a video's frames, say)."""
+        spatial = self.input[1:]
+        if len(sizes) == 1:
+            sizes = sizes * min(2, len(spatial))
+        if len(sizes) > len(spatial):
+            if len(spatial) == 1 and len(set(sizes)) == 1:  # N given as N×N (the CLI's 224 is 224×224)
+                sizes = sizes[:1]
+            else:
+                raise ConvauditError(f"{self.label} takes {len(spatial)} input size{'s' if len(spatial) > 1 else ''} "
+                                     f"({describe_axes(len(spatial))}), got {len(sizes)}: "
+                                     f"{'×'.join(map(str, sizes))}")
+        return replace(self, input=(self.input[0], *spatial[:len(spatial) - len(sizes)], *sizes))
+
+    @property
+    def spatial_axes(self) -> int:
+        return len(self.input) - 1
 
     def layer(self, name: str) -> LayerSpec:
         for layer in self.layers:

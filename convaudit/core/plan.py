@@ -307,9 +307,9 @@ def _whole(layer: LayerResult, held: bool = True) -> dict[str, int]:
 def _sparse_share(layer: LayerResult, outputs: tuple[int, ...]) -> dict[str, int]:
     """A conv with a connection table: output map j holds |row j|·Kh·Kw weights and one bias."""
     table = layer.spec.params["connections"]
-    kh, kw = layer.spec.params["kernel"]
+    taps = layer.weights // sum(len(row) for row in table)  # Kh·Kw weights per input map a row reads
     reads = sum(len(table[c]) for c in outputs)
-    weights = reads * kh * kw
+    weights = reads * taps
     cout = layer.output_shape[0]
 
     def per_weight(count: int) -> int:  # MACs are weights × Hout·Wout (× batch): the same for every weight

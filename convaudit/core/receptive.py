@@ -223,7 +223,9 @@ def _step(layer: LayerResult, sources: list[Layout]) -> _Step:
         return _Step(layout, (_same(layout),))
     if rule == "select":
         return _select(layer, layout)
-    return _Step(layout._replace(sizes=layout.sizes), (_same(layout),))  # pointwise, along-first on channels
+    if rule in ("pointwise", "along-first"):  # along-first: dimension 0 holds channels here
+        return _Step(layout._replace(sizes=layout.sizes), (_same(layout),))
+    return _unknown(layer, sources, f"receptive fields through {layer.type} are not followed")
 
 
 def _select(layer: LayerResult, layout: Layout) -> _Step:

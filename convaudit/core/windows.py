@@ -38,7 +38,7 @@ def format_fraction(value: Fraction) -> str:
 class WindowAxis:
     """A kernel sliding along one axis of size `size`."""
 
-    axis: str  # "H" or "W"
+    axis: str  # "H", "W", "L" (1-D), "D" (3-D), or a merged label such as "H and W"
     size: int
     kernel: int
     stride: int
@@ -115,9 +115,55 @@ class WindowAxis:
         return WindowAxis(self.axis, self.size, self.kernel, self.stride, self.padding, self.dilation, False)
 
 
+@dataclass(frozen=True)
+class Resize:
+    """An output size that follows the input size along one axis by exact arithmetic, not by a floored division of
+    windows: out = in·scale + offset (a transposed convolution: S·in + D·(K − 1) − 2P + output_padding + 1 − S;
+    pixel shuffle: r·in; padding: in + before + after), floored where the product is not whole (up-sampling by a
+    fractional factor), or a fixed size (up-sampling to a size, a crop to another input's size)."""
+
+    axis: str
+    size: int
+    out: int
+    kind: str  # transposed | scale | shuffle | unshuffle | pad | fixed
+    scale: Fraction = Fraction(1)
+    offset: int = 0
+    product: Fraction | None = None  # scale: the product before flooring, as PyTorch computes it
+
+    @property
+    def exact(self) -> Fraction:
+        """in·scale + offset before any rounding (a fixed size: the size itself)."""
+        if self.product is not None:
+            return self.product
+        return Fraction(self.out) if self.kind == "fixed" else self.size * self.scale + self.offset
+
+    @property
+    def is_exact(self) -> bool:
+        return self.exact.denominator == 1
+
+
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}  # torch's names: [N, C, L], [N, C, H, W], [N, C, D, H, W]
+AXIS_NOUNS = {"L": "samples", "D": "slices", "H": "rows", "W": "columns"}  # what one step along the axis is
+
+
+def axis_names(count: int) -> tuple[str, ...]:
+    return AXIS_NAMES[count]
+
+
+def joined(names: list[str]) -> str:
+    """'H', 'H and W', 'D, H and W'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def merged_axes(windows: tuple[WindowAxis, ...] | list[WindowAxis]) -> list[WindowAxis]:
-    """One axis labelled 'H and W' when both divide alike (the square case), else the axes as they are."""
-    windows = list(windows)
-    if len(windows) == 2 and replace(windows[0], axis="W") == windows[1]:
-        return [replace(windows[0], axis="H and W")]
-    return windows
+    """Axes that divide alike labelled together ('H and W', the square case), the others as they are, in order."""
+    groups: list[list[WindowAxis]] = []
+    for window in windows:
+        for group in groups:
+            if replace(group[0], axis="") == replace(window, axis=""):
+                group.append(window)
+                break
+        else:
+            groups.append([window])
+    return [replace(group[0], axis=joined([w.axis for w in group])) if len(group) > 1 else group[0]
+            for group in groups]

@@ -8,6 +8,7 @@ table names.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from fractions import Fraction
 
@@ -20,19 +21,20 @@ from convaudit.core.layers import Shape
 __all__ = ["F", "nn", "torch"]  # with the classes below: what a layer type's `module(lib, ...)` reads
 
 
-class SparseConv2d(nn.Module):
+class SparseConv(nn.Module):
     """A convolution whose output map j reads only the input maps in table[j] (LeNet-5's C3).
 
-    One small Conv2d per output map, so the parameters are exactly the table's:
+    One small convolution per output map, so the parameters are exactly the table's:
     Σ_j |table[j]|·Kh·Kw weights plus one bias per map.
     """
 
-    def __init__(self, table: tuple[tuple[int, ...], ...], kernel: tuple[int, int], stride: tuple[int, int],
-                 padding: tuple[int, int], dilation: tuple[int, int], bias: bool):
+    def __init__(self, table: tuple[tuple[int, ...], ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                 padding: tuple[int, ...], dilation: tuple[int, ...], bias: bool):
         super().__init__()
         self.table = [list(row) for row in table]
+        conv = getattr(nn, f"Conv{len(kernel)}d")
         self.maps = nn.ModuleList(
-            nn.Conv2d(len(row), 1, kernel, stride, padding, dilation, bias=bias) for row in table)
+            conv(len(row), 1, kernel, stride, padding, dilation, bias=bias) for row in table)
         # Index tensors made once, moved with the model: indexing with a Python list would copy the index from
         # the host to the device on every call. Non-persistent buffers: not state, not counted as parameters.
         for j, row in enumerate(table):
@@ -46,15 +48,17 @@ class SparseConv2d(nn.Module):
 class Subsample(nn.Module):
     """LeNet-5's S2/S4: per map, coefficient · (window sum) + bias."""
 
-    def __init__(self, channels: int, kernel: tuple[int, int], stride: tuple[int, int]):
+    def __init__(self, channels: int, kernel: tuple[int, ...], stride: tuple[int, ...]):
         super().__init__()
         self.kernel, self.stride = kernel, stride
+        self.pool = getattr(F, f"avg_pool{len(kernel)}d")
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        window_sum = F.avg_pool2d(x, self.kernel, self.stride) * (self.kernel[0] * self.kernel[1])
-        return window_sum * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        window_sum = self.pool(x, self.kernel, self.stride) * math.prod(self.kernel)
+        view = (1, -1) + (1,) * len(self.kernel)
+        return window_sum * self.weight.view(view) + self.bias.view(view)
 
 
 class RBF(nn.Module):
@@ -210,3 +214,14 @@ class Select(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, self.index]
+
+
+class CenterCrop(nn.Module):
+    """Crop the first input to the second's spatial size, centred: offset ⌊(in − out)/2⌋ per axis (a view)."""
+
+    def forward(self, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        index = [slice(None), slice(None)]
+        for size, out in zip(x.shape[2:], reference.shape[2:], strict=True):
+            start = (size - out) // 2
+            index.append(slice(start, start + out))
+        return x[tuple(index)]

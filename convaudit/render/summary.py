@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, gc_paused, totals_of
+from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, conventions, gc_paused, totals_of
 from convaudit.core.groups import Group as BlockGroup
 from convaudit.core.groups import group_key, grouped, main_and_side
 from convaudit.core.memory import Memory, training_memory
@@ -197,7 +197,7 @@ def report_dict(view: View) -> dict[str, Any]:
         "input": list(report.input),
         "batch": report.batch,
         "dtype": report.dtype,
-        "conventions": dict(CONVENTIONS),
+        "conventions": conventions(report),
         "layers": [{**layer_dict(layer), **field_dict(view.fields[layer.name]),
                     "saved_bytes": view.memory.saved_by_layer[layer.name]} for layer in report.layers],
         "totals": {name: getattr(report.totals, name) for name in TOTAL_FIELDS},
@@ -413,6 +413,7 @@ def convention_lines(report: Report) -> list[str]:
         "products) are counted apart, not in FLOPs.",
         "Output sizes: floor((W − K + 2P)/S) + 1 as PyTorch; layers with ceil: true round up.",
     ]
+    lines += [text for key, text in conventions(report).items() if key not in CONVENTIONS]
     inexact = [axis for layer in report.layers for axis in layer.windows if not axis.is_exact]
     if any(axis.truncated for axis in inexact):
         lines.append(f"{INEXACT_MARK} marks a division that is not exact (value shown, floored by PyTorch): "

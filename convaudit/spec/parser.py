@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from convaudit.core.analysis import gc_paused
-from convaudit.core.fields import Field, Names, Text, too_large
+from convaudit.core.fields import MAX_SPATIAL_AXES, Field, Names, Text, too_large
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
 from convaudit.errors import SpecError, Where
 from convaudit.spec.claims import parse_claims
@@ -163,15 +163,17 @@ def _entries(doc: Document, items: Any, path: tuple) -> list[tuple[Any, tuple]]:
     return [(item, path + (i,)) for i, item in enumerate(items)]
 
 
-def _parse_input(doc: Document, value: Any) -> tuple[int, int, int]:
-    if (not isinstance(value, list) or len(value) != 3
+def _parse_input(doc: Document, value: Any) -> tuple[int, ...]:
+    if (not isinstance(value, list) or not 2 <= len(value) <= 1 + MAX_SPATIAL_AXES
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        raise doc.error(("input",), f"expected [channels, height, width], got {value!r}")
+        shown = f"{value!r}" if len(repr(value)) <= 200 else "a value of that kind"
+        raise doc.error(("input",), "expected [channels, length], [channels, height, width] or "
+                                    f"[channels, depth, height, width], got {shown}")
     if any(v <= 0 for v in value):
         raise doc.error(("input",), f"sizes must be positive, got {value}")
     if any(too_large(v) for v in value):
         raise doc.error(("input",), "refused: a size larger than 2^63 (no network comes near)")
-    return value[0], value[1], value[2]
+    return tuple(value)
 
 
 def _parse_variants(doc: Document, value: Any) -> dict[str, str]:

@@ -6,7 +6,14 @@ the records a type returns and the traits every type declares.
 
 from __future__ import annotations
 
-from convaudit.core.layers import activations, dense, normalisation, structure, windowed  # noqa: F401 (registers)
+from convaudit.core.layers import (  # noqa: F401 (registers)
+    activations,
+    dense,
+    normalisation,
+    resample,
+    structure,
+    windowed,
+)
 from convaudit.core.layers.base import (
     CATEGORIES,
     PLAN_ROLES,
@@ -32,7 +39,8 @@ from convaudit.core.layers.windowed import adaptive_windows
 ORDER = ("conv", "maxpool", "avgpool", "adaptiveavgpool", "globalavgpool", "subsample", "lrn", "relu", "tanh",
          "scaledtanh", "sigmoid", "softmax", "dropout", "flatten", "batchnorm", "linear", "rbf", "concat", "add",
          "gelu", "silu", "swish", "relu6", "hardsigmoid", "hardswish", "mul", "scale", "layernorm", "slice",
-         "shuffle", "permute", "reshape", "classtoken", "posembedding", "attention", "select")
+         "shuffle", "permute", "reshape", "classtoken", "posembedding", "attention", "select",
+         "convtranspose", "upsample", "pixelshuffle", "pixelunshuffle", "pad", "crop")
 _ordered = {name: REGISTRY[name] for name in ORDER if name in REGISTRY}
 _ordered.update(REGISTRY)
 REGISTRY.clear()

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
-from convaudit.core.fields import Bool, Field, FieldKind, Int
+from convaudit.core.fields import MAX_SPATIAL_AXES, Bool, Field, FieldKind, Int, per_axis
 from convaudit.core.strides import Strided, fresh, kept
-from convaudit.core.windows import WindowAxis
+from convaudit.core.windows import Resize, WindowAxis
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
@@ -51,7 +51,8 @@ class Outcome:
     fixed: bool = False  # weights and biases are set by hand, not trained (LeNet's RBF)
     macs: int = 0
     other_ops: int = 0
-    windows: tuple[WindowAxis, ...] = ()  # the H and W divisions of a sliding-window layer
+    windows: tuple[WindowAxis, ...] = ()  # the divisions of a sliding-window layer, one per spatial axis
+    resizes: tuple[Resize, ...] = ()  # how a resampling layer's sizes follow its input's, one per spatial axis
     in_features: int | None = None  # what a fully connected layer receives, flattened
     connections: int = 0  # as the papers count them: multiply-adds plus bias terms
     # Backward MACs where they differ from "weight gradient = input gradient = forward MACs" (attention):
@@ -89,7 +90,8 @@ TRAITS: dict[str, str] = {
                  "global, flatten, pointwise, mix-first, mix-last, mix-all, along-first, permute, reshape, select, "
                  "prepend or merge",
     "size_rule": "how its output's spatial size follows from its input's, for the exact-input search (core/checks.py): "
-                 "window, pointwise, concat, fixed, vector, flatten or none (the search falls back to trying sizes)",
+                 "window, pointwise, concat, fixed, vector, flatten, resize (the outcome's `resizes`) or none (the "
+                 "search falls back to trying sizes)",
     "saved": "saved(layer, saving): the tensors autograd keeps for backward, as (key, bytes) (core/memory.py)",
     "storage": "storage(layer, inputs): how its output sits in memory: new, the input's strides, or a view "
                "(core/strides.py)",
@@ -102,19 +104,21 @@ TRAITS: dict[str, str] = {
 CATEGORIES = ("conv", "dense", "pool", "norm", "act", "merge", "other")
 PLAN_ROLES = ("columns", "follow", "concat", "add", "whole-free", "whole")
 RECEPTIVE_RULES = ("window", "adaptive", "global", "flatten", "pointwise", "mix-first", "mix-last", "mix-all",
-                   "along-first", "permute", "reshape", "select", "prepend", "merge")
-SIZE_RULES = ("window", "pointwise", "concat", "fixed", "vector", "flatten", "none")
+                   "along-first", "permute", "reshape", "select", "prepend", "merge", "transposed", "upsample",
+                   "shuffle", "unshuffle", "pad", "crop")
+SIZE_RULES = ("window", "pointwise", "concat", "fixed", "vector", "flatten", "resize", "none")
 TRAIT_VALUES: dict[str, tuple[str, ...]] = {"category": CATEGORIES, "plan_role": PLAN_ROLES,
                                             "receptive": RECEPTIVE_RULES, "size_rule": SIZE_RULES}
-FVCORE_RULES = ("macs", "other-ops", "input-elements", "layernorm", "nothing")
+FVCORE_RULES = ("macs", "other-ops", "input-elements", "output-elements", "layernorm", "nothing")
 
 
 class References(NamedTuple):
     """How the reference tools count one layer, each in its own convention (pytorch/verify.py converts).
 
     fvcore: what fvcore's FlopCountAnalysis gives: macs (one per multiply-add), other-ops (our other ops:
-            batchnorm at inference), input-elements (one per input element: adaptive pooling), layernorm (its
-            estimate, 5 per element with affine, 4 without) or nothing (it counts none, or cannot see them)
+            batchnorm at inference), input-elements (one per input element: adaptive pooling), output-elements
+            (`per_output` per output element: up-sampling), layernorm (its estimate, 5 per element with affine, 4
+            without) or nothing (it counts none, or cannot see them)
     elementwise_gaps: the operators fvcore leaves uncounted for it are element-wise only (other ops in our
             convention), so its count of the MACs still compares
     flop_counter: FlopCounterMode counts its MACs (it counts convolutions and matrix products only)
@@ -123,6 +127,7 @@ class References(NamedTuple):
     fvcore: str = "nothing"
     elementwise_gaps: bool = False
     flop_counter: bool = False
+    per_output: int = 0
 
 
 def undeclared_traits(cls: type) -> list[str]:
@@ -135,8 +140,8 @@ def undeclared_traits(cls: type) -> list[str]:
         elif trait in TRAIT_VALUES and not callable(getattr(cls, trait)) \
                 and getattr(cls, trait) not in TRAIT_VALUES[trait]:
             missing.append(f"{trait} (got {getattr(cls, trait)!r}; one of {', '.join(TRAIT_VALUES[trait])})")
-        elif trait == "references" and (not isinstance(cls.references, References)
-                                        or cls.references.fvcore not in FVCORE_RULES):
+        elif trait == "references" and not callable(cls.references) and (
+                not isinstance(cls.references, References) or cls.references.fvcore not in FVCORE_RULES):
             missing.append(f"references (a References with fvcore one of {', '.join(FVCORE_RULES)})")
     return missing
 
@@ -176,6 +181,7 @@ class LayerType:
     max_inputs: ClassVar[int | None] = 1
     has_macs: ClassVar[bool] = False  # counted in MACs (else only in other ops)
     forward_copies: ClassVar[int] = 1  # its torch module's forward makes this many copies of the tensors it saves
+    convention: ClassVar[str] = ""  # a convention of its own, stated under every output of a network that holds it
     # traits (see TRAITS): declared by every registered type, never defaulted here
     category: ClassVar[str]
     plan_role: ClassVar[str]
@@ -191,11 +197,21 @@ class LayerType:
         raise NotImplementedError
 
 
-def feature_map(shape: Shape, layer: str) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise LayerProblem("rank", f"{layer} needs a [C, H, W] feature map, got [{', '.join(map(str, shape))}]")
-    c, h, w = shape
-    return c, h, w
+def feature_map(shape: Shape, layer: str) -> tuple[int, tuple[int, ...]]:
+    """(channels, spatial sizes) of a feature map with 1, 2 or 3 spatial axes: [C, L], [C, H, W], [C, D, H, W]."""
+    if not 2 <= len(shape) <= 1 + MAX_SPATIAL_AXES:
+        raise LayerProblem("rank", f"{layer} needs a feature map [C, L], [C, H, W] or [C, D, H, W], got "
+                                   f"[{', '.join(map(str, shape))}]")
+    return shape[0], tuple(shape[1:])
+
+
+def spread(params: Params, key: str, axes: int) -> tuple[int, ...]:
+    """A Size hyper-parameter for `axes` spatial axes (one value spread over all, or one per axis)."""
+    value = per_axis(params[key], axes)
+    if value is None:
+        raise LayerProblem("rank", f"{key} {list(params[key])} gives {len(params[key])} values but the input has "
+                                   f"{axes} spatial axes", key)
+    return value
 
 
 BIAS = Field("bias", Bool(), "whether the layer adds a learned bias", default=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +65,8 @@ class LRN(NewStorage, _Scales, LayerType):
         return Outcome(shape=inputs[0], other_ops=(2 * params["size"] + 3) * elements(inputs[0]))
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
-        c, h, w = layer.input_shapes[0]
-        padded = (c + layer.spec.params["size"] - 1) * h * w * saving.batch  # the squares, padded on channels
+        c, *spatial = layer.input_shapes[0]
+        padded = (c + layer.spec.params["size"] - 1) * math.prod(spatial) * saving.batch  # squares, padded on C
         return saving.inputs()[:1] + [saving.extra("terms", 2 * layer.activations), saving.extra("squares", padded)]
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
@@ -82,7 +83,7 @@ class BatchNorm(NewStorage, _Scales, LayerType):
     receptive = "pointwise"
     size_rule = "pointwise"
     references = References("other-ops")
-    doc = "batch normalisation (inference form), over channels or features"
+    doc = "batch normalisation (inference form), over channels (any number of spatial axes) or features"
     other_ops_rule = "2 per element once folded: x·scale + shift (1 without affine)"
     fields = (Field("affine", Bool(), "learn a scale and shift per channel", default=True),)
 
@@ -101,7 +102,8 @@ class BatchNorm(NewStorage, _Scales, LayerType):
         return saving.inputs()[:1] + [saving.extra("stats", 2 * layer.output_shape[0])]  # mean, 1/std per channel
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
-        norm = lib.nn.BatchNorm2d if len(inputs[0]) == 3 else lib.nn.BatchNorm1d
+        # [F] and [C, L]: BatchNorm1d; [C, H, W]: BatchNorm2d; [C, D, H, W]: BatchNorm3d
+        norm = getattr(lib.nn, f"BatchNorm{max(1, len(inputs[0]) - 1)}d")
         return norm(inputs[0][0], affine=layer.params["affine"])
 
 

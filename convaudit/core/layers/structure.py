@@ -52,8 +52,9 @@ class Concat(TorchModule, SavesNothing, NewStorage, Parameterless, LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         ranks = {len(shape) for shape in inputs}
-        if ranks != {3} and ranks != {1}:
-            raise LayerProblem("merge", "concat needs inputs that are all feature maps or all vectors")
+        if len(ranks) > 1:
+            raise LayerProblem("merge", "concat needs inputs of one rank: all feature maps with the same spatial axes, "
+                                        "or all vectors")
         spatial = {shape[1:] for shape in inputs}
         if len(spatial) > 1:
             raise LayerProblem("merge", "spatial sizes differ")

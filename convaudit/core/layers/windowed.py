@@ -1,13 +1,15 @@
-"""Sliding-window layers: convolution, pooling and LeNet's subsampling.
+"""Sliding-window layers: convolution, pooling, LeNet's subsampling, and the transposed convolution.
 
 The window arithmetic along one axis is `WindowAxis` (core/windows.py); these types apply it per axis.
 """
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from convaudit.core.fields import Bool, ConnectionTable, Field, Int, Size
+from convaudit.core.fields import Bool, ConnectionTable, Field, Int, Size, per_axis
 from convaudit.core.layers.base import (
     BIAS,
     Explained,
@@ -26,8 +28,9 @@ from convaudit.core.layers.base import (
     elements,
     feature_map,
     register,
+    spread,
 )
-from convaudit.core.windows import WindowAxis
+from convaudit.core.windows import Resize, WindowAxis, axis_names
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
@@ -36,14 +39,14 @@ if TYPE_CHECKING:
 INDEX_BYTES = 8  # int64 indices of max-pooling
 
 
-def slide(h: int, w: int, params: Params, ceil: bool = False) -> tuple[WindowAxis, WindowAxis]:
-    """The two window divisions of a layer; refuses a kernel larger than the padded input."""
-    kernel, stride = params["kernel"], params["stride"]
-    padding, dilation = params.get("padding", (0, 0)), params.get("dilation", (1, 1))
-    axes = tuple(
-        WindowAxis(axis, size, kernel[i], stride[i], padding[i], dilation[i], ceil)
-        for i, (axis, size) in enumerate((("H", h), ("W", w)))
-    )
+def slide(spatial: tuple[int, ...], params: Params, ceil: bool = False) -> tuple[WindowAxis, ...]:
+    """The window division along each spatial axis; refuses a kernel larger than the padded input."""
+    n = len(spatial)
+    kernel, stride = spread(params, "kernel", n), spread(params, "stride", n)
+    padding = spread(params, "padding", n) if "padding" in params else (0,) * n
+    dilation = spread(params, "dilation", n) if "dilation" in params else (1,) * n
+    axes = tuple(WindowAxis(axis, size, kernel[i], stride[i], padding[i], dilation[i], ceil)
+                 for i, (axis, size) in enumerate(zip(axis_names(n), spatial, strict=True)))
     for axis in axes:
         if not axis.fits:
             raise LayerProblem(
@@ -53,20 +56,29 @@ def slide(h: int, w: int, params: Params, ceil: bool = False) -> tuple[WindowAxi
                 f"{axis.padded})",
                 "kernel",
             )
-    return axes  # type: ignore[return-value]
+    return axes
 
 
-KERNEL = Field("kernel", Size(), "window size: an int or [h, w]", required=True)
-PADDING = Field("padding", Size(0), "zero padding on each side: an int or [h, w]", default=(0, 0))
-DILATION = Field("dilation", Size(), "spacing between kernel taps: an int or [h, w]", default=(1, 1))
+def torch_class(lib: Any, name: str, axes: int) -> Any:
+    """torch.nn's class for this many spatial axes: Conv1d, Conv2d, Conv3d …"""
+    return getattr(lib.nn, f"{name}{axes}d")
+
+
+KERNEL = Field("kernel", Size(), "window size: an int, or one per spatial axis such as [h, w]", required=True)
+PADDING = Field("padding", Size(0), "zero padding on each side: an int, or one per spatial axis", default=(0,))
+DILATION = Field("dilation", Size(), "spacing between kernel taps: an int, or one per spatial axis", default=(1,))
 CEIL = Field("ceil", Bool(), "round the output size up (Caffe's pooling rule) instead of down", default=False)
-def pool_stride(params: Params) -> tuple[int, int]:
+def pool_stride(params: Params) -> tuple[int, ...]:
     return params["stride"] if params.get("stride") is not None else params["kernel"]
 
 
 def pool_padding_problems(params: Params) -> list[tuple[str, str]]:
     # PyTorch refuses padding above half the (undilated) kernel: P ≤ ⌊K/2⌋ on each axis.
     kernel, padding = params["kernel"], params["padding"]
+    axes = max(len(kernel), len(padding), 2)  # one value stands for every axis; shown as for a 2-D input
+    kernel, padding = per_axis(kernel, axes), per_axis(padding, axes)
+    if kernel is None or padding is None:
+        return []  # the counts differ: refused once the input's axes are known
     if any(p > k // 2 for k, p in zip(kernel, padding, strict=True)):
         return [("padding", f"padding {list(padding)} is more than half the kernel {list(kernel)}; "
                             "PyTorch allows at most ⌊K/2⌋")]
@@ -83,13 +95,13 @@ class Conv(NewStorage, LayerType):
     size_rule = "window"
     references = References("macs", flop_counter=True)
     padding_at_most_half_kernel = False
-    doc = "2-D convolution"
+    doc = "convolution over 1, 2 or 3 spatial axes ([C, L], [C, H, W] or [C, D, H, W], as nn.Conv1d/2d/3d)"
     has_macs = True
-    other_ops_rule = "bias adds: Cout·Hout·Wout (0 without bias)"
+    other_ops_rule = "bias adds: Cout per output position, Cout·Hout·Wout in 2-D (0 without bias)"
     fields = (
         Field("out", Int(), "output channels", required=True),
         KERNEL,
-        Field("stride", Size(), "step between windows: an int or [h, w]", default=(1, 1)),
+        Field("stride", Size(), "step between windows: an int, or one per spatial axis", default=(1,)),
         PADDING,
         DILATION,
         Field("groups", Int(), "split channels into this many independent groups (AlexNet's two GPUs: 2)", default=1),
@@ -110,28 +122,27 @@ class Conv(NewStorage, LayerType):
         return []
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        c, h, w = feature_map(inputs[0], "conv")
+        c, spatial = feature_map(inputs[0], "conv")
         groups, table = params["groups"], params.get("connections")
         if c % groups:
             raise LayerProblem("groups", f"input channels {c} are not divisible by groups {groups}", "groups")
         if table is not None and max(max(row) for row in table) >= c:
             raise LayerProblem("connections", f"the table names input map {max(max(r) for r in table)}, "
                                               f"but the input has only {c} maps (0–{c - 1})", "connections")
-        rows, cols = slide(h, w, params)
-        kh, kw = params["kernel"]
+        windows = slide(spatial, params)
         out = params["out"]
         # Weights: each output map reads Cin/g input maps (grouped) or its table row (sparse), Kh·Kw taps each.
         inputs_read = sum(len(row) for row in table) if table is not None else out * (c // groups)
-        weights = inputs_read * kh * kw
-        positions = rows.out * cols.out
+        weights = inputs_read * math.prod(spread(params, "kernel", len(spatial)))
+        positions = math.prod(window.out for window in windows)
         bias_terms = out * positions if params["bias"] else 0
         return Outcome(
-            shape=(out, rows.out, cols.out),
+            shape=(out, *(window.out for window in windows)),
             weights=weights,
             biases=out if params["bias"] else 0,
             macs=weights * positions,  # Cout·(Cin/g)·Kh·Kw·Hout·Wout
             other_ops=bias_terms,
-            windows=(rows, cols),
+            windows=windows,
             connections=weights * positions + bias_terms,  # LeNet's C1: (25 + 1)·6·28·28 = 122,304
         )
 
@@ -140,34 +151,35 @@ class Conv(NewStorage, LayerType):
         if table is None:
             return saving.inputs()[:1]
         # The PyTorch module gathers each output map's inputs into a copy; the indices are buffers made once.
-        c, h, w = layer.input_shapes[0]
-        return [saving.extra("gathered", sum(len(row) for row in table) * h * w * saving.batch)]
+        positions = math.prod(layer.input_shapes[0][1:])
+        return [saving.extra("gathered", sum(len(row) for row in table) * positions * saving.batch)]
 
     def explain(self, layer: LayerResult) -> Explained:
         p, c_in = layer.spec.params, layer.input_shapes[0][0]
-        kh, kw = p["kernel"]
+        taps = "·".join(map(str, spread(p, "kernel", len(layer.input_shapes[0]) - 1)))
         outputs = elements(layer.output_shape)
         if p.get("connections") is not None:
             reads = sum(len(row) for row in p["connections"])
-            weights = f"{reads} table reads·{kh}·{kw} = {layer.weights:,} weights"
+            weights = f"{reads} table reads·{taps} = {layer.weights:,} weights"
             connections = (f"{layer.macs // layer.batch:,} table multiply-adds + {outputs:,} bias terms = "
                            f"{layer.connections:,}")
         else:
-            weights = f"{p['out']}·{c_in // p['groups']}·{kh}·{kw} = {layer.weights:,} weights" + (
+            weights = f"{p['out']}·{c_in // p['groups']}·{taps} = {layer.weights:,} weights" + (
                 f" (Cin/groups = {c_in}/{p['groups']})" if p["groups"] > 1 else "")
             bias = " + 1 bias" if layer.biases else ""
             connections = (f"({layer.weights // layer.output_shape[0]:,} inputs{bias}) × {outputs:,} outputs = "
                            f"{layer.connections:,}")
-        positions = f"{layer.output_shape[1]}·{layer.output_shape[2]}"
+        positions = "·".join(map(str, layer.output_shape[1:]))
         return Explained(weights, f"{layer.weights:,} weights × {positions} positions = {layer.macs // layer.batch:,}",
                          connections)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
-        p = layer.params
+        p, n = layer.params, len(inputs[0]) - 1
+        kernel, stride, padding, dilation = (spread(p, key, n) for key in ("kernel", "stride", "padding", "dilation"))
         if p.get("connections") is not None:
-            return lib.SparseConv2d(p["connections"], p["kernel"], p["stride"], p["padding"], p["dilation"], p["bias"])
-        return lib.nn.Conv2d(inputs[0][0], p["out"], p["kernel"], p["stride"], p["padding"], p["dilation"],
-                             groups=p["groups"], bias=p["bias"])
+            return lib.SparseConv(p["connections"], kernel, stride, padding, dilation, p["bias"])
+        return torch_class(lib, "Conv", n)(inputs[0][0], p["out"], kernel, stride, padding, dilation,
+                                           groups=p["groups"], bias=p["bias"])
 
 
 class _Pool(NewStorage, Parameterless, LayerType):
@@ -185,9 +197,17 @@ class _Pool(NewStorage, Parameterless, LayerType):
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
         return pool_padding_problems(params)
 
-    def windows(self, inputs: list[Shape], params: Params) -> tuple[int, tuple[WindowAxis, WindowAxis]]:
-        c, h, w = feature_map(inputs[0], self.type_name)
-        return c, slide(h, w, {**params, "stride": pool_stride(params)}, ceil=params["ceil"])
+    def windows(self, inputs: list[Shape], params: Params) -> tuple[int, tuple[WindowAxis, ...]]:
+        c, spatial = feature_map(inputs[0], self.type_name)
+        return c, slide(spatial, {**params, "stride": pool_stride(params)}, ceil=params["ceil"])
+
+    def window_size(self, params: Params, axes: int) -> int:
+        return math.prod(spread(params, "kernel", axes))
+
+    def pool_arguments(self, layer: LayerSpec, inputs: tuple[Shape, ...]) -> tuple[tuple[int, ...], ...]:
+        n = len(inputs[0]) - 1
+        return (spread(layer.params, "kernel", n), spread({"stride": pool_stride(layer.params)}, "stride", n),
+                spread(layer.params, "padding", n))
 
 
 @register
@@ -197,21 +217,23 @@ class MaxPool(_Pool):
     plan_role = "follow"
     references = References()
     doc = "max pooling"
-    other_ops_rule = "comparisons: (Kh·Kw − 1) per output element"
+    other_ops_rule = "comparisons: (Kh·Kw − 1) per output element (the window's size less one)"
     fields = _Pool.fields + (DILATION,)
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        c, (rows, cols) = self.windows(inputs, params)
-        kh, kw = params["kernel"]
-        shape = (c, rows.out, cols.out)
-        return Outcome(shape=shape, other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols))
+        c, windows = self.windows(inputs, params)
+        shape = (c, *(window.out for window in windows))
+        return Outcome(shape=shape, other_ops=(self.window_size(params, len(windows)) - 1) * elements(shape),
+                       windows=windows)
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return saving.inputs()[:1] + [saving.extra("indices", layer.activations, INDEX_BYTES)]
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
-        p = layer.params
-        return lib.nn.MaxPool2d(p["kernel"], pool_stride(p), p["padding"], p["dilation"], ceil_mode=p["ceil"])
+        kernel, stride, padding = self.pool_arguments(layer, inputs)
+        dilation = spread(layer.params, "dilation", len(kernel))
+        return torch_class(lib, "MaxPool", len(kernel))(kernel, stride, padding, dilation,
+                                                         ceil_mode=layer.params["ceil"])
 
 
 @register
@@ -221,17 +243,17 @@ class AvgPool(SavesInput, _Pool):
     plan_role = "follow"
     references = References()
     doc = "average pooling"
-    other_ops_rule = "Kh·Kw per output element: Kh·Kw − 1 adds and one divide"
+    other_ops_rule = "Kh·Kw per output element: Kh·Kw − 1 adds and one divide (the window's size)"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        c, (rows, cols) = self.windows(inputs, params)
-        kh, kw = params["kernel"]
-        shape = (c, rows.out, cols.out)
-        return Outcome(shape=shape, other_ops=kh * kw * elements(shape), windows=(rows, cols))
+        c, windows = self.windows(inputs, params)
+        shape = (c, *(window.out for window in windows))
+        return Outcome(shape=shape, other_ops=self.window_size(params, len(windows)) * elements(shape),
+                       windows=windows)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
-        p = layer.params
-        return lib.nn.AvgPool2d(p["kernel"], pool_stride(p), p["padding"], ceil_mode=p["ceil"])
+        kernel, stride, padding = self.pool_arguments(layer, inputs)
+        return torch_class(lib, "AvgPool", len(kernel))(kernel, stride, padding, ceil_mode=layer.params["ceil"])
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
@@ -250,15 +272,15 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
     references = References("input-elements")
     doc = "adaptive average pooling to a fixed output size (torchvision's AlexNet and VGG)"
     other_ops_rule = "window elements per output element (window − 1 adds, one divide), windows as PyTorch sizes them"
-    fields = (Field("output", Size(), "output size: an int or [h, w]", required=True),)
+    fields = (Field("output", Size(), "output size: an int, or one per spatial axis such as [h, w]", required=True),)
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        c, h, w = feature_map(inputs[0], "adaptiveavgpool")
-        oh, ow = params["output"]
+        c, spatial = feature_map(inputs[0], "adaptiveavgpool")
+        output = spread(params, "output", len(spatial))
         # Summing window sizes per axis and multiplying counts every (row window × column window) pair.
-        rows = sum(end - start for start, end in adaptive_windows(h, oh))
-        cols = sum(end - start for start, end in adaptive_windows(w, ow))
-        return Outcome(shape=(c, oh, ow), other_ops=c * rows * cols)
+        reads = math.prod(sum(end - start for start, end in adaptive_windows(size, out))
+                          for size, out in zip(spatial, output, strict=True))
+        return Outcome(shape=(c, *output), other_ops=c * reads)
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         if all(size == 1 for size in layer.output_shape[1:]):
@@ -266,7 +288,8 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
         return saving.inputs()[:1]
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
-        return lib.nn.AdaptiveAvgPool2d(layer.params["output"])
+        n = len(inputs[0]) - 1
+        return torch_class(lib, "AdaptiveAvgPool", n)(spread(layer.params, "output", n))
 
 
 @register
@@ -278,15 +301,15 @@ class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
     receptive = "global"
     size_rule = "fixed"
     references = References("input-elements")
-    doc = "average over each whole feature map, to [C, 1, 1]"
-    other_ops_rule = "H·W per channel: H·W − 1 adds and one divide"
+    doc = "average over each whole feature map, to [C, 1, 1] (one 1 per spatial axis)"
+    other_ops_rule = "H·W per channel: H·W − 1 adds and one divide (the map's positions)"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        c, h, w = feature_map(inputs[0], "globalavgpool")
-        return Outcome(shape=(c, 1, 1), other_ops=c * h * w)
+        c, spatial = feature_map(inputs[0], "globalavgpool")
+        return Outcome(shape=(c, *(1 for _ in spatial)), other_ops=c * math.prod(spatial))
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
-        return lib.nn.AdaptiveAvgPool2d(1)
+        return torch_class(lib, "AdaptiveAvgPool", len(inputs[0]) - 1)(1)
 
 
 @register
@@ -304,30 +327,112 @@ class Subsample(NewStorage, LayerType):
     has_macs = True
     other_ops_rule = "window adds: (Kh·Kw − 1) per output element"
     fields = (
-        Field("kernel", Size(), "window size: an int or [h, w]", default=(2, 2)),
+        Field("kernel", Size(), "window size: an int, or one per spatial axis such as [h, w]", default=(2,)),
         Field("stride", Size(), "step between windows; defaults to the kernel"),
     )
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        c, h, w = feature_map(inputs[0], "subsample")
-        rows, cols = slide(h, w, {**params, "stride": pool_stride(params)})
-        kh, kw = params["kernel"]
-        shape = (c, rows.out, cols.out)
+        c, spatial = feature_map(inputs[0], "subsample")
+        windows = slide(spatial, {**params, "stride": pool_stride(params)})
+        taps = math.prod(spread(params, "kernel", len(spatial)))
+        shape = (c, *(window.out for window in windows))
         # coefficient·(window sum) + bias is one multiply-accumulate per output element.
         # LeNet counts (K·K + 1) connections per unit: the window and the bias (S2: 5·6·14·14 = 5,880).
         return Outcome(shape=shape, weights=c, biases=c, macs=elements(shape),
-                       other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols),
-                       connections=(kh * kw + 1) * elements(shape))
+                       other_ops=(taps - 1) * elements(shape), windows=windows,
+                       connections=(taps + 1) * elements(shape))
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return saving.inputs()[:1] + [saving.extra("sum", layer.activations)]
 
     def explain(self, layer: LayerResult) -> Explained:
-        kh, kw = layer.spec.params["kernel"]
+        taps = "·".join(map(str, spread(layer.spec.params, "kernel", len(layer.input_shapes[0]) - 1)))
         outputs = elements(layer.output_shape)
         return Explained(f"{layer.weights} coefficients (one per map)",
                          f"one per output: {'·'.join(map(str, layer.output_shape))} = {layer.macs // layer.batch:,}",
-                         f"({kh}·{kw} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}")
+                         f"({taps} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}")
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
-        return lib.Subsample(inputs[0][0], layer.params["kernel"], pool_stride(layer.params))
+        n = len(inputs[0]) - 1
+        return lib.Subsample(inputs[0][0], spread(layer.params, "kernel", n),
+                             spread({"stride": pool_stride(layer.params)}, "stride", n))
+
+
+@register
+class ConvTranspose(NewStorage, SavesInput, LayerType):
+    type_name = "convtranspose"
+    prefix = "upconv"
+    category = "conv"
+    plan_role = "whole"
+    receptive = "transposed"
+    size_rule = "resize"
+    references = References("macs", flop_counter=True)
+    doc = ("transposed convolution over 1, 2 or 3 spatial axes (nn.ConvTranspose1d/2d/3d; U-Net's up-convolution): "
+           "out = (W − 1)·S − 2P + D·(K − 1) + output_padding + 1 per axis")
+    has_macs = True
+    other_ops_rule = "bias adds: Cout per output position (0 without bias)"
+    convention = ("Transposed conv: output (W − 1)·S − 2P + D·(K − 1) + output_padding + 1 per axis; MACs "
+                  "Cin·(Cout/groups)·K per input position, as torch counts them (each input value is scattered into a "
+                  "K-window of every output map), so FLOPs = 2 × MACs as for conv.")
+    fields = (
+        Field("out", Int(), "output channels", required=True),
+        KERNEL,
+        Field("stride", Size(), "step between the input's windows in the output: an int, or one per spatial axis",
+              default=(1,)),
+        PADDING,
+        Field("output_padding", Size(0), "extra size added on one side of each output axis: an int, or one per "
+                                         "spatial axis; must be smaller than the stride or the dilation", default=(0,)),
+        DILATION,
+        Field("groups", Int(), "split channels into this many independent groups", default=1),
+        BIAS,
+    )
+
+    def static_problems(self, params: Params) -> list[tuple[str, str]]:
+        if params["out"] % params["groups"]:
+            return [("groups", f"output channels {params['out']} are not divisible by groups {params['groups']}")]
+        return []
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        c, spatial = feature_map(inputs[0], "convtranspose")
+        n, groups, out = len(spatial), params["groups"], params["out"]
+        if c % groups:
+            raise LayerProblem("groups", f"input channels {c} are not divisible by groups {groups}", "groups")
+        kernel, stride, padding, extra, dilation = (
+            spread(params, key, n) for key in ("kernel", "stride", "padding", "output_padding", "dilation"))
+        resizes = []
+        for axis, size, k, s, p, op, d in zip(axis_names(n), spatial, kernel, stride, padding, extra, dilation,
+                                              strict=True):
+            if op >= s and op >= d:  # PyTorch: output padding must be smaller than either stride or dilation
+                raise LayerProblem("output-padding", f"{axis}: output_padding {op} is not smaller than the stride "
+                                                     f"{s} or the dilation {d}", "output_padding")
+            offset = d * (k - 1) - 2 * p + op + 1 - s  # (W − 1)·S − 2P + D·(K − 1) + op + 1 = S·W + offset
+            size_out = s * size + offset
+            if size_out < 1:
+                raise LayerProblem("kernel-too-large", f"output {axis} would be ({size} − 1)·{s} − 2·{p} + "
+                                                       f"{d}·({k} − 1) + {op} + 1 = {size_out}", "padding")
+            resizes.append(Resize(axis, size, size_out, "transposed", Fraction(s), offset))
+        # Weights [Cin, Cout/g, K…]; torch counts Cin·(Cout/g)·K MACs at every input position (flop_counter's
+        # conv_flop_count with transposed=True): each input value is scattered into a K-window of every output map.
+        weights = c * (out // groups) * math.prod(kernel)
+        positions_in, positions_out = math.prod(spatial), math.prod(r.out for r in resizes)
+        bias_terms = out * positions_out if params["bias"] else 0
+        return Outcome(shape=(out, *(r.out for r in resizes)), weights=weights,
+                       biases=out if params["bias"] else 0, macs=weights * positions_in, other_ops=bias_terms,
+                       resizes=tuple(resizes), connections=weights * positions_in + bias_terms)
+
+    def explain(self, layer: LayerResult) -> Explained:
+        p, c_in = layer.spec.params, layer.input_shapes[0][0]
+        taps = "·".join(map(str, spread(p, "kernel", len(layer.input_shapes[0]) - 1)))
+        positions = "·".join(map(str, layer.input_shapes[0][1:]))
+        macs = layer.macs // layer.batch
+        bias = f" + {elements(layer.output_shape):,} bias terms" if layer.biases else ""
+        return Explained(f"{c_in}·{p['out'] // p['groups']}·{taps} = {layer.weights:,} weights",
+                         f"{layer.weights:,} weights × {positions} input positions = {macs:,}",
+                         f"{macs:,} multiply-adds{bias} = {layer.connections:,}")
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+        p, n = layer.params, len(inputs[0]) - 1
+        kernel, stride, padding, extra, dilation = (
+            spread(p, key, n) for key in ("kernel", "stride", "padding", "output_padding", "dilation"))
+        return torch_class(lib, "ConvTranspose", n)(inputs[0][0], p["out"], kernel, stride, padding, extra,
+                                                    groups=p["groups"], bias=p["bias"], dilation=dilation)
