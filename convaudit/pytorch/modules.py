@@ -225,3 +225,14 @@ class CenterCrop(nn.Module):
             start = (size - out) // 2
             index.append(slice(start, start + out))
         return x[tuple(index)]
+
+
+class UpsampleLike(nn.Module):
+    """F.interpolate to the second input's spatial size (FCN's and DeepLabV3's heads)."""
+
+    def __init__(self, mode: str, align_corners: bool | None):
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=like.shape[2:], mode=self.mode, align_corners=self.align_corners)

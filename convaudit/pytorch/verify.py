@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.checks import Finding, check
 from convaudit.core.layers import REGISTRY, elements
+from convaudit.core.layers.base import References, trait_of
 from convaudit.core.timing import Timing
 from convaudit.errors import DeviceError
 from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_layer, build_model, count_buffers, count_parameters
@@ -92,15 +93,22 @@ COLUMNS = ("shape", "params", "buffers", "fvcore_macs", "torch_forward", "torch_
 
 # ------------------------------------------------------------------ what each reference counts, in our terms
 
+def references(layer: LayerResult) -> References:
+    """How fvcore and FlopCounterMode count this layer (its type's `references`)."""
+    return trait_of(REGISTRY[layer.type], "references", layer.spec.params)
+
+
 def fvcore_expected(layer: LayerResult) -> int:
     """fvcore's number for this layer under fvcore's own convention (the type's `references`), from our analysis."""
-    rule = REGISTRY[layer.type].references.fvcore
+    rule = references(layer).fvcore
     if rule == "macs":
         return layer.macs  # attention: fvcore counts the projections (aten::linear) and both bmm, one per MAC
     if rule == "other-ops":
         return layer.other_ops  # batchnorm at inference: 2 per element with affine, 1 without (our rule too)
     if rule == "input-elements":
         return elements(layer.input_shapes[0]) * layer.batch  # adaptive pooling: one per input element
+    if rule == "output-elements":  # up-sampling: so many per output element
+        return references(layer).per_output * layer.activations
     if rule == "layernorm":  # fvcore's estimate for aten::layer_norm: 5 per element with affine, 4 without
         return (5 if layer.spec.params["affine"] else 4) * elements(layer.input_shapes[0]) * layer.batch
     return 0  # subsample and RBF have MACs fvcore cannot see (it reports their ops unsupported)
@@ -108,7 +116,7 @@ def fvcore_expected(layer: LayerResult) -> int:
 
 def counted_by_torch(layer: LayerResult) -> bool:
     """FlopCounterMode counts this layer's MACs (it counts convolutions and matrix products only)."""
-    return REGISTRY[layer.type].references.flop_counter
+    return references(layer).flop_counter
 
 
 # Fused kernels that hold a layer's matmuls: fvcore cannot count them, so the layer is not comparable even when
@@ -261,14 +269,16 @@ def compare(ours: object, theirs: object, note: str = "") -> Cell:
 
 def fvcore_cell(layer: LayerResult, counted: int, unsupported: dict[str, int]) -> Cell:
     expected = fvcore_expected(layer)
-    references = REGISTRY[layer.type].references
-    if unsupported and (not references.elementwise_gaps or any(op in FVCORE_FUSED for op in unsupported)):
+    rule = references(layer)
+    if unsupported and (not rule.elementwise_gaps or any(op in FVCORE_FUSED for op in unsupported)):
         ops = ", ".join(sorted(unsupported))
         return Cell(NOT_COUNTED, expected, counted, f"not counted by fvcore: {ops}")
     if expected == counted == 0:
         return Cell(NOTHING, 0, 0)
-    note = "fvcore counts one op per input element" if references.fvcore == "input-elements" and expected else ""
-    if references.fvcore == "layernorm":
+    note = "fvcore counts one op per input element" if rule.fvcore == "input-elements" and expected else ""
+    if rule.fvcore == "output-elements":
+        note = f"fvcore counts {rule.per_output} per output element"
+    if rule.fvcore == "layernorm":
         note = "fvcore's estimate: 5 per element (4 without affine)"
     return compare(expected, counted, note)
 

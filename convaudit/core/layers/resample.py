@@ -83,16 +83,17 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
     plan_role = "follow"
     receptive = "upsample"
     size_rule = "resize"
-    doc = ("up-sampling by a scale factor or to a size (nn.Upsample, F.interpolate): nearest, linear (1-D), "
-           "bilinear or bicubic (2-D), trilinear (3-D); a fractional factor floors floor(in·scale) as PyTorch does")
+    doc = ("up-sampling by a scale factor, to a size, or to the spatial size of a second input (from: [x, like], as "
+           "F.interpolate(x, size=like.shape[-2:]) in FCN and DeepLabV3): nearest, linear (1-D), bilinear or bicubic "
+           "(2-D), trilinear (3-D); a fractional factor floors floor(in·scale) as PyTorch does")
     other_ops_rule = ("per output element, the taps weighed and added (2·taps − 1): nearest 0, linear 3, bilinear 7, "
                       "trilinear 15, bicubic 31")
     convention = ("Upsample: output floor(in × scale) computed in double precision as PyTorch does (100 × 0.57 gives "
                   "56), or the size given; other ops per output element 2·taps − 1: nearest 0, linear 3, bilinear 7, "
                   "trilinear 15, bicubic 31.")
     fields = (
-        Field("scale", Scales(), "the factor per spatial axis (give scale or size)"),
-        Field("size", Size(), "the output size per spatial axis (give scale or size)"),
+        Field("scale", Scales(), "the factor per spatial axis (give scale, size, or a second input)"),
+        Field("size", Size(), "the output size per spatial axis (give scale, size, or a second input)"),
         Field("mode", Choice(*INTERPOLATION_OPS), "how values are interpolated", default="nearest"),
         Field("align_corners", Bool(), "linear modes: align the corner pixels' centres (PyTorch's align_corners)",
               default=False),
@@ -103,9 +104,11 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
         return References("output-elements", per_output=per_output) if per_output else \
             References(elementwise_gaps=True)
 
+    max_inputs = 2  # the second, when given, sets the size
+
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
-        if (params.get("scale") is None) == (params.get("size") is None):
-            return [("scale", "give scale or size, not both and not neither")]
+        if params.get("scale") is not None and params.get("size") is not None:
+            return [("scale", "give scale or size, not both")]
         if params["align_corners"] and params["mode"] not in MODE_AXES:
             return [("align_corners", f"align_corners applies to linear modes, not {params['mode']} "
                                       "(PyTorch refuses it)")]
@@ -117,9 +120,16 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
         if MODE_AXES.get(mode, n) != n:
             raise LayerProblem("mode", f"mode {mode} interpolates {MODE_AXES[mode]} spatial axes, the input has {n}",
                                "mode")
-        if params.get("size") is not None:
+        if len(inputs) > 1 or params.get("size") is not None:
+            if len(inputs) > 1 and (params.get("size") is not None or params.get("scale") is not None):
+                raise LayerProblem("scale", "a second input sets the size: leave out scale and size", "from")
+            target = feature_map(inputs[1], "upsample")[1] if len(inputs) > 1 else spread(params, "size", n)
+            if len(target) != n:
+                raise LayerProblem("merge", f"the second input has {len(target)} spatial axes, the first {n}")
             resizes = [Resize(axis, size, out, "fixed")
-                       for axis, size, out in zip(axis_names(n), spatial, spread(params, "size", n), strict=True)]
+                       for axis, size, out in zip(axis_names(n), spatial, target, strict=True)]
+        elif params.get("scale") is None:
+            raise LayerProblem("scale", "give scale, size, or a second input whose size to take", "scale")
         else:
             scales = per_axis(params["scale"], n)
             if scales is None:
@@ -137,6 +147,8 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
         p, n = layer.params, len(inputs[0]) - 1
+        if len(inputs) > 1:
+            return lib.UpsampleLike(p["mode"], p["align_corners"] if p["mode"] in MODE_AXES else None)
         size = spread(p, "size", n) if p.get("size") is not None else None
         scale = tuple(float(s) for s in per_axis(p["scale"], n) or ()) if p.get("scale") is not None else None
         return lib.nn.Upsample(size=size, scale_factor=scale, mode=p["mode"],
