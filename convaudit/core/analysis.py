@@ -10,11 +10,13 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from operator import attrgetter
 
 from convaudit.core.layers import REGISTRY, LayerProblem, Outcome, Shape, describe_shape, elements
+from convaudit.core.layers.base import LEADING, Placement, Tensor, trait_of
+from convaudit.core.layers.batch import require_leading
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
 from convaudit.core.windows import WindowAxis
 from convaudit.errors import ConvauditError
@@ -54,10 +56,16 @@ class LayerResult:
     dtype_bytes: int
     inexact_upstream: tuple[str, ...]  # floor-rounded inexact layers up to and including this one
     needs_input_grad: bool = False  # something upstream is trainable, so backward computes dL/dinput
+    input_placements: tuple[Placement, ...] = ()  # where each input holds the batch (empty: all first)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def placements(self) -> tuple[Placement, ...]:
+        """Where each input holds the batch."""
+        return self.input_placements or (LEADING,) * len(self.input_shapes)
 
     @property
     def type(self) -> str:
@@ -145,7 +153,8 @@ class LayerResult:
 
     @property
     def activations(self) -> int:
-        return elements(self.output_shape) * self.batch
+        """Output elements for the whole batch (a tensor no sample owns is held once)."""
+        return elements(self.output_shape) * (1 if self.outcome.placement.dim is None else self.batch)
 
     @property
     def param_bytes(self) -> int:
@@ -262,17 +271,19 @@ def _analyze(spec: NetworkSpec, batch: int, dtype: str) -> Report:
         raise ConvauditError(f"batch must be a positive integer, got {batch}")
     size = dtype_bytes(dtype)
     shapes: dict[str, Shape] = {INPUT: spec.input}
+    placements: dict[str, Placement] = {INPUT: LEADING}
     inexact: dict[str, tuple[str, ...]] = {INPUT: ()}
     trained_upstream: dict[str, bool] = {INPUT: False}  # does this output depend on trainable parameters?
     results: list[LayerResult] = []
     for layer in spec.layers:
         input_shapes = tuple(shapes[source] for source in layer.inputs)
+        input_placements = tuple(placements[source] for source in layer.inputs)
         if len(layer.inputs) == 1:
             upstream = inexact[layer.inputs[0]]  # shared, not copied: a chain stays linear
         else:
             upstream = tuple(dict.fromkeys(name for source in layer.inputs for name in inexact[source]))
         try:
-            outcome = REGISTRY[layer.type].apply(list(input_shapes), layer.params)
+            outcome = _apply(layer, input_shapes, input_placements)
         except LayerProblem as problem:
             if problem.kind == "merge":
                 problem = _name_branches(problem, layer, input_shapes)
@@ -280,12 +291,29 @@ def _analyze(spec: NetworkSpec, batch: int, dtype: str) -> Report:
         if any(axis.truncated for axis in outcome.windows):
             upstream = upstream + (layer.name,)
         needs_input_grad = any(trained_upstream[source] for source in layer.inputs)
-        result = LayerResult(layer, input_shapes, outcome, batch, size, upstream, needs_input_grad)
+        moved = () if all(placement is LEADING for placement in input_placements) else input_placements
+        result = LayerResult(layer, input_shapes, outcome, batch, size, upstream, needs_input_grad, moved)
         results.append(result)
         shapes[layer.name] = outcome.shape
+        placements[layer.name] = outcome.placement
         inexact[layer.name] = upstream
         trained_upstream[layer.name] = needs_input_grad or result.trainable_params > 0
     return Report(spec, batch, dtype, tuple(results))
+
+
+def _apply(layer: LayerSpec, shapes: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Outcome:
+    """One layer's outcome by its type's batch rule: 'own' types place the batch themselves; 'any' types act on
+    sample dimensions alone and leave the batch where it is; 'leading' types need it first."""
+    kind = REGISTRY[layer.type]
+    rule = trait_of(kind, "batch_rule", layer.params)
+    if rule == "own":
+        return kind.apply_tensors([Tensor(shape, placement) for shape, placement in zip(shapes, placements,
+                                                                                        strict=True)], layer.params)
+    if rule == "leading" or len(set(placements)) > 1:
+        require_leading(layer.type, [Tensor(shape, placement) for shape, placement in zip(shapes, placements,
+                                                                                         strict=True)])
+    outcome = kind.apply(list(shapes), layer.params)
+    return outcome if placements[0] is LEADING else replace(outcome, placement=placements[0])
 
 
 def _name_branches(problem: LayerProblem, layer: LayerSpec, shapes: tuple[Shape, ...]) -> LayerProblem:

@@ -123,8 +123,8 @@ def given_ceiling(device: torch.device, tflops: float, bandwidth_gbps: float | N
 def layer_inputs(layer: LayerResult, device: torch.device, dtype: torch.dtype, channels_last: bool,
                  requires_grad: bool) -> list[torch.Tensor]:
     tensors = []
-    for shape in layer.input_shapes:
-        tensor = torch.randn((layer.batch, *shape), device=device, dtype=dtype)
+    for shape, placement in zip(layer.input_shapes, layer.placements, strict=True):
+        tensor = torch.randn(placement.full(shape, layer.batch), device=device, dtype=dtype)
         if channels_last and tensor.dim() == 4:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         tensors.append(tensor.requires_grad_(requires_grad))

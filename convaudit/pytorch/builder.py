@@ -14,6 +14,7 @@ from torch import nn
 
 from convaudit.core.analysis import Report
 from convaudit.core.layers import REGISTRY, Shape
+from convaudit.core.layers.base import LEADING, Placement
 from convaudit.core.model import INPUT, LayerSpec
 from convaudit.pytorch import modules
 
@@ -21,9 +22,11 @@ TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 
 
 
-def build_layer(layer: LayerSpec, inputs: tuple[Shape, ...]) -> nn.Module:
-    """The torch module of one spec layer, as its type builds it (the type's `module` trait)."""
-    return REGISTRY[layer.type].module(modules, layer, inputs)
+def build_layer(layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...] | None = None
+                ) -> nn.Module:
+    """The torch module of one spec layer, as its type builds it (the type's `module` trait); `placements` say where
+    each input holds the batch (first, unless tensor code moved it)."""
+    return REGISTRY[layer.type].module(modules, layer, inputs, placements or (LEADING,) * len(inputs))
 
 
 # ------------------------------------------------------------------ the model
@@ -65,14 +68,14 @@ class SpecModel(nn.Module):
 
 def build_model(report: Report) -> SpecModel:
     """The analysed layers, plus the layer the analysis stopped at (so PyTorch can raise its own error)."""
-    layers = [(result.spec, result.input_shapes) for result in report.layers]
+    layers = [(result.spec, result.input_shapes, result.placements) for result in report.layers]
     if report.halted:
-        layers.append((report.halted.layer, report.halted.input_shapes))
+        layers.append((report.halted.layer, report.halted.input_shapes, None))
     taken: set[str] = set()
     plan, built = [], {}
-    for spec, input_shapes in layers:
+    for spec, input_shapes, placements in layers:
         key = module_key(spec.name, taken)
-        built[key] = build_layer(spec, input_shapes)
+        built[key] = build_layer(spec, input_shapes, placements)
         plan.append((key, spec.name, spec.inputs))
     outputs = report.spec.outputs if not report.halted else (report.halted.layer.name,)
     return SpecModel(plan, built, outputs)

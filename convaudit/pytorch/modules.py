@@ -90,8 +90,12 @@ class FlattenLinear(nn.Linear):
 
 
 class Concat(nn.Module):
+    def __init__(self, dim: int = 1):
+        super().__init__()
+        self.dim = dim
+
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return torch.cat(inputs, dim=1)
+        return torch.cat(inputs, dim=self.dim)
 
 
 class Add(nn.Module):
@@ -127,12 +131,12 @@ class ChannelsLayerNorm(nn.LayerNorm):
 
 
 class Slice(nn.Module):
-    def __init__(self, start: int, end: int):
+    def __init__(self, start: int, end: int, dim: int = 1):
         super().__init__()
-        self.start, self.end = start, end
+        self.start, self.end, self.dim = start, end, dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, self.start:self.end]
+        return x.narrow(self.dim, self.start, self.end - self.start)
 
 
 class ChannelShuffle(nn.Module):
@@ -149,21 +153,32 @@ class ChannelShuffle(nn.Module):
 
 
 class Permute(nn.Module):
-    def __init__(self, order: tuple[int, ...]):
+    """A permutation of the full tensor's dimensions (the batch's included)."""
+
+    def __init__(self, order: list[int]):
         super().__init__()
-        self.order = (0,) + tuple(i + 1 for i in order)
+        self.order = order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(self.order)
 
 
 class Reshape(nn.Module):
-    def __init__(self, shape: tuple[int, ...]):
+    """A reshape to sample shape `shape` (no −1 left); the batch goes to dimension `batch`, or multiplies it (`fold`).
+    The batch size is the input's elements over the sample's, wherever the input holds it."""
+
+    def __init__(self, shape: tuple[int, ...], batch: int = 0, fold: bool = False):
         super().__init__()
-        self.shape = shape
+        self.shape, self.batch, self.fold = list(shape), batch, fold
+        self.sample = math.prod(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], *self.shape)
+        shape, batch = list(self.shape), x.numel() // self.sample
+        if self.fold:
+            shape[self.batch] *= batch
+        else:
+            shape.insert(self.batch, batch)
+        return x.reshape(shape)
 
 
 class ClassToken(nn.Module):
@@ -208,12 +223,12 @@ class SelfAttention(nn.Module):
 
 
 class Select(nn.Module):
-    def __init__(self, index: int):
+    def __init__(self, index: int, dim: int = 1):
         super().__init__()
-        self.index = index
+        self.index, self.dim = index, dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, self.index]
+        return x.select(self.dim, self.index)
 
 
 class CenterCrop(nn.Module):
@@ -236,3 +251,77 @@ class UpsampleLike(nn.Module):
 
     def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=like.shape[2:], mode=self.mode, align_corners=self.align_corners)
+
+
+class MatMul(nn.Module):
+    """torch.matmul of the inputs, or of the input and a parameter of `weight` shape."""
+
+    def __init__(self, weight: tuple[int, ...] | None, weight_first: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(weight) * 0.02) if weight is not None else None
+        self.weight_first = weight_first
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.weight is None:
+            return torch.matmul(*inputs)
+        return torch.matmul(self.weight, inputs[0]) if self.weight_first else torch.matmul(inputs[0], self.weight)
+
+
+class SDPA(nn.Module):
+    def __init__(self, causal: bool):
+        super().__init__()
+        self.causal = causal
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal)
+
+
+class Pointwise(nn.Module):
+    """An element-wise ATen operator over the inputs (and a parameter operand); a shape-true stand-in (add) where the
+    operator needs arguments a spec does not record."""
+
+    def __init__(self, op: str, weight: tuple[int, ...] | None, weight_first: bool):
+        super().__init__()
+        self.op = getattr(torch.ops.aten, op, None)
+        self.weight = nn.Parameter(torch.rand(weight) + 0.5) if weight is not None else None
+        self.weight_first = weight_first
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        operands = list(inputs)
+        if self.weight is not None:
+            operands.insert(0 if self.weight_first else len(operands), self.weight)
+        if self.op is not None:
+            try:
+                return self.op(*operands)
+            except (RuntimeError, TypeError):
+                pass
+        return functools.reduce(torch.add, operands)
+
+
+class Reduce(nn.Module):
+    def __init__(self, op: str, dims: tuple[int, ...], keepdim: bool):
+        super().__init__()
+        self.dims, self.keepdim = dims, keepdim
+        self.op = {"mean": torch.mean, "amax": torch.amax, "amin": torch.amin, "var": torch.var,
+                   "std": torch.std}.get(op, torch.sum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x, dim=self.dims, keepdim=self.keepdim)
+
+
+class Traced(nn.Module):
+    """An operator known only by its traced output shape: a stand-in of that shape (the batch where it sits)."""
+
+    def __init__(self, shape: tuple[int, ...], batch: int, fold: bool):
+        super().__init__()
+        self.shape, self.batch, self.fold = list(shape), batch, fold
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        batch = inputs[0].shape[0] if inputs else 1
+        shape = list(self.shape)
+        if self.fold:
+            shape[self.batch] *= batch
+        else:
+            shape.insert(self.batch, batch)
+        return inputs[0].new_zeros(shape) if inputs else torch.zeros(shape)

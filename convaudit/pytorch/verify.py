@@ -146,7 +146,7 @@ def forward_backward(model: SpecModel, x: torch.Tensor) -> None:
 
 
 def run_with_hooks(model: SpecModel, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """One real forward and backward; the output shape of every layer, batch dimension dropped."""
+    """One real forward and backward; the full output shape of every layer (the batch where tensor code put it)."""
     shapes: dict[str, tuple[int, ...]] = {}
     current: list[str | None] = [None]
     handles = []
@@ -154,7 +154,7 @@ def run_with_hooks(model: SpecModel, x: torch.Tensor) -> dict[str, tuple[int, ..
         module = model.module_for(name)
         handles.append(module.register_forward_pre_hook(lambda m, a, name=name: current.__setitem__(0, name)))
         handles.append(module.register_forward_hook(
-            lambda m, a, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))))
+            lambda m, a, out, name=name: shapes.__setitem__(name, tuple(out.shape))))
     try:
         forward_backward(model, x)
     except Exception as error:
@@ -251,8 +251,9 @@ def flop_counter_counts(report: Report, dtype: torch.dtype) -> tuple[Counts, Cou
 
 def layer_backward_flops(model: SpecModel, layer: LayerResult, dtype: torch.dtype) -> int:
     """FlopCounterMode's count for one layer's backward alone, on meta inputs of its analysed shapes."""
-    inputs = [torch.empty((layer.batch, *shape), device="meta", dtype=dtype).requires_grad_(layer.needs_input_grad)
-              for shape in layer.input_shapes]
+    inputs = [torch.empty(placement.full(shape, layer.batch), device="meta", dtype=dtype)
+              .requires_grad_(layer.needs_input_grad)
+              for shape, placement in zip(layer.input_shapes, layer.placements, strict=True)]
     output = model.module_for(layer.name)(*inputs)
     if not output.requires_grad:
         return 0
@@ -281,6 +282,15 @@ def fvcore_cell(layer: LayerResult, counted: int, unsupported: dict[str, int]) -
     if rule.fvcore == "layernorm":
         note = "fvcore's estimate: 5 per element (4 without affine)"
     return compare(expected, counted, note)
+
+
+def shape_cell(layer: LayerResult, full: tuple[int, ...] | None) -> Cell:
+    """Our sample shape against PyTorch's output, its batch dimension taken out where the layer says it sits."""
+    placement = layer.outcome.placement
+    if full is None or placement.full(layer.output_shape, layer.batch) != full:
+        theirs = full if full is None or len(full) != len(layer.output_shape) + 1 else full[1:]
+        return Cell(MISMATCH, layer.output_shape, theirs)
+    return Cell(MATCH, layer.output_shape, layer.output_shape)
 
 
 def buffers_cell(ours: int, theirs: int) -> Cell:
@@ -380,7 +390,7 @@ def _verify_report(report: Report, device: torch.device, dtype: str, warmup: int
     for layer in report.layers:
         module = model.module_for(layer.name)
         cells = {
-            "shape": compare(layer.output_shape, shapes.get(layer.name)),
+            "shape": shape_cell(layer, shapes.get(layer.name)),
             "params": compare((layer.trainable_params, layer.non_trainable_params), count_parameters(module)),
             "buffers": buffers_cell(layer.buffers, count_buffers(module)),
             "fvcore_macs": (Cell(NOT_COUNTED, fvcore_expected(layer), None, fvcore) if isinstance(fvcore, str)

@@ -18,6 +18,7 @@ from rich.text import Text
 from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, conventions, gc_paused, totals_of
 from convaudit.core.groups import Group as BlockGroup
 from convaudit.core.groups import group_key, grouped, main_and_side
+from convaudit.core.layers.base import LEADING
 from convaudit.core.memory import Memory, training_memory
 from convaudit.core.model import INPUT
 from convaudit.core.receptive import LayerField, receptive_fields, show
@@ -87,8 +88,11 @@ class Column:
 
 
 def _output_cell(row: Any, view: View) -> str:
+    """The output's sample shape; where tensor code moved the batch, B marks it (3×B×12×197×64, B·64×49×96)."""
     note = rounding_note(row)
-    return f"{fmt_shape(row.output_shape)} {note}" if note else fmt_shape(row.output_shape)
+    outcome = getattr(row, "outcome", None)
+    shape = outcome.placement.describe(row.output_shape) if outcome is not None else fmt_shape(row.output_shape)
+    return f"{shape} {note}" if note else shape
 
 
 def count_column(key: str, title: str, blank_zero: bool = True) -> Column:
@@ -224,7 +228,7 @@ def parts_dict(report: Report) -> dict[str, Any]:
 
 
 def layer_dict(layer: LayerResult) -> dict[str, Any]:
-    return {
+    fields = {
         "name": layer.name,
         "type": layer.type,
         "inputs": list(layer.spec.inputs),
@@ -254,6 +258,13 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
             for axis in layer.windows
         ],
     }
+    placement = layer.outcome.placement
+    if placement != LEADING:  # where tensor code moved the batch (its own dimension, or folded into one)
+        at = list(fields).index("output_shape") + 1
+        items = list(fields.items())
+        items.insert(at, ("batch_placement", {"dim": placement.dim, "folded": placement.folded}))
+        fields = dict(items)
+    return fields
 
 
 def summary_json(view: View) -> str:

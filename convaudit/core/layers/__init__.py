@@ -10,6 +10,7 @@ from convaudit.core.layers import (  # noqa: F401 (registers)
     activations,
     dense,
     normalisation,
+    operators,
     resample,
     structure,
     windowed,

@@ -17,6 +17,7 @@ from convaudit.core.layers.base import (
     Outcome,
     Parameterless,
     Params,
+    Placement,
     References,
     Saved,
     SavesInput,
@@ -51,6 +52,7 @@ class _Elementwise(KeepsStrides, Parameterless, LayerType):
 @register
 class ReLU(TorchModule, SavesOutput, _Elementwise):
     type_name = "relu"
+    batch_rule = "any"
     prefix = "relu"
     category = "act"
     plan_role = "follow"
@@ -63,6 +65,7 @@ class ReLU(TorchModule, SavesOutput, _Elementwise):
 @register
 class Tanh(TorchModule, SavesOutput, _Elementwise):
     type_name = "tanh"
+    batch_rule = "any"
     prefix = "tanh"
     category = "act"
     plan_role = "follow"
@@ -75,6 +78,7 @@ class Tanh(TorchModule, SavesOutput, _Elementwise):
 @register
 class ScaledTanh(_Elementwise):
     type_name = "scaledtanh"
+    batch_rule = "any"
     prefix = "tanh"
     category = "act"
     plan_role = "follow"
@@ -90,13 +94,14 @@ class ScaledTanh(_Elementwise):
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return [saving.extra("tanh", layer.activations)]  # A·tanh(S·x): tanh keeps its own result, before the A
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.ScaledTanh(layer.params["amplitude"], layer.params["slope"])
 
 
 @register
 class Sigmoid(TorchModule, SavesOutput, _Elementwise):
     type_name = "sigmoid"
+    batch_rule = "any"
     prefix = "sigmoid"
     category = "act"
     plan_role = "follow"
@@ -109,6 +114,7 @@ class Sigmoid(TorchModule, SavesOutput, _Elementwise):
 @register
 class GELU(TorchModule, SavesInput, _Elementwise):
     type_name = "gelu"
+    batch_rule = "any"
     prefix = "gelu"
     category = "act"
     plan_role = "whole"
@@ -122,6 +128,7 @@ class GELU(TorchModule, SavesInput, _Elementwise):
 @register
 class SiLU(TorchModule, SavesInput, _Elementwise):
     type_name = "silu"
+    batch_rule = "any"
     prefix = "silu"
     category = "act"
     plan_role = "whole"
@@ -135,6 +142,7 @@ class SiLU(TorchModule, SavesInput, _Elementwise):
 @register
 class Swish(SiLU):
     type_name = "swish"
+    batch_rule = "any"
     prefix = "swish"
     category = "act"
     plan_role = "whole"
@@ -146,6 +154,7 @@ class Swish(SiLU):
 @register
 class ReLU6(TorchModule, SavesInput, _Elementwise):
     type_name = "relu6"
+    batch_rule = "any"
     prefix = "relu"
     category = "act"
     plan_role = "whole"
@@ -159,6 +168,7 @@ class ReLU6(TorchModule, SavesInput, _Elementwise):
 @register
 class Hardsigmoid(TorchModule, SavesInput, _Elementwise):
     type_name = "hardsigmoid"
+    batch_rule = "any"
     prefix = "hsigmoid"
     category = "act"
     plan_role = "whole"
@@ -172,6 +182,7 @@ class Hardsigmoid(TorchModule, SavesInput, _Elementwise):
 @register
 class Hardswish(TorchModule, SavesInput, _Elementwise):
     type_name = "hardswish"
+    batch_rule = "any"
     prefix = "hswish"
     category = "act"
     plan_role = "whole"
@@ -185,6 +196,7 @@ class Hardswish(TorchModule, SavesInput, _Elementwise):
 @register
 class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
     type_name = "softmax"
+    batch_rule = "leading"
     prefix = "softmax"
     category = "act"
     plan_role = "whole-free"
@@ -199,13 +211,14 @@ class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
         n, positions = shape[0], elements(shape[1:])
         return Outcome(shape=shape, other_ops=(3 * n - 1) * positions)
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.nn.Softmax(dim=1)
 
 
 @register
 class Dropout(Parameterless, LayerType):
     type_name = "dropout"
+    batch_rule = "any"
     prefix = "dropout"
     category = "other"
     plan_role = "follow"
@@ -230,5 +243,5 @@ class Dropout(Parameterless, LayerType):
             return inputs[0]  # aten's dropout returns its input tensor itself
         return KeepsStrides.storage(self, layer, inputs)
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.nn.Dropout(float(layer.params["p"]))

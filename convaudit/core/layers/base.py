@@ -41,6 +41,55 @@ class LayerProblem(Exception):
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the batch sits in a tensor. Shapes leave the batch out; most tensors have it as their first dimension
+    (`dim` 0 of the full tensor). Tensor code moves it: ViT's qkv.reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4)
+    puts it at dimension 1; a window partition folds it into a sample dimension as its outer factor (`folded`:
+    dimension `dim` of the sample shape holds B·n elements in the full tensor, Swin's B·nW windows); a tensor no
+    sample owns has none (`dim` None)."""
+
+    dim: int | None = 0
+    folded: bool = False
+
+    def full(self, shape: Shape, batch: int) -> Shape:
+        """The full tensor's shape at this batch size."""
+        if self.dim is None:
+            return shape
+        if self.folded:
+            return shape[:self.dim] + (shape[self.dim] * batch,) + shape[self.dim + 1:]
+        return shape[:self.dim] + (batch,) + shape[self.dim:]
+
+    def describe(self, shape: Shape) -> str:
+        """'3×B×12×197×64', 'B·64×49×96': the batch shown where it is not first (B), or the shape as usual."""
+        if self.dim is None or (self.dim == 0 and not self.folded):
+            return describe_shape(shape)
+        sizes = [str(size) for size in shape]
+        if self.folded:
+            sizes[self.dim] = f"B·{shape[self.dim]}"
+        else:
+            sizes.insert(self.dim, "B")
+        return "×".join(sizes)
+
+
+LEADING = Placement()
+
+
+def full_dim(dim: int, placement: Placement) -> int:
+    """The full tensor's dimension that holds sample dimension `dim` (one further on past an unfolded batch)."""
+    if placement.dim is None or placement.folded or dim < placement.dim:
+        return dim
+    return dim + 1
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """What a type whose batch rule is 'own' sees of each input: its sample shape and where the batch sits."""
+
+    shape: Shape
+    placement: Placement = LEADING
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one layer does to one sample."""
 
@@ -53,6 +102,7 @@ class Outcome:
     other_ops: int = 0
     windows: tuple[WindowAxis, ...] = ()  # the divisions of a sliding-window layer, one per spatial axis
     resizes: tuple[Resize, ...] = ()  # how a resampling layer's sizes follow its input's, one per spatial axis
+    placement: Placement = LEADING  # where the batch sits in the output (types whose batch rule is 'own')
     in_features: int | None = None  # what a fully connected layer receives, flattened
     connections: int = 0  # as the papers count them: multiply-adds plus bias terms
     # Backward MACs where they differ from "weight gradient = input gradient = forward MACs" (attention):
@@ -88,7 +138,8 @@ TRAITS: dict[str, str] = {
                  "runs whole on every device) or whole (runs whole after gathering its input)",
     "receptive": "how each output position reads its input's positions (core/receptive.py): window, adaptive, "
                  "global, flatten, pointwise, mix-first, mix-last, mix-all, along-first, permute, reshape, select, "
-                 "prepend or merge",
+                 "prepend, merge, transposed, upsample, shuffle, unshuffle, pad, crop, or opaque (positions this "
+                 "model does not follow: named, never guessed)",
     "size_rule": "how its output's spatial size follows from its input's, for the exact-input search (core/checks.py): "
                  "window, pointwise, concat, fixed, vector, flatten, resize (the outcome's `resizes`) or none (the "
                  "search falls back to trying sizes)",
@@ -100,15 +151,21 @@ TRAITS: dict[str, str] = {
               "the namespace pytorch/modules.py hands in (torch.nn, F and convaudit's own modules): the core never "
               "imports torch",
     "references": "References: how fvcore and FlopCounterMode count it, in their conventions (verify converts)",
+    "batch_rule": "where it needs the batch: leading (the batch must be the first dimension: convolutions, pools, "
+                  "anything indexed by channel), any (it acts along sample dimensions alone, the batch may sit "
+                  "anywhere and stays where it is: element-wise functions, a last-dimension linear) or own (it "
+                  "places its output's batch itself: views, merges, tensor operators; `apply_tensors`)",
 }
 CATEGORIES = ("conv", "dense", "pool", "norm", "act", "merge", "other")
 PLAN_ROLES = ("columns", "follow", "concat", "add", "whole-free", "whole")
 RECEPTIVE_RULES = ("window", "adaptive", "global", "flatten", "pointwise", "mix-first", "mix-last", "mix-all",
                    "along-first", "permute", "reshape", "select", "prepend", "merge", "transposed", "upsample",
-                   "shuffle", "unshuffle", "pad", "crop")
+                   "shuffle", "unshuffle", "pad", "crop", "opaque")
 SIZE_RULES = ("window", "pointwise", "concat", "fixed", "vector", "flatten", "resize", "none")
+BATCH_RULES = ("leading", "any", "own")
 TRAIT_VALUES: dict[str, tuple[str, ...]] = {"category": CATEGORIES, "plan_role": PLAN_ROLES,
-                                            "receptive": RECEPTIVE_RULES, "size_rule": SIZE_RULES}
+                                            "receptive": RECEPTIVE_RULES, "size_rule": SIZE_RULES,
+                                            "batch_rule": BATCH_RULES}
 FVCORE_RULES = ("macs", "other-ops", "input-elements", "output-elements", "layernorm", "nothing")
 
 
@@ -182,18 +239,24 @@ class LayerType:
     has_macs: ClassVar[bool] = False  # counted in MACs (else only in other ops)
     forward_copies: ClassVar[int] = 1  # its torch module's forward makes this many copies of the tensors it saves
     convention: ClassVar[str] = ""  # a convention of its own, stated under every output of a network that holds it
+    counted: ClassVar[bool] = True  # False: its counts are unknown (an operator kept with --partial)
     # traits (see TRAITS): declared by every registered type, never defaulted here
     category: ClassVar[str]
     plan_role: ClassVar[str]
     receptive: ClassVar[str]
     size_rule: ClassVar[str]
     references: ClassVar[References]
+    batch_rule: ClassVar[str]
 
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
         """(key, problem) pairs found from the hyper-parameters alone, before any shape is known."""
         return []
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        raise NotImplementedError
+
+    def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
+        """For batch rule 'own': the outcome from the inputs' sample shapes and batch placements."""
         raise NotImplementedError
 
 
@@ -292,7 +355,8 @@ class Saving(Protocol):
 
 
 def full_shape(layer: LayerResult) -> tuple[int, ...]:
-    return (layer.batch, *layer.output_shape)
+    """The output tensor's shape with the batch where it sits."""
+    return layer.outcome.placement.full(layer.output_shape, layer.batch)
 
 
 class SavesNothing:
@@ -354,7 +418,7 @@ class TorchModule:
 
     torch_module: ClassVar[str]
 
-    def module(self, lib: Any, layer: Any, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: Any, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         made = lib
         for part in self.torch_module.split("."):
             made = getattr(made, part)

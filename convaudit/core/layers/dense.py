@@ -14,6 +14,7 @@ from convaudit.core.layers.base import (
     NewStorage,
     Outcome,
     Params,
+    Placement,
     References,
     Saved,
     Saving,
@@ -44,6 +45,9 @@ class Linear(NewStorage, LayerType):
     fields = (Field("out", Int(), "output features", required=True), BIAS, IN_PIN,
               Field("flatten", Bool(), "flatten the input first (false: apply to the last dimension, like "
                                        "nn.Linear on [N, D] tokens or an [H, W, C] map)", default=True))
+
+    def batch_rule(self, params: Params) -> str:
+        return "leading" if params.get("flatten", True) else "any"  # flatten: false maps the last dimension alone
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         if not params.get("flatten", True):
@@ -105,7 +109,7 @@ class Linear(NewStorage, LayerType):
         return Explained(weights, f"{positions} × {features:,}·{out} = {macs:,}",
                          f"{positions} × {features:,}·{out}{bias} = {layer.connections:,}")
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p = layer.params
         if not p.get("flatten", True):  # nn.Linear itself: the last dimension
             return lib.nn.Linear(p.get("in") or inputs[0][-1], p["out"], bias=p["bias"])
@@ -116,6 +120,7 @@ class Linear(NewStorage, LayerType):
 @register
 class RBF(NewStorage, LayerType):
     type_name = "rbf"
+    batch_rule = "leading"
     prefix = "rbf"
     category = "dense"
     plan_role = "columns"
@@ -143,13 +148,14 @@ class RBF(NewStorage, LayerType):
                          f"{features:,}·{out} = {layer.macs // layer.batch:,}",
                          f"{features:,}·{out} = {layer.connections:,}")
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.RBF(layer.params.get("in") or elements(inputs[0]), layer.params["out"])
 
 
 @register
 class Attention(LayerType):
     type_name = "attention"
+    batch_rule = "leading"
     prefix = "attn"
     category = "dense"
     plan_role = "whole"
@@ -214,5 +220,5 @@ class Attention(LayerType):
                          f"= {macs:,}",
                          f"{macs:,} multiply-adds{bias} = {layer.connections:,}")
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.SelfAttention(inputs[0][-1], layer.params["heads"], layer.params["bias"])

@@ -15,6 +15,7 @@ from convaudit.core.layers.base import (
     NewStorage,
     Outcome,
     Params,
+    Placement,
     References,
     Saved,
     SavesInput,
@@ -43,6 +44,7 @@ class _Scales:
 @register
 class LRN(NewStorage, _Scales, LayerType):
     type_name = "lrn"
+    batch_rule = "leading"
     prefix = "lrn"
     category = "norm"
     plan_role = "follow"
@@ -69,7 +71,7 @@ class LRN(NewStorage, _Scales, LayerType):
         padded = (c + layer.spec.params["size"] - 1) * math.prod(spatial) * saving.batch  # squares, padded on C
         return saving.inputs()[:1] + [saving.extra("terms", 2 * layer.activations), saving.extra("squares", padded)]
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p = layer.params
         return lib.nn.LocalResponseNorm(p["size"], float(p["alpha"]), float(p["beta"]), float(p["k"]))
 
@@ -77,6 +79,7 @@ class LRN(NewStorage, _Scales, LayerType):
 @register
 class BatchNorm(NewStorage, _Scales, LayerType):
     type_name = "batchnorm"
+    batch_rule = "leading"
     prefix = "bn"
     category = "norm"
     plan_role = "follow"
@@ -101,7 +104,7 @@ class BatchNorm(NewStorage, _Scales, LayerType):
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return saving.inputs()[:1] + [saving.extra("stats", 2 * layer.output_shape[0])]  # mean, 1/std per channel
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         # [F] and [C, L]: BatchNorm1d; [C, H, W]: BatchNorm2d; [C, D, H, W]: BatchNorm3d
         norm = getattr(lib.nn, f"BatchNorm{max(1, len(inputs[0]) - 1)}d")
         return norm(inputs[0][0], affine=layer.params["affine"])
@@ -123,11 +126,14 @@ class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
                                                      "or last (D of [N, D] tokens, C of an [H, W, C] map)",
                     default="channels"),)
 
+    def batch_rule(self, params: Params) -> str:
+        return "any" if params["over"] == "last" else "leading"
+
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         shape = inputs[0]
         return Outcome(shape=shape, weights=normalised_dim(shape, params["over"]), other_ops=elements(shape))
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.Scale(inputs[0], layer.params["over"])
 
 
@@ -149,6 +155,9 @@ class LayerNorm(_Scales, LayerType):
               default="last"),
         Field("affine", Bool(), "learn a scale and shift per normalised element", default=True),
     )
+
+    def batch_rule(self, params: Params) -> str:
+        return "any" if params["over"] == "last" else "leading"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         shape = inputs[0]
@@ -174,7 +183,7 @@ class LayerNorm(_Scales, LayerType):
             return Strided(shape, (moved[0], moved[-1]) + moved[1:-1], layer.name)
         return NewStorage.storage(self, layer, inputs)
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         shape, affine = inputs[0], layer.params["affine"]
         if layer.params["over"] == "channels" and len(shape) > 1:
             return lib.ChannelsLayerNorm(shape[0], elementwise_affine=affine)

@@ -18,6 +18,7 @@ from convaudit.core.layers.base import (
     Outcome,
     Parameterless,
     Params,
+    Placement,
     References,
     Saved,
     SavesNothing,
@@ -78,6 +79,7 @@ def upsampled_size(size: int, scale: Fraction) -> tuple[int, Fraction]:
 @register
 class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "upsample"
+    batch_rule = "leading"
     prefix = "up"
     category = "pool"
     plan_role = "follow"
@@ -145,7 +147,7 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
         shape = (c, *(r.out for r in resizes))
         return Outcome(shape=shape, other_ops=INTERPOLATION_OPS[mode] * elements(shape), resizes=tuple(resizes))
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p, n = layer.params, len(inputs[0]) - 1
         if len(inputs) > 1:
             return lib.UpsampleLike(p["mode"], p["align_corners"] if p["mode"] in MODE_AXES else None)
@@ -176,6 +178,7 @@ class _Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
 @register
 class PixelShuffle(_Shuffle):
     type_name = "pixelshuffle"
+    batch_rule = "leading"
     prefix = "shuffle"
     receptive = "shuffle"
     doc = "[C·r², H, W] → [C, H·r, W·r] (nn.PixelShuffle: sub-pixel up-sampling)"
@@ -189,13 +192,14 @@ class PixelShuffle(_Shuffle):
         resizes = tuple(Resize(axis, size, size * r, "shuffle", Fraction(r)) for axis, size in (("H", h), ("W", w)))
         return Outcome(shape=(c // (r * r), h * r, w * r), resizes=resizes)
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.nn.PixelShuffle(layer.params["factor"])
 
 
 @register
 class PixelUnshuffle(_Shuffle):
     type_name = "pixelunshuffle"
+    batch_rule = "leading"
     prefix = "unshuffle"
     receptive = "unshuffle"
     doc = "[C, H, W] → [C·r², H/r, W/r] (nn.PixelUnshuffle); H and W must divide by r"
@@ -212,7 +216,7 @@ class PixelUnshuffle(_Shuffle):
                         for axis, size in (("H", h), ("W", w)))
         return Outcome(shape=(c * r * r, h // r, w // r), resizes=resizes)
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.nn.PixelUnshuffle(layer.params["factor"])
 
 
@@ -223,6 +227,7 @@ PAD_MODULES = {"zeros": "ConstantPad", "reflect": "ReflectionPad", "replicate": 
 @register
 class Pad(NewStorage, Parameterless, LayerType):
     type_name = "pad"
+    batch_rule = "leading"
     prefix = "pad"
     category = "other"
     plan_role = "follow"
@@ -259,7 +264,7 @@ class Pad(NewStorage, Parameterless, LayerType):
         # keep the input for their backward kernels
         return saving.inputs()[:1] if layer.spec.params["mode"] in ("reflect", "replicate") else []
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p, n = layer.params, len(inputs[0]) - 1
         before, after = spread(p, "before", n), spread(p, "after", n)
         pads = tuple(amount for b, a in zip(reversed(before), reversed(after), strict=True) for amount in (b, a))
@@ -270,6 +275,7 @@ class Pad(NewStorage, Parameterless, LayerType):
 @register
 class Crop(SavesNothing, Parameterless, LayerType):
     type_name = "crop"
+    batch_rule = "leading"
     prefix = "crop"
     category = "other"
     plan_role = "follow"
@@ -297,5 +303,5 @@ class Crop(SavesNothing, Parameterless, LayerType):
     def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
         return Strided(full_shape(layer), inputs[0].strides, inputs[0].base)  # a view: the same strides
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.CenterCrop()

@@ -19,6 +19,7 @@ from convaudit.core.layers.base import (
     Outcome,
     Parameterless,
     Params,
+    Placement,
     References,
     Saved,
     SavesInput,
@@ -88,6 +89,7 @@ def pool_padding_problems(params: Params) -> list[tuple[str, str]]:
 @register
 class Conv(NewStorage, LayerType):
     type_name = "conv"
+    batch_rule = "leading"
     prefix = "conv"
     category = "conv"
     plan_role = "columns"
@@ -173,7 +175,7 @@ class Conv(NewStorage, LayerType):
         return Explained(weights, f"{layer.weights:,} weights × {positions} positions = {layer.macs // layer.batch:,}",
                          connections)
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p, n = layer.params, len(inputs[0]) - 1
         kernel, stride, padding, dilation = (spread(p, key, n) for key in ("kernel", "stride", "padding", "dilation"))
         if p.get("connections") is not None:
@@ -213,6 +215,7 @@ class _Pool(NewStorage, Parameterless, LayerType):
 @register
 class MaxPool(_Pool):
     type_name = "maxpool"
+    batch_rule = "leading"
     category = "pool"
     plan_role = "follow"
     references = References()
@@ -229,7 +232,7 @@ class MaxPool(_Pool):
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return saving.inputs()[:1] + [saving.extra("indices", layer.activations, INDEX_BYTES)]
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         kernel, stride, padding = self.pool_arguments(layer, inputs)
         dilation = spread(layer.params, "dilation", len(kernel))
         return torch_class(lib, "MaxPool", len(kernel))(kernel, stride, padding, dilation,
@@ -239,6 +242,7 @@ class MaxPool(_Pool):
 @register
 class AvgPool(SavesInput, _Pool):
     type_name = "avgpool"
+    batch_rule = "leading"
     category = "pool"
     plan_role = "follow"
     references = References()
@@ -251,7 +255,7 @@ class AvgPool(SavesInput, _Pool):
         return Outcome(shape=shape, other_ops=self.window_size(params, len(windows)) * elements(shape),
                        windows=windows)
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         kernel, stride, padding = self.pool_arguments(layer, inputs)
         return torch_class(lib, "AvgPool", len(kernel))(kernel, stride, padding, ceil_mode=layer.params["ceil"])
 
@@ -264,6 +268,7 @@ def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
 @register
 class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
     type_name = "adaptiveavgpool"
+    batch_rule = "leading"
     prefix = "pool"
     category = "pool"
     plan_role = "follow"
@@ -287,7 +292,7 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
             return []  # aten pools to 1 × 1 as input.mean((-1, -2)), whose backward keeps only sizes
         return saving.inputs()[:1]
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         n = len(inputs[0]) - 1
         return torch_class(lib, "AdaptiveAvgPool", n)(spread(layer.params, "output", n))
 
@@ -295,6 +300,7 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
 @register
 class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "globalavgpool"
+    batch_rule = "leading"
     prefix = "pool"
     category = "pool"
     plan_role = "follow"
@@ -308,13 +314,14 @@ class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
         c, spatial = feature_map(inputs[0], "globalavgpool")
         return Outcome(shape=(c, *(1 for _ in spatial)), other_ops=c * math.prod(spatial))
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return torch_class(lib, "AdaptiveAvgPool", len(inputs[0]) - 1)(1)
 
 
 @register
 class Subsample(NewStorage, LayerType):
     type_name = "subsample"
+    batch_rule = "leading"
     prefix = "subsample"
     category = "conv"
     plan_role = "follow"
@@ -352,7 +359,7 @@ class Subsample(NewStorage, LayerType):
                          f"one per output: {'·'.join(map(str, layer.output_shape))} = {layer.macs // layer.batch:,}",
                          f"({taps} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}")
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         n = len(inputs[0]) - 1
         return lib.Subsample(inputs[0][0], spread(layer.params, "kernel", n),
                              spread({"stride": pool_stride(layer.params)}, "stride", n))
@@ -361,6 +368,7 @@ class Subsample(NewStorage, LayerType):
 @register
 class ConvTranspose(NewStorage, SavesInput, LayerType):
     type_name = "convtranspose"
+    batch_rule = "leading"
     prefix = "upconv"
     category = "conv"
     plan_role = "whole"
@@ -430,7 +438,7 @@ class ConvTranspose(NewStorage, SavesInput, LayerType):
                          f"{layer.weights:,} weights × {positions} input positions = {macs:,}",
                          f"{macs:,} multiply-adds{bias} = {layer.connections:,}")
 
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...]) -> Any:
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p, n = layer.params, len(inputs[0]) - 1
         kernel, stride, padding, extra, dilation = (
             spread(p, key, n) for key in ("kernel", "stride", "padding", "output_padding", "dilation"))
