@@ -14,7 +14,7 @@ from typing import Any
 # Tensor kinds
 INPUT, PARAMETER, BUFFER, CONSTANT, ACTIVATION = "input", "parameter", "buffer", "constant", "activation"
 
-# Tags an OpNode may carry. torch's own (torch.Tag) keep their names; the last four are derived from the
+# Tags an OpNode may carry. torch's own (torch.Tag) keep their names; the others are derived from the
 # operator's schema and its call.
 POINTWISE = "pointwise"  # element-wise: one output element from the matching input elements
 REDUCTION = "reduction"
@@ -26,6 +26,7 @@ VIEW = "view"  # an output aliases an input without writing it (view, permute, s
 INPLACE = "inplace"  # writes one of its tensor arguments (relu_, add_, copy_, an out= variant)
 FACTORY = "factory"  # no tensor arguments (arange, zeros, empty, full)
 NO_META = "no_meta_kernel"  # torch has no meta kernel: the shape came from a decomposition or broadcasting
+RETURNS_INPUT = "returns_input"  # made no tensor: returned an argument as it is (dropout in eval, to() the same dtype)
 
 
 @dataclass(frozen=True, slots=True)

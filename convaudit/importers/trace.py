@@ -69,7 +69,7 @@ class _OpInfo:
     written: tuple[str, ...]  # arguments the operator writes (in-place, out=)
     tags: frozenset[str]
     device: bool  # takes a device argument (factories, _to_copy)
-    composite: bool  # has a CompositeImplicitAutograd kernel: recorded with its decomposition as children
+    composite: bool  # has a C++ CompositeImplicitAutograd kernel: recorded with its decomposition as children
 
 
 _INFO: dict[Any, _OpInfo] = {}
@@ -96,8 +96,7 @@ def _read_schema(func: Any) -> _OpInfo:
     if not any("Tensor" in str(a.type) for a in schema.arguments):
         tags.add(g.FACTORY)
     defaults = {a.name: _plain(a.default_value) for a in schema.arguments if a.has_default_value()}
-    composite = (torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
-                 or torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"))
+    composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
     return _OpInfo(overload=str(func), packet=func.overloadpacket.__name__,
                    names=tuple(a.name for a in schema.arguments), defaults=defaults, written=written,
                    tags=frozenset(tags), device=any(a.name == "device" for a in schema.arguments),
@@ -244,23 +243,23 @@ class _Recorder:
         index = len(self.nodes)
         self.nodes.append(None)  # reserved: a composite operator comes before the parts it is made of
         parent = self.parents[-1] if self.parents else None
-        extra: frozenset[str] = frozenset()
+        extra: set[str] = set()
+        known = len(self.tensors)
         try:
-            out = NotImplemented
             if info.composite and self.decompose:
                 self.parents.append(index)
                 try:
-                    with self.mode:
-                        out = func.decompose(*args, **kwargs)
+                    with self.mode:  # the C++ kernel, as autograd runs it (not torch._decomp's Python one)
+                        out = func._op_dk(self.torch._C.DispatchKey.CompositeImplicitAutograd, *args, **kwargs)
                 finally:
                     self.parents.pop()
-            if out is NotImplemented:
+            else:
                 out = func(*args, **kwargs)
         except _Stop:
             raise
         except Exception as error:
             out = self._recover(func, info, args, kwargs, error)
-            extra = frozenset({g.NO_META})
+            extra.add(g.NO_META)
         writes: list[int] = []
         if info.written and not any(n[4] for n in self.nodes[index + 1:]):  # parts that wrote made the versions
             for name in info.written:
@@ -270,7 +269,9 @@ class _Recorder:
                     writes += self._new_versions(written, index)
         kind = g.CONSTANT if constant else g.ACTIVATION
         outputs = tuple(self._output(o, index, kind) for o in (out if isinstance(out, tuple) else (out,)))
-        self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), extra, parent)
+        if not writes and len(self.tensors) == known and any(isinstance(o, g.TensorRef) for o in outputs):
+            extra |= {g.RETURNS_INPUT}  # dropout in eval, `to` the same dtype, contiguous on a contiguous tensor
+        self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), frozenset(extra), parent)
         return out
 
     def _place(self, func: Any, info: _OpInfo, args: tuple[Any, ...],
