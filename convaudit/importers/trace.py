@@ -33,6 +33,7 @@ from typing import Any
 
 from convaudit.importers import opgraph as g
 from convaudit.importers.batchdims import with_batch_dims
+from convaudit.importers.metacache import MetaCache, cacheable
 from convaudit.importers.table import Unsupported
 
 LEVELS = ("composite", "aten")
@@ -70,6 +71,7 @@ class _OpInfo:
     tags: frozenset[str]
     device: bool  # takes a device argument (factories, _to_copy)
     composite: bool  # has a C++ CompositeImplicitAutograd kernel: recorded with its decomposition as children
+    cacheable: bool  # its meta answers can be remembered (see metacache)
 
 
 _INFO: dict[Any, _OpInfo] = {}
@@ -100,7 +102,7 @@ def _read_schema(func: Any) -> _OpInfo:
     return _OpInfo(overload=str(func), packet=func.overloadpacket.__name__,
                    names=tuple(a.name for a in schema.arguments), defaults=defaults, written=written,
                    tags=frozenset(tags), device=any(a.name == "device" for a in schema.arguments),
-                   composite=composite)
+                   composite=composite, cacheable=cacheable(frozenset(tags)))
 
 
 def _plain(value: Any) -> Any:
@@ -163,10 +165,11 @@ class _Modules:
 class _Recorder:
     """Everything one run saw: tensors as lists (made records once the run is over) and nodes."""
 
-    def __init__(self, modules: _Modules):
+    def __init__(self, modules: _Modules, cache: MetaCache):
         import torch
 
         self.torch = torch
+        self.cache = cache
         self.modules = modules
         self.keys: dict[int, int] = {}  # id(tensor object) -> its current TensorRec id
         self.objects: dict[int, Any] = {}  # id -> every tensor object seen, kept so no id() is reused in the run
@@ -253,6 +256,8 @@ class _Recorder:
                         out = func._op_dk(self.torch._C.DispatchKey.CompositeImplicitAutograd, *args, **kwargs)
                 finally:
                     self.parents.pop()
+            elif info.cacheable:
+                out = self.cache.run(func, args, kwargs)
             else:
                 out = func(*args, **kwargs)
         except _Stop:
@@ -404,6 +409,12 @@ def _mode(recorder: _Recorder) -> Any:
                 recorder.stop(str(func), "a higher-order operator, which the tracer does not follow")
             return recorder.call(func, args, kwargs or {})
 
+    # TorchDispatchMode wraps every subclass's __torch_dispatch__ in torch._disable_dynamo, which imports
+    # torch._dynamo on the first call (1-2 s, the longest part of a first trace) and then adds a wrapper to every
+    # operator. Nothing here runs under torch.compile, so the wrapper is told it has nothing to disable.
+    wrapped = getattr(Recording.__dict__["__torch_dispatch__"], "__wrapped__", None)
+    if wrapped is not None:
+        wrapped.__dynamo_disable = wrapped
     recorder.mode = Recording()
     return recorder.mode
 
@@ -430,12 +441,13 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
     try:
         forward, named = _meta_forward(model)
         dtype = dtype or torch.get_default_dtype()
-        first = _run(model, forward, named, shapes, 1, level, dtype)
+        cache = MetaCache(torch)  # for this trace only: both runs
+        first = _run(model, forward, named, shapes, 1, level, dtype, cache)
         if first.problems:
             raise TraceRefused(first.problems, shapes)
         graph = _graph(model, first, shapes, 1, level)
         if batch_dims:
-            second = _run(model, forward, named, shapes, 2, level, dtype)
+            second = _run(model, forward, named, shapes, 2, level, dtype, cache)
             if second.problems:  # runs at batch 1 only
                 return replace(graph, batch_unknown=tuple(t.id for t in graph.tensors))
             graph = with_batch_dims(graph, _graph(model, second, shapes, 2, level))
@@ -473,12 +485,12 @@ def _meta_forward(model: Any) -> tuple[Callable[..., Any], list[tuple[str, Any, 
 
 
 def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, str]],
-         input_shapes: tuple[tuple[int, ...], ...], batch: int, level: str, dtype: Any) -> _Recorder:
+         input_shapes: tuple[tuple[int, ...], ...], batch: int, level: str, dtype: Any, cache: MetaCache) -> _Recorder:
     import torch
     from torch.nn.modules import module as nn_module
 
     modules = _Modules(model)
-    recorder = _Recorder(modules)
+    recorder = _Recorder(modules, cache)
     recorder.decompose = level == "composite"
     xs = [torch.empty((batch, *shape), dtype=dtype, device="meta") for shape in input_shapes]
     for position, x in enumerate(xs):
