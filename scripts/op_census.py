@@ -1,12 +1,13 @@
 """The operator census: which ATen operators timm's and torchvision's models run, traced on the meta device.
 
     python scripts/op_census.py [--timeout 180] [--jobs 2] [--only NAME ...] [--skip FAMILY ...] [--out DIR]
+                                [--cache DIR]
 
 For the first architecture of every timm family (timm.list_models(module=FAMILY)[0], pretrained=False, nothing
 downloaded: HF_HUB_OFFLINE=1) and for torchvision's segmentation, video, optical-flow and detection models, at
 each model's own input shape (importers.defaults), it traces the model with importers.trace and records: ok or
 the refusal, the seconds taken, every operator with its count (all calls, the top level as the model called
-them, and the leaves after decomposition), and, traced again at level "aten" (after autograd), whether those
+them, and the parts of composite operators), and, traced again at level "aten" (after autograd), whether the
 leaves are the operators autograd's decomposition gives. Writes op_census.json and op_census.md (the summary)
 to benchmarks/results/. Each model runs in its own process, single-threaded, under a time limit.
 
@@ -20,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -98,9 +100,6 @@ def _census(record: dict[str, Any], source: str, name: str) -> dict[str, Any]:
     started = time.perf_counter()
     flat = trace(model, shapes, level="aten", batch_dims=False)
     record["seconds_trace_aten_one_run"] = round(time.perf_counter() - started, 3)
-    started = time.perf_counter()
-    trace(model, shapes, batch_dims=False)
-    record["seconds_trace_one_run"] = round(time.perf_counter() - started, 3)
     leaves = Counter(n.overload for n in graph.leaves())
     autograd = Counter(n.overload for n in flat.nodes)
     parents = {n.parent for n in graph.nodes}
@@ -236,8 +235,10 @@ def _markdown(results: list[dict[str, Any]], ops: dict[str, dict[str, Any]], met
             lines.append(f"| `{overload}` | {op['families']} | {op['models']} | {op['calls']} | {op['top']} | "
                          f"{op['inner']} | {'yes' if op['composite'] else ''} | {tags} | {op['example']} |")
         lines.append("")
-    lines += ["## Models", "", "| source | family | model | input | status | seconds (trace, 2 runs) | "
-              "one run | aten one run | nodes | top | leaves | batch | reason |",
+    lines += ["## Models", "", "seconds: build (on meta), trace (two runs, batch 1 and 2, and the graph), aten "
+              "(one run at level aten, for the comparison below).", "",
+              "| source | family | model | input | status | build s | trace s | aten s | nodes | top | leaves | "
+              "batch | reason |",
               "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in results:
         shape = " + ".join("×".join(map(str, s)) for s in r.get("input", []))
@@ -248,7 +249,7 @@ def _markdown(results: list[dict[str, Any]], ops: dict[str, dict[str, Any]], met
                 batch += f" ({r['batch_unknown']} unknown, {r['batch_irregular']} irregular)"
         reason = str(r.get("reason", "")).replace("|", "\\|")
         lines.append(f"| {r['source']} | {r['family']} | {r['model']} | {shape} | {r['status']} | "
-                     f"{r.get('seconds_trace', '')} | {r.get('seconds_trace_one_run', '')} | "
+                     f"{r.get('seconds_build', '')} | {r.get('seconds_trace', '')} | "
                      f"{r.get('seconds_trace_aten_one_run', '')} | {r.get('nodes', '')} | {r.get('top', '')} | "
                      f"{r.get('leaves', '')} | {batch} | {reason} |")
     differing = [r for r in results if r.get("leaves_vs_autograd")]
@@ -262,8 +263,12 @@ def _markdown(results: list[dict[str, Any]], ops: dict[str, dict[str, Any]], met
     return "\n".join(lines) + "\n"
 
 
-def run_one(model: tuple[str, str, str], timeout: int) -> dict[str, Any]:
-    """One model in its own process (a crash, a leak or a hang stays there), under a time limit."""
+def run_one(model: tuple[str, str, str], timeout: int, cache: Path) -> dict[str, Any]:
+    """One model in its own process (a crash, a leak or a hang stays there), under a time limit; a result kept
+    in `cache` from an earlier run is used again."""
+    kept = cache / f"{model[0]}-{model[2]}.json"
+    if kept.exists():
+        return json.loads(kept.read_text(encoding="utf-8"))
     started = time.perf_counter()
     command = [sys.executable, __file__, "--one", *model]
     try:
@@ -278,6 +283,8 @@ def run_one(model: tuple[str, str, str], timeout: int) -> dict[str, Any]:
         result = {"status": "timeout", "reason": f"over {timeout} s"}
     result.update(source=model[0], family=model[1], model=model[2])
     result["seconds_total"] = round(time.perf_counter() - started, 3)
+    cache.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(result), encoding="utf-8")
     return result
 
 
@@ -288,6 +295,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--skip", nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "convaudit_op_census",
+                        help="one JSON file per model traced, used again by the next run (delete it to start over)")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
@@ -299,7 +308,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
     with ThreadPoolExecutor(options.jobs) as pool:
-        for future in as_completed([pool.submit(run_one, m, options.timeout) for m in todo]):
+        for future in as_completed([pool.submit(run_one, m, options.timeout, options.cache) for m in todo]):
             result = future.result()
             results.append(result)
             print(f"{len(results):3}/{len(todo)} {result['model']:40} {result['status']:8} "
