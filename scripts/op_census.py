@@ -9,7 +9,7 @@ each model's own input shape (importers.defaults), it traces the model with impo
 the refusal, the seconds taken, every operator with its count (all calls, the top level as the model called
 them, and the parts of composite operators), and, traced again at level "aten" (after autograd), whether the
 leaves are the operators autograd's decomposition gives. Writes op_census.json and op_census.md (the summary)
-to benchmarks/results/. Each model runs in its own process, single-threaded, under a time limit.
+to benchmarks/results/. Models run in --jobs worker processes, single-threaded, each under a time limit.
 
 Facts for the importer's design, not a test: nothing here is asserted.
 """
@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -263,24 +266,85 @@ def _markdown(results: list[dict[str, Any]], ops: dict[str, dict[str, Any]], met
     return "\n".join(lines) + "\n"
 
 
-def run_one(model: tuple[str, str, str], timeout: int, cache: Path) -> dict[str, Any]:
-    """One model in its own process (a crash, a leak or a hang stays there), under a time limit; a result kept
-    in `cache` from an earlier run is used again."""
+MARK = "@@census "  # a result line from a worker (a model may print to stdout too)
+
+
+class Worker:
+    """A process that imports torch and timm once and traces the models it is sent, one at a time; replaced
+    when a model hangs past the time limit or kills it, and every RENEW models (meta models leak little, but some
+    fall back to building real weights)."""
+
+    RENEW = 12
+
+    def __init__(self, timeout: int) -> None:
+        self.timeout = timeout
+        self.process: subprocess.Popen[str] | None = None
+        self.served = 0
+
+    def ask(self, model: tuple[str, str, str]) -> dict[str, Any]:
+        timeout = self.timeout
+        if self.process is None or self.served >= self.RENEW:
+            self.stop()
+            command = [sys.executable, __file__, "--serve", "--timeout", str(timeout)]
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self.served = 0
+        self.served += 1
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(model) + "\n")
+        self.process.stdin.flush()
+        deadline = time.monotonic() + timeout + 60  # the first model of a worker also waits for its imports
+        while True:
+            ready, _, _ = select.select([self.process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self.stop()
+                return {"status": "timeout", "reason": f"over {timeout} s"}
+            line = self.process.stdout.readline()
+            if not line:
+                code = self.process.poll()
+                self.stop()
+                return {"status": "crashed", "reason": f"the worker process died (exit {code})"}
+            if line.startswith(MARK):
+                return json.loads(line[len(MARK):])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def serve(timeout: int) -> None:
+    """The worker's side: one JSON model per line in, one result line out."""
+    _setup_worker()
+    signal.signal(signal.SIGALRM, _alarm)
+    for line in sys.stdin:
+        source, family, name = json.loads(line)
+        signal.alarm(timeout)
+        try:
+            result = census_one(source, family, name)
+        except _Timeout:
+            result = {"status": "timeout", "reason": f"over {timeout} s"}
+        finally:
+            signal.alarm(0)
+        print(MARK + json.dumps(result), flush=True)
+
+
+class _Timeout(BaseException):
+    pass
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise _Timeout
+
+
+def run_one(worker: Worker, model: tuple[str, str, str], cache: Path) -> dict[str, Any]:
+    """One model, under a time limit; a result kept in `cache` from an earlier run is used again."""
     kept = cache / f"{model[0]}-{model[2]}.json"
     if kept.exists():
         return json.loads(kept.read_text(encoding="utf-8"))
     started = time.perf_counter()
-    command = [sys.executable, __file__, "--one", *model]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode == 0 and lines:
-            result = json.loads(lines[-1])
-        else:
-            tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            result = {"status": "crashed", "reason": f"exit {done.returncode}: {tail[:300]}"}
-    except subprocess.TimeoutExpired:
-        result = {"status": "timeout", "reason": f"over {timeout} s"}
+    result = worker.ask(model)
     result.update(source=model[0], family=model[1], model=model[2])
     result["seconds_total"] = round(time.perf_counter() - started, 3)
     cache.mkdir(parents=True, exist_ok=True)
@@ -297,22 +361,38 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "convaudit_op_census",
                         help="one JSON file per model traced, used again by the next run (delete it to start over)")
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.one:
-        _setup_worker()
-        print(json.dumps(census_one(*options.one)))
+    if options.serve:
+        serve(options.timeout)
         return
     todo = models(options.only, options.skip)
     print(f"{len(todo)} models, {options.jobs} at a time, {options.timeout} s each at most", flush=True)
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
+    queue = list(reversed(todo))
+    lock = threading.Lock()
+
+    def work() -> list[dict[str, Any]]:
+        worker, done = Worker(options.timeout), []
+        try:
+            while True:
+                with lock:
+                    if not queue:
+                        return done
+                    model = queue.pop()
+                result = run_one(worker, model, options.cache)
+                done.append(result)
+                with lock:
+                    results.append(result)
+                    print(f"{len(results):3}/{len(todo)} {result['model']:40} {result['status']:8} "
+                          f"{result['seconds_total']:7.1f} s  {str(result.get('reason', ''))[:110]}", flush=True)
+        finally:
+            worker.stop()
+
     with ThreadPoolExecutor(options.jobs) as pool:
-        for future in as_completed([pool.submit(run_one, m, options.timeout, options.cache) for m in todo]):
-            result = future.result()
-            results.append(result)
-            print(f"{len(results):3}/{len(todo)} {result['model']:40} {result['status']:8} "
-                  f"{result['seconds_total']:7.1f} s  {str(result.get('reason', ''))[:110]}", flush=True)
+        for future in [pool.submit(work) for _ in range(options.jobs)]:
+            future.result()
     write_report(results, options.out, time.perf_counter() - started, options.jobs)
 
 
