@@ -1,0 +1,165 @@
+"""How long it takes to read a model: our meta-device trace against torch.export, torchinfo, fvcore and
+FlopCounterMode, in one process, after imports.
+
+    python benchmarks/import_speed.py            # every model, best of 3 rounds
+    python benchmarks/import_speed.py --quick    # two small models, best of 2
+    python benchmarks/import_speed.py --models resnet50 vit_b_16 --repeats 5
+
+For each torchvision classification model, at its own size (efficientnet_b7 at 600), in milliseconds:
+    trace          importers.trace.trace: two meta runs (batch 1 and 2) and the OpGraph
+    trace 1 run    the same with batch_dims=False
+    export         torch.export.export on the meta model (today's importer, importers.torch_front.export)
+    meta fwd       a bare forward of the meta model under no_grad: the floor for any meta-device tracer
+    flopcounter    FlopCounterMode over a meta forward
+    torchinfo 1st  torchinfo.summary of the model with real weights on the CPU, its first call in the process
+    torchinfo 2nd  the same, called again (warm)
+    fvcore         fvcore's FlopCountAnalysis(...).total() on the real model (a torch.jit trace)
+Rounds go A B A B: every tool once per model per round, the best round kept (torchinfo's first call excepted).
+The machine's load average is printed before and after; measure on a quiet machine. Torch keeps its default
+thread count (the real forwards of torchinfo and fvcore use every core). No thresholds: this is for reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SMALL = ["resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny",
+         "regnet_y_400mf"]
+LARGE = ["vit_l_16", "efficientnet_b7", "convnext_large", "regnet_y_32gf"]
+COLUMNS = ["trace", "trace 1 run", "export", "meta fwd", "flopcounter", "torchinfo 1st", "torchinfo 2nd", "fvcore"]
+
+
+def best_ms(run: Callable[[], Any]) -> float:
+    began = time.perf_counter()
+    run()
+    return (time.perf_counter() - began) * 1000
+
+
+class Subject:
+    """One model, built twice: on meta (for the tracers) and with real random weights (for torchinfo, fvcore)."""
+
+    def __init__(self, name: str):
+        import torch
+
+        from convaudit.importers.defaults import default_input_shape
+        from convaudit.importers.targets import build
+
+        self.name = name
+        self.meta = build(f"torchvision:{name}", {}).eval()
+        self.shape = default_input_shape(self.meta, f"torchvision:{name}") or (3, 224, 224)
+        torch.manual_seed(0)
+        self.real = build(f"torchvision:{name}", {}, meta=False).eval()
+        self.x_meta = torch.empty(1, *self.shape, device="meta")
+        self.x_real = torch.randn(1, *self.shape)
+        self.torchinfo_calls = 0
+
+    def tools(self) -> dict[str, Callable[[], Any]]:
+        import torch
+        import torchinfo
+        from fvcore.nn import FlopCountAnalysis
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from convaudit.importers.torch_front import export
+        from convaudit.importers.trace import trace
+
+        def meta_forward() -> None:
+            with torch.no_grad():
+                self.meta(self.x_meta)
+
+        def flop_counter() -> int:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                self.meta(self.x_meta)
+            return counter.get_total_flops()
+
+        def torchinfo_summary() -> Any:
+            self.torchinfo_calls += 1
+            return torchinfo.summary(self.real, input_data=[self.x_real], verbose=0, device="cpu")
+
+        def fvcore_total() -> int:
+            analysis = FlopCountAnalysis(self.real, self.x_real)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+            return analysis.total()
+
+        return {"trace": lambda: trace(self.meta, self.shape), "trace 1 run": lambda: trace(self.meta, self.shape,
+                                                                                          batch_dims=False),
+                "export": lambda: export(self.meta, self.shape), "meta fwd": meta_forward,
+                "flopcounter": flop_counter, "torchinfo": torchinfo_summary, "fvcore": fvcore_total}
+
+
+def measure(names: list[str], repeats: int) -> dict[str, dict[str, float]]:
+    subjects = []
+    for name in names:
+        print(f"building {name}", file=sys.stderr, flush=True)
+        subjects.append(Subject(name))
+    times: dict[str, dict[str, float]] = {s.name: {} for s in subjects}
+    for round_ in range(repeats):
+        for subject in subjects:
+            row = times[subject.name]
+            for tool, run in subject.tools().items():
+                ms = best_ms(run)
+                if tool == "torchinfo":
+                    tool = "torchinfo 1st" if subject.torchinfo_calls == 1 else "torchinfo 2nd"
+                    if tool == "torchinfo 1st":
+                        row[tool] = ms
+                        continue
+                row[tool] = min(row.get(tool, ms), ms)
+            print(f"round {round_ + 1}/{repeats} {subject.name}: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in row.items()), file=sys.stderr, flush=True)
+    for subject in subjects:
+        times[subject.name]["shape"] = subject.shape  # type: ignore[assignment]
+    return times
+
+
+def table(times: dict[str, dict[str, Any]], load_before: tuple[float, ...], load_after: tuple[float, ...],
+          repeats: int) -> str:
+    import torch
+    import torchvision
+
+    lines = ["# Import speed", "",
+             f"`python benchmarks/import_speed.py`: {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision "
+             f"{torchvision.__version__}, Python {platform.python_version()}. Best of {repeats} rounds (A B A B), "
+             f"milliseconds. Load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min).", "",
+             "ratio = torchinfo's second call / our trace (both runs): above 1, we are faster.", "",
+             "| model | input | " + " | ".join(COLUMNS) + " | ratio |",
+             "|---|---|" + "---:|" * (len(COLUMNS) + 1)]
+    for name, row in times.items():
+        cells = [f"{row[c]:.0f}" if c in row else "-" for c in COLUMNS]
+        ratio = row["torchinfo 2nd"] / row["trace"] if "torchinfo 2nd" in row and row.get("trace") else None
+        shape = "×".join(map(str, row["shape"]))
+        lines.append(f"| {name} | {shape} | " + " | ".join(cells) + (f" | {ratio:.2f} |" if ratio else " | - |"))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "import_speed.md")
+    options = parser.parse_args()
+    import convaudit  # noqa: F401  (torchvision next to CPU torch)
+
+    names = options.models or (["resnet18", "vit_b_16"] if options.quick else SMALL + LARGE)
+    repeats = 2 if options.quick else options.repeats
+    load_before = os.getloadavg()
+    times = measure(names, repeats)
+    text = table(times, load_before, os.getloadavg(), repeats)
+    print(text)
+    if not options.quick and options.models is None:
+        options.out.parent.mkdir(parents=True, exist_ok=True)
+        options.out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

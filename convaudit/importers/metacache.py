@@ -1,0 +1,103 @@
+"""Meta kernels' answers, remembered for one trace: the same operator on the same metadata answers the same.
+
+Most of torch's meta kernels are Python (torch/_meta_registrations.py, and decompositions such as batch norm's
+built from torch._refs), and they cost from tens of microseconds to milliseconds a call, more than the rest of
+the tracer. A model repeats itself (ResNet's blocks, a ViT's twelve layers), so an operator called again with
+tensors of the same shape, strides, offset and dtype, and the same other arguments, gets new empty meta tensors
+with the metadata the kernel gave the first time (`torch.empty_strided`), without running the kernel again.
+
+Only operators whose outputs are new tensors are remembered: no views, no in-place or out= operators, nothing
+random, data-dependent or with a value as output, and no output that shares storage with an input or starts at
+an offset (checked on the first call). Torch is imported by the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_UNCACHEABLE = object()
+_EXCLUDED = {"view", "inplace", "inplace_view", "dynamic_output_shape", "data_dependent_output",
+             "nondeterministic_seeded", "factory"}
+
+
+def cacheable(tags: frozenset[str]) -> bool:
+    return not (tags & _EXCLUDED)
+
+
+class MetaCache:
+    def __init__(self, torch: Any):
+        self.torch = torch
+        self.answers: dict[Any, Any] = {}
+        self.hits = 0
+
+    def key(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A hashable description of the call, or None where an argument has no such description."""
+        try:
+            described = (func, _describe(self.torch.Tensor, args), _describe(self.torch.Tensor, kwargs))
+            hash(described)
+            return described
+        except TypeError:
+            return None
+
+    def run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        key = self.key(func, args, kwargs)
+        known = self.answers.get(key, None) if key is not None else _UNCACHEABLE
+        if known is not None and known is not _UNCACHEABLE:
+            self.hits += 1
+            return self._make(known)
+        out = func(*args, **kwargs)
+        if known is None:
+            self.answers[key] = self._remember(out, args, kwargs)
+        return out
+
+    def _make(self, known: tuple[bool, tuple[Any, ...]]) -> Any:
+        several, outputs = known
+        empty = self.torch.empty_strided
+        made = tuple(None if o is None else empty(o[0], o[1], dtype=o[2], device="meta") for o in outputs)
+        return made if several else made[0]
+
+    def _remember(self, out: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        Tensor = self.torch.Tensor
+        several = isinstance(out, tuple)
+        outputs = out if several else (out,)
+        inputs = [a for a in _tensors(Tensor, (args, kwargs))]
+        storages = {_storage(t) for t in inputs}
+        described = []
+        for o in outputs:
+            if o is None:
+                described.append(None)
+                continue
+            if (not isinstance(o, Tensor) or not o.is_meta or o.storage_offset() != 0 or _storage(o) in storages
+                    or type(o) is not Tensor):
+                return _UNCACHEABLE
+            described.append((tuple(o.shape), o.stride(), o.dtype))
+        return several, tuple(described)
+
+
+def _describe(Tensor: type, value: Any) -> Any:
+    if isinstance(value, Tensor):
+        if not value.is_meta:
+            raise TypeError("a real tensor")  # its values may matter: never remembered
+        return (tuple(value.shape), value.stride(), value.storage_offset(), value.dtype)
+    if isinstance(value, (list, tuple)):
+        return tuple(_describe(Tensor, v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _describe(Tensor, v)) for k, v in value.items())
+    return (type(value), value)  # 1 and 1.0 and True are different arguments
+
+
+def _tensors(Tensor: type, value: Any) -> list[Any]:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(Tensor, v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(Tensor, v)]
+    return []
+
+
+def _storage(t: Any) -> int:
+    try:
+        return int(t.untyped_storage()._cdata)
+    except (RuntimeError, NotImplementedError):
+        return id(t)

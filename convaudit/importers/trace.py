@@ -1,0 +1,529 @@
+"""Trace a model into an OpGraph: a forward pass on the meta device under a TorchDispatchMode.
+
+    trace(model, input_shape) -> OpGraph     input_shape per sample: (3, 224, 224), (1, 16000), (3, 16, 112, 112)
+
+Nothing real is allocated. A model on the meta device runs as it is; a model with real weights runs through
+`torch.func.functional_call` with meta stand-ins for its parameters and buffers (`torch.empty_like(...,
+device="meta")`: no copy of any weight), and any other real tensor the forward meets (a plain tensor attribute,
+`torch.tensor([...])`) is replaced by a meta tensor of its shape. Factory calls (`torch.arange(n)`) are sent to
+the meta device.
+
+Every ATen operator that runs is recorded, as a tree (level "composite", the default): the run is under
+torch.inference_mode(), where operators reach the recorder as the model called them (linear,
+scaled_dot_product_attention, layer_norm, einsum, reshape); a composite one is then decomposed the way
+FlopCounterMode does (`func.decompose` with the recorder active), so its parts are recorded as its children
+(linear -> t, addmm). The leaves are the operators FlopCounterMode counts. Level "aten" runs under
+torch.no_grad() instead, where autograd decomposes composite operators before the recorder sees them: a flat list.
+Module paths come from global forward pre/post hooks, removed afterwards whatever happens. The model is traced
+at batch 1 and again at batch 2; aligning the two runs gives each tensor's batch dimension (inside a composite
+operator whose parts differ between the two batches, reshape's view against clone, those parts' tensors are
+listed as unknown).
+
+A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
+decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from convaudit.importers import opgraph as g
+from convaudit.importers.batchdims import with_batch_dims
+from convaudit.importers.metacache import MetaCache, cacheable
+from convaudit.importers.table import Unsupported
+
+LEVELS = ("composite", "aten")
+# The largest real tensor a run makes, in elements. Shape arithmetic done with tensors (torchvision's
+# detection transform: torch.tensor(image.shape[-2:]), a min, then .item()) runs on the CPU while every tensor it
+# reads is real and the inputs together hold at most this many elements; the result is a constant. Everything else,
+# factories above this size included, runs on meta.
+SMALL = 4096
+_TORCH_TAGS = (g.POINTWISE, g.REDUCTION, g.INPLACE_VIEW, g.DATA_DEPENDENT, g.DYNAMIC_SHAPE, g.RANDOM)
+
+
+class TraceRefused(Unsupported):
+    """The model cannot be traced on the meta device; `problems` names every operator found."""
+
+    def __init__(self, problems: list[g.TraceProblem], input_shapes: tuple[tuple[int, ...], ...]):
+        self.problems = tuple(problems)
+        shown = "; ".join(p.line() for p in self.problems)
+        size = " and ".join(str(list(shape)) for shape in input_shapes)
+        super().__init__(f"cannot trace the model at input {size} on the meta device: {shown}")
+
+
+class _Stop(BaseException):
+    """Ends a run that cannot go on; a BaseException, so a model's own `except Exception` lets it through."""
+
+
+@dataclass(frozen=True)
+class _OpInfo:
+    """What the recorder needs to know about one overload, read from its schema once."""
+
+    overload: str
+    packet: str
+    names: tuple[str, ...]  # every argument, positional then keyword-only
+    defaults: dict[str, Any]  # name -> default, where the schema has one
+    written: tuple[str, ...]  # arguments the operator writes (in-place, out=)
+    tags: frozenset[str]
+    device: bool  # takes a device argument (factories, _to_copy)
+    composite: bool  # has a C++ CompositeImplicitAutograd kernel: recorded with its decomposition as children
+    cacheable: bool  # its meta answers can be remembered (see metacache)
+
+
+_INFO: dict[Any, _OpInfo] = {}
+
+
+def _op_info(func: Any) -> _OpInfo:
+    info = _INFO.get(func)
+    if info is None:
+        info = _INFO[func] = _read_schema(func)
+    return info
+
+
+def _read_schema(func: Any) -> _OpInfo:
+    import torch
+
+    schema = func._schema
+    tags = {str(tag).rsplit(".", 1)[-1] for tag in getattr(func, "tags", ())}
+    tags = {tag for tag in tags if tag in _TORCH_TAGS}
+    written = tuple(a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write)
+    if written:
+        tags.add(g.INPLACE)
+    if any(r.alias_info is not None and not r.alias_info.is_write for r in schema.returns):
+        tags.add(g.VIEW)
+    if not any("Tensor" in str(a.type) for a in schema.arguments):
+        tags.add(g.FACTORY)
+    defaults = {a.name: _plain(a.default_value) for a in schema.arguments if a.has_default_value()}
+    composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+    return _OpInfo(overload=str(func), packet=func.overloadpacket.__name__,
+                   names=tuple(a.name for a in schema.arguments), defaults=defaults, written=written,
+                   tags=frozenset(tags), device=any(a.name == "device" for a in schema.arguments),
+                   composite=composite, cacheable=cacheable(frozenset(tags)))
+
+
+def _plain(value: Any) -> Any:
+    """A schema value as plain Python: numbers, strings, None, lists; torch's dtypes and enums as names."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return _dtype_name(value) if type(value).__name__ == "dtype" else str(value)
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
+class _Modules:
+    """The module stack, kept by global forward hooks: [(module id, Frame)] outermost first."""
+
+    def __init__(self, model: Any):
+        self.names = {id(m): (path, type(m).__name__) for path, m in model.named_modules()}
+        self.calls: dict[int, int] = {}
+        self.stack: list[tuple[int, g.Frame]] = []
+        self.current: tuple[g.Frame, ...] = ()
+        self.seen: dict[str, str] = {}
+
+    def pre(self, module: Any, args: Any) -> None:
+        key = id(module)
+        path, kind = self.names.get(key) or self._outside(module)
+        call = self.calls.get(key, 0)
+        self.calls[key] = call + 1
+        self.stack.append((key, g.Frame(path, kind, call)))
+        self.current = tuple(frame for _, frame in self.stack)
+        self.seen[path] = kind
+
+    def post(self, module: Any, args: Any, output: Any) -> None:
+        key = id(module)
+        # Pop down to this module's frame: frames above it belong to calls that raised inside a model's own try.
+        while self.stack and self.stack.pop()[0] != key:
+            pass
+        self.current = tuple(frame for _, frame in self.stack)
+
+    def _outside(self, module: Any) -> tuple[str, str]:
+        """A module called in forward but not registered in the model's tree: named inside its caller."""
+        kind = type(module).__name__
+        parent = self.stack[-1][1].path if self.stack else ""
+        entry = self.names[id(module)] = (f"{parent}.<{kind}>" if parent else f"<{kind}>", kind)
+        return entry
+
+    @property
+    def path(self) -> str:
+        return self.current[-1].path if self.current else ""
+
+
+class _Recorder:
+    """Everything one run saw: tensors as lists (made records once the run is over) and nodes."""
+
+    def __init__(self, modules: _Modules, cache: MetaCache):
+        import torch
+
+        self.torch = torch
+        self.cache = cache
+        self.modules = modules
+        self.keys: dict[int, int] = {}  # id(tensor object) -> its current TensorRec id
+        self.objects: dict[int, Any] = {}  # id -> every tensor object seen, kept so no id() is reused in the run
+        self.tensors: list[tuple[Any, ...]] = []  # TensorRec's fields after the id, until the batch
+        self.members: dict[int, list[int]] = {}  # storage -> ids of the objects that view it
+        # (info, args, outputs, module stack, writes, extra tags, parent): OpNode's fields, as a tuple until the end
+        self.nodes: list[Any] = []
+        self.parents: list[int] = []  # the composite operators being decomposed, innermost last
+        self.decompose = True  # record composite operators' parts (level "composite")
+        self.mode: Any = None
+        self.stand_ins: dict[int, Any] = {}  # id(real tensor) -> its meta stand-in
+        self.problems: list[g.TraceProblem] = []
+        self.outputs: list[tuple[str, int]] = []
+        self.tied: dict[str, str] = {}  # a parameter's second name -> its first
+
+    # ---------------------------------------------------------------- tensors
+
+    def add(self, t: Any, kind: str, name: str = "", producer: int | None = None,
+            version_of: int | None = None) -> int:
+        key = id(t)
+        self.objects[key] = t
+        try:
+            storage = t.untyped_storage()._cdata
+        except (RuntimeError, NotImplementedError):  # a tensor without storage
+            storage = key
+        tid = len(self.tensors)
+        self.tensors.append((tuple(t.shape), _dtype_name(t.dtype), kind, name, producer, version_of, storage))
+        self.keys[key] = tid
+        members = self.members.setdefault(storage, [])
+        if key not in members:
+            members.append(key)
+        return tid
+
+    def read(self, t: Any) -> g.TensorRef:
+        tid = self.keys.get(id(t))
+        if tid is None:
+            tid = self.add(t, g.CONSTANT)
+        return g.TensorRef(tid)
+
+    def meta(self, t: Any) -> Any:
+        """A real tensor met during the run, as a meta tensor of its shape (the same one each time)."""
+        stand_in = self.stand_ins.get(id(t))
+        if stand_in is None:
+            stand_in = self.torch.empty_strided(tuple(t.shape), t.stride(), dtype=t.dtype, device="meta")
+            self.stand_ins[id(t)] = stand_in
+            self.objects[id(t)] = t
+            self.objects[id(stand_in)] = stand_in
+            if id(t) in self.keys:  # a recorded constant: its stand-in is the same tensor
+                self.keys[id(stand_in)] = self.keys[id(t)]
+        return stand_in
+
+    def value(self, v: Any) -> Any:
+        if isinstance(v, self.torch.Tensor):
+            return self.read(v)
+        if isinstance(v, (list, tuple)):
+            return [self.value(x) for x in v]
+        return _plain(v)
+
+    # ---------------------------------------------------------------- operators
+
+    def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        info = _INFO.get(func) or _op_info(func)
+        torch = self.torch
+        args, kwargs = self._place(func, info, args, kwargs)
+        named = {}
+        for position, name in enumerate(info.names):  # schema order, defaults filled in
+            if position < len(args):
+                named[name] = self.value(args[position])
+            elif name in kwargs:
+                named[name] = self.value(kwargs[name])
+            else:
+                named[name] = info.defaults.get(name)
+        constant = all(self.tensors[ref.id][2] == g.CONSTANT for ref in g.refs_in(named.values()))
+        index = len(self.nodes)
+        self.nodes.append(None)  # reserved: a composite operator comes before the parts it is made of
+        parent = self.parents[-1] if self.parents else None
+        extra: set[str] = set()
+        known = len(self.tensors)
+        try:
+            if info.composite and self.decompose:
+                self.parents.append(index)
+                try:
+                    with self.mode:  # the C++ kernel, as autograd runs it (not torch._decomp's Python one)
+                        out = func._op_dk(self.torch._C.DispatchKey.CompositeImplicitAutograd, *args, **kwargs)
+                finally:
+                    self.parents.pop()
+            elif info.cacheable:
+                out = self.cache.run(func, args, kwargs)
+            else:
+                out = func(*args, **kwargs)
+        except _Stop:
+            raise
+        except Exception as error:
+            out = self._recover(func, info, args, kwargs, error)
+            extra.add(g.NO_META)
+        writes: list[int] = []
+        if info.written and not any(n[4] for n in self.nodes[index + 1:]):  # parts that wrote made the versions
+            for name in info.written:
+                position = info.names.index(name)
+                written = args[position] if position < len(args) else kwargs.get(name)
+                if isinstance(written, torch.Tensor):
+                    writes += self._new_versions(written, index)
+        kind = g.CONSTANT if constant else g.ACTIVATION
+        outputs = tuple(self._output(o, index, kind) for o in (out if isinstance(out, tuple) else (out,)))
+        if not writes and len(self.tensors) == known and any(isinstance(o, g.TensorRef) for o in outputs):
+            extra |= {g.RETURNS_INPUT}  # dropout in eval, `to` the same dtype, contiguous on a contiguous tensor
+        self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), frozenset(extra), parent)
+        return out
+
+    def _place(self, func: Any, info: _OpInfo, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Where the operator runs: on meta, except arithmetic on small real constants (see SMALL)."""
+        torch = self.torch
+        tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
+        real = [t for t in tensors if not t.is_meta]
+        device = kwargs.get("device") if info.device else None
+        if tensors:
+            on_cpu = len(real) == len(tensors) and sum(t.numel() for t in real) <= SMALL and all(
+                t.device.type == "cpu" for t in real)
+            if real and not on_cpu:
+                args, kwargs = self._to_meta(args, kwargs)
+        else:  # a factory: on meta, unless it asks for a small tensor on the CPU
+            on_cpu = device is not None and device.type == "cpu" and _numel(
+                func(*args, **{**kwargs, "device": torch.device("meta")})) <= SMALL
+        if device is not None and device.type != ("cpu" if on_cpu else "meta"):
+            kwargs = {**kwargs, "device": torch.device("cpu" if on_cpu else "meta")}
+        return args, kwargs
+
+    def _output(self, o: Any, index: int, kind: str) -> Any:
+        """An output's record: new (a constant when every tensor the operator read was one), or an argument
+        returned as it is (its current version)."""
+        if isinstance(o, self.torch.Tensor):
+            tid = self.keys.get(id(o))
+            if tid is None:
+                tid = self.add(o, kind, producer=index)
+            return g.TensorRef(tid)
+        if isinstance(o, (list, tuple)):
+            return [self._output(x, index, kind) for x in o]
+        return _plain(o)
+
+    def _new_versions(self, written: Any, index: int) -> list[int]:
+        """An operator wrote `written`: every tensor viewing its storage gets a new version."""
+        storage = self.tensors[self.keys[id(written)]][6]
+        made = []
+        for key in list(self.members.get(storage, [id(written)])):
+            old = self.keys[key]
+            made.append(self.add(self.objects[key], g.ACTIVATION, self.tensors[old][3], producer=index,
+                                 version_of=old))
+        return made
+
+    def _to_meta(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        from torch.utils._pytree import tree_map
+
+        swap = lambda a: self.meta(a) if isinstance(a, self.torch.Tensor) and not a.is_meta else a  # noqa: E731
+        return tree_map(swap, args), tree_map(swap, kwargs)
+
+    def _recover(self, func: Any, info: _OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 error: Exception) -> Any:
+        """An operator failed on meta: a decomposition or broadcasting may still give its shape; else stop."""
+        message = _first_line(error)
+        if g.DYNAMIC_SHAPE in info.tags or g.DATA_DEPENDENT in info.tags:
+            self.stop(info.overload, "data-dependent: its result depends on tensor values, which the meta device "
+                                     "does not have")
+        if not _no_meta_kernel(error, message):
+            self.stop(info.overload, f"{type(error).__name__}: {message}")
+        from torch._decomp import decomposition_table
+
+        decomposition = decomposition_table.get(func)
+        if decomposition is not None:
+            with contextlib.suppress(Exception):
+                return decomposition(*args, **kwargs)
+        if g.POINTWISE in info.tags:
+            tensors = [a for a in _flat(args, kwargs) if isinstance(a, self.torch.Tensor)]
+            with contextlib.suppress(Exception):
+                shape = self.torch.broadcast_shapes(*(t.shape for t in tensors))
+                dtype = self.torch.result_type(*tensors[:2]) if len(tensors) > 1 else tensors[0].dtype
+                return self.torch.empty(shape, dtype=dtype, device="meta")
+        self.stop(info.overload, "has no meta kernel (and no decomposition), so its output shape is unknown")
+
+    def stop(self, op: str, reason: str) -> None:
+        self.problems.append(g.TraceProblem(op, self.modules.path, reason))
+        raise _Stop
+
+    def python_error(self, error: BaseException) -> None:
+        """An error raised by the model's Python code (not by an operator): named with its source line."""
+        where = ""
+        for frame in reversed(traceback.extract_tb(error.__traceback__)):
+            if "/torch/" not in frame.filename and not frame.filename.endswith("trace.py"):
+                where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} ({frame.name})"
+                break
+        op = f"Python code at {where}" if where else "Python code"
+        self.problems.append(g.TraceProblem(op, self.modules.path, f"{type(error).__name__}: {_first_line(error)}"))
+
+    def output(self, value: Any, name: str = "") -> None:
+        """Record the forward's result: every tensor in it, dict keys and positions as names."""
+        torch = self.torch
+        if isinstance(value, torch.Tensor):
+            self.outputs.append((name or "output", self.read(value).id))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.output(item, f"{name}.{key}" if name else str(key))
+        elif isinstance(value, (list, tuple)):
+            fields = getattr(value, "_fields", None)
+            for position, item in enumerate(value):
+                key = fields[position] if fields else str(position)
+                self.output(item, f"{name}.{key}" if name else key)
+
+
+def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            yield from a
+        else:
+            yield a
+
+
+def _numel(value: Any) -> int:
+    tensors = value if isinstance(value, (list, tuple)) else [value]
+    return sum(t.numel() for t in tensors if hasattr(t, "numel"))
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _no_meta_kernel(error: Exception, message: str) -> bool:
+    return isinstance(error, NotImplementedError) and ("meta" in message.lower() or "fake impl" in message.lower())
+
+
+def _mode(recorder: _Recorder) -> Any:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recording(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            if not hasattr(func, "_schema"):  # a higher-order operator (cond, flex_attention): no schema to read
+                recorder.stop(str(func), "a higher-order operator, which the tracer does not follow")
+            return recorder.call(func, args, kwargs or {})
+
+    # TorchDispatchMode wraps every subclass's __torch_dispatch__ in torch._disable_dynamo, which imports
+    # torch._dynamo on the first call (1-2 s, the longest part of a first trace) and then adds a wrapper to every
+    # operator. Nothing here runs under torch.compile, so the wrapper is told it has nothing to disable.
+    wrapped = getattr(Recording.__dict__["__torch_dispatch__"], "__wrapped__", None)
+    if wrapped is not None:
+        wrapped.__dynamo_disable = wrapped
+    recorder.mode = Recording()
+    return recorder.mode
+
+
+# -------------------------------------------------------------------- one run, two runs, the graph
+
+
+def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, level: str = "composite",
+          batch_dims: bool = True, dtype: Any = None) -> g.OpGraph:
+    """The operators `model` runs on one batch of `input_shape` (per sample), traced on the meta device.
+
+    `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
+    (3, 520, 960)) for RAFT's two frames. With `batch_dims`, a second run at batch 2 gives each tensor's batch
+    dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model's
+    training flags are restored.
+    """
+    import torch
+
+    if level not in LEVELS:
+        raise ValueError(f"level is one of {', '.join(LEVELS)}, not {level!r}")
+    shapes = _input_shapes(input_shape)
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        forward, named = _meta_forward(model)
+        dtype = dtype or torch.get_default_dtype()
+        cache = MetaCache(torch)  # for this trace only: both runs
+        first = _run(model, forward, named, shapes, 1, level, dtype, cache)
+        if first.problems:
+            raise TraceRefused(first.problems, shapes)
+        graph = _graph(model, first, shapes, 1, level)
+        if batch_dims:
+            second = _run(model, forward, named, shapes, 2, level, dtype, cache)
+            if second.problems:  # runs at batch 1 only
+                return replace(graph, batch_unknown=tuple(t.id for t in graph.tensors))
+            graph = with_batch_dims(graph, _graph(model, second, shapes, 2, level))
+        return graph
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def _input_shapes(given: Sequence[int] | Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    if all(isinstance(d, int) for d in given):
+        return (tuple(int(d) for d in given),)  # type: ignore[arg-type]
+    return tuple(tuple(int(d) for d in shape) for shape in given)  # type: ignore[union-attr]
+
+
+def _meta_forward(model: Any) -> tuple[Callable[..., Any], list[tuple[str, Any, str]]]:
+    """The forward to run, and every parameter and buffer as the run will see it: [(name, tensor, kind)].
+
+    A model already on meta runs itself. Otherwise `functional_call` swaps in meta stand-ins of the same
+    shapes for the duration of the call (`empty_like` on meta: nothing copied); tied parameters share one.
+    """
+    import torch
+
+    named = [(name, t, g.PARAMETER) for name, t in model.named_parameters(remove_duplicate=False)]
+    named += [(name, t, g.BUFFER) for name, t in model.named_buffers(remove_duplicate=False)]
+    if all(t.is_meta for _, t, _ in named):
+        return model, named
+    stand_ins: dict[int, Any] = {}
+    for _, t, _ in named:
+        if id(t) not in stand_ins:
+            stand_ins[id(t)] = t if t.is_meta else torch.empty_like(t, device="meta")
+    state = {name: stand_ins[id(t)] for name, t, _ in named}
+    forward = lambda *xs: torch.func.functional_call(model, state, xs, strict=False)  # noqa: E731
+    return forward, [(name, stand_ins[id(t)], kind) for name, t, kind in named]
+
+
+def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, str]],
+         input_shapes: tuple[tuple[int, ...], ...], batch: int, level: str, dtype: Any, cache: MetaCache) -> _Recorder:
+    import torch
+    from torch.nn.modules import module as nn_module
+
+    modules = _Modules(model)
+    recorder = _Recorder(modules, cache)
+    recorder.decompose = level == "composite"
+    xs = [torch.empty((batch, *shape), dtype=dtype, device="meta") for shape in input_shapes]
+    for position, x in enumerate(xs):
+        recorder.add(x, g.INPUT, "input" if len(xs) == 1 else f"input{position}")
+    for name, t, kind in named:
+        if id(t) in recorder.keys:
+            recorder.tied[name] = recorder.tensors[recorder.keys[id(t)]][3]
+        else:
+            recorder.add(t, kind, name)
+    handles = [nn_module.register_module_forward_pre_hook(modules.pre),
+               nn_module.register_module_forward_hook(modules.post)]
+    grad = torch.inference_mode() if level == "composite" else torch.no_grad()
+    try:
+        with grad, _mode(recorder):
+            result = forward(*xs)
+        recorder.output(result)
+    except _Stop:
+        pass
+    except Exception as error:  # raised by the model's Python code, not by an operator
+        recorder.python_error(error)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return recorder
+
+
+def _graph(model: Any, run: _Recorder, input_shapes: tuple[tuple[int, ...], ...], batch: int,
+           level: str) -> g.OpGraph:
+    tensors = tuple(g.TensorRec(tid, *fields) for tid, fields in enumerate(run.tensors))
+    nodes = tuple(g.OpNode(index, info.overload, info.packet, named, outputs, info.tags | extra, stack, writes, parent)
+                  for index, (info, named, outputs, stack, writes, extra, parent) in enumerate(run.nodes))
+    modules = {path: type(m).__name__ for path, m in model.named_modules()}
+    modules.update(run.modules.seen)
+    outputs = tuple(g.GraphOutput(name, tid) for name, tid in run.outputs)
+    inputs = tuple(range(len(input_shapes)))  # registered first
+    return g.OpGraph(tensors, nodes, inputs, outputs, input_shapes, batch, False, level, modules, run.tied)
