@@ -315,6 +315,7 @@ class Field:
     default: Any = None
     required: bool = False
     check: Callable[[Any], Problem | None] | None = None  # extra rule beyond the kind
+    default_from: str | None = None  # left out, it takes this other field's value (a pool's stride: its kernel)
 
     def schema(self) -> dict[str, Any]:
         schema = {**self.kind.schema(), "description": self.doc}

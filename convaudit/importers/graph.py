@@ -25,6 +25,7 @@ class Layer:
     op: str = ""  # the operator it came from, for messages
     named_after: str | None = None  # a parameter used outside modules that names the layer (class_token)
     leaf: bool = False  # the layer is (one call of) a module without children: it takes the module's path
+    placement: tuple[int | None, bool] = (0, False)  # where the traced output holds the batch (dim, folded)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Imported:
     """A network read from a model: its layers in graph order, and where it came from."""
 
     name: str
-    input: tuple[int, int, int]
+    input: tuple[int, ...]
     layers: list[Layer]
     outputs: tuple[str, ...]
     origin: dict[str, Any]  # {"from": target, "args": {...}}: written as the spec's `imported:`
@@ -43,3 +44,4 @@ class Imported:
     graph_params: int = 0  # parameter elements the graph reads
     model_params: int | None = None  # sum(p.numel()) over the module's parameters, where there is a module
     unused: tuple[str, ...] = ()  # modules whose parameters the traced graph never reads (eval-only paths)
+    partial: bool = False  # some operators could not be counted (kept as `uncounted` layers, --partial)

@@ -29,6 +29,9 @@ def fuse_shuffles(layers: list[Layer], outputs: tuple[str, ...]) -> tuple[list[L
         if layer.type != "reshape" or len(layer.shape) != 3 or not layer.inputs:
             continue
         permute = by_name.get(layer.inputs[0])
+        copied = None
+        if permute is not None and permute.type == "copy" and used.get(permute.name) == 1:  # .contiguous() between
+            copied, permute = permute, by_name.get(permute.inputs[0])
         if permute is None or permute.type != "permute" or permute.params.get("order") != [1, 0, 2, 3]:
             continue
         split = by_name.get(permute.inputs[0])
@@ -40,7 +43,7 @@ def fuse_shuffles(layers: list[Layer], outputs: tuple[str, ...]) -> tuple[list[L
             continue
         fused[layer.name] = replace(layer, type="shuffle", params={"groups": groups}, inputs=split.inputs,
                                     scopes=split.scopes, leaf=False, op="channel shuffle")
-        dropped |= {split.name, permute.name}
+        dropped |= {split.name, permute.name} | ({copied.name} if copied is not None else set())
     return [fused.get(layer.name, layer) for layer in layers if layer.name not in dropped], outputs
 
 
@@ -50,7 +53,8 @@ def base_name(layer: Layer) -> str:
     if layer.leaf and layer.scopes:
         return layer.scopes[-1]
     prefix = f"{layer.scopes[-1]}." if layer.scopes else ""
-    return prefix + layer.type
+    op = layer.params.get("op") if layer.type in ("pointwise", "reduce", "gather", "uncounted") else None
+    return prefix + (str(op).rsplit(".", 2)[-2 if str(op).count(".") >= 2 else -1].strip("_") if op else layer.type)
 
 
 def name_layers(layers: list[Layer], outputs: tuple[str, ...]) -> tuple[list[Layer], tuple[str, ...]]:

@@ -34,23 +34,25 @@ def scalar(value: Any) -> str:
 
 
 def compact(value: Any) -> Any:
-    """[3, 3] -> 3: a size with equal axes is written once."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1] \
-            and all(isinstance(v, int) for v in value):
+    """[3, 3] -> 3, [2, 2, 2] -> 2: a size with equal axes is written once (it then stands for every axis)."""
+    if isinstance(value, (list, tuple)) and 1 <= len(value) <= 3 and len(set(value)) == 1 \
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return value[0]
     return value
 
 
 def layer_fields(type_name: str, params: dict[str, Any]) -> dict[str, Any]:
     """The fields worth writing: those that differ from the type's default."""
-    defaults = {f.name: f.default for f in REGISTRY[type_name].fields} if type_name in REGISTRY else {}
+    fields = {f.name: f for f in REGISTRY[type_name].fields} if type_name in REGISTRY else {}
     written = {}
     for key, value in params.items():
-        default = compact(list(defaults[key]) if isinstance(defaults.get(key), tuple) else defaults.get(key, object()))
+        field = fields.get(key)
+        default = field.default if field is not None else object()
+        default = compact(list(default) if isinstance(default, tuple) else default)
         value = compact(value)
         if value == default and type(value) is type(default):
             continue
-        if key == "stride" and type_name in ("maxpool", "avgpool") and value == compact(params.get("kernel")):
+        if field is not None and field.default_from and value == compact(params.get(field.default_from)):
             continue  # a pool's stride defaults to its kernel
         written[key] = value
     return written

@@ -325,3 +325,51 @@ class Traced(nn.Module):
         else:
             shape.insert(self.batch, batch)
         return inputs[0].new_zeros(shape) if inputs else torch.zeros(shape)
+
+
+class Expand(nn.Module):
+    def __init__(self, shape: tuple[int, ...], batch: int | None, folded: bool):
+        super().__init__()
+        self.shape, self.batch, self.folded = list(shape), batch, folded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = list(self.shape)
+        if self.batch is not None and not self.folded:
+            shape.insert(self.batch, -1)
+        elif self.batch is not None:
+            shape[self.batch] = -1
+        return x.expand(shape)
+
+
+class Copy(nn.Module):
+    def __init__(self, always: bool):
+        super().__init__()
+        self.always = always
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone() if self.always else x.contiguous()
+
+
+class Learned(nn.Module):
+    """A learned tensor used directly: `numel` values (a parameter, or a buffer) expanded to `shape` (and over the
+    batch at `batch`) when it is used."""
+
+    def __init__(self, shape: tuple[int, ...], numel: int | None, batch: int | None, trainable: bool):
+        super().__init__()
+        self.shape, self.batch = list(shape), batch
+        values = torch.randn(numel if numel is not None else math.prod(shape)) * 0.02
+        if trainable:
+            self.weight = nn.Parameter(values)
+        else:
+            self.register_buffer("weight", values)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        value = self.weight
+        if value.numel() != math.prod(self.shape):  # expanded where it is used: broadcast the stored values
+            value = value.reshape([1] * (len(self.shape) - 1) + [-1]).expand(self.shape)
+        else:
+            value = value.reshape(self.shape)
+        if self.batch is not None:
+            batch = inputs[0].shape[0] if inputs else 1
+            value = value.unsqueeze(self.batch).expand(*self.shape[:self.batch], batch, *self.shape[self.batch:])
+        return value

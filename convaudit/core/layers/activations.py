@@ -9,9 +9,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from convaudit.core.fields import Field, Number
+from convaudit.core.fields import Field, Int, Number
 from convaudit.core.layers.base import (
     KeepsStrides,
+    LayerProblem,
     LayerType,
     NewStorage,
     Outcome,
@@ -26,6 +27,7 @@ from convaudit.core.layers.base import (
     Shape,
     TorchModule,
     elements,
+    full_dim,
     register,
 )
 from convaudit.core.strides import Strided
@@ -196,23 +198,30 @@ class Hardswish(TorchModule, SavesInput, _Elementwise):
 @register
 class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
     type_name = "softmax"
-    batch_rule = "leading"
+    batch_rule = "any"
     prefix = "softmax"
     category = "act"
     plan_role = "whole-free"
-    receptive = "mix-first"
     size_rule = "pointwise"
     references = References()
-    doc = "softmax over the features (over channels at each position of a feature map)"
+    doc = ("softmax along a sample dimension: the features, or the channels at each position of a feature map (dim 0, "
+           "the default); attention's scores along their last dimension")
     other_ops_rule = "3·N − 1 per vector of N: N exps, N − 1 adds, N divides"
+    fields = (Field("dim", Int(0), "the sample dimension normalised (batch excluded; 0: features or channels)",
+                    default=0),)
+
+    def receptive(self, params: Params) -> str:
+        return "mix-first" if params["dim"] == 0 else "opaque"
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        shape = inputs[0]
-        n, positions = shape[0], elements(shape[1:])
-        return Outcome(shape=shape, other_ops=(3 * n - 1) * positions)
+        shape, dim = inputs[0], params["dim"]
+        if dim >= len(shape):
+            raise LayerProblem("rank", f"dim {dim} is past the input's {len(shape)} sample dimensions", "dim")
+        n = shape[dim]
+        return Outcome(shape=shape, other_ops=(3 * n - 1) * (elements(shape) // n))
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        return lib.nn.Softmax(dim=1)
+        return lib.nn.Softmax(dim=full_dim(layer.params["dim"], placements[0]))
 
 
 @register

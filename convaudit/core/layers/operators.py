@@ -45,6 +45,7 @@ from convaudit.core.layers.base import (
     register,
 )
 from convaudit.core.layers.batch import BATCH, broadcast_tensors, from_symbolic, symbolic, without
+from convaudit.core.strides import Strided, contiguous
 
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
@@ -93,6 +94,8 @@ class MatMul(NewStorage, _Operator):
     references = References("macs", flop_counter=True)
     doc = ("matrix product as torch.matmul: [..., n, k] @ [..., k, m] → [..., n, m], the leading dimensions "
            "broadcast; a 1-D operand is a vector (aten mm, bmm, matmul; an einsum that contracts one index)")
+    convention = ("Matmul: MACs = the broadcast leading dimensions · n · k · m, as torch's FlopCounterMode counts mm "
+                  "and bmm.")
     has_macs = True
     other_ops_rule = "0"
     max_inputs = 2
@@ -319,6 +322,90 @@ class RMSNorm(KeepsStrides, _Norm):
         return lib.nn.RMSNorm(tuple(inputs[0][len(inputs[0]) - count:]), elementwise_affine=layer.params["affine"])
 
 
+@register
+class Expand(SavesNothing, _Operator):
+    type_name = "expand"
+    prefix = "expand"
+    receptive = "pointwise"
+    references = References(elementwise_gaps=True)
+    doc = "broadcast sample dimensions of size 1 to a larger size (Tensor.expand): a view, no arithmetic"
+    other_ops_rule = "0 (a view)"
+    fields = (Field("shape", IntList(1, "a list of sample sizes"), "the output's sample shape", required=True),)
+
+    def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
+        source, target = inputs[0].shape, tuple(params["shape"])
+        if len(target) != len(source) or any(a != b and a != 1 for a, b in zip(source, target, strict=True)):
+            raise LayerProblem("shape", f"{describe_shape(source)} does not expand to {describe_shape(target)}: each "
+                                        "size must match or be 1", "shape")
+        return Outcome(shape=target, placement=inputs[0].placement)
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        first, shape = inputs[0], full_shape(layer)
+        strides = tuple(0 if size != out else stride for size, out, stride in zip(first.shape, shape, first.strides,
+                                                                                  strict=True))
+        return Strided(shape, strides, first.base)
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
+        return lib.Expand(tuple(layer.params["shape"]), placements[0].dim, placements[0].folded)
+
+
+@register
+class Copy(SavesNothing, _Operator):
+    type_name = "copy"
+    prefix = "copy"
+    receptive = "pointwise"
+    references = References(elementwise_gaps=True)
+    doc = ("a copy into new contiguous memory (Tensor.contiguous of a tensor that is not, Tensor.clone): data "
+           "movement, no arithmetic")
+    other_ops_rule = "0 (data movement)"
+    fields = (Field("always", Bool(), "copy even a contiguous tensor (clone); false: contiguous()", default=False),)
+
+    def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
+        return Outcome(shape=inputs[0].shape, placement=inputs[0].placement)
+
+    def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
+        first, shape = inputs[0], full_shape(layer)
+        if not layer.spec.params["always"] and first.strides == contiguous(first.shape):
+            return first  # contiguous() of a contiguous tensor is the tensor itself
+        return Strided(shape, contiguous(shape), layer.name)
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
+        return lib.Copy(layer.params["always"])
+
+
+@register
+class Parameter(SavesNothing, NewStorage, _Operator):
+    type_name = "parameter"
+    prefix = "param"
+    receptive = "opaque"
+    references = References(elementwise_gaps=True)
+    doc = ("a learned tensor the model uses directly in its forward (a class token expanded over the batch, a bias "
+           "table): its elements are the layer's weights; it reads no input")
+    other_ops_rule = "0"
+    min_inputs = 0
+    max_inputs = 0
+    fields = (Field("shape", IntList(1, "a list of sample sizes"), "the tensor's sample shape, as used",
+                    required=True),
+              Field("numel", Int(0), "the parameter's elements (less than the shape's when it is expanded)"),
+              Field("batch", Int(0), "the full tensor's dimension that holds the batch, when it is expanded over it"),
+              Field("trainable", Bool(), "a parameter (false: a buffer, not counted as weights)", default=True))
+
+    def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
+        shape = tuple(params["shape"])
+        numel = params.get("numel")
+        numel = elements(shape) if numel is None else numel
+        placement = Placement(params["batch"]) if params.get("batch") is not None else Placement(None)
+        return Outcome(shape=shape, weights=numel if params["trainable"] else 0,
+                       stats=0 if params["trainable"] else numel, placement=placement)
+
+    def explain(self, layer: LayerResult) -> Explained:
+        return Explained(f"{layer.weights:,} learned values" if layer.weights else None)
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
+        p = layer.params
+        return lib.Learned(tuple(p["shape"]), p.get("numel"), p.get("batch"), p["trainable"])
+
+
 class _Traced(SavesNothing, NewStorage, _Operator):
     """An operator whose output shape is the one the trace gave (its positions come from data, not arithmetic):
     analysed again at another input size it is refused rather than guessed."""
@@ -368,4 +455,5 @@ class Uncounted(_Traced):
         return Explained()
 
 
-__all__ = ["GroupNorm", "Gather", "MatMul", "Pointwise", "RMSNorm", "Reduce", "SDPA", "Uncounted", "full_shape"]
+__all__ = ["Copy", "Expand", "GroupNorm", "Gather", "MatMul", "Parameter", "Pointwise", "RMSNorm", "Reduce", "SDPA",
+           "Uncounted", "full_shape"]

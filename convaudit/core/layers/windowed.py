@@ -191,7 +191,7 @@ class _Pool(NewStorage, Parameterless, LayerType):
     padding_at_most_half_kernel = True  # PyTorch refuses pool padding above ⌊K/2⌋
     fields = (
         KERNEL,
-        Field("stride", Size(), "step between windows; defaults to the kernel"),
+        Field("stride", Size(), "step between windows; defaults to the kernel", default_from="kernel"),
         PADDING,
         CEIL,
     )
@@ -335,7 +335,7 @@ class Subsample(NewStorage, LayerType):
     other_ops_rule = "window adds: (Kh·Kw − 1) per output element"
     fields = (
         Field("kernel", Size(), "window size: an int, or one per spatial axis such as [h, w]", default=(2,)),
-        Field("stride", Size(), "step between windows; defaults to the kernel"),
+        Field("stride", Size(), "step between windows; defaults to the kernel", default_from="kernel"),
     )
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:

@@ -1,0 +1,617 @@
+"""One handler per ATen operator family: the layer a call becomes (importers/reader.py walks the graph).
+
+A handler reads the call's arguments (tensors as reader values, sizes as plain Python) and makes a readable layer
+where the pattern is clean: a convolution with learned weights, a linear layer, a norm, a pool over a feature map
+whose batch comes first. Otherwise a tensor operator of the same family (matmul, pointwise, reduce, views that
+move the batch). A handler that cannot read a use raises Decline: the reader then reads the operator's parts, or
+names it as uncounted. Dimensions given to layers are sample dimensions; the reader's `sample` and `placement`
+take the batch out of the traced shapes. Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from convaudit.importers import opgraph as g
+from convaudit.importers.reader import Act, Const, Decline, Learned, Reader
+
+HANDLERS: dict[str, Any] = {}
+
+# Other ops per output element of the element-wise operators, and what autograd keeps of them for backward.
+# An element-wise operator (torch.Tag.pointwise) not listed counts 1 per output element (stated in the output).
+POINTWISE_OPS = {
+    "add": 1, "sub": 1, "mul": 1, "div": 1, "neg": 1, "abs": 1, "pow": 1, "sqrt": 1, "rsqrt": 1, "reciprocal": 1,
+    "exp": 1, "log": 1, "sigmoid": 1, "tanh": 1, "erf": 1, "sin": 1, "cos": 1, "clamp": 2, "clamp_min": 1,
+    "clamp_max": 1, "addcmul": 2, "addcdiv": 2, "lerp": 3, "where": 1, "masked_fill": 1, "leaky_relu": 2, "elu": 3,
+    "softplus": 3, "mish": 5, "gelu": 5, "silu": 2, "hardswish": 5, "hardsigmoid": 4, "hardtanh": 2, "relu": 1,
+    "copy": 0, "fill": 0, "zero": 0, "floor": 1, "ceil": 1, "round": 1, "sign": 1, "eq": 1, "ne": 1, "gt": 1,
+    "lt": 1, "ge": 1, "le": 1, "logical_not": 1, "logical_and": 1, "logical_or": 1, "bitwise_and": 1, "square": 1,
+}
+SAVES = {"add": "nothing", "sub": "nothing", "neg": "nothing", "copy": "nothing", "fill": "nothing",
+         "zero": "nothing", "where": "nothing", "masked_fill": "nothing", "exp": "output", "sqrt": "output",
+         "rsqrt": "output", "sigmoid": "output", "tanh": "output", "reciprocal": "output", "relu": "output"}
+READABLE_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "sigmoid": "sigmoid", "tanh": "tanh",
+                        "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "relu6": "relu6"}
+REDUCTION_OPS = {"sum": 1, "mean": 1, "amax": 1, "amin": 1, "max": 1, "min": 1, "prod": 1, "var": 3, "std": 3,
+                 "var_mean": 3, "std_mean": 3, "norm": 2, "linalg_vector_norm": 2, "logsumexp": 3, "any": 1, "all": 1}
+
+
+def op_name(node: g.OpNode) -> str:
+    """The operator's name, in-place or not: relu_ is relu."""
+    return node.packet[:-1] if node.packet.endswith("_") and not node.packet.startswith("_") else node.packet
+
+
+def handles(*packets: str) -> Any:
+    def register(handler: Any) -> Any:
+        for packet in packets:
+            HANDLERS[packet] = handler
+        return handler
+
+    return register
+
+
+def leading(reader: Reader, act: Act) -> bool:
+    """The batch is the activation's first dimension, on its own (what convolutions and pools need)."""
+    return act.rec.batch_dim == 0 and not act.rec.batch_folded
+
+
+def sample_dim(reader: Reader, act: Act, dim: int) -> int:
+    """A dimension as torch numbers it (full tensor, negative from the end) as a sample dimension."""
+    rank = len(act.rec.shape)
+    dim %= rank
+    batch = act.rec.batch_dim
+    if batch is None or act.rec.batch_folded:
+        return dim
+    if dim == batch:
+        raise Decline  # along the batch itself: not a per-sample operation
+    return dim if dim < batch else dim - 1
+
+
+def sizes(value: Any, count: int) -> list[int]:
+    """An int or a list of ints for `count` axes (one value spread over all)."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return values * count if len(values) == 1 else values
+
+
+def learned_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, Learned)
+
+
+def compact(values: list[int]) -> Any:
+    return values[0] if len(set(values)) == 1 else values
+
+
+# ------------------------------------------------------------------ layers with weights
+
+@handles("conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
+         "conv_transpose3d")
+def convolution(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    x, weight = reader.act(a["input"]), reader.value(a["weight"])
+    bias = reader.value(a.get("bias"))
+    if not isinstance(weight, Learned) or not learned_or_none(bias) or not leading(reader, x):
+        raise Decline
+    transposed = bool(a.get("transposed", node.packet.startswith("conv_transpose")))
+    kernel = list(weight.rec.shape[2:])
+    axes = len(kernel)
+    padding = a.get("padding", 0)
+    dilation = sizes(a.get("dilation", 1), axes)
+    if isinstance(padding, str):  # conv2d(padding='same' / 'valid')
+        spans = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
+        if padding == "same" and any(span % 2 for span in spans):
+            raise Decline  # 'same' with an even window pads unevenly: its parts pad, then convolve
+        padding = [0] * axes if padding == "valid" else [span // 2 for span in spans]
+    groups = int(a.get("groups", 1))
+    out = weight.rec.shape[1] * groups if transposed else weight.rec.shape[0]
+    params: dict[str, Any] = {"out": out, "kernel": compact(kernel), "stride": compact(sizes(a.get("stride", 1), axes)),
+                              "padding": compact(sizes(padding, axes)), "dilation": compact(dilation),
+                              "groups": groups, "bias": bias is not None}
+    if transposed:
+        params["output_padding"] = compact(sizes(a.get("output_padding", 0), axes))
+    reader.emit(node, "convtranspose" if transposed else "conv", params, [x], (weight, bias))
+
+
+@handles("linear")
+def linear(reader: Reader, node: g.OpNode) -> None:
+    x, weight = reader.act(node.args["input"]), reader.value(node.args["weight"])
+    bias = reader.value(node.args.get("bias"))
+    if not isinstance(weight, Learned) or len(weight.rec.shape) != 2 or not learned_or_none(bias):
+        raise Decline
+    params: dict[str, Any] = {"out": weight.rec.shape[0], "bias": bias is not None}
+    if len(reader.sample(x.rec)) != 1 or not leading(reader, x):
+        params["flatten"] = False  # nn.Linear on the last dimension of tokens or of an [H, W, C] map
+    reader.emit(node, "linear", params, [x], (weight, bias))
+
+
+@handles("mm", "bmm", "matmul", "addmm", "baddbmm", "mv", "addmv")
+def matmul(reader: Reader, node: g.OpNode) -> None:
+    names = {"mm": ("self", "mat2"), "bmm": ("self", "mat2"), "matmul": ("self", "other"), "addmm": ("mat1", "mat2"),
+             "baddbmm": ("batch1", "batch2"), "mv": ("self", "vec"), "addmv": ("mat", "vec")}[node.packet]
+    left, right = (reader.value(node.args[name]) for name in names)
+    if left is None or right is None:
+        raise Decline
+    params: dict[str, Any] = {}
+    learned: tuple[Learned, ...] = ()
+    if isinstance(left, Act) and isinstance(right, Act):
+        inputs = [left, right]
+    elif isinstance(right, (Learned, Const)) and isinstance(left, Act):
+        inputs, params["weight"] = [left], list(right.rec.shape)
+        learned = (right,) if isinstance(right, Learned) else ()
+    elif isinstance(left, (Learned, Const)) and isinstance(right, Act):
+        inputs, params["weight"], params["weight_first"] = [right], list(left.rec.shape), True
+        learned = (left,) if isinstance(left, Learned) else ()
+    else:
+        raise Decline
+    base = reader.value(node.args.get("self")) if node.packet.startswith("add") or node.packet == "baddbmm" else None
+    if base is None:
+        reader.emit(node, "matmul", params, inputs, learned)
+        return
+    product = reader.emit(node, "matmul", params, inputs, learned, op=f"{node.overload} (product)")
+    add(reader, node, [product, base], "add")  # addmm's bias, baddbmm's input: one add per output element
+
+
+@handles("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
+         "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention")
+def attention(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    q, k, v = (reader.act(a[name]) for name in ("query", "key", "value"))
+    inputs = [q, k, v]
+    mask = reader.value(a.get("attn_mask"))
+    if mask is not None:
+        inputs.append(reader.as_act(node, mask))
+    if a.get("dropout_p", 0) not in (0, 0.0):
+        raise Decline
+    reader.emit(node, "sdpa", {"causal": bool(a.get("is_causal", False))}, inputs)
+
+
+# ------------------------------------------------------------------ normalisation
+
+@handles("layer_norm", "native_layer_norm")
+def layer_norm(reader: Reader, node: g.OpNode) -> None:
+    x, weight = reader.act(node.args["input"]), reader.value(node.args.get("weight"))
+    bias = reader.value(node.args.get("bias"))
+    if len(node.args["normalized_shape"]) != 1:
+        raise Decline
+    params = {} if isinstance(weight, Learned) else {"affine": False}
+    reader.emit(node, "layernorm", params, [x], (weight if isinstance(weight, Learned) else None,
+                                                  bias if isinstance(bias, Learned) else None))
+
+
+@handles("batch_norm", "_native_batch_norm_legit_no_training", "native_batch_norm", "_batch_norm_impl_index",
+         "_native_batch_norm_legit")
+def batch_norm(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    x = reader.act(a["input"])
+    if not leading(reader, x):
+        raise Decline
+    learned = tuple(v for v in (reader.value(a.get(name)) for name in ("weight", "bias", "running_mean", "running_var"))
+                    if isinstance(v, Learned))
+    affine = isinstance(reader.value(a.get("weight")), Learned)
+    reader.emit(node, "batchnorm", {} if affine else {"affine": False}, [x], learned)
+
+
+@handles("group_norm", "native_group_norm")
+def group_norm(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    x = reader.act(a["input"])
+    if not leading(reader, x):
+        raise Decline
+    groups = int(a.get("num_groups", a.get("group", 1)))
+    weight, bias = reader.value(a.get("weight")), reader.value(a.get("bias"))
+    affine = isinstance(weight, Learned)
+    reader.emit(node, "groupnorm", {"groups": groups} | ({} if affine else {"affine": False}), [x],
+                (weight if affine else None, bias if isinstance(bias, Learned) else None))
+
+
+@handles("rms_norm", "_fused_rms_norm")
+def rms_norm(reader: Reader, node: g.OpNode) -> None:
+    x, weight = reader.act(node.args["input"]), reader.value(node.args.get("weight"))
+    params: dict[str, Any] = {"dims": len(node.args["normalized_shape"])}
+    if not isinstance(weight, Learned):
+        params["affine"] = False
+    reader.emit(node, "rmsnorm", params, [x], (weight if isinstance(weight, Learned) else None,))
+
+
+# ------------------------------------------------------------------ element-wise
+
+@handles("relu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid")
+def activation(reader: Reader, node: g.OpNode) -> None:
+    if op_name(node) == "gelu" and node.args.get("approximate", "none") != "none":
+        raise Decline  # the tanh approximation: a pointwise operator of its own count
+    reader.emit(node, READABLE_ACTIVATIONS[op_name(node)], {}, [reader.act(node.args["self"])])
+
+
+@handles("hardtanh")
+def hardtanh(reader: Reader, node: g.OpNode) -> None:
+    if (node.args.get("min_val", -1), node.args.get("max_val", 1)) != (0, 6):
+        raise Decline
+    reader.emit(node, "relu6", {}, [reader.act(node.args["self"])])
+
+
+@handles("softmax", "_softmax")
+def softmax(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    reader.emit(node, "softmax", {"dim": sample_dim(reader, x, int(node.args["dim"]))}, [x])
+
+
+@handles("add", "sub", "mul", "div")
+def binary(reader: Reader, node: g.OpNode) -> None:
+    values = [reader.value(node.args.get(name)) for name in ("self", "other")]
+    alpha = node.args.get("alpha", 1)
+    acts = [v for v in values if isinstance(v, Act)]
+    others = [v for v in values if v is not None and not isinstance(v, Act)]
+    op = op_name(node)
+    if op == "add" and alpha == 1 and len(acts) == 2 and acts[0].rec.shape == acts[1].rec.shape \
+            and reader.placement(acts[0].rec) == reader.placement(acts[1].rec):
+        reader.emit(node, "add", {}, acts)
+        return
+    if op == "mul" and len(acts) == 2:
+        reader.emit(node, "mul", {}, acts)
+        return
+    if len(acts) == 1 and len(others) == 1 and isinstance(others[0], Learned) and _readable_learned(
+            reader, node, acts[0], others[0]):
+        return
+    add(reader, node, [*acts, *others], op)
+
+
+def _readable_learned(reader: Reader, node: g.OpNode, x: Act, learned: Learned) -> bool:
+    """x + a position embedding of x's shape, x · a layer scale along the channels or the last dimension."""
+    shape, lshape = reader.sample(x.rec), learned.rec.shape
+    if not leading(reader, x):
+        return False
+    if op_name(node) == "add" and len(shape) == 2 and tuple(lshape[-2:]) == shape \
+            and math.prod(lshape) == math.prod(shape):
+        reader.emit(node, "posembedding", {}, [x], (learned,), named_after=learned.names[0])
+        return True
+    if op_name(node) == "mul" and len(lshape) >= 1 and math.prod(lshape) in (shape[0], shape[-1]):
+        if math.prod(lshape) == shape[-1] and lshape[-1] == shape[-1]:
+            over = "last"
+        elif lshape == (shape[0],) + (1,) * (len(shape) - 1) or lshape == (1, shape[0]) + (1,) * (len(shape) - 1):
+            over = "channels"
+        else:
+            return False
+        reader.emit(node, "scale", {} if over == "channels" else {"over": "last"}, [x], (learned,),
+                    named_after=learned.names[0])
+        return True
+    return False
+
+
+def add(reader: Reader, node: g.OpNode, values: list[Any], op: str) -> Act:
+    """A pointwise operator over activations and at most one learned or constant operand."""
+    acts = [v for v in values if isinstance(v, Act)]
+    others = [v for v in values if isinstance(v, (Learned, Const))]
+    params: dict[str, Any] = {"op": op, "ops": POINTWISE_OPS.get(op, 1), "saves": SAVES.get(op, "inputs")}
+    learned: tuple[Learned, ...] = ()
+    if len(others) > 1:
+        acts += [reader.as_act(node, other) for other in others[1:]]
+    if others:
+        first = others[0]
+        params["weight"] = list(first.rec.shape) or [1]
+        if isinstance(first, Learned):
+            learned = (first,)
+        else:
+            acts.append(reader.as_act(node, first))
+            del params["weight"]
+        if params.get("weight") and values and values[0] is first:
+            params["weight_first"] = True
+    return reader.emit(node, "pointwise", params, acts, learned, op=node.overload)
+
+
+@handles("#pointwise")
+def pointwise(reader: Reader, node: g.OpNode) -> None:
+    values = [v for v in reader.operands(node)]
+    add(reader, node, values, op_name(node))
+
+
+# ------------------------------------------------------------------ pooling and reductions
+
+@handles("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
+         "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d")
+def pool(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    x = reader.act(a["self"])
+    if not leading(reader, x):
+        raise Decline
+    axes = len(reader.sample(x.rec)) - 1
+    kernel = sizes(a["kernel_size"], axes)
+    stride = sizes(a.get("stride") or kernel, axes)
+    params: dict[str, Any] = {"kernel": compact(kernel), "stride": compact(stride),
+                              "padding": compact(sizes(a.get("padding", 0), axes)), "ceil": bool(a.get("ceil_mode"))}
+    if node.packet.startswith("max"):
+        params["dilation"] = compact(sizes(a.get("dilation", 1), axes))
+    reader.emit(node, "maxpool" if node.packet.startswith("max") else "avgpool", params, [x])
+
+
+@handles("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "_adaptive_avg_pool2d",
+         "_adaptive_avg_pool3d")
+def adaptive_pool(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    if not leading(reader, x):
+        raise Decline
+    output = list(reader.sample(reader.out(node))[1:])
+    if all(size == 1 for size in output):
+        reader.emit(node, "globalavgpool", {}, [x])
+    else:
+        reader.emit(node, "adaptiveavgpool", {"output": compact(output)}, [x])
+
+
+@handles("mean", "sum", "amax", "amin", "var", "std", "norm", "linalg_vector_norm", "logsumexp", "var_mean",
+         "std_mean")
+def reduce(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args.get("self", node.args.get("input")))
+    dims = node.args.get("dim")
+    rank = len(x.rec.shape)
+    full = list(range(rank)) if dims in (None, []) else [d % rank for d in (dims if isinstance(dims, list) else [dims])]
+    sample = sorted(sample_dim(reader, x, d) for d in full)
+    keep = bool(node.args.get("keepdim", False))
+    spatial = list(range(1, len(reader.sample(x.rec))))
+    if node.packet == "mean" and leading(reader, x) and sample == spatial and len(spatial) >= 1:
+        if keep:  # a global average pool: [C, 1, 1]
+            reader.emit(node, "globalavgpool", {}, [x])
+            return
+        # without keepdim: the pooled [C, 1, 1] map, then flattened (two layers, one operator)
+        pooled = g.TensorRec(-1 - len(reader.layers), x.rec.shape[:2] + (1,) * len(spatial), x.rec.dtype,
+                             g.ACTIVATION, batch_dim=0)
+        reader.emit(node, "flatten", {}, [reader.emit(node, "globalavgpool", {}, [x], out=pooled)])
+        return
+    params = {"op": node.packet, "dims": sample, "keepdim": keep, "ops": REDUCTION_OPS.get(node.packet, 1)}
+    reader.emit(node, "reduce", params, [x])
+
+
+@handles("#reduction")
+def reduction(reader: Reader, node: g.OpNode) -> None:
+    reduce(reader, node)
+
+
+# ------------------------------------------------------------------ views and data movement
+
+@handles("view", "reshape", "_unsafe_view", "flatten", "unflatten", "squeeze", "unsqueeze", "view_as", "reshape_as",
+         "_reshape_alias")
+def reshape(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args.get("self", node.args.get("input")))
+    out = reader.out(node)
+    before, after = reader.sample(x.rec), reader.sample(out)
+    if before == after and reader.placement(x.rec) == reader.placement(out):
+        reader.alias(node, x)
+        return
+    if leading(reader, x) and out.batch_dim == 0 and not out.batch_folded and len(after) == 1 and len(before) > 1:
+        reader.emit(node, "flatten", {}, [x])
+        return
+    if out.batch_dim is None:
+        raise Decline
+    params: dict[str, Any] = {"shape": list(after) or [1]}
+    if out.batch_dim != 0 or out.batch_folded:
+        params.update(batch=out.batch_dim, fold=out.batch_folded)
+    reader.emit(node, "reshape", params, [x])
+
+
+@handles("permute", "transpose", "t", "movedim", "swapaxes", "swapdims", "numpy_T")
+def permute(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    x = reader.act(a.get("self", a.get("input")))
+    rank = len(x.rec.shape)
+    order = list(range(rank))
+    if node.packet == "permute":
+        order = [d % rank for d in a["dims"]]
+    elif node.packet in ("transpose", "swapaxes", "swapdims", "t"):
+        first, second = (a.get("dim0", 0) % rank, a.get("dim1", 1) % rank) if node.packet != "t" else (0, rank - 1)
+        order[first], order[second] = order[second], order[first]
+    elif node.packet == "movedim":
+        source, destination = a["source"], a["destination"]
+        source = [s % rank for s in (source if isinstance(source, list) else [source])]
+        destination = [d % rank for d in (destination if isinstance(destination, list) else [destination])]
+        rest = [d for d in range(rank) if d not in source]
+        order = [0] * rank
+        for s, d in zip(source, destination, strict=True):
+            order[d] = s
+        free = iter(rest)
+        order = [order[i] if i in destination else next(free) for i in range(rank)]
+    else:
+        raise Decline
+    if order == sorted(order):
+        reader.alias(node, x)
+        return
+    batch, folded = x.rec.batch_dim, x.rec.batch_folded
+    if batch is None or folded:
+        sample_order = order
+        out_batch = None
+    else:
+        sample_order = [d if d < batch else d - 1 for d in order if d != batch]
+        out_batch = order.index(batch)
+    params: dict[str, Any] = {"order": sample_order}
+    if out_batch:
+        params["batch"] = out_batch
+    reader.emit(node, "permute", params, [x])
+
+
+@handles("expand", "expand_as", "broadcast_to")
+def expand(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    out = reader.out(node)
+    if reader.sample(out) == reader.sample(x.rec):
+        reader.alias(node, x)
+        return
+    if len(out.shape) != len(x.rec.shape) or out.batch_dim != x.rec.batch_dim:
+        raise Decline
+    reader.emit(node, "expand", {"shape": list(reader.sample(out))}, [x])
+
+
+@handles("slice", "narrow")
+def slice_(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    x = reader.act(a.get("self", a.get("input")))
+    rank = len(x.rec.shape)
+    dim = a.get("dim", 0) % rank
+    size = x.rec.shape[dim]
+    if node.packet == "narrow":
+        start, end, step = a["start"] % size, a["start"] % size + a["length"], 1
+    else:
+        start, end, step = a.get("start") or 0, a.get("end"), a.get("step", 1)
+        start = max(0, start + size if start < 0 else start)
+        end = size if end is None else min(size, end + size if end < 0 else end)
+    if (start, end, step) == (0, size, 1):
+        reader.alias(node, x)
+        return
+    if step != 1:
+        raise Decline
+    reader.emit(node, "slice", {"start": start, "end": end, "dim": sample_dim(reader, x, dim)}, [x])
+
+
+@handles("select")
+def select(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    dim = node.args["dim"] % len(x.rec.shape)
+    index = node.args["index"] % x.rec.shape[dim]
+    reader.emit(node, "select", {"index": index, "dim": sample_dim(reader, x, dim)}, [x])
+
+
+@handles("unbind")
+def unbind(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    dim = node.args.get("dim", 0) % len(x.rec.shape)
+    parts = node.outputs[0]
+    sample = sample_dim(reader, x, dim)
+    for index, ref in enumerate(parts):
+        reader.emit(node, "select", {"index": index, "dim": sample}, [x], out=reader.graph.tensor(ref))
+
+
+@handles("split", "split_with_sizes", "chunk", "unsafe_split", "unsafe_chunk", "tensor_split")
+def split(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    dim = node.args.get("dim", 0) % len(x.rec.shape)
+    sample, start = sample_dim(reader, x, dim), 0
+    for ref in node.outputs[0]:
+        rec = reader.graph.tensor(ref)
+        length = rec.shape[dim]
+        reader.emit(node, "slice", {"start": start, "end": start + length, "dim": sample}, [x], out=rec)
+        start += length
+
+
+@handles("contiguous", "clone")
+def copy(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    reader.emit(node, "copy", {"always": True} if node.packet == "clone" else {}, [x])
+
+
+@handles("dropout", "feature_dropout", "alpha_dropout", "native_dropout", "feature_alpha_dropout")
+def dropout(reader: Reader, node: g.OpNode) -> None:
+    """Kept as a layer although eval returns its input: training keeps its mask (the memory estimate counts it)."""
+    x = reader.act(node.args.get("input", node.args.get("self")))
+    reader.emit(node, "dropout", {"p": float(node.args.get("p", 0.5))}, [x])
+
+
+@handles("alias", "detach", "lift_fresh", "_to_copy", "to", "type_as", "float")
+def identity(reader: Reader, node: g.OpNode) -> None:
+    reader.alias(node, reader.act(node.args.get("self", node.args.get("input"))))
+
+
+@handles("cat", "concat", "concatenate")
+def cat(reader: Reader, node: g.OpNode) -> None:
+    values = [reader.value(ref) for ref in node.args["tensors"]]
+    acts = [v for v in values if isinstance(v, Act)]
+    out = reader.out(node)
+    dim = node.args.get("dim", 0) % len(out.shape)
+    if len(values) == 1:
+        reader.alias(node, values[0])
+        return
+    learned = [v for v in values if isinstance(v, Learned)]
+    if len(values) == 2 and len(learned) == 1 and values[0] is learned[0] and len(acts) == 1 \
+            and leading(reader, acts[0]) and len(reader.sample(acts[0].rec)) == 2 and dim == 1 \
+            and math.prod(learned[0].rec.shape) == reader.sample(acts[0].rec)[1]:
+        reader.emit(node, "classtoken", {}, acts, (learned[0],), named_after=learned[0].names[0])
+        return
+    inputs = [reader.as_act(node, v) for v in values]
+    placements = {(a.rec.batch_dim, a.rec.batch_folded) for a in inputs}
+    if len(placements) > 1:
+        raise Decline
+    reader.emit(node, "concat", {"dim": sample_dim(reader, inputs[0], dim)}, inputs)
+
+
+@handles("stack")
+def stack(reader: Reader, node: g.OpNode) -> None:
+    values = [reader.as_act(node, reader.value(ref)) for ref in node.args["tensors"]]
+    out = reader.out(node)
+    dim = node.args.get("dim", 0) % len(out.shape)
+    lifted = []
+    for act in values:  # each input gains the stacked dimension (size 1), then they are joined along it
+        rec = g.TensorRec(-1 - len(reader.layers), out.shape[:dim] + (1,) + out.shape[dim + 1:], act.rec.dtype,
+                          g.ACTIVATION, batch_dim=out.batch_dim, batch_folded=out.batch_folded)
+        shape = list(reader.sample(rec))
+        params: dict[str, Any] = {"shape": shape}
+        if out.batch_dim not in (0, None) or out.batch_folded:
+            params.update(batch=out.batch_dim, fold=out.batch_folded)
+        lifted.append(reader.emit(node, "reshape", params, [act], out=rec, op=f"{node.overload} (unsqueeze)"))
+    reader.emit(node, "concat", {"dim": sample_dim(reader, Act("", out), dim)}, lifted)
+
+
+@handles("constant_pad_nd", "pad", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d", "replication_pad1d",
+         "replication_pad2d", "replication_pad3d", "_pad_circular")
+def pad(reader: Reader, node: g.OpNode) -> None:
+    a = node.args
+    x = reader.act(a.get("self", a.get("input")))
+    amounts = list(a.get("pad", a.get("padding")) or [])
+    spatial = len(reader.sample(x.rec)) - 1
+    mode = "reflect" if node.packet.startswith("reflection") else "replicate" if node.packet.startswith(
+        "replication") else "circular" if node.packet == "_pad_circular" else "zeros"
+    if node.packet == "pad":
+        mode = {"constant": "zeros", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}.get(
+            a.get("mode", "constant"))
+    if not leading(reader, x) or len(amounts) > 2 * spatial or len(amounts) % 2 or any(v < 0 for v in amounts) \
+            or mode is None or (mode == "zeros" and a.get("value") not in (None, 0, 0.0)):
+        raise Decline
+    pairs = [(amounts[i], amounts[i + 1]) for i in range(0, len(amounts), 2)][::-1]  # torch: last axis first
+    pairs = [(0, 0)] * (spatial - len(pairs)) + pairs
+    params: dict[str, Any] = {"before": compact([b for b, _ in pairs]), "after": compact([e for _, e in pairs])}
+    if mode != "zeros":
+        params["mode"] = mode
+    reader.emit(node, "pad", params, [x])
+
+
+@handles("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_linear1d",
+         "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d", "_upsample_nearest_exact1d",
+         "_upsample_nearest_exact2d", "_upsample_nearest_exact3d")
+def upsample(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args.get("input", node.args.get("self")))
+    if not leading(reader, x):
+        raise Decline
+    mode = node.packet.removeprefix("_").removeprefix("upsample_").rsplit("d", 1)[0][:-1].replace("_", "-")
+    sample_in, sample_out = reader.sample(x.rec), reader.sample(reader.out(node))
+    params: dict[str, Any] = {"mode": mode}
+    factors = [sample_out[i] // sample_in[i] for i in range(1, len(sample_in))]
+    if all(f * size == out for f, size, out in zip(factors, sample_in[1:], sample_out[1:], strict=True)) and \
+            node.args.get("output_size") is None:
+        params["scale"] = compact(factors)
+    else:
+        params["size"] = compact(list(sample_out[1:]))
+    if node.args.get("align_corners"):
+        params["align_corners"] = True
+    reader.emit(node, "upsample", params, [x])
+
+
+@handles("pixel_shuffle", "pixel_unshuffle")
+def pixel_shuffle(reader: Reader, node: g.OpNode) -> None:
+    x = reader.act(node.args["self"])
+    if not leading(reader, x):
+        raise Decline
+    factor = node.args.get("upscale_factor", node.args.get("downscale_factor"))
+    reader.emit(node, node.packet.replace("_", ""), {"factor": int(factor)}, [x])
+
+
+@handles("channel_shuffle", "native_channel_shuffle")
+def channel_shuffle(reader: Reader, node: g.OpNode) -> None:
+    reader.emit(node, "shuffle", {"groups": int(node.args["groups"])}, [reader.act(node.args["self"])])
+
+
+@handles("index", "index_select", "gather", "embedding", "take", "take_along_dim", "roll", "flip",
+         "index_put", "masked_select")
+def gather(reader: Reader, node: g.OpNode) -> None:
+    acts = [v for v in reader.operands(node) if isinstance(v, Act)]
+    out = reader.out(node)
+    if out.batch_dim is None and any(a.rec.batch_dim is not None for a in acts):
+        raise Decline
+    params: dict[str, Any] = {"op": node.packet, "shape": list(reader.sample(out)) or [1],
+                              "traced_from": list(reader.sample(acts[0].rec)) or [1]}
+    if out.batch_dim not in (0, None) or out.batch_folded:
+        params.update(batch=out.batch_dim, fold=out.batch_folded)
+    reader.emit(node, "gather", params, acts[:1])
