@@ -453,9 +453,10 @@ def slice_(reader: Reader, node: g.OpNode) -> None:
     if (start, end, step) == (0, size, 1):
         reader.alias(node, x)
         return
+    params = {"start": start, "end": end, "dim": sample_dim(reader, x, dim)}
     if step != 1:
-        raise Decline
-    reader.emit(node, "slice", {"start": start, "end": end, "dim": sample_dim(reader, x, dim)}, [x])
+        params["step"] = step
+    reader.emit(node, "slice", params, [x])
 
 
 @handles("select")
@@ -559,7 +560,8 @@ def pad(reader: Reader, node: g.OpNode) -> None:
             a.get("mode", "constant"))
     if not leading(reader, x) or len(amounts) > 2 * spatial or len(amounts) % 2 or any(v < 0 for v in amounts) \
             or mode is None or (mode == "zeros" and a.get("value") not in (None, 0, 0.0)):
-        raise Decline
+        gather(reader, node)  # padding of other dimensions (tokens, channels), or cropping: data movement
+        return
     pairs = [(amounts[i], amounts[i + 1]) for i in range(0, len(amounts), 2)][::-1]  # torch: last axis first
     pairs = [(0, 0)] * (spatial - len(pairs)) + pairs
     params: dict[str, Any] = {"before": compact([b for b, _ in pairs]), "after": compact([e for _, e in pairs])}
@@ -603,9 +605,11 @@ def channel_shuffle(reader: Reader, node: g.OpNode) -> None:
     reader.emit(node, "shuffle", {"groups": int(node.args["groups"])}, [reader.act(node.args["self"])])
 
 
-@handles("index", "index_select", "gather", "embedding", "take", "take_along_dim", "roll", "flip",
-         "index_put", "masked_select")
+@handles("index", "index_select", "gather", "embedding", "take", "take_along_dim", "roll", "flip", "index_put",
+         "masked_select", "repeat", "tile", "repeat_interleave", "im2col", "col2im", "#movement")
 def gather(reader: Reader, node: g.OpNode) -> None:
+    """Data movement whose positions come from a tensor or from arguments this model does not follow (a roll, a
+    pad along tokens, an unfold): no arithmetic, its traced output shape kept."""
     acts = [v for v in reader.operands(node) if isinstance(v, Act)]
     out = reader.out(node)
     if out.batch_dim is None and any(a.rec.batch_dim is not None for a in acts):

@@ -131,12 +131,12 @@ class ChannelsLayerNorm(nn.LayerNorm):
 
 
 class Slice(nn.Module):
-    def __init__(self, start: int, end: int, dim: int = 1):
+    def __init__(self, start: int, end: int, dim: int = 1, step: int = 1):
         super().__init__()
-        self.start, self.end, self.dim = start, end, dim
+        self.index = (slice(None),) * dim + (slice(start, end, step),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.narrow(self.dim, self.start, self.end - self.start)
+        return x[self.index]
 
 
 class ChannelShuffle(nn.Module):

@@ -164,6 +164,7 @@ class Slice(SavesNothing, Parameterless, LayerType):
         Field("start", Int(0), "first channel kept", default=0),
         Field("end", Int(), "one past the last channel kept", required=True),
         Field("dim", Int(0), "the sample dimension sliced (batch excluded; 0: channels)", default=0),
+        Field("step", Int(), "keep every step-th entry (x[..., ::2]: 2)", default=1),
     )
 
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
@@ -180,13 +181,19 @@ class Slice(SavesNothing, Parameterless, LayerType):
         if end > shape[dim]:
             what = "channels" if dim == 0 else f"entries along dimension {dim}"
             raise LayerProblem("slice", f"end {end} is past the input's {shape[dim]} {what}", "end")
-        return Outcome(shape=shape[:dim] + (end - params["start"],) + shape[dim + 1:], placement=placement)
+        kept = -(-(end - params["start"]) // params["step"])  # ⌈(end − start)/step⌉ entries
+        return Outcome(shape=shape[:dim] + (kept,) + shape[dim + 1:], placement=placement)
 
     def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
-        return Strided(full_shape(layer), inputs[0].strides, inputs[0].base)  # a view: the same strides
+        """A view: the same strides, the sliced dimension's times the step."""
+        first, step = inputs[0], layer.spec.params["step"]
+        dim = full_dim(layer.spec.params["dim"], layer.placements[0])
+        strides = tuple(stride * step if i == dim else stride for i, stride in enumerate(first.strides))
+        return Strided(full_shape(layer), strides, first.base)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        return lib.Slice(layer.params["start"], layer.params["end"], full_dim(layer.params["dim"], placements[0]))
+        p = layer.params
+        return lib.Slice(p["start"], p["end"], full_dim(p["dim"], placements[0]), p["step"])
 
 
 @register
