@@ -134,8 +134,9 @@ def _numel(shape: Any) -> int:
 
 def models(only: list[str], skip: list[str]) -> list[tuple[str, str, str]]:
     os.environ["HF_HUB_OFFLINE"] = "1"
-    import convaudit  # noqa: F401
     import timm
+
+    import convaudit  # noqa: F401
 
     found = [("timm", family, sorted(timm.list_models(module=family))[0]) for family in timm.list_modules()
              if timm.list_models(module=family)]
@@ -189,7 +190,7 @@ def write_report(results: list[dict[str, Any]], out: Path, seconds: float, jobs:
             op["top"] += entry["top"]
             op["inner"] += entry["inner"]
             op["composite"] = op["composite"] or entry["composite"]
-    for overload, op in ops.items():
+    for op in ops.values():
         op["families"] = len(op["families"])
         op["group"] = group_of(op["packet"], op["tags"])
     out.mkdir(parents=True, exist_ok=True)

@@ -351,7 +351,7 @@ def test_remembered_meta_answers_are_the_kernels_answers(monkeypatch):
     fresh = trace(model, (4, 6, 6))
     assert [(n.overload, n.outputs) for n in cached.nodes] == [(n.overload, n.outputs) for n in fresh.nodes]
     assert cached.tensors == tuple(t.__class__(**{**_fields(t), "storage": c.storage})
-                                   for t, c in zip(fresh.tensors, cached.tensors))
+                                   for t, c in zip(fresh.tensors, cached.tensors, strict=True))
 
 
 def _fields(record):

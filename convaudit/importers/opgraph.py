@@ -41,7 +41,7 @@ class TensorRec:
     id: int  # index in OpGraph.tensors
     shape: tuple[int, ...]
     dtype: str  # torch's name without the prefix: "float32", "int64", "bool"
-    kind: str  # input | parameter | buffer | constant (depends on none of those: arange, a tensor attribute) | activation
+    kind: str  # input | parameter | buffer | activation | constant (depends on none of them: arange, an attribute)
     name: str = ""  # dotted name of a parameter or buffer; "input" for the graph input
     producer: int | None = None  # index of the OpNode that made it (activations, new versions, factory constants)
     version_of: int | None = None  # the tensor an in-place operator overwrote to make this version
