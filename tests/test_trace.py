@@ -356,3 +356,41 @@ def test_remembered_meta_answers_are_the_kernels_answers(monkeypatch):
 
 def _fields(record):
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+# ------------------------------------------------------------------ a model's own input shape
+
+
+def test_default_input_shapes_from_torchvision_weights():
+    from convaudit.importers.defaults import default_input_shape, positional_inputs
+    from convaudit.importers.targets import load_torchvision, on_meta
+
+    torchvision = load_torchvision()
+    # no model needed: the DEFAULT weights' transforms and docs say it
+    assert default_input_shape(None, "torchvision:resnet50") == (3, 224, 224)
+    assert default_input_shape(None, "torchvision:inception_v3") == (3, 299, 299)
+    assert default_input_shape(None, "torchvision:efficientnet_b7") == (3, 600, 600)
+    assert default_input_shape(None, "torchvision:r3d_18") == (3, 16, 112, 112)  # clip_len=16, crop 112
+    assert default_input_shape(None, "torchvision:swin3d_t") == (3, 32, 224, 224)
+    assert default_input_shape(None, "torchvision:fcn_resnet50") == (3, 520, 520)
+    ssd = on_meta(lambda: torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None,
+                                                       weights_backbone=None))
+    assert default_input_shape(ssd, "torchvision:ssdlite320_mobilenet_v3_large") == (3, 320, 320)
+    raft = on_meta(lambda: torchvision.models.get_model("raft_small", weights=None))
+    assert default_input_shape(raft, "torchvision:raft_small") == (3, 520, 960) and positional_inputs(raft) == 2
+    vit = on_meta(lambda: torchvision.models.get_model("vit_b_32", weights=None, image_size=96))
+    assert default_input_shape(vit) == (3, 96, 96)  # its image_size attribute, without a target
+    assert default_input_shape(ConvNet()) is None and positional_inputs(ConvNet()) == 1
+
+
+def test_a_timm_model_at_its_own_size():
+    timm = pytest.importorskip("timm")
+    from convaudit.importers.defaults import default_input_shape
+    from convaudit.importers.targets import on_meta
+
+    model = on_meta(lambda: timm.create_model("swinv2_tiny_window8_256", pretrained=False))
+    assert default_input_shape(model) == (3, 256, 256)  # pretrained_cfg["input_size"]
+    graph = trace(model, default_input_shape(model))
+    # its windows: 256/4 = 64 patches a side, 8×8 windows, so (B·64, 64, 96) in the first stage
+    assert any(t.batch_folded and t.shape == (64, 64, 96) for t in graph.tensors)
+    assert {t.name for t in graph.named(PARAMETER)} == {n for n, _ in model.named_parameters()}

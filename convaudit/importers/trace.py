@@ -231,8 +231,8 @@ class _Recorder:
         """An operator failed on meta: a decomposition or broadcasting may still give its shape; else stop."""
         message = _first_line(error)
         if g.DYNAMIC_SHAPE in info.tags or g.DATA_DEPENDENT in info.tags:
-            self.stop(info.overload, "data-dependent: its result depends on tensor values, which the meta device "
-                                     "does not have")
+            self.stop(info.overload, f"data-dependent ({_DATA_DEPENDENT.get(info.packet, 'its output')}): it needs "
+                                     "tensor values, which the meta device does not have")
         if not _no_meta_kernel(error, message):
             self.stop(info.overload, f"{type(error).__name__}: {message}")
         from torch._decomp import decomposition_table
@@ -276,6 +276,15 @@ class _Recorder:
             for position, item in enumerate(value):
                 key = fields[position] if fields else str(position)
                 self.output(item, f"{name}.{key}" if name else key)
+
+
+_DATA_DEPENDENT = {  # what the model's code did, for the operators it shows up as
+    "_local_scalar_dense": "a tensor read as a Python number: .item(), int(), bool(), an `if` on a tensor",
+    "nonzero": "nonzero's output size: torch.where with one argument, or boolean-mask indexing",
+    "index": "boolean-mask indexing: its output size",
+    "masked_select": "masked_select's output size",
+    "_unique2": "unique's output size",
+}
 
 
 def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
