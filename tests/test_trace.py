@@ -296,6 +296,30 @@ def test_a_model_with_real_weights_is_traced_on_meta_and_left_as_it_was():
     assert node(graph, "aten.addmm.default").parent is not None  # the eval graph, decomposed linear
 
 
+class Caching(nn.Module):
+    """Caches on itself in eval, as TinyViT (a dict) and ConViT (an attribute) do."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(3))
+        self.cache = {}
+        self.index = None
+
+    def forward(self, x):
+        if "bias" not in self.cache:
+            self.cache["bias"] = self.bias * 2
+        if self.index is None:
+            self.index = torch.arange(3)
+        return x + self.cache["bias"][self.index]
+
+
+def test_what_a_forward_caches_on_the_model_is_undone():
+    model = Caching()
+    graph = trace(model, (3,))
+    assert model.cache == {} and model.index is None and model.training
+    assert graph.batch_known and not graph.batch_unknown  # both runs computed the cache alike
+
+
 def test_tied_weights_small_constants_and_several_inputs():
     class Tied(nn.Module):
         def __init__(self):

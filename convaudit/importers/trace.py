@@ -337,21 +337,22 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
 
     `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
     (3, 520, 960)) for RAFT's two frames. With `batch_dims`, a second run at batch 2 gives each tensor's batch
-    dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model's
-    training flags are restored.
+    dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
+    left as it was: training flags, and whatever its forward cached on itself.
     """
     import torch
 
     if level not in LEVELS:
         raise ValueError(f"level is one of {', '.join(LEVELS)}, not {level!r}")
     shapes = _input_shapes(input_shape)
-    flags = [(m, m.training) for m in model.modules()]
+    state = _ModuleState(model)
     model.eval()
     try:
         forward, named = _meta_forward(model)
         dtype = dtype or torch.get_default_dtype()
         cache = MetaCache(torch)  # for this trace only: both runs
         first = _run(model, forward, named, shapes, 1, level, dtype, cache)
+        state.restore(training=False)  # what the run cached on the model (TinyViT's attention biases) is undone
         if first.problems:
             raise TraceRefused(first.problems, shapes)
         graph = _graph(model, first, shapes, 1, level)
@@ -362,8 +363,40 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
             graph = with_batch_dims(graph, _graph(model, second, shapes, 2, level))
         return graph
     finally:
-        for module, training in flags:
-            module.training = training
+        state.restore()
+
+
+class _ModuleState:
+    """Every module's attributes, to undo what a forward changes: models cache tensors on themselves in eval
+    (TinyViT's attention_bias_cache dict, ConViT's rel_indices), which would leave meta tensors on the user's model
+    and make the second run differ from the first. Top-level attributes and the contents of dict attributes are
+    restored; the training flags too."""
+
+    def __init__(self, model: Any):
+        self.saved = [(module, dict(vars(module)), {k: dict(v) for k, v in vars(module).items() if isinstance(v, dict)})
+                      for module in model.modules()]
+
+    def restore(self, training: bool | None = None) -> None:
+        for module, attributes, dicts in self.saved:
+            current = vars(module)
+            for key in [k for k in current if k not in attributes]:
+                del current[key]
+            for key, value in attributes.items():
+                if current.get(key) is not value:
+                    current[key] = value
+            for key, contents in dicts.items():
+                if _changed(current[key], contents):
+                    current[key].clear()
+                    current[key].update(contents)
+            if training is not None:
+                current["training"] = training
+
+
+def _changed(now: dict[Any, Any], before: dict[Any, Any]) -> bool:
+    return len(now) != len(before) or any(now.get(k, _MISSING) is not v for k, v in before.items())
+
+
+_MISSING = object()
 
 
 def _input_shapes(given: Sequence[int] | Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
