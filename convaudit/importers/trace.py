@@ -28,6 +28,7 @@ decomposition, a shape error at this input) is refused with TraceRefused, naming
 from __future__ import annotations
 
 import contextlib
+import gc
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -74,7 +75,7 @@ class _Recorder:
         self.keys: dict[int, int] = {}  # id(tensor object) -> its current TensorRec id
         self.objects: dict[int, Any] = {}  # id -> every tensor object seen, kept so no id() is reused in the run
         self.tensors: list[tuple[Any, ...]] = []  # TensorRec's fields after the id, until the batch
-        self.members: dict[int, list[int]] = {}  # storage -> ids of the objects that view it
+        self.members: dict[int, dict[int, None]] = {}  # storage -> ids of the objects that view it (a set, ordered)
         # (info, args, outputs, module stack, writes, extra tags, parent): OpNode's fields, as a tuple until the end
         self.nodes: list[Any] = []
         self.parents: list[int] = []  # the composite operators being decomposed, innermost last
@@ -98,9 +99,7 @@ class _Recorder:
         tid = len(self.tensors)
         self.tensors.append((tuple(t.shape), dtype_name(t.dtype), kind, name, producer, version_of, storage))
         self.keys[key] = tid
-        members = self.members.setdefault(storage, [])
-        if key not in members:
-            members.append(key)
+        self.members.setdefault(storage, {})[key] = None
         return tid
 
     def read(self, t: Any) -> g.TensorRef:
@@ -214,7 +213,7 @@ class _Recorder:
         """An operator wrote `written`: every tensor viewing its storage gets a new version."""
         storage = self.tensors[self.keys[id(written)]][6]
         made = []
-        for key in list(self.members.get(storage, [id(written)])):
+        for key in list(self.members.get(storage, {id(written): None})):
             old = self.keys[key]
             made.append(self.add(self.objects[key], g.ACTIVATION, self.tensors[old][3], producer=index,
                                  version_of=old))
@@ -347,6 +346,8 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
     shapes = _input_shapes(input_shape)
     state = _ModuleState(model)
     model.eval()
+    collecting = gc.isenabled()
+    gc.disable()  # a trace makes many small records and frees none: collections would only rescan them
     try:
         forward, named = _meta_forward(model)
         dtype = dtype or torch.get_default_dtype()
@@ -364,6 +365,8 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
         return graph
     finally:
         state.restore()
+        if collecting:
+            gc.enable()
 
 
 class _ModuleState:
