@@ -46,8 +46,10 @@ def _setup_worker() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
 
+    from convaudit.importers.targets import prepare_torchvision
+
     torch.set_num_threads(1)
-    import convaudit  # noqa: F401  (prepares torchvision's import next to CPU torch, which timm imports)
+    prepare_torchvision()  # timm imports torchvision, which fails next to CPU torch without this
 
 
 def build(source: str, name: str) -> Any:
@@ -134,9 +136,10 @@ def _numel(shape: Any) -> int:
 
 def models(only: list[str], skip: list[str]) -> list[tuple[str, str, str]]:
     os.environ["HF_HUB_OFFLINE"] = "1"
-    import timm
+    from convaudit.importers.targets import prepare_torchvision
 
-    import convaudit  # noqa: F401
+    prepare_torchvision()  # timm imports torchvision, which fails next to CPU torch without this
+    import timm
 
     found = [("timm", family, sorted(timm.list_models(module=family))[0]) for family in timm.list_modules()
              if timm.list_models(module=family)]
