@@ -464,7 +464,9 @@ def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, st
 
 def _graph(model: Any, run: _Recorder, input_shapes: tuple[tuple[int, ...], ...], batch: int,
            level: str) -> g.OpGraph:
-    tensors = tuple(g.TensorRec(tid, *fields) for tid, fields in enumerate(run.tensors))
+    storages: dict[int, int] = {}  # torch's storage address -> a small number, in order of appearance
+    tensors = tuple(g.TensorRec(tid, *fields[:6], storages.setdefault(fields[6], len(storages)))
+                    for tid, fields in enumerate(run.tensors))
     nodes = tuple(g.OpNode(index, info.overload, info.packet, named, outputs, info.tags | extra, stack, writes, parent)
                   for index, (info, named, outputs, stack, writes, extra, parent) in enumerate(run.nodes))
     modules = {path: type(m).__name__ for path, m in model.named_modules()}
