@@ -200,6 +200,7 @@ def write_report(results: list[dict[str, Any]], out: Path, seconds: float, jobs:
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
     meta = {"models": len(results), "seconds": round(seconds, 1), "jobs": jobs,
+            "model_seconds": round(sum(r.get("seconds_total", 0) for r in results), 1),
             "load_after": [round(x, 2) for x in load], "python": sys.version.split()[0],
             "torch": _version("torch"), "timm": _version("timm"), "torchvision": _version("torchvision")}
     (out / "op_census.json").write_text(json.dumps({"run": meta, "models": results, "ops": ops}, indent=1,
@@ -223,8 +224,10 @@ def _markdown(results: list[dict[str, Any]], ops: dict[str, dict[str, Any]], met
              f"family, and torchvision's segmentation, video, optical-flow and detection models), traced on the meta "
              f"device at each model's own input shape with `convaudit.importers.trace` (level composite: operators "
              f"as the model called them, with their decompositions as children). torch {meta['torch']}, timm "
-             f"{meta['timm']}, torchvision {meta['torchvision']}; {meta['jobs']} models at a time, one thread each, "
-             f"{meta['seconds']} s in all (load average after: {meta['load_after'][0]}).", "",
+             f"{meta['timm']}, torchvision {meta['torchvision']}; {meta['jobs']} models at a time, one thread "
+             f"each. The models took {meta['model_seconds']} s together (this run {meta['seconds']} s; results "
+             f"kept from earlier runs are reused); load average after: {meta['load_after'][0]} on "
+             f"{os.cpu_count()} cores, so times are inflated on a busy machine.", "",
              "Status: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ".", "",
              "Columns: families (of the census's model families that use it), models, calls (over all models); "
              "top = calls made by the model's own code, inner = calls inside another operator's decomposition; "
