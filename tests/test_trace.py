@@ -206,7 +206,9 @@ class Segmenter(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
-        return {"out": y, "aux": [y.sum(1), "not a tensor"], "size": 7}
+        with torch.no_grad():  # grad mode switched inside the forward
+            aux = y.sum(1)
+        return {"out": y, "aux": [aux, "not a tensor"], "size": 7}
 
 
 def test_outputs_flatten_dicts_and_lists_and_skip_other_values():
