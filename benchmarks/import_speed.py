@@ -14,7 +14,8 @@ For each torchvision classification model, at its own size (efficientnet_b7 at 6
     torchinfo 1st  torchinfo.summary of the model with real weights on the CPU, its first call in the process
     torchinfo 2nd  the same, called again (warm)
     fvcore         fvcore's FlopCountAnalysis(...).total() on the real model (a torch.jit trace)
-Rounds go A B A B: every tool once per model per round, the best round kept (torchinfo's first call excepted).
+Rounds go A B A B: every tool once per round, the best round kept (torchinfo's first call excepted), one model
+at a time (the real weights of the large models are freed before the next is built).
 The machine's load average is printed before and after; measure on a quiet machine. Torch keeps its default
 thread count (the real forwards of torchinfo and fvcore use every core). No thresholds: this is for reading.
 """
@@ -98,24 +99,30 @@ class Subject:
 
 
 def measure(names: list[str], repeats: int) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Best wall and best CPU milliseconds per model and tool (the first torchinfo call measured once)."""
-    subjects = []
+    """Best wall and best CPU milliseconds per model and tool (the first torchinfo call measured once).
+
+    One model at a time (its real weights freed before the next: vit_l_16 alone holds 1.2 GB), its tools
+    alternating round after round."""
+    import gc
+
+    wall: dict[str, dict[str, Any]] = {}
+    cpu: dict[str, dict[str, Any]] = {}
     for name in names:
         print(f"building {name}", file=sys.stderr, flush=True)
-        subjects.append(Subject(name))
-    wall: dict[str, dict[str, Any]] = {s.name: {"shape": s.shape} for s in subjects}
-    cpu: dict[str, dict[str, Any]] = {s.name: {"shape": s.shape} for s in subjects}
-    for round_ in range(repeats):
-        for subject in subjects:
+        subject = Subject(name)
+        wall[name], cpu[name] = {"shape": subject.shape}, {"shape": subject.shape}
+        for round_ in range(repeats):
             for tool, run in subject.tools().items():
                 ms, cpu_ms = timed_ms(run)
                 if tool == "torchinfo":
                     tool = "torchinfo 1st" if subject.torchinfo_calls == 1 else "torchinfo 2nd"
                 for table_, value in ((wall, ms), (cpu, cpu_ms)):
-                    row = table_[subject.name]
+                    row = table_[name]
                     row[tool] = min(row.get(tool, value), value)
-            print(f"round {round_ + 1}/{repeats} {subject.name}: " + ", ".join(
-                f"{k} {v:.0f}" for k, v in wall[subject.name].items() if k != "shape"), file=sys.stderr, flush=True)
+            print(f"round {round_ + 1}/{repeats} {name}: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in wall[name].items() if k != "shape"), file=sys.stderr, flush=True)
+        del subject
+        gc.collect()
     return wall, cpu
 
 

@@ -22,7 +22,8 @@ INPLACE_VIEW = "inplace_view"  # changes a tensor's metadata in place (t_, squee
 DATA_DEPENDENT = "data_dependent_output"  # a Python number from tensor values (item)
 DYNAMIC_SHAPE = "dynamic_output_shape"  # output shape depends on values (nonzero, unique, masked_select)
 RANDOM = "nondeterministic_seeded"  # draws random numbers in training (dropout); in eval it may return its input
-VIEW = "view"  # an output aliases an input without writing it (view, permute, slice, expand, unbind)
+VIEW = "view"  # as it ran, an output shares storage with an input, nothing written (view, permute, slice, expand,
+# unbind, _unsafe_view; reshape only when it did not copy; contiguous and dropout when they returned their input)
 INPLACE = "inplace"  # writes one of its tensor arguments (relu_, add_, copy_, an out= variant)
 FACTORY = "factory"  # no tensor arguments (arange, zeros, empty, full)
 NO_META = "no_meta_kernel"  # torch has no meta kernel: the shape came from a decomposition or broadcasting

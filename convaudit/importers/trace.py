@@ -141,7 +141,8 @@ class _Recorder:
                 named[name] = self.value(kwargs[name])
             else:
                 named[name] = info.defaults.get(name)
-        constant = all(self.tensors[ref.id][2] == g.CONSTANT for ref in g.refs_in(named.values()))
+        reads = [self.tensors[ref.id] for ref in g.refs_in(named.values())]
+        constant = all(t[2] == g.CONSTANT for t in reads)
         index = len(self.nodes)
         self.nodes.append(None)  # reserved: a composite operator comes before the parts it is made of
         parent = self.parents[-1] if self.parents else None
@@ -175,7 +176,10 @@ class _Recorder:
         outputs = tuple(self._output(o, index, kind) for o in (out if isinstance(out, tuple) else (out,)))
         if not writes and len(self.tensors) == known and any(isinstance(o, g.TensorRef) for o in outputs):
             extra |= {g.RETURNS_INPUT}  # dropout in eval, `to` the same dtype, contiguous on a contiguous tensor
-        self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), frozenset(extra), parent)
+        if not writes and {t[6] for t in reads} & {self.tensors[r.id][6] for r in g.refs_in(outputs)}:
+            extra.add(g.VIEW)  # as it ran: reshape that copied is not a view, _unsafe_view and unsafe_split are
+        tags = (info.tags - _VIEW) | extra
+        self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), tags, parent)
         return out
 
     def _place(self, func: Any, info: OpInfo, args: tuple[Any, ...],
@@ -277,6 +281,7 @@ class _Recorder:
                 self.output(item, f"{name}.{key}" if name else key)
 
 
+_VIEW = frozenset({g.VIEW})
 _DATA_DEPENDENT = {  # what the model's code did, for the operators it shows up as
     "_local_scalar_dense": "a tensor read as a Python number: .item(), int(), bool(), an `if` on a tensor",
     "nonzero": "nonzero's output size: torch.where with one argument, or boolean-mask indexing",
@@ -467,8 +472,8 @@ def _graph(model: Any, run: _Recorder, input_shapes: tuple[tuple[int, ...], ...]
     storages: dict[int, int] = {}  # torch's storage address -> a small number, in order of appearance
     tensors = tuple(g.TensorRec(tid, *fields[:6], storages.setdefault(fields[6], len(storages)))
                     for tid, fields in enumerate(run.tensors))
-    nodes = tuple(g.OpNode(index, info.overload, info.packet, named, outputs, info.tags | extra, stack, writes, parent)
-                  for index, (info, named, outputs, stack, writes, extra, parent) in enumerate(run.nodes))
+    nodes = tuple(g.OpNode(index, info.overload, info.packet, named, outputs, tags, stack, writes, parent)
+                  for index, (info, named, outputs, stack, writes, tags, parent) in enumerate(run.nodes))
     modules = {path: type(m).__name__ for path, m in model.named_modules()}
     modules.update(run.modules.seen)
     outputs = tuple(g.GraphOutput(name, tid) for name, tid in run.outputs)
