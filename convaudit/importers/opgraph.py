@@ -132,7 +132,10 @@ class OpGraph:
         return found
 
     def leaves(self) -> list[OpNode]:
-        """The operators with no recorded parts: what runs after every decomposition (what FlopCounterMode counts)."""
+        """The operators with no recorded parts: what runs after every decomposition. These are autograd's
+        decomposition (what FlopCounterMode counts), except that matmul may fold differently in inference mode
+        (expand + bmm where autograd runs mm: the same multiply-adds) and that no-op calls are kept (dropout in
+        eval, `to` the same dtype: tagged returns_input)."""
         parents = {node.parent for node in self.nodes}
         return [node for node in self.nodes if node.index not in parents]
 

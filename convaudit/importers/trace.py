@@ -14,12 +14,14 @@ torch.inference_mode(), where operators reach the recorder as the model called t
 scaled_dot_product_attention, layer_norm, einsum, reshape); a composite one (with a C++
 CompositeImplicitAutograd kernel) is then run through that kernel with the recorder active, as FlopCounterMode
 decomposes, so its parts are recorded as its children (linear -> view, t, addmm, view). The leaves are the
-operators autograd's decomposition gives, which FlopCounterMode counts. Level "aten" runs under torch.no_grad()
-instead, where autograd decomposes composite operators before the recorder sees them: a flat list.
+operators autograd's decomposition gives, which FlopCounterMode counts (matmul aside, which may fold into expand +
+bmm instead of mm in inference mode). Level "aten" runs under torch.no_grad() instead, where autograd decomposes
+composite operators before the recorder sees them: a flat list.
 Module paths come from global forward pre/post hooks, removed afterwards whatever happens. The model is traced
 at batch 1 and again at batch 2; aligning the two runs gives each tensor's batch dimension (inside a composite
 operator whose parts differ between the two batches, reshape's view against clone, those parts' tensors are
-listed as unknown).
+listed as unknown). Within one trace, meta kernels' answers are remembered (importers.metacache), and whatever the
+forward caches on the model (TinyViT's attention biases) is undone after each run.
 
 A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
 decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path.
