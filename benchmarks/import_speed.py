@@ -14,7 +14,8 @@ For each torchvision classification model, at its own size (efficientnet_b7 at 6
     torchinfo 1st  torchinfo.summary of the model with real weights on the CPU, its first call in the process
     torchinfo 2nd  the same, called again (warm)
     fvcore         fvcore's FlopCountAnalysis(...).total() on the real model (a torch.jit trace)
-Rounds go A B A B: every tool once per model per round, the best round kept (torchinfo's first call excepted).
+Rounds go A B A B: every tool once per round, the best round kept (torchinfo's first call excepted), one model
+at a time (the real weights of the large models are freed before the next is built).
 The machine's load average is printed before and after; measure on a quiet machine. Torch keeps its default
 thread count (the real forwards of torchinfo and fvcore use every core). No thresholds: this is for reading.
 """
@@ -39,10 +40,11 @@ LARGE = ["vit_l_16", "efficientnet_b7", "convnext_large", "regnet_y_32gf"]
 COLUMNS = ["trace", "trace 1 run", "export", "meta fwd", "flopcounter", "torchinfo 1st", "torchinfo 2nd", "fvcore"]
 
 
-def best_ms(run: Callable[[], Any]) -> float:
-    began = time.perf_counter()
+def timed_ms(run: Callable[[], Any]) -> tuple[float, float]:
+    """(wall, CPU) milliseconds of one call; CPU time is the process's, over all its threads."""
+    began, began_cpu = time.perf_counter(), time.process_time()
     run()
-    return (time.perf_counter() - began) * 1000
+    return (time.perf_counter() - began) * 1000, (time.process_time() - began_cpu) * 1000
 
 
 class Subject:
@@ -96,49 +98,59 @@ class Subject:
                 "flopcounter": flop_counter, "torchinfo": torchinfo_summary, "fvcore": fvcore_total}
 
 
-def measure(names: list[str], repeats: int) -> dict[str, dict[str, float]]:
-    subjects = []
+def measure(names: list[str], repeats: int) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Best wall and best CPU milliseconds per model and tool (the first torchinfo call measured once).
+
+    One model at a time (its real weights freed before the next: vit_l_16 alone holds 1.2 GB), its tools
+    alternating round after round."""
+    import gc
+
+    wall: dict[str, dict[str, Any]] = {}
+    cpu: dict[str, dict[str, Any]] = {}
     for name in names:
         print(f"building {name}", file=sys.stderr, flush=True)
-        subjects.append(Subject(name))
-    times: dict[str, dict[str, float]] = {s.name: {} for s in subjects}
-    for round_ in range(repeats):
-        for subject in subjects:
-            row = times[subject.name]
+        subject = Subject(name)
+        wall[name], cpu[name] = {"shape": subject.shape}, {"shape": subject.shape}
+        for round_ in range(repeats):
             for tool, run in subject.tools().items():
-                ms = best_ms(run)
+                ms, cpu_ms = timed_ms(run)
                 if tool == "torchinfo":
                     tool = "torchinfo 1st" if subject.torchinfo_calls == 1 else "torchinfo 2nd"
-                    if tool == "torchinfo 1st":
-                        row[tool] = ms
-                        continue
-                row[tool] = min(row.get(tool, ms), ms)
-            print(f"round {round_ + 1}/{repeats} {subject.name}: "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in row.items()), file=sys.stderr, flush=True)
-    for subject in subjects:
-        times[subject.name]["shape"] = subject.shape  # type: ignore[assignment]
-    return times
+                for table_, value in ((wall, ms), (cpu, cpu_ms)):
+                    row = table_[name]
+                    row[tool] = min(row.get(tool, value), value)
+            print(f"round {round_ + 1}/{repeats} {name}: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in wall[name].items() if k != "shape"), file=sys.stderr, flush=True)
+        del subject
+        gc.collect()
+    return wall, cpu
 
 
-def table(times: dict[str, dict[str, Any]], load_before: tuple[float, ...], load_after: tuple[float, ...],
-          repeats: int) -> str:
+def header(load_before: tuple[float, ...], load_after: tuple[float, ...], repeats: int) -> list[str]:
     import torch
     import torchvision
 
-    lines = ["# Import speed", "",
-             f"`python benchmarks/import_speed.py`: {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision "
-             f"{torchvision.__version__}, Python {platform.python_version()}. Best of {repeats} rounds (A B A B), "
-             f"milliseconds. Load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min).", "",
-             "ratio = torchinfo's second call / our trace (both runs): above 1, we are faster.", "",
-             "| model | input | " + " | ".join(COLUMNS) + " | ratio |",
+    return ["# Import speed", "",
+            f"`python benchmarks/import_speed.py`: {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision "
+            f"{torchvision.__version__}, Python {platform.python_version()}. Best of {repeats} rounds (A B A B), "
+            f"milliseconds. Load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min).", "",
+            "ratio = torchinfo's second call / our trace (both runs): above 1, we are faster. The tracers run on "
+            "one thread; torchinfo's and fvcore's real forwards use every core, so on a busy machine their wall "
+            "times suffer more, and the CPU table (the process's CPU time over all threads) is the steadier one: "
+            "on a quiet machine a one-thread tool's wall time is about its CPU time, torchinfo's between half its "
+            "CPU time and all of it.", ""]
+
+
+def table(title: str, times: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [f"## {title}", "", "| model | input | " + " | ".join(COLUMNS) + " | ratio |",
              "|---|---|" + "---:|" * (len(COLUMNS) + 1)]
     for name, row in times.items():
         cells = [f"{row[c]:.0f}" if c in row else "-" for c in COLUMNS]
         ratio = row["torchinfo 2nd"] / row["trace"] if "torchinfo 2nd" in row and row.get("trace") else None
         shape = "×".join(map(str, row["shape"]))
         lines.append(f"| {name} | {shape} | " + " | ".join(cells) + (f" | {ratio:.2f} |" if ratio else " | - |"))
-    return "\n".join(lines) + "\n"
+    return lines + [""]
 
 
 def main() -> None:
@@ -153,8 +165,9 @@ def main() -> None:
     names = options.models or (["resnet18", "vit_b_16"] if options.quick else SMALL + LARGE)
     repeats = 2 if options.quick else options.repeats
     load_before = os.getloadavg()
-    times = measure(names, repeats)
-    text = table(times, load_before, os.getloadavg(), repeats)
+    wall, cpu = measure(names, repeats)
+    lines = header(load_before, os.getloadavg(), repeats)
+    text = "\n".join(lines + table("Wall time", wall) + table("CPU time", cpu))
     print(text)
     if not options.quick and options.models is None:
         options.out.parent.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,10 @@ def _setup_worker() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
 
+    from convaudit.importers.targets import prepare_torchvision
+
     torch.set_num_threads(1)
-    import convaudit  # noqa: F401  (prepares torchvision's import next to CPU torch, which timm imports)
+    prepare_torchvision()  # timm imports torchvision, which fails next to CPU torch without this
 
 
 def build(source: str, name: str) -> Any:
@@ -103,7 +105,7 @@ def _census(record: dict[str, Any], source: str, name: str) -> dict[str, Any]:
     started = time.perf_counter()
     flat = trace(model, shapes, level="aten", batch_dims=False)
     record["seconds_trace_aten_one_run"] = round(time.perf_counter() - started, 3)
-    leaves = Counter(n.overload for n in graph.leaves())
+    leaves = Counter(n.overload for n in graph.leaves() if "returns_input" not in n.tags)
     autograd = Counter(n.overload for n in flat.nodes)
     parents = {n.parent for n in graph.nodes}
     ops: dict[str, Any] = {}
@@ -134,7 +136,9 @@ def _numel(shape: Any) -> int:
 
 def models(only: list[str], skip: list[str]) -> list[tuple[str, str, str]]:
     os.environ["HF_HUB_OFFLINE"] = "1"
-    import convaudit  # noqa: F401
+    from convaudit.importers.targets import prepare_torchvision
+
+    prepare_torchvision()  # timm imports torchvision, which fails next to CPU torch without this
     import timm
 
     found = [("timm", family, sorted(timm.list_models(module=family))[0]) for family in timm.list_modules()
@@ -147,7 +151,8 @@ def models(only: list[str], skip: list[str]) -> list[tuple[str, str, str]]:
 
 # Groups for the summary, first match wins: (group, test on the packet name and the tags).
 GROUPS: list[tuple[str, Any]] = [
-    ("data-dependent", lambda p, t: "dynamic_output_shape" in t or "data_dependent_output" in t),
+    ("data-dependent", lambda p, t: "data_dependent_output" in t or p in {"nonzero", "unique", "_unique2", "unique_dim",
+                                                                          "masked_select", "item"}),
     ("conv-like", lambda p, t: "conv" in p and "convert" not in p),
     ("matmul-like", lambda p, t: p in {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "einsum", "addmv", "mv",
                                        "dot", "bilinear", "tensordot", "outer", "_trilinear", "addbmm"}
@@ -189,12 +194,13 @@ def write_report(results: list[dict[str, Any]], out: Path, seconds: float, jobs:
             op["top"] += entry["top"]
             op["inner"] += entry["inner"]
             op["composite"] = op["composite"] or entry["composite"]
-    for overload, op in ops.items():
+    for op in ops.values():
         op["families"] = len(op["families"])
         op["group"] = group_of(op["packet"], op["tags"])
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
     meta = {"models": len(results), "seconds": round(seconds, 1), "jobs": jobs,
+            "model_seconds": round(sum(r.get("seconds_total", 0) for r in results), 1),
             "load_after": [round(x, 2) for x in load], "python": sys.version.split()[0],
             "torch": _version("torch"), "timm": _version("timm"), "torchvision": _version("torchvision")}
     (out / "op_census.json").write_text(json.dumps({"run": meta, "models": results, "ops": ops}, indent=1,
@@ -218,8 +224,10 @@ def _markdown(results: list[dict[str, Any]], ops: dict[str, dict[str, Any]], met
              f"family, and torchvision's segmentation, video, optical-flow and detection models), traced on the meta "
              f"device at each model's own input shape with `convaudit.importers.trace` (level composite: operators "
              f"as the model called them, with their decompositions as children). torch {meta['torch']}, timm "
-             f"{meta['timm']}, torchvision {meta['torchvision']}; {meta['jobs']} models at a time, one thread each, "
-             f"{meta['seconds']} s in all (load average after: {meta['load_after'][0]}).", "",
+             f"{meta['timm']}, torchvision {meta['torchvision']}; {meta['jobs']} models at a time, one thread "
+             f"each. The models took {meta['model_seconds']} s together (this run {meta['seconds']} s; results "
+             f"kept from earlier runs are reused); load average after: {meta['load_after'][0]} on "
+             f"{os.cpu_count()} cores, so times are inflated on a busy machine.", "",
              "Status: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ".", "",
              "Columns: families (of the census's model families that use it), models, calls (over all models); "
              "top = calls made by the model's own code, inner = calls inside another operator's decomposition; "
@@ -255,14 +263,19 @@ def _markdown(results: list[dict[str, Any]], ops: dict[str, dict[str, Any]], met
                      f"{r.get('seconds_build', '')} | {r.get('seconds_trace', '')} | "
                      f"{r.get('seconds_trace_aten_one_run', '')} | {r.get('nodes', '')} | {r.get('top', '')} | "
                      f"{r.get('leaves', '')} | {batch} | {reason} |")
-    differing = [r for r in results if r.get("leaves_vs_autograd")]
+    differing = []
+    for r in results:
+        silent = {op for op, entry in r.get("ops", {}).items() if "returns_input" in entry["tags"]}
+        diff = {op: counts for op, counts in r.get("leaves_vs_autograd", {}).items() if op not in silent}
+        if diff:
+            differing.append((r["model"], diff))
     lines += ["", "## Leaves against autograd's decomposition", "",
               f"{len(differing)} of {status.get('ok', 0)} traced models have leaf operators (inference mode, "
-              "composite operators decomposed by the tracer) that differ from a run under no_grad (decomposed by "
-              "autograd). Per model, operator: [leaves, autograd].", ""]
-    for r in differing:
-        lines.append(f"- {r['model']}: " + ", ".join(f"`{op}` {a}/{b}" for op, (a, b) in
-                                                     sorted(r["leaves_vs_autograd"].items())))
+              "composite operators run through their C++ kernels by the tracer) that differ from a run under no_grad "
+              "(decomposed by autograd), operators that return their input unchanged (dropout in eval, `to` the same "
+              "dtype) aside. Per model, operator: leaves/autograd.", ""]
+    for model, diff in differing:
+        lines.append(f"- {model}: " + ", ".join(f"`{op}` {a}/{b}" for op, (a, b) in sorted(diff.items())))
     return "\n".join(lines) + "\n"
 
 

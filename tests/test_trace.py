@@ -206,7 +206,9 @@ class Segmenter(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
-        return {"out": y, "aux": [y.sum(1), "not a tensor"], "size": 7}
+        with torch.no_grad():  # grad mode switched inside the forward
+            aux = y.sum(1)
+        return {"out": y, "aux": [aux, "not a tensor"], "size": 7}
 
 
 def test_outputs_flatten_dicts_and_lists_and_skip_other_values():
@@ -296,6 +298,30 @@ def test_a_model_with_real_weights_is_traced_on_meta_and_left_as_it_was():
     assert node(graph, "aten.addmm.default").parent is not None  # the eval graph, decomposed linear
 
 
+class Caching(nn.Module):
+    """Caches on itself in eval, as TinyViT (a dict) and ConViT (an attribute) do."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(3))
+        self.cache = {}
+        self.index = None
+
+    def forward(self, x):
+        if "bias" not in self.cache:
+            self.cache["bias"] = self.bias * 2
+        if self.index is None:
+            self.index = torch.arange(3)
+        return x + self.cache["bias"][self.index]
+
+
+def test_what_a_forward_caches_on_the_model_is_undone():
+    model = Caching()
+    graph = trace(model, (3,))
+    assert model.cache == {} and model.index is None and model.training
+    assert graph.batch_known and not graph.batch_unknown  # both runs computed the cache alike
+
+
 def test_tied_weights_small_constants_and_several_inputs():
     class Tied(nn.Module):
         def __init__(self):
@@ -351,8 +377,46 @@ def test_remembered_meta_answers_are_the_kernels_answers(monkeypatch):
     fresh = trace(model, (4, 6, 6))
     assert [(n.overload, n.outputs) for n in cached.nodes] == [(n.overload, n.outputs) for n in fresh.nodes]
     assert cached.tensors == tuple(t.__class__(**{**_fields(t), "storage": c.storage})
-                                   for t, c in zip(fresh.tensors, cached.tensors))
+                                   for t, c in zip(fresh.tensors, cached.tensors, strict=True))
 
 
 def _fields(record):
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+# ------------------------------------------------------------------ a model's own input shape
+
+
+def test_default_input_shapes_from_torchvision_weights():
+    from convaudit.importers.defaults import default_input_shape, positional_inputs
+    from convaudit.importers.targets import load_torchvision, on_meta
+
+    torchvision = load_torchvision()
+    # no model needed: the DEFAULT weights' transforms and docs say it
+    assert default_input_shape(None, "torchvision:resnet50") == (3, 224, 224)
+    assert default_input_shape(None, "torchvision:inception_v3") == (3, 299, 299)
+    assert default_input_shape(None, "torchvision:efficientnet_b7") == (3, 600, 600)
+    assert default_input_shape(None, "torchvision:r3d_18") == (3, 16, 112, 112)  # clip_len=16, crop 112
+    assert default_input_shape(None, "torchvision:swin3d_t") == (3, 32, 224, 224)
+    assert default_input_shape(None, "torchvision:fcn_resnet50") == (3, 520, 520)
+    ssd = on_meta(lambda: torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None,
+                                                       weights_backbone=None))
+    assert default_input_shape(ssd, "torchvision:ssdlite320_mobilenet_v3_large") == (3, 320, 320)
+    raft = on_meta(lambda: torchvision.models.get_model("raft_small", weights=None))
+    assert default_input_shape(raft, "torchvision:raft_small") == (3, 520, 960) and positional_inputs(raft) == 2
+    vit = on_meta(lambda: torchvision.models.get_model("vit_b_32", weights=None, image_size=96))
+    assert default_input_shape(vit) == (3, 96, 96)  # its image_size attribute, without a target
+    assert default_input_shape(ConvNet()) is None and positional_inputs(ConvNet()) == 1
+
+
+def test_a_timm_model_at_its_own_size():
+    timm = pytest.importorskip("timm")
+    from convaudit.importers.defaults import default_input_shape
+    from convaudit.importers.targets import on_meta
+
+    model = on_meta(lambda: timm.create_model("swinv2_tiny_window8_256", pretrained=False))
+    assert default_input_shape(model) == (3, 256, 256)  # pretrained_cfg["input_size"]
+    graph = trace(model, default_input_shape(model))
+    # its windows: 256/4 = 64 patches a side, 8×8 windows, so (B·64, 64, 96) in the first stage
+    assert any(t.batch_folded and t.shape == (64, 64, 96) for t in graph.tensors)
+    assert {t.name for t in graph.named(PARAMETER)} == {n for n, _ in model.named_parameters()}

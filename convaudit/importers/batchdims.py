@@ -21,18 +21,17 @@ def with_batch_dims(one: OpGraph, two: OpGraph) -> OpGraph:
     pairs = _pair_nodes(one, two)
     if pairs is None or len(one.inputs) != len(two.inputs):
         return replace(one, batch_known=False, batch_unknown=tuple(t.id for t in one.tensors))
-    tensor_pairs = dict(zip(one.inputs, two.inputs))
+    tensor_pairs = dict(zip(one.inputs, two.inputs, strict=True))
     for t in one.tensors:
         if t.producer is None and t.kind != "constant":
             tensor_pairs[t.id] = t.id  # the input, parameters and buffers: registered first, in the same order
     moved: dict[int, frozenset[str]] = {}
     for a, b in pairs:
         node_a, node_b = one.nodes[a], two.nodes[b]
-        for ids_a, ids_b in (([r.id for r in refs_in(node_a.args.values())], [r.id for r in refs_in(node_b.args.values())]),
-                             ([r.id for r in refs_in(node_a.outputs)], [r.id for r in refs_in(node_b.outputs)]),
-                             (node_a.writes, node_b.writes)):
+        for ids_a, ids_b in ((_ids(node_a.args.values()), _ids(node_b.args.values())),
+                             (_ids(node_a.outputs), _ids(node_b.outputs)), (node_a.writes, node_b.writes)):
             if len(ids_a) == len(ids_b):
-                for x, y in zip(ids_a, ids_b):
+                for x, y in zip(ids_a, ids_b, strict=True):
                     tensor_pairs.setdefault(x, y)
         changed = frozenset(k for k, v in node_a.args.items() if not _same_value(v, node_b.args.get(k)))
         if changed:
@@ -57,6 +56,10 @@ def with_batch_dims(one: OpGraph, two: OpGraph) -> OpGraph:
                    batch_irregular=tuple(irregular), batch_unknown=tuple(unknown))
 
 
+def _ids(values: Any) -> list[int]:
+    return [ref.id for ref in refs_in(values)]
+
+
 def _batch_dim(one: tuple[int, ...], two: tuple[int, ...]) -> int | None:
     """The one dimension that doubled, None when none changed, -1 for any other change."""
     if one == two:
@@ -75,18 +78,18 @@ def _pair_nodes(one: OpGraph, two: OpGraph) -> list[tuple[int, int]] | None:
     if not _alike(one, two, kids_one[None], kids_two[None]):
         return None
     pairs: list[tuple[int, int]] = []
-    todo = list(zip(kids_one[None], kids_two[None]))
+    todo = list(zip(kids_one[None], kids_two[None], strict=True))
     while todo:
         a, b = todo.pop()
         pairs.append((a, b))
         parts_a, parts_b = kids_one.get(a, []), kids_two.get(b, [])
         if _alike(one, two, parts_a, parts_b):
-            todo.extend(zip(parts_a, parts_b))
+            todo.extend(zip(parts_a, parts_b, strict=True))
     return sorted(pairs)
 
 
 def _alike(one: OpGraph, two: OpGraph, a: list[int], b: list[int]) -> bool:
-    return len(a) == len(b) and all(one.nodes[i].overload == two.nodes[j].overload for i, j in zip(a, b))
+    return len(a) == len(b) and all(one.nodes[i].overload == two.nodes[j].overload for i, j in zip(a, b, strict=False))
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -94,6 +97,6 @@ def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, TensorRef) or isinstance(b, TensorRef):
         return isinstance(a, TensorRef) and isinstance(b, TensorRef)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 

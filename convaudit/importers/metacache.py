@@ -6,9 +6,11 @@ the tracer. A model repeats itself (ResNet's blocks, a ViT's twelve layers), so 
 tensors of the same shape, strides, offset and dtype, and the same other arguments, gets new empty meta tensors
 with the metadata the kernel gave the first time (`torch.empty_strided`), without running the kernel again.
 
-Only operators whose outputs are new tensors are remembered: no views, no in-place or out= operators, nothing
-random, data-dependent or with a value as output, and no output that shares storage with an input or starts at
-an offset (checked on the first call). Torch is imported by the caller.
+Remembered are operators whose outputs are new tensors, and in-place operators that return the tensor they
+wrote with its metadata unchanged (LSTM cells' sigmoid_ and tanh_): no views, no operator that changes a tensor's
+metadata in place (t_, as_strided_), nothing random, data-dependent or with a value as output, no output that
+shares storage with an input or starts at an offset (all checked on the first call). Torch is imported by the
+caller.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 _UNCACHEABLE = object()
-_EXCLUDED = {"view", "inplace", "inplace_view", "dynamic_output_shape", "data_dependent_output",
-             "nondeterministic_seeded", "factory"}
+_EXCLUDED = {"view", "inplace_view", "dynamic_output_shape", "data_dependent_output", "nondeterministic_seeded",
+             "factory"}
 
 
 def cacheable(tags: frozenset[str]) -> bool:
@@ -44,20 +46,25 @@ class MetaCache:
         known = self.answers.get(key, None) if key is not None else _UNCACHEABLE
         if known is not None and known is not _UNCACHEABLE:
             self.hits += 1
-            return self._make(known)
+            return self._make(known, args)
         out = func(*args, **kwargs)
         if known is None:
-            self.answers[key] = self._remember(out, args, kwargs)
+            self.answers[key] = self._remember(out, args, kwargs, key)
         return out
 
-    def _make(self, known: tuple[bool, tuple[Any, ...]]) -> Any:
-        several, outputs = known
+    def _make(self, known: Any, args: tuple[Any, ...]) -> Any:
+        kind, several, outputs = known
+        if kind == "argument":  # an in-place operator: the tensor it wrote, as it was
+            return args[outputs]
         empty = self.torch.empty_strided
         made = tuple(None if o is None else empty(o[0], o[1], dtype=o[2], device="meta") for o in outputs)
         return made if several else made[0]
 
-    def _remember(self, out: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _remember(self, out: Any, args: tuple[Any, ...], kwargs: dict[str, Any], before: Any) -> Any:
         Tensor = self.torch.Tensor
+        for position, a in enumerate(args):
+            if out is a:  # in place: remembered only if the tensor's metadata did not change
+                return ("argument", False, position) if _describe(Tensor, a) == before[1][position] else _UNCACHEABLE
         several = isinstance(out, tuple)
         outputs = out if several else (out,)
         inputs = [a for a in _tensors(Tensor, (args, kwargs))]
@@ -67,11 +74,10 @@ class MetaCache:
             if o is None:
                 described.append(None)
                 continue
-            if (not isinstance(o, Tensor) or not o.is_meta or o.storage_offset() != 0 or _storage(o) in storages
-                    or type(o) is not Tensor):
+            if (type(o) is not Tensor or not o.is_meta or o.storage_offset() != 0 or _storage(o) in storages):
                 return _UNCACHEABLE
             described.append((tuple(o.shape), o.stride(), o.dtype))
-        return several, tuple(described)
+        return "new", several, tuple(described)
 
 
 def _describe(Tensor: type, value: Any) -> Any:

@@ -21,8 +21,9 @@ REDUCTION = "reduction"
 INPLACE_VIEW = "inplace_view"  # changes a tensor's metadata in place (t_, squeeze_, as_strided_)
 DATA_DEPENDENT = "data_dependent_output"  # a Python number from tensor values (item)
 DYNAMIC_SHAPE = "dynamic_output_shape"  # output shape depends on values (nonzero, unique, masked_select)
-RANDOM = "nondeterministic_seeded"
-VIEW = "view"  # an output aliases an input without writing it (view, permute, slice, expand, unbind)
+RANDOM = "nondeterministic_seeded"  # draws random numbers in training (dropout); in eval it may return its input
+VIEW = "view"  # as it ran, an output shares storage with an input, nothing written (view, permute, slice, expand,
+# unbind, _unsafe_view; reshape only when it did not copy; contiguous and dropout when they returned their input)
 INPLACE = "inplace"  # writes one of its tensor arguments (relu_, add_, copy_, an out= variant)
 FACTORY = "factory"  # no tensor arguments (arange, zeros, empty, full)
 NO_META = "no_meta_kernel"  # torch has no meta kernel: the shape came from a decomposition or broadcasting
@@ -41,11 +42,11 @@ class TensorRec:
     id: int  # index in OpGraph.tensors
     shape: tuple[int, ...]
     dtype: str  # torch's name without the prefix: "float32", "int64", "bool"
-    kind: str  # input | parameter | buffer | constant (depends on none of those: arange, a tensor attribute) | activation
-    name: str = ""  # dotted name of a parameter or buffer; "input" for the graph input
+    kind: str  # input | parameter | buffer | activation | constant (depends on none of them: arange, an attribute)
+    name: str = ""  # dotted name of a parameter or buffer; "input" (or input0, input1, ...) for the graph inputs
     producer: int | None = None  # index of the OpNode that made it (activations, new versions, factory constants)
     version_of: int | None = None  # the tensor an in-place operator overwrote to make this version
-    storage: int = 0  # tensors with the same storage alias one buffer: views of each other, and versions
+    storage: int = 0  # numbered as met; tensors with the same storage alias one buffer (views, versions)
     batch_dim: int | None = None  # the dimension that scales with the batch; None: none does (a parameter)
     batch_folded: bool = False  # that dimension is B·k with k > 1 (Swin's windows: (B·nW, ws·ws, C))
 
@@ -88,7 +89,7 @@ class GraphOutput:
 class TraceProblem:
     """Why (part of) a model could not run on the meta device."""
 
-    op: str  # "aten.nonzero.default", or a Python-level call ("Tensor.tolist")
+    op: str  # "aten.nonzero.default", or "Python code at model.py:17 (forward)" for an error raised by the model
     module: str  # the innermost module path at the call, "" for the model itself
     reason: str  # one line
 
@@ -131,7 +132,10 @@ class OpGraph:
         return found
 
     def leaves(self) -> list[OpNode]:
-        """The operators with no recorded parts: what runs after every decomposition (what FlopCounterMode counts)."""
+        """The operators with no recorded parts: what runs after every decomposition. These are autograd's
+        decomposition (what FlopCounterMode counts), except that matmul may fold differently in inference mode
+        (expand + bmm where autograd runs mm: the same multiply-adds) and that no-op calls are kept (dropout in
+        eval, `to` the same dtype: tagged returns_input)."""
         parents = {node.parent for node in self.nodes}
         return [node for node in self.nodes if node.index not in parents]
 

@@ -2,22 +2,26 @@
 
     trace(model, input_shape) -> OpGraph     input_shape per sample: (3, 224, 224), (1, 16000), (3, 16, 112, 112)
 
-Nothing real is allocated. A model on the meta device runs as it is; a model with real weights runs through
-`torch.func.functional_call` with meta stand-ins for its parameters and buffers (`torch.empty_like(...,
-device="meta")`: no copy of any weight), and any other real tensor the forward meets (a plain tensor attribute,
-`torch.tensor([...])`) is replaced by a meta tensor of its shape. Factory calls (`torch.arange(n)`) are sent to
-the meta device.
+Nothing the size of a weight or an activation is allocated. A model on the meta device runs as it is; a model
+with real weights runs through `torch.func.functional_call` with meta stand-ins for its parameters and buffers
+(`torch.empty_like(..., device="meta")`: no copy of any weight). Every other real tensor the forward meets (a
+plain tensor attribute) is replaced by a meta tensor of its shape, and factories (`torch.zeros(...)`) are sent
+to meta, except small constants (SMALL): shape arithmetic done with tensors runs for real on the CPU, so that a
+detection transform's `torch.tensor(image.shape[-2:])` ... `.item()` keeps its values.
 
 Every ATen operator that runs is recorded, as a tree (level "composite", the default): the run is under
 torch.inference_mode(), where operators reach the recorder as the model called them (linear,
-scaled_dot_product_attention, layer_norm, einsum, reshape); a composite one is then decomposed the way
-FlopCounterMode does (`func.decompose` with the recorder active), so its parts are recorded as its children
-(linear -> t, addmm). The leaves are the operators FlopCounterMode counts. Level "aten" runs under
-torch.no_grad() instead, where autograd decomposes composite operators before the recorder sees them: a flat list.
+scaled_dot_product_attention, layer_norm, einsum, reshape); a composite one (with a C++
+CompositeImplicitAutograd kernel) is then run through that kernel with the recorder active, as FlopCounterMode
+decomposes, so its parts are recorded as its children (linear -> view, t, addmm, view). The leaves are the
+operators autograd's decomposition gives, which FlopCounterMode counts (matmul aside, which may fold into expand +
+bmm instead of mm in inference mode). Level "aten" runs under torch.no_grad() instead, where autograd decomposes
+composite operators before the recorder sees them: a flat list.
 Module paths come from global forward pre/post hooks, removed afterwards whatever happens. The model is traced
 at batch 1 and again at batch 2; aligning the two runs gives each tensor's batch dimension (inside a composite
 operator whose parts differ between the two batches, reshape's view against clone, those parts' tensors are
-listed as unknown).
+listed as unknown). Within one trace, meta kernels' answers are remembered (importers.metacache), and whatever the
+forward caches on the model (TinyViT's attention biases) is undone after each run.
 
 A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
 decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path.
@@ -26,14 +30,17 @@ decomposition, a shape error at this input) is refused with TraceRefused, naming
 from __future__ import annotations
 
 import contextlib
+import gc
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from convaudit.importers import opgraph as g
 from convaudit.importers.batchdims import with_batch_dims
-from convaudit.importers.metacache import MetaCache, cacheable
+from convaudit.importers.metacache import MetaCache
+from convaudit.importers.modulestack import ModuleStack
+from convaudit.importers.opinfo import INFO, OpInfo, dtype_name, op_info, plain
 from convaudit.importers.table import Unsupported
 
 LEVELS = ("composite", "aten")
@@ -42,7 +49,6 @@ LEVELS = ("composite", "aten")
 # reads is real and the inputs together hold at most this many elements; the result is a constant. Everything else,
 # factories above this size included, runs on meta.
 SMALL = 4096
-_TORCH_TAGS = (g.POINTWISE, g.REDUCTION, g.INPLACE_VIEW, g.DATA_DEPENDENT, g.DYNAMIC_SHAPE, g.RANDOM)
 
 
 class TraceRefused(Unsupported):
@@ -59,113 +65,10 @@ class _Stop(BaseException):
     """Ends a run that cannot go on; a BaseException, so a model's own `except Exception` lets it through."""
 
 
-@dataclass(frozen=True)
-class _OpInfo:
-    """What the recorder needs to know about one overload, read from its schema once."""
-
-    overload: str
-    packet: str
-    names: tuple[str, ...]  # every argument, positional then keyword-only
-    defaults: dict[str, Any]  # name -> default, where the schema has one
-    written: tuple[str, ...]  # arguments the operator writes (in-place, out=)
-    tags: frozenset[str]
-    device: bool  # takes a device argument (factories, _to_copy)
-    composite: bool  # has a C++ CompositeImplicitAutograd kernel: recorded with its decomposition as children
-    cacheable: bool  # its meta answers can be remembered (see metacache)
-
-
-_INFO: dict[Any, _OpInfo] = {}
-
-
-def _op_info(func: Any) -> _OpInfo:
-    info = _INFO.get(func)
-    if info is None:
-        info = _INFO[func] = _read_schema(func)
-    return info
-
-
-def _read_schema(func: Any) -> _OpInfo:
-    import torch
-
-    schema = func._schema
-    tags = {str(tag).rsplit(".", 1)[-1] for tag in getattr(func, "tags", ())}
-    tags = {tag for tag in tags if tag in _TORCH_TAGS}
-    written = tuple(a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write)
-    if written:
-        tags.add(g.INPLACE)
-    if any(r.alias_info is not None and not r.alias_info.is_write for r in schema.returns):
-        tags.add(g.VIEW)
-    if not any("Tensor" in str(a.type) for a in schema.arguments):
-        tags.add(g.FACTORY)
-    defaults = {a.name: _plain(a.default_value) for a in schema.arguments if a.has_default_value()}
-    composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
-    return _OpInfo(overload=str(func), packet=func.overloadpacket.__name__,
-                   names=tuple(a.name for a in schema.arguments), defaults=defaults, written=written,
-                   tags=frozenset(tags), device=any(a.name == "device" for a in schema.arguments),
-                   composite=composite, cacheable=cacheable(frozenset(tags)))
-
-
-def _plain(value: Any) -> Any:
-    """A schema value as plain Python: numbers, strings, None, lists; torch's dtypes and enums as names."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return _dtype_name(value) if type(value).__name__ == "dtype" else str(value)
-
-
-_DTYPE_NAMES: dict[Any, str] = {}
-
-
-def _dtype_name(dtype: Any) -> str:
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
-    return name
-
-
-class _Modules:
-    """The module stack, kept by global forward hooks: [(module id, Frame)] outermost first."""
-
-    def __init__(self, model: Any):
-        self.names = {id(m): (path, type(m).__name__) for path, m in model.named_modules()}
-        self.calls: dict[int, int] = {}
-        self.stack: list[tuple[int, g.Frame]] = []
-        self.current: tuple[g.Frame, ...] = ()
-        self.seen: dict[str, str] = {}
-
-    def pre(self, module: Any, args: Any) -> None:
-        key = id(module)
-        path, kind = self.names.get(key) or self._outside(module)
-        call = self.calls.get(key, 0)
-        self.calls[key] = call + 1
-        self.stack.append((key, g.Frame(path, kind, call)))
-        self.current = tuple(frame for _, frame in self.stack)
-        self.seen[path] = kind
-
-    def post(self, module: Any, args: Any, output: Any) -> None:
-        key = id(module)
-        # Pop down to this module's frame: frames above it belong to calls that raised inside a model's own try.
-        while self.stack and self.stack.pop()[0] != key:
-            pass
-        self.current = tuple(frame for _, frame in self.stack)
-
-    def _outside(self, module: Any) -> tuple[str, str]:
-        """A module called in forward but not registered in the model's tree: named inside its caller."""
-        kind = type(module).__name__
-        parent = self.stack[-1][1].path if self.stack else ""
-        entry = self.names[id(module)] = (f"{parent}.<{kind}>" if parent else f"<{kind}>", kind)
-        return entry
-
-    @property
-    def path(self) -> str:
-        return self.current[-1].path if self.current else ""
-
-
 class _Recorder:
     """Everything one run saw: tensors as lists (made records once the run is over) and nodes."""
 
-    def __init__(self, modules: _Modules, cache: MetaCache):
+    def __init__(self, modules: ModuleStack, cache: MetaCache):
         import torch
 
         self.torch = torch
@@ -174,7 +77,7 @@ class _Recorder:
         self.keys: dict[int, int] = {}  # id(tensor object) -> its current TensorRec id
         self.objects: dict[int, Any] = {}  # id -> every tensor object seen, kept so no id() is reused in the run
         self.tensors: list[tuple[Any, ...]] = []  # TensorRec's fields after the id, until the batch
-        self.members: dict[int, list[int]] = {}  # storage -> ids of the objects that view it
+        self.members: dict[int, dict[int, None]] = {}  # storage -> ids of the objects that view it (a set, ordered)
         # (info, args, outputs, module stack, writes, extra tags, parent): OpNode's fields, as a tuple until the end
         self.nodes: list[Any] = []
         self.parents: list[int] = []  # the composite operators being decomposed, innermost last
@@ -196,11 +99,9 @@ class _Recorder:
         except (RuntimeError, NotImplementedError):  # a tensor without storage
             storage = key
         tid = len(self.tensors)
-        self.tensors.append((tuple(t.shape), _dtype_name(t.dtype), kind, name, producer, version_of, storage))
+        self.tensors.append((tuple(t.shape), dtype_name(t.dtype), kind, name, producer, version_of, storage))
         self.keys[key] = tid
-        members = self.members.setdefault(storage, [])
-        if key not in members:
-            members.append(key)
+        self.members.setdefault(storage, {})[key] = None
         return tid
 
     def read(self, t: Any) -> g.TensorRef:
@@ -226,12 +127,12 @@ class _Recorder:
             return self.read(v)
         if isinstance(v, (list, tuple)):
             return [self.value(x) for x in v]
-        return _plain(v)
+        return plain(v)
 
     # ---------------------------------------------------------------- operators
 
     def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        info = _INFO.get(func) or _op_info(func)
+        info = INFO.get(func) or op_info(func)
         torch = self.torch
         args, kwargs = self._place(func, info, args, kwargs)
         named = {}
@@ -242,7 +143,8 @@ class _Recorder:
                 named[name] = self.value(kwargs[name])
             else:
                 named[name] = info.defaults.get(name)
-        constant = all(self.tensors[ref.id][2] == g.CONSTANT for ref in g.refs_in(named.values()))
+        reads = [self.tensors[ref.id] for ref in g.refs_in(named.values())]
+        constant = all(t[2] == g.CONSTANT for t in reads)
         index = len(self.nodes)
         self.nodes.append(None)  # reserved: a composite operator comes before the parts it is made of
         parent = self.parents[-1] if self.parents else None
@@ -276,10 +178,13 @@ class _Recorder:
         outputs = tuple(self._output(o, index, kind) for o in (out if isinstance(out, tuple) else (out,)))
         if not writes and len(self.tensors) == known and any(isinstance(o, g.TensorRef) for o in outputs):
             extra |= {g.RETURNS_INPUT}  # dropout in eval, `to` the same dtype, contiguous on a contiguous tensor
-        self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), frozenset(extra), parent)
+        if not writes and {t[6] for t in reads} & {self.tensors[r.id][6] for r in g.refs_in(outputs)}:
+            extra.add(g.VIEW)  # as it ran: reshape that copied is not a view, _unsafe_view and unsafe_split are
+        tags = (info.tags - _VIEW) | extra
+        self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), tags, parent)
         return out
 
-    def _place(self, func: Any, info: _OpInfo, args: tuple[Any, ...],
+    def _place(self, func: Any, info: OpInfo, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Where the operator runs: on meta, except arithmetic on small real constants (see SMALL)."""
         torch = self.torch
@@ -308,13 +213,13 @@ class _Recorder:
             return g.TensorRef(tid)
         if isinstance(o, (list, tuple)):
             return [self._output(x, index, kind) for x in o]
-        return _plain(o)
+        return plain(o)
 
     def _new_versions(self, written: Any, index: int) -> list[int]:
         """An operator wrote `written`: every tensor viewing its storage gets a new version."""
         storage = self.tensors[self.keys[id(written)]][6]
         made = []
-        for key in list(self.members.get(storage, [id(written)])):
+        for key in list(self.members.get(storage, {id(written): None})):
             old = self.keys[key]
             made.append(self.add(self.objects[key], g.ACTIVATION, self.tensors[old][3], producer=index,
                                  version_of=old))
@@ -326,13 +231,13 @@ class _Recorder:
         swap = lambda a: self.meta(a) if isinstance(a, self.torch.Tensor) and not a.is_meta else a  # noqa: E731
         return tree_map(swap, args), tree_map(swap, kwargs)
 
-    def _recover(self, func: Any, info: _OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
+    def _recover(self, func: Any, info: OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
                  error: Exception) -> Any:
         """An operator failed on meta: a decomposition or broadcasting may still give its shape; else stop."""
         message = _first_line(error)
         if g.DYNAMIC_SHAPE in info.tags or g.DATA_DEPENDENT in info.tags:
-            self.stop(info.overload, "data-dependent: its result depends on tensor values, which the meta device "
-                                     "does not have")
+            self.stop(info.overload, f"data-dependent ({_DATA_DEPENDENT.get(info.packet, 'its output')}): it needs "
+                                     "tensor values, which the meta device does not have")
         if not _no_meta_kernel(error, message):
             self.stop(info.overload, f"{type(error).__name__}: {message}")
         from torch._decomp import decomposition_table
@@ -376,6 +281,16 @@ class _Recorder:
             for position, item in enumerate(value):
                 key = fields[position] if fields else str(position)
                 self.output(item, f"{name}.{key}" if name else key)
+
+
+_VIEW = frozenset({g.VIEW})
+_DATA_DEPENDENT = {  # what the model's code did, for the operators it shows up as
+    "_local_scalar_dense": "a tensor read as a Python number: .item(), int(), bool(), an `if` on a tensor",
+    "nonzero": "nonzero's output size: torch.where with one argument, or boolean-mask indexing",
+    "index": "boolean-mask indexing: its output size",
+    "masked_select": "masked_select's output size",
+    "_unique2": "unique's output size",
+}
 
 
 def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
@@ -428,21 +343,24 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
 
     `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
     (3, 520, 960)) for RAFT's two frames. With `batch_dims`, a second run at batch 2 gives each tensor's batch
-    dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model's
-    training flags are restored.
+    dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
+    left as it was: training flags, and whatever its forward cached on itself.
     """
     import torch
 
     if level not in LEVELS:
         raise ValueError(f"level is one of {', '.join(LEVELS)}, not {level!r}")
     shapes = _input_shapes(input_shape)
-    flags = [(m, m.training) for m in model.modules()]
+    state = _ModuleState(model)
     model.eval()
+    collecting = gc.isenabled()
+    gc.disable()  # a trace makes many small records and frees none: collections would only rescan them
     try:
         forward, named = _meta_forward(model)
         dtype = dtype or torch.get_default_dtype()
         cache = MetaCache(torch)  # for this trace only: both runs
         first = _run(model, forward, named, shapes, 1, level, dtype, cache)
+        state.restore(training=False)  # what the run cached on the model (TinyViT's attention biases) is undone
         if first.problems:
             raise TraceRefused(first.problems, shapes)
         graph = _graph(model, first, shapes, 1, level)
@@ -453,8 +371,42 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
             graph = with_batch_dims(graph, _graph(model, second, shapes, 2, level))
         return graph
     finally:
-        for module, training in flags:
-            module.training = training
+        state.restore()
+        if collecting:
+            gc.enable()
+
+
+class _ModuleState:
+    """Every module's attributes, to undo what a forward changes: models cache tensors on themselves in eval
+    (TinyViT's attention_bias_cache dict, ConViT's rel_indices), which would leave meta tensors on the user's model
+    and make the second run differ from the first. Top-level attributes and the contents of dict attributes are
+    restored; the training flags too."""
+
+    def __init__(self, model: Any):
+        self.saved = [(module, dict(vars(module)), {k: dict(v) for k, v in vars(module).items() if isinstance(v, dict)})
+                      for module in model.modules()]
+
+    def restore(self, training: bool | None = None) -> None:
+        for module, attributes, dicts in self.saved:
+            current = vars(module)
+            for key in [k for k in current if k not in attributes]:
+                del current[key]
+            for key, value in attributes.items():
+                if current.get(key) is not value:
+                    current[key] = value
+            for key, contents in dicts.items():
+                if _changed(current[key], contents):
+                    current[key].clear()
+                    current[key].update(contents)
+            if training is not None:
+                current["training"] = training
+
+
+def _changed(now: dict[Any, Any], before: dict[Any, Any]) -> bool:
+    return len(now) != len(before) or any(now.get(k, _MISSING) is not v for k, v in before.items())
+
+
+_MISSING = object()
 
 
 def _input_shapes(given: Sequence[int] | Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
@@ -489,7 +441,7 @@ def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, st
     import torch
     from torch.nn.modules import module as nn_module
 
-    modules = _Modules(model)
+    modules = ModuleStack(model)
     recorder = _Recorder(modules, cache)
     recorder.decompose = level == "composite"
     xs = [torch.empty((batch, *shape), dtype=dtype, device="meta") for shape in input_shapes]
@@ -519,9 +471,11 @@ def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, st
 
 def _graph(model: Any, run: _Recorder, input_shapes: tuple[tuple[int, ...], ...], batch: int,
            level: str) -> g.OpGraph:
-    tensors = tuple(g.TensorRec(tid, *fields) for tid, fields in enumerate(run.tensors))
-    nodes = tuple(g.OpNode(index, info.overload, info.packet, named, outputs, info.tags | extra, stack, writes, parent)
-                  for index, (info, named, outputs, stack, writes, extra, parent) in enumerate(run.nodes))
+    storages: dict[int, int] = {}  # torch's storage address -> a small number, in order of appearance
+    tensors = tuple(g.TensorRec(tid, *fields[:6], storages.setdefault(fields[6], len(storages)))
+                    for tid, fields in enumerate(run.tensors))
+    nodes = tuple(g.OpNode(index, info.overload, info.packet, named, outputs, tags, stack, writes, parent)
+                  for index, (info, named, outputs, stack, writes, tags, parent) in enumerate(run.nodes))
     modules = {path: type(m).__name__ for path, m in model.named_modules()}
     modules.update(run.modules.seen)
     outputs = tuple(g.GraphOutput(name, tid) for name, tid in run.outputs)
