@@ -84,26 +84,36 @@ class LayerResult:
         return all(axis.is_exact for axis in self.outcome.windows)
 
     @property
+    def shares(self) -> bool:
+        """It uses another layer's weights (a module called twice): they are counted there, once."""
+        return self.spec.shares is not None
+
+    @property
     def weights(self) -> int:
-        return self.outcome.weights
+        return 0 if self.shares else self.outcome.weights
 
     @property
     def biases(self) -> int:
-        return self.outcome.biases
+        return 0 if self.shares else self.outcome.biases
 
     @property
     def params(self) -> int:
         """What PyTorch's sum(p.numel() for p in model.parameters()) counts: weights and biases, trained or fixed."""
-        return self.outcome.weights + self.outcome.biases
+        return self.weights + self.biases
 
     @property
     def buffers(self) -> int:
         """Running statistics (batchnorm mean and variance): state, not parameters."""
-        return self.outcome.stats
+        return 0 if self.shares else self.outcome.stats
 
     @property
     def trainable_params(self) -> int:
-        return 0 if self.outcome.fixed else self.outcome.weights + self.outcome.biases
+        return 0 if self.outcome.fixed else self.weights + self.biases
+
+    @property
+    def learns(self) -> bool:
+        """Its weights (its own, or those it shares) are trained: backward computes their gradient here."""
+        return not self.outcome.fixed and self.outcome.weights + self.outcome.biases > 0
 
     @property
     def non_trainable_params(self) -> int:
@@ -128,8 +138,8 @@ class LayerResult:
         outcome = self.outcome
         weight_grad = outcome.macs if outcome.weight_grad_macs is None else outcome.weight_grad_macs
         input_grad = outcome.macs if outcome.input_grad_macs is None else outcome.input_grad_macs
-        flows = self.trainable_params or self.needs_input_grad
-        return self.batch * ((weight_grad if self.trainable_params else 0)
+        flows = self.learns or self.needs_input_grad
+        return self.batch * ((weight_grad if self.learns else 0)
                              + (input_grad if self.needs_input_grad else 0)
                              + (outcome.inner_grad_macs if flows else 0))
 
@@ -284,6 +294,8 @@ def _analyze(spec: NetworkSpec, batch: int, dtype: str) -> Report:
             upstream = tuple(dict.fromkeys(name for source in layer.inputs for name in inexact[source]))
         try:
             outcome = _apply(layer, input_shapes, input_placements)
+            if layer.shares is not None:
+                _check_shared(layer, outcome, results)
         except LayerProblem as problem:
             if problem.kind == "merge":
                 problem = _name_branches(problem, layer, input_shapes)
@@ -297,8 +309,19 @@ def _analyze(spec: NetworkSpec, batch: int, dtype: str) -> Report:
         shapes[layer.name] = outcome.shape
         placements[layer.name] = outcome.placement
         inexact[layer.name] = upstream
-        trained_upstream[layer.name] = needs_input_grad or result.trainable_params > 0
+        trained_upstream[layer.name] = needs_input_grad or result.learns
     return Report(spec, batch, dtype, tuple(results))
+
+
+def _check_shared(layer: LayerSpec, outcome: Outcome, results: list[LayerResult]) -> None:
+    """A layer that shares another's weights: an earlier layer of its type with weights of the same size."""
+    owner = next((result for result in results if result.name == layer.shares), None)
+    if owner is None or owner.type != layer.type:
+        raise LayerProblem("shares", f"shares: '{layer.shares}' is no earlier {layer.type} layer", "shares")
+    if (owner.outcome.weights, owner.outcome.biases) != (outcome.weights, outcome.biases):
+        raise LayerProblem("shares", f"shares the weights of '{layer.shares}' ({owner.outcome.weights:,} + "
+                                     f"{owner.outcome.biases:,}), but its own would be {outcome.weights:,} + "
+                                     f"{outcome.biases:,}", "shares")
 
 
 def _apply(layer: LayerSpec, shapes: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Outcome:

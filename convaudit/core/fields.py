@@ -100,6 +100,7 @@ class Size(FieldKind):
     """One int for every spatial axis, or one per axis ([h, w], [l], [d, h, w]); normalised to a tuple, of one
     entry when it applies to every axis (`per_axis` spreads it once the input's axes are known)."""
 
+    spreads = True  # a value written once stands for every axis
     def __init__(self, minimum: int = 1):
         self.axis = Int(minimum)
         self.description = f"{self.axis.description} or one per spatial axis such as [h, w]"

@@ -174,7 +174,7 @@ class _Saving:
 
 def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> list[Saved]:
     """(tensor key, bytes) that this layer saves for backward; shared tensors carry the producer's name."""
-    if not (layer.trainable_params or layer.needs_input_grad):
+    if not (layer.learns or layer.needs_input_grad):
         return []  # no gradient flows here: autograd records nothing
     return REGISTRY[layer.type].saved(layer, _Saving(layer, report, cuda))
 

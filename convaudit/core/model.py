@@ -45,6 +45,7 @@ class LayerSpec:
     key_lines: Mapping[str, int] = field(default_factory=dict)
     blocks: tuple[tuple[str, str], ...] = ()  # enclosing (instance, block type), outermost first
     expect_where: Where | None = None  # where `expect:` was written, when on a block instance
+    shares: str | None = None  # the layer whose weights it uses (a module called twice)
 
     def where_key(self, key: str | None) -> Where:
         if key is None:

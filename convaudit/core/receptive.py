@@ -169,6 +169,8 @@ def _spatial_dims(layout: Layout) -> set[int]:
 
 def _step(layer: LayerResult, sources: list[Layout]) -> _Step:
     rule = trait_of(REGISTRY[layer.type], "receptive", layer.spec.params)
+    if not sources:  # a source (a learned tensor used directly) reads no pixel
+        return _Step(Layout("map", (1, 1)), ())
     shape_in, shape_out = layer.input_shapes[0], layer.output_shape
     layout = sources[0]
     if any(source.kind == "unknown" for source in sources):

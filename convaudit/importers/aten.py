@@ -51,7 +51,7 @@ def handles(*packets: str) -> Any:
     return register
 
 
-def leading(reader: Reader, act: Act) -> bool:
+def leading(reader: Reader, act: Act) -> bool:  # noqa: ARG001 - the reader, for symmetry with sample_dim
     """The batch is the activation's first dimension, on its own (what convolutions and pools need)."""
     return act.rec.batch_dim == 0 and not act.rec.batch_folded
 
@@ -64,7 +64,7 @@ def sample_dim(reader: Reader, act: Act, dim: int) -> int:
     if batch is None or act.rec.batch_folded:
         return dim
     if dim == batch:
-        raise Decline  # along the batch itself: not a per-sample operation
+        raise Decline(f"along the batch dimension ({dim}): samples would mix")
     return dim if dim < batch else dim - 1
 
 
@@ -72,6 +72,32 @@ def sizes(value: Any, count: int) -> list[int]:
     """An int or a list of ints for `count` axes (one value spread over all)."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     return values * count if len(values) == 1 else values
+
+
+def operand(reader: Reader, learned: Learned) -> dict[str, Any]:
+    """A parameter operand: its shape as used, and its own elements where they are fewer (indexed, expanded)."""
+    fields: dict[str, Any] = {"weight": list(learned.rec.shape) or [1]}
+    numel = sum(reader.numel(name) for name in learned.names if not reader.is_buffer(name))
+    buffers = sum(reader.numel(name) for name in learned.names if reader.is_buffer(name))
+    if numel != math.prod(learned.rec.shape) or buffers:
+        fields["numel"] = numel
+    if buffers:
+        fields["buffers"] = buffers
+    return fields
+
+
+def plain(reader: Reader, learned: Any) -> bool:
+    """A parameter used as it is (or only expanded): one name, counted nowhere yet, all its elements in use."""
+    if not isinstance(learned, Learned) or len(learned.names) != 1 or learned.buffer:
+        return False
+    name = learned.names[0]
+    return name not in reader.claimed and reader.numel(name) == math.prod(reader.sample(learned.rec))
+
+
+def weights_as_held(reader: Reader, learned: Any) -> bool:
+    """A weight operand that is the parameter itself (not computed from parameters in forward)."""
+    return learned is None or (isinstance(learned, Learned) and not learned.buffer and
+                               sum(reader.numel(n) for n in learned.names) == math.prod(learned.rec.shape))
 
 
 def learned_or_none(value: Any) -> bool:
@@ -90,8 +116,11 @@ def convolution(reader: Reader, node: g.OpNode) -> None:
     a = node.args
     x, weight = reader.act(a["input"]), reader.value(a["weight"])
     bias = reader.value(a.get("bias"))
-    if not isinstance(weight, Learned) or not learned_or_none(bias) or not leading(reader, x):
-        raise Decline
+    if not isinstance(weight, Learned) or not learned_or_none(bias) or not weights_as_held(reader, weight):
+        raise Decline("a convolution whose weights are computed in forward from parameters (weight standardisation, "
+                      "a reparametrisation): no layer type holds them")
+    if not leading(reader, x):
+        raise Decline("a convolution of a tensor whose batch is not its first dimension")
     transposed = bool(a.get("transposed", node.packet.startswith("conv_transpose")))
     kernel = list(weight.rec.shape[2:])
     axes = len(kernel)
@@ -116,7 +145,8 @@ def convolution(reader: Reader, node: g.OpNode) -> None:
 def linear(reader: Reader, node: g.OpNode) -> None:
     x, weight = reader.act(node.args["input"]), reader.value(node.args["weight"])
     bias = reader.value(node.args.get("bias"))
-    if not isinstance(weight, Learned) or len(weight.rec.shape) != 2 or not learned_or_none(bias):
+    if not isinstance(weight, Learned) or len(weight.rec.shape) != 2 or not learned_or_none(bias) \
+            or not weights_as_held(reader, weight):
         raise Decline
     params: dict[str, Any] = {"out": weight.rec.shape[0], "bias": bias is not None}
     if len(reader.sample(x.rec)) != 1 or not leading(reader, x):
@@ -135,12 +165,14 @@ def matmul(reader: Reader, node: g.OpNode) -> None:
     learned: tuple[Learned, ...] = ()
     if isinstance(left, Act) and isinstance(right, Act):
         inputs = [left, right]
-    elif isinstance(right, (Learned, Const)) and isinstance(left, Act):
-        inputs, params["weight"] = [left], list(right.rec.shape)
-        learned = (right,) if isinstance(right, Learned) else ()
-    elif isinstance(left, (Learned, Const)) and isinstance(right, Act):
-        inputs, params["weight"], params["weight_first"] = [right], list(left.rec.shape), True
-        learned = (left,) if isinstance(left, Learned) else ()
+    elif isinstance(right, Learned) and isinstance(left, Act):
+        inputs, learned = [left], (right,)
+        params.update(operand(reader, right))
+    elif isinstance(left, Learned) and isinstance(right, Act):
+        inputs, learned = [right], (left,)
+        params.update(operand(reader, left), weight_first=True)
+    elif isinstance(left, Act) or isinstance(right, Act):
+        inputs = [reader.as_act(node, left), reader.as_act(node, right)]
     else:
         raise Decline
     base = reader.value(node.args.get("self")) if node.packet.startswith("add") or node.packet == "baddbmm" else None
@@ -174,6 +206,8 @@ def layer_norm(reader: Reader, node: g.OpNode) -> None:
     if len(node.args["normalized_shape"]) != 1:
         raise Decline
     params = {} if isinstance(weight, Learned) else {"affine": False}
+    if isinstance(weight, Learned) and not isinstance(bias, Learned):
+        params["bias"] = False
     reader.emit(node, "layernorm", params, [x], (weight if isinstance(weight, Learned) else None,
                                                   bias if isinstance(bias, Learned) else None))
 
@@ -258,7 +292,7 @@ def binary(reader: Reader, node: g.OpNode) -> None:
 def _readable_learned(reader: Reader, node: g.OpNode, x: Act, learned: Learned) -> bool:
     """x + a position embedding of x's shape, x · a layer scale along the channels or the last dimension."""
     shape, lshape = reader.sample(x.rec), learned.rec.shape
-    if not leading(reader, x):
+    if not leading(reader, x) or not plain(reader, learned):
         return False
     if op_name(node) == "add" and len(shape) == 2 and tuple(lshape[-2:]) == shape \
             and math.prod(lshape) == math.prod(shape):
@@ -287,14 +321,13 @@ def add(reader: Reader, node: g.OpNode, values: list[Any], op: str) -> Act:
         acts += [reader.as_act(node, other) for other in others[1:]]
     if others:
         first = others[0]
-        params["weight"] = list(first.rec.shape) or [1]
         if isinstance(first, Learned):
             learned = (first,)
+            params.update(operand(reader, first))
+            if values and values[0] is first:
+                params["weight_first"] = True
         else:
             acts.append(reader.as_act(node, first))
-            del params["weight"]
-        if params.get("weight") and values and values[0] is first:
-            params["weight_first"] = True
     return reader.emit(node, "pointwise", params, acts, learned, op=node.overload)
 
 
@@ -334,6 +367,16 @@ def adaptive_pool(reader: Reader, node: g.OpNode) -> None:
         reader.emit(node, "globalavgpool", {}, [x])
     else:
         reader.emit(node, "adaptiveavgpool", {"output": compact(output)}, [x])
+
+
+@handles("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d")
+def adaptive_max_pool(reader: Reader, node: g.OpNode) -> None:
+    """To one position: the largest over each map (a reduction); to more, no type of ours."""
+    x = reader.act(node.args["self"])
+    spatial = list(range(1, len(reader.sample(x.rec))))
+    if not leading(reader, x) or any(size != 1 for size in reader.sample(reader.out(node))[1:]):
+        raise Decline("adaptive max pooling to more than one position has no layer type")
+    reader.emit(node, "reduce", {"op": "amax", "dims": spatial, "keepdim": True, "ops": 1, "saves": "inputs"}, [x])
 
 
 @handles("mean", "sum", "amax", "amin", "var", "std", "norm", "linalg_vector_norm", "logsumexp", "var_mean",
@@ -453,6 +496,9 @@ def slice_(reader: Reader, node: g.OpNode) -> None:
     if (start, end, step) == (0, size, 1):
         reader.alias(node, x)
         return
+    if end <= start:  # an empty slice (x[..., :0], prefix tokens when there are none): no data, no layer
+        reader.values[reader.out(node).id] = Const(reader.out(node))
+        return
     params = {"start": start, "end": end, "dim": sample_dim(reader, x, dim)}
     if step != 1:
         params["step"] = step
@@ -509,8 +555,8 @@ def identity(reader: Reader, node: g.OpNode) -> None:
 
 @handles("cat", "concat", "concatenate")
 def cat(reader: Reader, node: g.OpNode) -> None:
-    values = [reader.value(ref) for ref in node.args["tensors"]]
-    acts = [v for v in values if isinstance(v, Act)]
+    values = [v for v in (reader.value(ref) for ref in node.args["tensors"]) if v is not None and 0 not in v.rec.shape]
+    acts = [v for v in values if isinstance(v, Act)]  # empty tensors (no prefix tokens) join nothing
     out = reader.out(node)
     dim = node.args.get("dim", 0) % len(out.shape)
     if len(values) == 1:
@@ -518,6 +564,7 @@ def cat(reader: Reader, node: g.OpNode) -> None:
         return
     learned = [v for v in values if isinstance(v, Learned)]
     if len(values) == 2 and len(learned) == 1 and values[0] is learned[0] and len(acts) == 1 \
+            and plain(reader, learned[0]) \
             and leading(reader, acts[0]) and len(reader.sample(acts[0].rec)) == 2 and dim == 1 \
             and math.prod(learned[0].rec.shape) == reader.sample(acts[0].rec)[1]:
         reader.emit(node, "classtoken", {}, acts, (learned[0],), named_after=learned[0].names[0])
@@ -606,7 +653,8 @@ def channel_shuffle(reader: Reader, node: g.OpNode) -> None:
 
 
 @handles("index", "index_select", "gather", "embedding", "take", "take_along_dim", "roll", "flip", "index_put",
-         "masked_select", "repeat", "tile", "repeat_interleave", "im2col", "col2im", "#movement")
+         "masked_select", "repeat", "tile", "repeat_interleave", "im2col", "col2im", "copy", "as_strided",
+         "unfold", "#movement")
 def gather(reader: Reader, node: g.OpNode) -> None:
     """Data movement whose positions come from a tensor or from arguments this model does not follow (a roll, a
     pad along tokens, an unfold): no arithmetic, its traced output shape kept."""

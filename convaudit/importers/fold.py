@@ -17,7 +17,7 @@ from typing import Any
 
 from convaudit.core.model import INPUT
 from convaudit.importers.graph import Imported, Layer
-from convaudit.importers.writer import compact, entry, header, scalar, top_level
+from convaudit.importers.writer import entry, header, scalar, top_level, written
 
 
 @dataclass
@@ -69,6 +69,8 @@ def candidates(layers: list[Layer], outputs: tuple[str, ...], modules: dict[str,
         names = {m.name for m in members}
         if not all(m.name.startswith(path + ".") and "$" not in m.name for m in members):
             continue
+        if any("shares" in m.params for m in members):
+            continue  # weights shared with a layer elsewhere: written out layer by layer
         sources = {s for m in members for s in m.inputs if s not in names}
         leaving = [m.name for m in members if any(r not in names for r in readers.get(m.name, []))]
         if len(sources) != 1 or len(leaving) != 1:
@@ -133,7 +135,8 @@ def parametrise(instances: list[Instance], name: str) -> Block:
     for position, member in enumerate(template.members):
         local = local_name(member, template.path)
         for key in member.params:
-            columns[(local, key)] = [compact(inst.members[position].params[key]) for inst in instances]
+            columns[(local, key)] = [written(member.type, key, inst.members[position].params[key])
+                                     for inst in instances]
     parameters: dict[str, list[Any]] = {}
     keys = [key for (_, key), column in columns.items() if any(v != column[0] for v in column)]
     for (local, key), column in columns.items():

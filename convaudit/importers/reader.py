@@ -66,10 +66,14 @@ class Problem:
 
 class Reader:
     def __init__(self, graph: g.OpGraph, handlers: dict[str, Handler], collapse: dict[str, Callable], partial: bool):
+        if not graph.batch_known:
+            raise Unsupported("the model's operators differ between batch 1 and batch 2, so where the batch sits in "
+                              "each tensor cannot be followed: convaudit counts per sample and cannot read it")
         self.graph, self.handlers, self.collapse, self.partial = graph, handlers, collapse, partial
         self.values: dict[int, Value] = {}
         self.layers: list[Layer] = []
         self.claimed: dict[str, int] = {}  # parameter (or buffer) name -> elements, each counted once
+        self.owner: dict[str, str] = {}  # parameter name -> the layer that counts it
         self.problems: dict[str, Problem] = {}
         self.kids = graph.children()
         self.childless = {path for path in graph.modules
@@ -78,6 +82,8 @@ class Reader:
         for tensor in graph.tensors:
             if tensor.kind == g.INPUT:
                 self.values[tensor.id] = Act(INPUT, tensor)
+            elif tensor.kind == g.BUFFER and not tensor.dtype.startswith(("float", "bfloat", "complex")):
+                self.values[tensor.id] = Const(tensor)  # an index or a mask: positions, not state
             elif tensor.kind in (g.PARAMETER, g.BUFFER):
                 self.values[tensor.id] = Learned(tensor, (graph.tied.get(tensor.name, tensor.name),),
                                                  tensor.kind == g.BUFFER)
@@ -135,7 +141,11 @@ class Reader:
              op: str | None = None, stack: tuple[g.Frame, ...] | None = None) -> Act:
         """One layer for (part of) an operator call; its output becomes the value of `out` (the call's first)."""
         out = out if out is not None else self.out(node)
-        weights, buffers = self.claim([item for item in learned if item is not None])
+        learned_now = [item for item in learned if item is not None]
+        owner = self.shared_owner(learned_now, type_name)
+        if owner is not None:  # a module called again: its weights are counted at its first call
+            params = {**params, "shares": owner}
+        weights, buffers = self.claim(learned_now)
         stack = [frame for frame in (node.stack if stack is None else stack) if frame.path]
         layer = Layer(
             name=f"#{len(self.layers)}", type=type_name, params=params, inputs=tuple(a.layer for a in inputs),
@@ -143,6 +153,9 @@ class Reader:
             op=op or f"aten.{node.packet}", named_after=named_after,
             leaf=bool(stack) and stack[-1].path in self.childless and named_after is None)
         layer.placement = (out.batch_dim, out.batch_folded)
+        for item in learned_now:
+            for name in item.names:
+                self.owner.setdefault(name, layer.name)
         self.layers.append(layer)
         made = Act(layer.name, out)
         self.values[out.id] = made
@@ -168,6 +181,15 @@ class Reader:
             params["batch"] = rec.batch_dim
         named = value.names[0] if isinstance(value, Learned) else None
         return self.emit(node, "parameter", params, [], learned, out=rec, named_after=named, op="parameter")
+
+    def shared_owner(self, learned: list[Learned], type_name: str) -> str | None:
+        """The earlier layer of this type that claimed every one of these parameters, if one did."""
+        names = [name for item in learned for name in item.names]
+        owners = {self.owner.get(name) for name in names}
+        if not names or None in owners or len(owners) != 1:
+            return None
+        owner = owners.pop()
+        return owner if any(layer.name == owner and layer.type == type_name for layer in self.layers) else None
 
     def numel(self, name: str) -> int:
         for tensor in self.graph.tensors:
@@ -216,12 +238,13 @@ class Reader:
         packet = node.packet.rstrip("_") if node.packet.endswith("_") and not node.packet.startswith("_") \
             else node.packet
         handler = self.handlers.get(packet)
+        declined = ""
         if handler is not None:
             try:
                 handler(self, node)
                 return
-            except Decline:
-                pass
+            except Decline as decline:
+                declined = str(decline)
         if g.RETURNS_INPUT in node.tags:
             self.alias(node, next(v for v in values if isinstance(v, Act)))
             return
@@ -230,7 +253,7 @@ class Reader:
             for index in parts:
                 self.visit(self.graph.nodes[index])
             return
-        self.generic(node, packet)
+        self.generic(node, packet, declined)
 
     def learned_only(self, node: g.OpNode, values: list[Value]) -> None:
         """Arithmetic on parameters and constants alone (a class token expanded, a bias table indexed): its
@@ -241,16 +264,16 @@ class Reader:
             rec = self.graph.tensor(ref)
             self.values[ref.id] = Learned(rec, names, buffer) if names else Const(rec)
 
-    def generic(self, node: g.OpNode, packet: str) -> None:
+    def generic(self, node: g.OpNode, packet: str, declined: str = "") -> None:
         fallback = self.handlers.get("#pointwise" if g.POINTWISE in node.tags else
                                      "#reduction" if g.REDUCTION in node.tags else "")
         if fallback is not None:
             try:
                 fallback(self, node)
                 return
-            except Decline:
-                pass
-        self.refuse(node, f"aten.{packet} has no counting rule")
+            except Decline as decline:
+                declined = declined or str(decline)
+        self.refuse(node, declined or f"aten.{packet} has no counting rule")
 
     def refuse(self, node: g.OpNode, reason: str) -> None:
         """An operator nothing can count: recorded (all of them are named at the end); with `partial`, an

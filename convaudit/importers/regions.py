@@ -61,7 +61,13 @@ def layernorm_over_channels(reader: Reader, members: list[g.OpNode], frame: g.Fr
     if len(inputs) != 1 or len(outputs) != 1 or inputs[0].rec.batch_dim != 0 or len(reader.sample(inputs[0].rec)) < 2:
         return False
     affine = bool(learned)
-    reader.emit(members[0], "layernorm", {"over": "channels"} | ({} if affine else {"affine": False}), inputs,
+    shift = any(name.endswith("bias") for item in learned for name in item.names)
+    params: dict = {"over": "channels"}
+    if not affine:
+        params["affine"] = False
+    elif not shift:
+        params["bias"] = False
+    reader.emit(members[0], "layernorm", params, inputs,
                 tuple(learned), out=outputs[0], op=frame.kind, stack=members[0].stack[:depth + 1])
     reader.layers[-1].leaf = True
     return True
@@ -69,5 +75,6 @@ def layernorm_over_channels(reader: Reader, members: list[g.OpNode], frame: g.Fr
 
 COLLAPSE: dict[str, Callable[[Reader, list[g.OpNode], g.Frame, int], bool]] = {
     "MultiheadAttention": multihead_attention,
-    "LayerNorm2d": layernorm_over_channels,
+    "LayerNorm2d": layernorm_over_channels,  # torchvision's and timm's
+    "LayerNorm2dNoBias": layernorm_over_channels,  # timm's MetaFormer
 }

@@ -79,6 +79,8 @@ def name_layers(layers: list[Layer], outputs: tuple[str, ...]) -> tuple[list[Lay
                 layer.module = (base, calls[base] - 1)
     renamed = {layer.name: chosen[index] for index, layer in enumerate(layers)}
     renamed[INPUT] = INPUT
-    result = [replace(layer, name=renamed[layer.name], inputs=tuple(renamed[s] for s in layer.inputs))
+    result = [replace(layer, name=renamed[layer.name], inputs=tuple(renamed[s] for s in layer.inputs),
+                      params={**layer.params, "shares": renamed[layer.params["shares"]]}
+                      if "shares" in layer.params else layer.params)
               for layer in layers]
     return result, tuple(renamed[name] for name in outputs)

@@ -36,6 +36,9 @@ def read_module(model: Any, input_shape: tuple[int, ...], name: str, origin: dic
     reader.finish()
     outputs = tuple(dict.fromkeys(reader.values[output.tensor].layer for output in graph.outputs
                                   if getattr(reader.values.get(output.tensor), "layer", None)))
+    read = {source for layer in reader.layers for source in layer.inputs}
+    dead = tuple(layer.name for layer in reader.layers if layer.name not in read and layer.name not in outputs)
+    outputs += dead  # computed but never returned: they run, so they count, listed after the real outputs
     layers, outputs = fuse_shuffles(reader.layers, outputs)
     layers, outputs = name_layers(layers, outputs)
     parameters = graph.named(PARAMETER)

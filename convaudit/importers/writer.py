@@ -41,6 +41,17 @@ def compact(value: Any) -> Any:
     return value
 
 
+def spreads(type_name: str, key: str) -> bool:
+    """Whether this field takes one value for every axis (a Size): then [3, 3] is written 3."""
+    field = next((f for f in REGISTRY[type_name].fields if f.name == key), None) if type_name in REGISTRY else None
+    return field is not None and getattr(field.kind, "spreads", False)
+
+
+def written(type_name: str, key: str, value: Any) -> Any:
+    """A field's value as the spec writes it: a size with equal axes once."""
+    return compact(value) if spreads(type_name, key) else value
+
+
 def layer_fields(type_name: str, params: dict[str, Any]) -> dict[str, Any]:
     """The fields worth writing: those that differ from the type's default."""
     fields = {f.name: f for f in REGISTRY[type_name].fields} if type_name in REGISTRY else {}
@@ -48,8 +59,11 @@ def layer_fields(type_name: str, params: dict[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         field = fields.get(key)
         default = field.default if field is not None else object()
-        default = compact(list(default) if isinstance(default, tuple) else default)
-        value = compact(value)
+        if field is not None and getattr(field.kind, "spreads", False):  # one value stands for every axis
+            default = compact(list(default) if isinstance(default, tuple) else default)
+            value = compact(value)
+        elif isinstance(default, tuple):
+            default = list(default)
         if value == default and type(value) is type(default):
             continue
         if field is not None and field.default_from and value == compact(params.get(field.default_from)):
@@ -61,7 +75,7 @@ def layer_fields(type_name: str, params: dict[str, Any]) -> dict[str, Any]:
 def entry(type_name: str, name: str, params: dict[str, Any], inputs: tuple[str, ...] | None) -> str:
     parts = [f"type: {type_name}", f"name: {scalar(name)}"]
     parts += [f"{key}: {scalar(value)}" for key, value in layer_fields(type_name, params).items()]
-    if inputs is not None:
+    if inputs:  # none for a source, which reads nothing
         parts.append(f"from: {scalar(inputs[0]) if len(inputs) == 1 else scalar(list(inputs))}")
     return "{" + ", ".join(parts) + "}"
 

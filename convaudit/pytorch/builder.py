@@ -73,9 +73,12 @@ def build_model(report: Report) -> SpecModel:
         layers.append((report.halted.layer, report.halted.input_shapes, None))
     taken: set[str] = set()
     plan, built = [], {}
+    keys: dict[str, str] = {}
     for spec, input_shapes, placements in layers:
-        key = module_key(spec.name, taken)
-        built[key] = build_layer(spec, input_shapes, placements)
+        key = keys[spec.name] = module_key(spec.name, taken)
+        # a layer that shares another's weights calls that very module again (parameters() counts it once)
+        shared = built.get(keys.get(spec.shares, "")) if spec.shares is not None else None
+        built[key] = shared if shared is not None else build_layer(spec, input_shapes, placements)
         plan.append((key, spec.name, spec.inputs))
     outputs = report.spec.outputs if not report.halted else (report.halted.layer.name,)
     return SpecModel(plan, built, outputs)

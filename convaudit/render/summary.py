@@ -233,7 +233,7 @@ def layer_dict(layer: LayerResult) -> dict[str, Any]:
         "type": layer.type,
         "inputs": list(layer.spec.inputs),
         "blocks": [instance for instance, _ in layer.spec.blocks],
-        "input_shape": list(layer.input_shapes[0]),
+        "input_shape": list(layer.input_shapes[0]) if layer.input_shapes else [],
         "input_shapes": [list(shape) for shape in layer.input_shapes],
         "output_shape": list(layer.output_shape),
         "params": layer.params,

@@ -31,7 +31,7 @@ from convaudit.errors import SpecError
 from convaudit.spec.expressions import substitute
 from convaudit.spec.yamlsource import Document, KeyPath
 
-COMMON_LAYER_KEYS = ("type", "name", "from", "expect")
+COMMON_LAYER_KEYS = ("type", "name", "from", "expect", "shares")
 INSTANCE_KEYS = ("block", "name", "from", "repeat", "start", "expect")
 MAX_LAYERS = 20_000  # after expansion; refuses a `repeat:` that would not fit in any report
 REQUIRED = None  # a block parameter without a default
@@ -189,6 +189,9 @@ class LayerListParser:
             raise self.doc.error(path, str(problem)) from None
 
     def resolve(self, pending: Pending, scope: Scope, local: dict[str, str]) -> LayerSpec:
+        shares = pending.layer.shares
+        if shares is not None and shares in local:
+            pending = replace(pending, layer=replace(pending.layer, shares=local[shares]))
         if pending.raw_from is None:
             return pending.layer
         inputs = []
@@ -248,6 +251,10 @@ class LayerListParser:
         raw_from = field_value(doc, path + ("from",), Field("from", Names(), ""), item["from"]) if "from" in item \
             else None
         inputs = (previous,) if raw_from is None else raw_from
+        if kind.max_inputs == 0:  # a source (a learned tensor used directly): it reads nothing
+            if raw_from:
+                raise doc.error(path + ("from",), f"{type_name} reads no input; leave out from:")
+            inputs, raw_from = (), ()
         if len(inputs) < kind.min_inputs:
             raise doc.error(path + ("from",) if "from" in item else path,
                             f"{type_name} merges {kind.min_inputs} or more inputs; name them with from: [a, b]")
@@ -258,8 +265,14 @@ class LayerListParser:
         self.count += 1
         if self.count > MAX_LAYERS:
             raise doc.error(path, f"refused: the network expands to more than {MAX_LAYERS} layers")
+        shares = None
+        if "shares" in item:  # resolved like from: (a name in this block), once the block's names are known
+            shares = field_value(doc, path + ("shares",), Field("shares", Names(), ""), item["shares"])
+            if len(shares) != 1:
+                raise doc.error(path + ("shares",), "shares: names one layer, whose weights this one uses")
+            shares = shares[0]
         layer = LayerSpec(name=name, type=type_name, params=params, inputs=inputs, expect=expect,
-                          where=doc.where(path), key_lines=key_lines, blocks=scope.blocks)
+                          where=doc.where(path), key_lines=key_lines, blocks=scope.blocks, shares=shares)
         return layer, raw_from
 
     def expect(self, value: Any, path: KeyPath) -> dict[str, Any]:

@@ -149,11 +149,14 @@ class LayerNorm(_Scales, LayerType):
            "like nn.LayerNorm, or over: channels for C at every position of a [C, H, W] map (ConvNeXt's "
            "LayerNorm2d)")
     other_ops_rule = ("per vector of N normalised: 6·N + 2 = mean N (N − 1 adds, a divide), subtract N, square N, "
-                      "variance N, add ε and rsqrt 2, multiply by it N, scale N and shift N (4·N + 2 without affine)")
+                      "variance N, add ε and rsqrt 2, multiply by it N, scale N and shift N (4·N + 2 without affine; "
+                      "5·N + 2 with a scale but no shift)")
     fields = (
         Field("over", Choice(*OVER), "last: the last dimension (nn.LayerNorm); channels: C of a [C, H, W] map",
               default="last"),
         Field("affine", Bool(), "learn a scale and shift per normalised element", default=True),
+        Field("bias", Bool(), "with affine: learn the shift too (nn.LayerNorm(bias=False): a scale alone)",
+              default=True),
     )
 
     def batch_rule(self, params: Params) -> str:
@@ -163,9 +166,9 @@ class LayerNorm(_Scales, LayerType):
         shape = inputs[0]
         size = normalised_dim(shape, params["over"])
         vectors = elements(shape) // size
-        affine = params["affine"]
-        per_vector = (6 if affine else 4) * size + 2
-        return Outcome(shape=shape, weights=size if affine else 0, biases=size if affine else 0,
+        affine, shift = params["affine"], params["affine"] and params["bias"]
+        per_vector = (4 + affine + shift) * size + 2
+        return Outcome(shape=shape, weights=size if affine else 0, biases=size if shift else 0,
                        other_ops=per_vector * vectors)
 
     def receptive(self, params: Params) -> str:
@@ -184,7 +187,7 @@ class LayerNorm(_Scales, LayerType):
         return NewStorage.storage(self, layer, inputs)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        shape, affine = inputs[0], layer.params["affine"]
+        shape, affine, bias = inputs[0], layer.params["affine"], layer.params["bias"]
         if layer.params["over"] == "channels" and len(shape) > 1:
-            return lib.ChannelsLayerNorm(shape[0], elementwise_affine=affine)
-        return lib.nn.LayerNorm(shape[-1], elementwise_affine=affine)
+            return lib.ChannelsLayerNorm(shape[0], elementwise_affine=affine, bias=bias)
+        return lib.nn.LayerNorm(shape[-1], elementwise_affine=affine, bias=bias)

@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 
 WEIGHT = Field("weight", IntList(1, "the parameter operand's shape, such as [768, 3072]"),
                "the shape of a parameter operand (its elements are the layer's weights), as the model holds it")
+NUMEL = Field("numel", Int(0), "the parameter's own elements where the operand is made from fewer (a relative "
+                               "position bias indexed from its table, a token expanded)")
+BUFFERS = Field("buffers", Int(0), "buffer elements (not trained) the operand is made from (rotary sin and cos "
+                                   "tables)", default=0)
 SAVES = Field("saves", Choice("inputs", "output", "nothing"), "what autograd keeps for backward: the activation "
                                                                "inputs, the output, or nothing", default="inputs")
 
@@ -73,7 +77,12 @@ def _operands(inputs: list[Tensor], params: Params) -> list[Tensor]:
 
 
 def _weight_numel(params: Params) -> int:
-    return math.prod(params["weight"]) if params.get("weight") is not None else 0
+    """The parameter elements of the operand: `numel` where given, else its shape's (none for a buffer alone)."""
+    if params.get("weight") is None:
+        return 0
+    if params.get("numel") is not None:
+        return params["numel"]
+    return 0 if params.get("buffers") else math.prod(params["weight"])
 
 
 class _Operator(Parameterless, LayerType):
@@ -99,7 +108,8 @@ class MatMul(NewStorage, _Operator):
     has_macs = True
     other_ops_rule = "0"
     max_inputs = 2
-    fields = (WEIGHT, Field("weight_first", Bool(), "the parameter is the left operand", default=False))
+    fields = (WEIGHT, NUMEL, BUFFERS, Field("weight_first", Bool(), "the parameter is the left operand",
+                                            default=False))
 
     def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
         a, b = _operands(inputs, params)
@@ -119,8 +129,8 @@ class MatMul(NewStorage, _Operator):
         result = from_symbolic(out)
         n, k, m = _per_sample(left[-2]), left[-1], _per_sample(right[-1])
         macs = elements(tuple(_per_sample(size) for size in symbolic(batch))) * n * k * m
-        return Outcome(shape=result.shape, weights=_weight_numel(params), macs=macs, connections=macs,
-                       placement=result.placement, in_features=k)
+        return Outcome(shape=result.shape, weights=_weight_numel(params), stats=params["buffers"], macs=macs,
+                       connections=macs, placement=result.placement, in_features=k)
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         # mm's backward: dA = dC·Bᵀ keeps B, dB = Aᵀ·dC keeps A; a parameter operand is resident anyway
@@ -128,8 +138,7 @@ class MatMul(NewStorage, _Operator):
 
     def explain(self, layer: LayerResult) -> Explained:
         macs = layer.macs // layer.batch
-        weights = f"{'·'.join(map(str, layer.spec.params['weight']))} = {layer.weights:,} weights" \
-            if layer.spec.params.get("weight") is not None else None
+        weights = f"{layer.weights:,} weights" if layer.weights else None
         return Explained(weights, f"{describe_shape(layer.output_shape)} outputs × {layer.outcome.in_features:,} "
                                   f"= {macs:,}", f"{macs:,} multiply-adds = {layer.connections:,}")
 
@@ -195,12 +204,12 @@ class Pointwise(KeepsStrides, _Operator):
     other_ops_rule = "`ops` per output element (its arithmetic steps: div 1, addcmul 2 …)"
     max_inputs = None
     fields = (Field("op", Text(), "the ATen operator, for the reader", required=True),
-              Field("ops", Int(0), "other ops per output element", default=1), WEIGHT,
+              Field("ops", Int(0), "other ops per output element", default=1), WEIGHT, NUMEL, BUFFERS,
               Field("weight_first", Bool(), "the parameter is the first operand", default=False), SAVES)
 
     def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
         result = broadcast_tensors(_operands(inputs, params))
-        return Outcome(shape=result.shape, weights=_weight_numel(params),
+        return Outcome(shape=result.shape, weights=_weight_numel(params), stats=params["buffers"],
                        other_ops=params["ops"] * elements(result.shape), placement=result.placement)
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
@@ -208,8 +217,7 @@ class Pointwise(KeepsStrides, _Operator):
         return saving.inputs() if what == "inputs" else saving.output() if what == "output" else []
 
     def explain(self, layer: LayerResult) -> Explained:
-        weight = layer.spec.params.get("weight")
-        return Explained(f"{'·'.join(map(str, weight))} = {layer.weights:,} weights" if weight else None)
+        return Explained(f"{layer.weights:,} weights" if layer.weights else None)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.Pointwise(layer.params["op"], layer.params.get("weight"), layer.params["weight_first"])

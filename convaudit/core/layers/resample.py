@@ -42,6 +42,7 @@ class Scales(FieldKind):
     """A positive number for every spatial axis, or one per axis: an up-sampling factor such as 2 or 1.5."""
 
     description = "a positive number, or one per spatial axis such as [2, 2]"
+    spreads = True
 
     def parse(self, value: Any) -> tuple[Fraction, ...]:
         items = value if isinstance(value, list) else [value]
