@@ -146,7 +146,7 @@ def _varint(data: Any, position: int, end: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ tensors: declared size against data held
 
-def check_tensor(tensor: Any, name: str, folder: Path) -> int:
+def check_tensor(tensor: Any, name: str, folder: ModelFolder) -> int:
     """The element count `tensor` declares, once its data is shown to hold exactly that many elements.
     `name` says which tensor it is, for messages: "initializer 'w' (read by node conv1 (Conv))".
 
@@ -182,39 +182,56 @@ def check_tensor(tensor: Any, name: str, folder: Path) -> int:
     return count
 
 
-def _check_external(tensor: Any, name: str, count: int, bits: int | None, folder: Path) -> None:
+def _check_external(tensor: Any, name: str, count: int, bits: int | None, folder: ModelFolder) -> None:
     entries = {entry.key: entry.value for entry in tensor.external_data}
     location = entries.get("location", "")
     if bits is None or not location:
         raise Unsupported(f"{name} names no external file for its data")
     try:
-        offset, length = int(entries.get("offset", "0")), entries.get("length")
-        length_given = int(length) if length is not None else None
+        offset = int(entries.get("offset", "0"))
+        length = int(entries["length"]) if "length" in entries else None
     except ValueError:
-        raise Unsupported(f"{name}: external data offset or length is not a number") from None
-    relative = Path(location)
-    if relative.is_absolute() or ".." in relative.parts:
-        raise Unsupported(f"{name}: external data {location!r} is outside the model's folder")
-    file = folder / relative
-    try:
-        real, inside = file.resolve(strict=True), folder.resolve()
-        size = real.stat().st_size if real.is_file() else -1
-    except (OSError, RuntimeError):
-        size, real, inside = -1, file, folder
-    if size < 0 or inside not in real.parents:
-        raise Unsupported(f"{name}: its external data file {location!r} is missing or outside the model's folder")
+        raise Unsupported(f"{name}: its external data offset or length is not a number") from None
+    real, size = folder.file(location)
+    if real is None:
+        raise Unsupported(f"{name}: its external data file {shown(location)!r} is missing or outside the model's "
+                          "folder")
     wanted = (count * bits + 7) // 8
-    available = size - offset if length_given is None else length_given
-    if offset < 0 or available != wanted and length_given is not None or available < wanted \
-            or offset + wanted > size:
+    if length is not None and length != wanted:
+        raise Unsupported(f"{name} declares {count:,} elements ({wanted:,} bytes) but its external data is "
+                          f"{length:,} bytes long")
+    if offset < 0 or offset + wanted > size:
         raise Unsupported(f"{name} declares {count:,} elements ({wanted:,} bytes) but its external data "
-                          f"{location!r} holds {max(min(available, size - offset), 0):,} bytes at offset {offset:,}")
+                          f"{shown(location)!r} holds {max(size - max(offset, 0), 0):,} bytes from offset {offset:,}")
     if count <= SMALL_TENSOR:  # a shape or axes: read its few bytes into the tensor
         with real.open("rb") as data:
             data.seek(offset)
             tensor.raw_data = data.read(wanted)
         del tensor.external_data[:]
         tensor.data_location = 0
+
+
+class ModelFolder:
+    """The model's folder, where its external data may live: each file named is resolved once (symlinks
+    followed, then checked to be inside) and measured, never read whole."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.files: dict[str, tuple[Path | None, int]] = {}
+
+    def file(self, location: str) -> tuple[Path | None, int]:
+        """The file and its size; (None, -1) when it is missing or outside the folder."""
+        if location not in self.files:
+            self.files[location] = None, -1
+            relative = Path(location)
+            if not relative.is_absolute() and ".." not in relative.parts:
+                try:
+                    real, inside = (self.path / relative).resolve(strict=True), self.path.resolve()
+                    if inside in real.parents and real.is_file():
+                        self.files[location] = real, real.stat().st_size
+                except (OSError, RuntimeError):
+                    pass
+        return self.files[location]
 
 
 # ------------------------------------------------------------------ the graph: defined, produced once, acyclic
@@ -291,7 +308,7 @@ TENSOR_TYPES = (4, 9)  # AttributeProto.TENSOR, TENSORS: Constant's value, Const
 SPARSE_TYPES = (11, 12)  # AttributeProto.SPARSE_TENSOR(S)
 
 
-def check_node(onnx: Any, node: Any, opset: int, label: str, folder: Path) -> dict[str, Any]:
+def check_node(onnx: Any, node: Any, opset: int, label: str, folder: ModelFolder) -> dict[str, Any]:
     """Refuse a node its operator's schema (at the model's opset) rejects: an unknown operator or domain,
     too few or too many inputs, a required input left empty, an attribute of the wrong type or missing;
     and control flow, whose subgraphs convaudit does not read. Returns the node's attributes, by name, for
@@ -309,21 +326,20 @@ def check_node(onnx: Any, node: Any, opset: int, label: str, folder: Path) -> di
         schema = onnx.defs.get_schema(node.op_type, opset, "")
     except Exception:  # onnx.defs.SchemaError
         raise Unsupported(f"{label}: {shown(node.op_type)} is not an ONNX operator at opset {opset}") from None
-    given = len(node.input)
-    if not schema.min_input <= given <= schema.max_input:
-        wanted = (f"{schema.min_input}" if schema.min_input == schema.max_input else
-                  f"{schema.min_input} to {schema.max_input}" if schema.max_input < 2**31 - 1 else
-                  f"at least {schema.min_input}")
-        raise Unsupported(f"{label}: {node.op_type} takes {wanted} inputs, the node has {given}")
+    if not schema.min_input <= len(node.input) <= schema.max_input:
+        raise Unsupported(f"{label}: {node.op_type} takes {_count_range(schema.min_input, schema.max_input)} "
+                          f"inputs, the node has {len(node.input)}")
     formal = list(schema.inputs)
     optional = onnx.defs.OpSchema.FormalParameterOption.Optional
     for index, name in enumerate(node.input):
         parameter = formal[min(index, len(formal) - 1)]
         if not name and parameter.option != optional:
             raise Unsupported(f"{label}: its input {index} ({parameter.name}) is required but empty")
-    if not schema.min_output <= len(node.output) <= schema.max_output or not node.output[0]:
-        raise Unsupported(f"{label}: {node.op_type} gives {schema.min_output} to {schema.max_output} outputs, "
-                          f"the first one named; the node lists {len(node.output)}")
+    if not schema.min_output <= len(node.output) <= schema.max_output:
+        raise Unsupported(f"{label}: {node.op_type} gives {_count_range(schema.min_output, schema.max_output)} "
+                          f"outputs, the node lists {len(node.output)}")
+    if not node.output[0]:
+        raise Unsupported(f"{label}: its first output has no name")
     attributes: dict[str, Any] = {}
     for attribute in node.attribute:
         declared = schema.attributes.get(attribute.name)
@@ -345,6 +361,10 @@ def check_node(onnx: Any, node: Any, opset: int, label: str, folder: Path) -> di
     if missing:
         raise Unsupported(f"{label}: {node.op_type} needs attribute {missing[0]}, which the node does not give")
     return attributes
+
+
+def _count_range(low: int, high: int) -> str:
+    return f"{low}" if low == high else f"{low} to {high}" if high < 2**31 - 1 else f"at least {low}"
 
 
 def _value(onnx: Any, attribute: Any) -> Any:

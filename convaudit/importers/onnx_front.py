@@ -20,10 +20,19 @@ from typing import Any
 
 from convaudit.errors import SpecError
 from convaudit.importers.graph import Imported, Layer
-from convaudit.importers.onnx_bounds import (SMALL_TENSOR, STANDARD_DOMAINS, check_node, check_operands,
-                                             check_tensor, graph_order, scan_header, shown)
+from convaudit.importers.onnx_bounds import (
+    SMALL_TENSOR,
+    STANDARD_DOMAINS,
+    ModelFolder,
+    check_node,
+    check_operands,
+    check_tensor,
+    graph_order,
+    scan_header,
+    shown,
+)
 from convaudit.importers.table import ONNX, Alias, Call, Unsupported, Value
-from convaudit.importers.tidy import fuse_shuffles, name_layers
+from convaudit.importers.tidy import consumers, fuse_shuffles, name_layers
 
 BUFFER_INPUTS = {"BatchNormalization": (3, 4)}  # running mean and variance: buffers, not parameters
 INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 9, 12, 13}  # onnx.TensorProto's (u)int8 … (u)int64 and bool
@@ -103,7 +112,7 @@ def _read(onnx: Any, path: Path, input_size: tuple[int, int] | None) -> Imported
     except Exception as error:  # onnx raises DecodeError, ValidationError, …
         raise Unsupported(f"not a readable ONNX model ({type(error).__name__}: "
                           f"{(str(error).splitlines() or [''])[0][:200]})") from None
-    graph, folder = model.graph, path.parent
+    graph, folder = model.graph, ModelFolder(path.parent)
     opsets = [o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS]
     if not opsets:
         raise Unsupported("the model declares no ai.onnx opset")
@@ -111,7 +120,7 @@ def _read(onnx: Any, path: Path, input_size: tuple[int, int] | None) -> Imported
         raise Unsupported(f"sparse initializer {shown(graph.sparse_initializer[0].values.name)}: "
                           "convaudit does not read sparse tensors")
     scopes = [scopes_of(node) for node in graph.node]
-    labels = [node_label(node, i, (s or ((), ()))[0]) for i, (node, s) in enumerate(zip(graph.node, scopes))]
+    labels = [node_label(node, i, (scopes[i] or ((), ()))[0]) for i, node in enumerate(graph.node)]
     reader_of = {name: labels[i] for i in reversed(range(len(graph.node))) for name in graph.node[i].input}
     numel: dict[str, int] = {}
     for tensor in graph.initializer:
@@ -123,16 +132,43 @@ def _read(onnx: Any, path: Path, input_size: tuple[int, int] | None) -> Imported
     order = graph_order(list(graph.node), set(numel) | {i.name for i in graph.input},
                         [o.name for o in graph.output], labels)
     input_name, input_shape, notes = _fix_input(graph, set(numel), input_size)
-    try:
-        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as error:
-        raise Unsupported(f"shape inference failed ({type(error).__name__}: "
-                          f"{(str(error).splitlines() or [''])[0][:200]})") from None
-    reader = _Reader(onnx, model.graph, numel, labels, scopes, attributes)
+    reader = _Reader(model.graph, _infer(onnx, model), numel, labels, scopes, attributes)
     reader.values[input_name] = Value("act", input_shape, layer="input")
     for index in order:
         reader.read(index)
     return reader.imported(path, input_shape, notes)
+
+
+def _infer(onnx: Any, model: Any) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape that inference gives from the graph alone; where it gives none (a size an exporter
+    computed at run time, such as ReduceMean's axes from a Reshape), the shape inference gives with the shapes
+    the file declares. The file's own shapes never override an inferred one: they may be wrong."""
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)  # cheap: the weights' bytes are already dropped
+    bare.graph.ClearField("value_info")
+    for output in bare.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    try:
+        shapes = _known_shapes(onnx.shape_inference.infer_shapes(bare, data_prop=True).graph)
+    except Exception as error:  # onnx.shape_inference.InferenceError, or a model protobuf cannot hold
+        raise Unsupported(f"shape inference failed ({type(error).__name__}: "
+                          f"{(str(error).splitlines() or [''])[0][:200]})") from None
+    if all(name in shapes for node in model.graph.node for name in node.output if name):
+        return shapes
+    try:
+        declared = _known_shapes(onnx.shape_inference.infer_shapes(model, data_prop=True).graph)
+    except Exception:  # the file's shapes contradict inference: what inference alone gave stands
+        return shapes
+    return declared | shapes
+
+
+def _known_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    found = {}
+    for info in [*graph.value_info, *graph.output]:
+        shape = dims(info.type)
+        if shape is not None:
+            found[info.name] = shape
+    return found
 
 
 def _fix_input(graph: Any, initializers: set[str], input_size: tuple[int, int] | None) \
@@ -182,18 +218,15 @@ def _fix_input(graph: Any, initializers: set[str], input_size: tuple[int, int] |
 class _Reader:
     """The walk over the nodes, in graph order: each node's value, and the layers it makes."""
 
-    def __init__(self, onnx: Any, graph: Any, numel: dict[str, int], labels: list[str],
+    def __init__(self, graph: Any, shapes: dict[str, tuple[int, ...]], numel: dict[str, int], labels: list[str],
                  scopes: list[tuple[tuple[str, ...], tuple[str, ...]] | None], attributes: list[dict[str, Any]]):
         from onnx import numpy_helper
 
-        self.graph, self.numpy_helper, self.numel = graph, numpy_helper, numel
+        self.graph, self.shapes, self.numpy_helper, self.numel = graph, shapes, numpy_helper, numel
         self.labels, self.scopes, self.attributes = labels, scopes, attributes
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        for info in list(graph.value_info) + list(graph.output):
-            shape = dims(info.type)
-            if shape is not None:
-                self.shapes[info.name] = shape
         self.producer = {name: index for index, node in enumerate(graph.node) for name in node.output if name}
+        self.read_names = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        self.label_of: dict[str, str] = {}  # layer name -> the node it came from
         self.values: dict[str, Value] = {}
         for tensor in graph.initializer:
             count = numel[tensor.name]
@@ -296,7 +329,7 @@ class _Reader:
                           named_after=piece.named_after)
             if self.scopes[index] is None:  # no module paths: named after the node
                 layer.named_after = layer.named_after or _node_name(node, piece.type)
-            self._add(layer, scopes)
+            self._add(layer, scopes, label)
             previous = [layer.name]
         self.values[node.output[0]] = Value("act", out, layer=self.layers[-1].name)
 
@@ -335,7 +368,8 @@ class _Reader:
                 if shape is None or len(shape) != len(source.shape):
                     raise Unsupported(f"{label}: the size of its output {shown(output)!r} is unknown (split sizes "
                                       "computed at run time are not counted)")
-                pieces.append((output, start, start + shape[1]))
+                if output in self.read_names:  # a piece nothing reads is no layer
+                    pieces.append((output, start, start + shape[1]))
                 start += shape[1]
             if start != source.shape[1]:
                 raise Unsupported(f"{label}: its outputs hold {start} channels of {source.shape[1]}")
@@ -346,10 +380,11 @@ class _Reader:
             layer = Layer(name=f"#{len(self.layers)}", type="slice", params={"start": start, "end": end},
                           inputs=(source.layer,), scopes=scopes, shape=shape[1:],  # type: ignore[union-attr]
                           op=node.op_type)
-            self._add(layer, scopes)
+            self._add(layer, scopes, label)
             self.values[output] = Value("act", shape, layer=layer.name)
 
-    def _add(self, layer: Layer, scopes: tuple[str, ...]) -> None:
+    def _add(self, layer: Layer, scopes: tuple[str, ...], label: str) -> None:
+        self.label_of[layer.name] = label
         self.layers.append(layer)
         self.pending.append((layer, scopes))
         self.all_scopes.update(scopes)
@@ -365,13 +400,18 @@ class _Reader:
         return None
 
     def imported(self, path: Path, input_shape: tuple[int, ...], notes: list[str]) -> Imported:
-        for layer, scopes in self.pending:
-            layer.leaf = bool(scopes) and not any(s.startswith(scopes[-1] + ".") for s in self.all_scopes) \
-                and not layer.named_after
+        parents = {scope[:i] for scope in self.all_scopes for i, ch in enumerate(scope) if ch == "."}
+        for layer, scopes in self.pending:  # a leaf: a module path no other path extends ("a.b" extends "a")
+            layer.leaf = bool(scopes) and scopes[-1] not in parents and not layer.named_after
         outputs = tuple(self.values[o.name].layer for o in self.graph.output
                         if self.values.get(o.name, Value("const")).kind == "act")
         if not outputs:
             raise Unsupported("no graph output depends on the network's input")
+        read = consumers(self.layers, outputs)
+        dead = next((layer for layer in self.layers if layer.name not in read), None)
+        if dead is not None:
+            raise Unsupported(f"{self.label_of[dead.name]}: its output is read by no node and is no graph output "
+                              "(a dead branch); convaudit counts graphs whose every layer feeds an output")
         layers, outputs = fuse_shuffles(self.layers, outputs)
         layers, outputs = name_layers(layers, outputs)
         return Imported(name=re.sub(r"\W", "_", path.stem) or "model",
