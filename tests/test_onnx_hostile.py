@@ -208,6 +208,9 @@ CRASHES = {
         lambda: model(nodes(fc=helper.make_node("MatMul", ["f", "s"], ["y"], name="fc")),
                       weights(fw=None, fb=None, s=floats("s", [], 2.0)), declare=True),
         ["node fc (MatMul): its weight s has shape []; a linear layer's weight is a matrix"]),
+    "Gemm whose weight does not fit its input": (
+        lambda: model(nodes(fc=helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc")), declare=True),
+        ["node fc (Gemm): its input has shape [1, 4] and its weight [5, 4]: the features do not match"]),
     # sequences and splits
     "SequenceAt out of range": (lambda: sequence_at(5), ["node pick (SequenceAt): SequenceAt position 5 of a "
                                                          "sequence of 2 parts"]),
@@ -350,6 +353,14 @@ def test_a_split_piece_nothing_reads_is_no_layer(tmp_path: Path) -> None:
     assert layers[2]["output_shape"] == [2, 8, 8]
 
 
+def test_a_pool_without_strides_steps_by_one(tmp_path: Path) -> None:
+    """ONNX's strides default to 1 (torch's pools default to the kernel): MaxPool 3×3 over 8×8 gives 6×6."""
+    pool = helper.make_node("MaxPool", ["c"], ["r"], name="relu1", kernel_shape=[3, 3])
+    result = cli("summary", save(tmp_path, model(nodes(relu1=pool))), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["layers"][1]["output_shape"] == [4, 8 - 3 + 1, 8 - 3 + 1]
+
+
 def test_symbolic_height_and_width_are_read_at_input(tmp_path: Path) -> None:
     """--input fills the symbols, and shape inference the rest; a symbolic batch counts as 1 and says so."""
     path = save(tmp_path, model(input_shape=["N", 3, "H", "W"], outputs=[info("y", ["N", 5])]))
@@ -451,9 +462,10 @@ def test_external_data_is_checked_against_its_file(tmp_path: Path, location: str
 # ------------------------------------------------------------------ mutations of a valid file
 
 def exported_like() -> Any:
-    """A valid file shaped like an exporter's: module paths in metadata, a Constant shape, batchnorm, a channel
-    split and concatenation, a residual add. x [1, 3, 8, 8] → stem conv 8 → bn → relu → maxpool 2 → split 4 + 4
-    → conv 1×1 on one half → concat → add the pooled map → global pool → reshape [1, 8] → fc 5."""
+    """A valid file shaped like an exporter's (opset 18, as torch.onnx.export writes): module paths in metadata,
+    Constant nodes for shapes and axes, batchnorm, a channel split and concatenation, a residual add, a ReLU6 as
+    Clip. x [1, 3, 8, 8] → stem conv 8 → bn → clip(0, 6) → maxpool 2 → split 4 + 4 → conv 1×1 on one half →
+    concat → add the pooled map → mean over H, W → reshape [1, 8] → fc 5."""
     def node(op: str, inputs: list[str], output: str, scope: str, **attributes: Any) -> Any:
         made = helper.make_node(op, inputs, [output], name=f"node_{output}", **attributes)
         made.metadata_props.add(key="pkg.torch.onnx.name_scopes", value=str(["", *scope.split("/"), output]))
@@ -464,29 +476,30 @@ def exported_like() -> Any:
     graph_nodes = [
         node("Conv", ["x", "w0", "b0"], "c0", "stem/stem.0", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
         node("BatchNormalization", ["c0", "g", "beta", "mean", "var"], "n0", "stem/stem.1"),
-        node("Relu", ["n0"], "r0", "stem/stem.2"),
+        node("Clip", ["n0", "low", "high"], "r0", "stem/stem.2"),
         node("MaxPool", ["r0"], "m0", "pool", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Split", ["m0", "halves"], ["s0", "s1"], name="node_split", axis=1),
         node("Conv", ["s0", "w1"], "c1", "branch", kernel_shape=[1, 1]),
         node("Concat", ["c1", "s1"], "cat", "join", axis=1),
         node("Add", ["cat", "m0"], "sum", "join"),
-        node("GlobalAveragePool", ["sum"], "gap", "head"),
+        helper.make_node("Constant", [], ["axes"], name="node_axes", value=ints("", [2, 3])),
+        node("ReduceMean", ["sum", "axes"], "gap", "head", keepdims=1),
         helper.make_node("Constant", [], ["shape"], name="node_shape", value=ints("", [1, 8])),
         node("Reshape", ["gap", "shape"], "flat", "head"),
         node("Gemm", ["flat", "fw", "fb"], "y", "fc", transB=1),
     ]
     initializers = [floats("w0", [8, 3, 3, 3]), floats("b0", [8]), floats("g", [8], 1.0), floats("beta", [8]),
-                    floats("mean", [8]), floats("var", [8], 1.0), ints("halves", [4, 4]), floats("w1", [4, 4, 1, 1]),
-                    floats("fw", [5, 8]), floats("fb", [5])]
+                    floats("mean", [8]), floats("var", [8], 1.0), floats("low", [], 0.0), floats("high", [], 6.0),
+                    ints("halves", [4, 4]), floats("w1", [4, 4, 1, 1]), floats("fw", [5, 8]), floats("fb", [5])]
     graph = helper.make_graph(graph_nodes, "exported", [info("x", [1, 3, 8, 8])], [info("y", [1, 5])],
                               initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
 def test_the_exported_like_file_reads(tmp_path: Path) -> None:
     result = cli("summary", save(tmp_path, exported_like()), "--format", "json")
     assert result.exit_code == 0, result.output
-    # stem 8·3·9 + 8, bn 2·8 (plus 2·8 buffers), branch conv 4·4, fc 5·8 + 5
+    # stem 8·3·9 + 8, bn 2·8 (plus 2·8 buffers), branch conv 4·4, fc 5·8 + 5; the clip is a ReLU6
     assert json.loads(result.stdout)["totals"]["params"] == 8 * 3 * 9 + 8 + 2 * 8 + 4 * 4 + 5 * 8 + 5
 
 
@@ -495,7 +508,7 @@ OPS = ["Relu", "Conv", "Gemm", "MatMul", "Split", "If", "SequenceAt", "Concat", 
 METADATA = ["{}", "7", "[1, 2]", "['', 3]", "[[", "['', 'a', 'a.b', 'op']", "None"]
 KINDS = ["drop_input", "empty_input", "rewire", "drop_output", "rename_output", "drop_attribute", "change_ints",
          "change_int", "drop_initializer", "change_dims", "input_dim", "op_type", "metadata", "swap", "truncate_data",
-         "drop_node", "graph_output"]
+         "drop_node", "graph_output", "constant"]
 
 
 def mutate(proto: Any, kind: str, a: int, b: int, value: int) -> None:
@@ -553,6 +566,15 @@ def mutate(proto: Any, kind: str, a: int, b: int, value: int) -> None:
         nodes_.remove(node)
     elif kind == "graph_output":
         graph.output[0].name = names[value % len(names)]
+    elif kind == "constant":  # a Constant's or a small initializer's value: another rank, other numbers
+        small = [t for t in tensors if len(t.raw_data) <= 64]
+        small += [a.t for each in nodes_ for a in each.attribute if a.name == "value"]
+        if small:
+            target = small[a % len(small)]
+            shape = [[], [b % 4], [b % 3, 2]][value % 3]
+            numbers = [(value + k) % 7 - 2 for k in range(int(np.prod(shape)))]
+            target.CopyFrom(helper.make_tensor(target.name, [TensorProto.INT64, TensorProto.FLOAT][b % 2], shape,
+                                               numbers))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -406,12 +406,20 @@ def shown(text: str, limit: int = 80) -> str:
 
 WINDOWED = ("Conv", "MaxPool", "AveragePool")
 MATRIX_OPS = ("Gemm", "MatMul")  # x · W: convaudit's linear layer
+# Inputs an entry reads as constants, by position, and the form their value must have where it is known.
+CONSTANT_INPUTS = {"ReduceMean": {1: "ints"}, "Clip": {1: "number", 2: "number"}, "Gather": {1: "int"}}
+FORMS = {"int": "an integer", "ints": "a list of integers", "number": "a number"}
 
 
 def check_operands(op: str, inputs: list[Value | None], attrs: dict[str, Any], label: str) -> None:
     """Refuse what the table's entries take for granted and a file may break: a window op's input of other
     than [N, C, H, W], per-axis attributes of the wrong length or sign, a weight that is not a parameter of
     the right rank, a bias computed from the input. `inputs` are the node's inputs by position (None: empty)."""
+    for position, form in CONSTANT_INPUTS.get(op, {}).items():
+        given = inputs[position] if position < len(inputs) else None
+        if given is not None and given.constant is not None and not _has_form(given.constant, form):
+            raise Unsupported(f"{label}: its input {position} is {_shape_of(given.constant)}; {op} is counted with "
+                              f"{FORMS[form]} there")
     if op not in WINDOWED and op not in MATRIX_OPS:
         return
     x = inputs[0]
@@ -422,9 +430,15 @@ def check_operands(op: str, inputs: list[Value | None], attrs: dict[str, Any], l
     if bias is not None and bias.kind == "act":
         raise Unsupported(f"{label}: its bias is computed from the network's input; convaudit counts fixed biases")
     if op in MATRIX_OPS:
-        if weight is not None and weight.kind == "param" and len(weight.shape) != 2:
+        if weight is None or weight.kind != "param":
+            return  # a product of two activations: the entry refuses it by name
+        if len(weight.shape) != 2:
             raise Unsupported(f"{label}: its weight {shown(weight.names[0])} has shape {list(weight.shape)}; "
                               "a linear layer's weight is a matrix")
+        transposed = op == "Gemm" and bool(attrs.get("transB", 0))
+        if not x.shape or x.shape[-1] != weight.shape[1 if transposed else 0]:
+            raise Unsupported(f"{label}: its input has shape {list(x.shape)} and its weight "
+                              f"{list(weight.shape)}{' (transposed)' if transposed else ''}: the features do not match")
         return
     if len(x.shape) != 4:
         raise Unsupported(f"{label}: its input has shape {list(x.shape)}; convaudit counts 2-D windows over "
@@ -448,3 +462,20 @@ def check_operands(op: str, inputs: list[Value | None], attrs: dict[str, Any], l
         if values is not None and (len(values) != length or any(v < low for v in values)):
             raise Unsupported(f"{label}: {name} {list(values)}: a 2-D window takes {length} values, each at "
                               f"least {low}")
+
+
+def _has_form(value: Any, form: str) -> bool:
+    def integer(item: Any) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool)
+
+    if form == "ints":
+        return isinstance(value, list) and all(integer(item) for item in value)
+    if form == "int":
+        return integer(value)
+    return integer(value) or isinstance(value, float)
+
+
+def _shape_of(value: Any) -> str:
+    if isinstance(value, list):
+        return f"a list of {len(value)} ({str(value)[:40]})"
+    return f"the value {str(value)[:40]}"

@@ -35,6 +35,7 @@ from convaudit.importers.table import ONNX, Alias, Call, Unsupported, Value
 from convaudit.importers.tidy import consumers, fuse_shuffles, name_layers
 
 BUFFER_INPUTS = {"BatchNormalization": (3, 4)}  # running mean and variance: buffers, not parameters
+SETTING_INPUTS = {"Clip": (1, 2)}  # bounds, stored as float initializers by some tools: settings, not weights
 INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 9, 12, 13}  # onnx.TensorProto's (u)int8 … (u)int64 and bool
 NON_WEIGHTS = INTEGER_TYPES | {8}  # and strings: constants, never counted as parameters
 SCOPES, CLASSES = "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy"
@@ -305,7 +306,7 @@ class _Reader:
         weights = buffer_count = 0
         for position, name in enumerate(node.input):
             value = self.values.get(name)
-            if value is None or value.kind != "param":
+            if value is None or value.kind != "param" or position in SETTING_INPUTS.get(node.op_type, ()):
                 continue
             for param in value.names:
                 if param in self.used:
