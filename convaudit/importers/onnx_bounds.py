@@ -1,14 +1,17 @@
-"""What an .onnx file must satisfy before convaudit reads it: bounded size, real data, a well-formed graph.
+"""What an .onnx file must satisfy before convaudit counts it: bounded size, real data, a well-formed graph.
 
-Three checks, in the order the reader makes them:
+The checks, in the order the reader makes them:
 
-    scan_header(path)              the file's size and node count, from protobuf's wire format, before parsing
-    check_tensor(tensor, where)    an initializer's declared element count against the bytes it holds
-    graph_order(graph, ...)        every input defined, each name produced once, no cycle, every output produced
+    scan_header(path)                  the file's size and node count, from protobuf's wire format, before parsing
+    check_tensor(tensor, name, folder) a tensor's declared element count against the bytes it holds
+    check_node(onnx, node, ...)        a node against its operator's schema; control flow refused
+    graph_order(nodes, ...)            every input defined, each name produced once, no cycle, outputs produced
+    check_operands(op, inputs, ...)    what the table's entries take for granted: ranks, per-axis attributes,
+                                       weights that are parameters, constants of the right form
 
 A file that fails one is refused in one line naming the node, never half-read: no numpy array is ever made
 from a declared shape (only from data already checked to match it), and nothing grows with a number the file
-declares rather than the bytes it holds. Torch-free; uses no onnx either, except what a caller passes in.
+declares rather than the bytes it holds. Torch-free; uses onnx only through the module a caller passes in.
 """
 
 from __future__ import annotations

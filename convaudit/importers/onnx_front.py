@@ -192,9 +192,11 @@ def _fix_input(graph: Any, initializers: set[str], input_size: tuple[int, int] |
                           " symbolic; pass --input HxW to read the graph at that size")
     if input_size is not None and any(s is None and d.dim_value != size
                                       for s, d, size in zip(symbol[2:], dim[2:], input_size, strict=True)):
-        raise Unsupported(f"the file was exported at {dim[2].dim_value}×{dim[3].dim_value}; an ONNX graph with a "
-                          "fixed size is read at that size (export it again with a symbolic height and width, or "
-                          "pass --input to the analysis instead)")
+        exported = "×".join(str(d.dim_value) if s is None else f"'{shown(s, 40)}'"
+                            for s, d in zip(symbol[2:], dim[2:], strict=True))
+        raise Unsupported(f"the file was exported at {exported}; an ONNX graph with a fixed size is read at that size "
+                          "(export it again with a symbolic height and width, or pass --input to the analysis "
+                          "instead)")
     given: dict[str, int] = {}
     if symbol[0] is not None:
         given[symbol[0]] = 1
