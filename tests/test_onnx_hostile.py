@@ -357,6 +357,17 @@ def test_a_graph_over_the_node_limit_is_refused_from_its_header(tmp_path: Path) 
     refused(save(tmp_path, helper.make_model(graph), "nested.onnx"), "more than 20,000 nodes (subgraphs included)")
 
 
+def test_subgraphs_nested_deeply_are_refused_from_the_header(tmp_path: Path) -> None:
+    leaf = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "leaf", [], [info("y", None)])
+    graph = leaf
+    for level in range(20):  # protobuf itself stops near 32 levels (100 nested messages)
+        control = helper.make_node("If", ["cond"], ["y"], name=f"if{level}", then_branch=graph, else_branch=leaf)
+        graph = helper.make_graph([control], f"g{level}", [], [info("y", None)])
+    graph.input.extend([info("x", [1, 3, 8, 8])])
+    graph.initializer.extend([helper.make_tensor("cond", TensorProto.BOOL, [], [True])])
+    refused(save(tmp_path, helper.make_model(graph)), "refused: subgraphs nest more than 16 deep")
+
+
 def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
     from convaudit.importers.onnx_bounds import MAX_FILE_BYTES
 

@@ -27,7 +27,8 @@ from convaudit.core.fields import too_large
 from convaudit.importers.table import Unsupported, Value
 
 MAX_FILE_BYTES = 2**31  # protobuf's own limit on one message: larger models keep their weights in external data
-MAX_NODES = 20_000  # the same bound as a spec's layers; exported EfficientNet-B7 and ViT-L are near 2,000–6,000
+MAX_NODES = 20_000  # a spec's bound on layers; torch.onnx.export writes 1,910 for EfficientNet-B7, 447 for ResNet-50
+MAX_DEPTH = 16  # subgraphs within subgraphs (protobuf's own parser stops at 100 nested messages)
 MAX_FIELDS = 1_000_000  # protobuf fields the header scan reads before it gives up (a real 20,000-node file: ~300,000)
 SMALL_TENSOR = 64  # elements: tensors up to this size are read as values (shapes, axes, split sizes)
 
@@ -83,10 +84,12 @@ class _Counter:
     def __init__(self, data: mmap.mmap, descend: bool):
         self.data, self.descend, self.nodes, self.read = data, descend, 0, 0
 
-    def graph(self, start: int, end: int) -> None:
-        self.nodes_in(start, end, GRAPH_NODE)
+    def graph(self, start: int, end: int, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise refused(f"subgraphs nest more than {MAX_DEPTH} deep")
+        self.nodes_in(start, end, GRAPH_NODE, depth)
 
-    def nodes_in(self, start: int, end: int, node_field: int) -> None:
+    def nodes_in(self, start: int, end: int, node_field: int, depth: int = 0) -> None:
         for field, node_start, node_end in self.fields(start, end):
             if field != node_field:
                 continue
@@ -100,7 +103,7 @@ class _Counter:
                 if attribute == NODE_ATTRIBUTE:
                     for kind, graph_start, graph_end in self.fields(attr_start, attr_end):
                         if kind in (ATTRIBUTE_G, ATTRIBUTE_GRAPHS):
-                            self.graph(graph_start, graph_end)
+                            self.graph(graph_start, graph_end, depth + 1)
 
     def fields(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         """(field number, start, end) of each length-delimited field in data[start:end]; others skipped."""
