@@ -288,8 +288,8 @@ def _onnx_maxpool(call: Call) -> Make:
     pads = a.get("pads") or [0, 0, 0, 0]
     if pads[0] != pads[2] or pads[1] != pads[3]:
         raise refuse(call, f"asymmetric pads {list(pads)}")
-    kernel = pair(a["kernel_shape"])
-    return Make("maxpool", {"kernel": kernel, "stride": pair(a.get("strides"), None) or kernel,
+    kernel = pair(a["kernel_shape"])  # strides default to 1 in ONNX (torch's pools default to the kernel)
+    return Make("maxpool", {"kernel": kernel, "stride": pair(a.get("strides"), 1),
                             "padding": pair(pads[:2]), "dilation": pair(a.get("dilations"), 1),
                             "ceil": bool(a.get("ceil_mode", 0))})
 
@@ -308,8 +308,8 @@ def _onnx_avgpool(call: Call) -> Make:
     pads = a.get("pads") or [0, 0, 0, 0]
     if pads[0] != pads[2] or pads[1] != pads[3]:
         raise refuse(call, f"asymmetric pads {list(pads)}")
-    kernel = pair(a["kernel_shape"])
-    return Make("avgpool", {"kernel": kernel, "stride": pair(a.get("strides"), None) or kernel,
+    kernel = pair(a["kernel_shape"])  # strides default to 1 in ONNX
+    return Make("avgpool", {"kernel": kernel, "stride": pair(a.get("strides"), 1),
                             "padding": pair(pads[:2]), "ceil": bool(a.get("ceil_mode", 0))})
 
 
