@@ -24,6 +24,29 @@ ARCHITECTURES = sorted((ROOT / "architectures").glob("*.yaml"))
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
+# 188 = 16·8 + 60: the smallest side the original U-Net takes (four 2×2 pools of even sizes, 4 × 4 left at the
+# bottom after its valid convolutions)
+SMALL_SIDES = (64, 67, 96, 99, 128, 188)
+
+
+def small_input(spec):
+    """The network at the smallest of a few sides where it still analyses (what each layer saves or counts follows
+    the same rules at any size, and PyTorch then runs a fraction of the work), else at its own input. The side sets
+    H and W (L of a 1-D input; a 3-D input keeps its frames)."""
+    import dataclasses
+
+    from convaudit.core.analysis import analyze
+
+    unpinned = dataclasses.replace(spec, layers=tuple(  # a linear's stated input size belongs to the full size
+        dataclasses.replace(layer, params={**layer.params, "in": None}) if layer.params.get("in") else layer
+        for layer in spec.layers))
+    for side in SMALL_SIDES:
+        if side < min(spec.input[1:][-2:]):
+            report = analyze(unpinned.with_input(side))
+            if report.halted is None:
+                return report
+    return analyze(spec)
+
 
 def _has_cuda() -> bool:
     if not HAS_TORCH:

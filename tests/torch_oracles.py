@@ -23,3 +23,34 @@ def saved_activation_bytes(model: Any, x: Any) -> int:
     with saved_tensors_hooks(pack, lambda tensor: tensor):
         model(x)
     return sum(saved.values())
+
+
+def saved_bytes_by_layer(model: Any, x: Any, counted_as: dict[int, int] | None = None) -> dict[str, int]:
+    """The same bytes, each storage put down to the spec layer running when autograd first saved it (a model built
+    by convaudit.pytorch.builder: one module per layer); layers that save nothing new are left out. `counted_as`
+    (storage address: bytes), which may be filled while the model runs, replaces the size of some storages."""
+    from torch.autograd.graph import saved_tensors_hooks
+
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    own |= {b.untyped_storage().data_ptr() for b in model.buffers()}
+    running: list[str] = [""]
+    handles = [model.module_for(name).register_forward_pre_hook(lambda m, a, name=name: running.__setitem__(0, name))
+               for _key, name, _sources in model.plan]
+    first: dict[int, tuple[str, int]] = {}
+
+    def pack(tensor: Any) -> Any:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in own and storage.data_ptr() not in first:
+            first[storage.data_ptr()] = (running[0], storage.nbytes())
+        return tensor
+
+    try:
+        with saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    by_layer: dict[str, int] = {}
+    for address, (name, nbytes) in first.items():
+        by_layer[name] = by_layer.get(name, 0) + (counted_as or {}).get(address, nbytes)
+    return by_layer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from convaudit.core.fields import Names, Text
+from convaudit.core.fields import MAX_SPATIAL_AXES, Names, Text
 from convaudit.core.layers import REGISTRY
 from convaudit.core.model import EXPECT_FIELDS
 
@@ -53,8 +53,10 @@ def build_schema() -> dict[str, Any]:
                          "description": "the model `convaudit import` read this spec from (verify's default "
                                         "--against)"},
             "aliases": {"type": "array", "items": {"type": "string"}, "description": "other names that resolve"},
-            "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
-                      "description": "[channels, height, width]"},
+            "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
+                      "maxItems": 1 + MAX_SPATIAL_AXES,
+                      "description": "[channels, length], [channels, height, width] or [channels, depth, height, "
+                                     "width]"},
             "outputs": {**Names().schema(), "description": "the network's outputs, the main one first; defaults to "
                                                           "the one layer nothing reads"},
             "separator": {"enum": ["/", ".", "_", ":"], "default": "/",

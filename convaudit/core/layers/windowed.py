@@ -251,6 +251,11 @@ class AvgPool(SavesInput, _Pool):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         c, windows = self.windows(inputs, params)
+        for window in windows if len(windows) == 3 else ():
+            if window.size < window.kernel:  # avg_pool3d alone checks the unpadded input against the kernel
+                raise LayerProblem("kernel-too-large", f"{window.axis}: the input's {window.size} is smaller than the "
+                                                       f"kernel's {window.kernel}, which PyTorch's 3-D average pooling "
+                                                       "refuses whatever the padding or rounding", "kernel")
         shape = (c, *(window.out for window in windows))
         return Outcome(shape=shape, other_ops=self.window_size(params, len(windows)) * elements(shape),
                        windows=windows)
