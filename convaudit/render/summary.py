@@ -20,7 +20,7 @@ from convaudit.core.groups import Group as BlockGroup
 from convaudit.core.groups import group_key, grouped, main_and_side
 from convaudit.core.memory import Memory, training_memory
 from convaudit.core.model import INPUT
-from convaudit.core.receptive import LayerField, receptive_fields, show
+from convaudit.core.receptive import LayerField, receptive_fields, show_axes
 from convaudit.core.windows import format_fraction
 from convaudit.errors import printable
 from convaudit.render.formatting import (
@@ -101,15 +101,11 @@ def count_column(key: str, title: str, blank_zero: bool = True) -> Column:
     return Column(key, title, cell, lambda view: fmt_int(getattr(view.report.totals, key)))
 
 
-def _pair(values: tuple[Any, Any]) -> str:
-    return show(values[0]) if values[0] == values[1] else f"{show(values[0])}×{show(values[1])}"
-
-
 def _uncovered(row: Any, view: View) -> str:
     field = view.field(row)
     if field.uncovered is None:  # not followed (see the layer's note): no claim
         return "n/a"
-    return "" if field.uncovered == (0, 0) else _pair(field.uncovered)
+    return "" if not any(field.uncovered) else show_axes(field.uncovered)
 
 
 COLUMNS: dict[str, Column] = {c.key: c for c in (
@@ -138,9 +134,9 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
            if isinstance(row, LayerResult) else fmt_bytes(sum(view.memory.saved_by_layer[layer.name]
                                                               for layer in row.layers)),
            lambda view: fmt_bytes(view.memory.saved_activations)),
-    Column("rf", "RF", lambda row, view: _pair(view.field(row).rf)),
-    Column("jump", "Jump", lambda row, view: _pair(view.field(row).jump)),
-    Column("rf_start", "RF start", lambda row, view: _pair(view.field(row).start)),
+    Column("rf", "RF", lambda row, view: show_axes(view.field(row).rf)),
+    Column("jump", "Jump", lambda row, view: show_axes(view.field(row).jump)),
+    Column("rf_start", "RF start", lambda row, view: show_axes(view.field(row).start)),
     Column("uncovered", "Unseen px", _uncovered),
 )}
 RF_COLUMNS = ("rf", "jump", "rf_start", "uncovered")
