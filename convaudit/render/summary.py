@@ -21,7 +21,7 @@ from convaudit.core.groups import group_key, grouped, main_and_side
 from convaudit.core.memory import Memory, training_memory
 from convaudit.core.model import INPUT
 from convaudit.core.receptive import LayerField, receptive_fields, show_axes
-from convaudit.core.windows import format_fraction
+from convaudit.core.windows import axis_names, format_fraction
 from convaudit.errors import printable
 from convaudit.render.formatting import (
     CEIL_MARK,
@@ -395,10 +395,17 @@ def rf_lines(view: View) -> list[str]:
                 if not names or names[-1] != name:
                     names.append(name)
     notes = [f"{', '.join(names)}: {note}" for note, names in layers_by_note.items()]
+    return rf_legend(view) + notes
+
+
+def rf_legend(view: View) -> list[str]:
     lines = ["RF: receptive field in input pixels; Jump: input pixels between neighbouring outputs; RF start: "
              "centre of the first output's field (pixel i centred at i, padding moves it below 0); Unseen px: "
              "input pixels no output depends on."]
-    return lines + notes
+    rank = len(view.report.input) - 1
+    if rank > 2:  # 2-D maps have always shown H×W; a volume says which axis is which
+        lines.append(f"Each gives one value where every axis agrees, else one per axis: {'×'.join(axis_names(rank))}.")
+    return lines
 
 
 def convention_lines(report: Report) -> list[str]:
@@ -483,7 +490,7 @@ def rf_table(view: View) -> Group:
     table = Fitted(fitted_columns(view, RF_VIEW_COLUMNS, totals=False), hint="widen COLUMNS, or --format json",
                    title=plain(_headline(report)), caption=Text(_setting(report)))
     notes = [f"{name}: {note}" for name, field in view.fields.items() for note in field.notes]
-    lines = rf_lines(view)[:1] + notes
+    lines = rf_legend(view) + notes
     return Group(table, Text("\n".join(printable(line) for line in lines)))
 
 

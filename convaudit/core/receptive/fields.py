@@ -9,29 +9,35 @@ window layer with dilated kernel K' = D·(K − 1) + 1, stride S and padding P:
 
 (Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neural Networks", Distill 2019). Element-wise
 layers pass the field through; a fully connected layer on a map, flatten and global pooling see the whole map (a
-window as large as their input). Merges take the largest field of their inputs, and inputs on different grids
-(jump or start) are flagged. Adaptive pooling whose windows vary is flagged, with the largest window and the
+window as large as their input). A merge of inputs on one grid reads, at each position, what its inputs read
+there (the union of their fields); inputs on different grids (jump or start) are flagged, and the largest field
+is taken. Adaptive pooling whose windows vary is flagged, with the largest window and the
 average step. Pixel unshuffle is a window of r at stride r: the r² channels of a block together read the block.
 
-Layers that resample name, per output p, the input positions it reads (core/receptive/resampling.py), and
+Layers that resample name, per output p, the input positions it reads (core/receptive/resampling.py):
 
-    jump_out  = jump_in · σ             σ input positions per output position
-    rf_out    = rf_in + w · jump_in     w the widest last − first an output reads (the rf of the widest output)
-    start_out = start_in + o · jump_in  o where output 0 sits on the input axis
-
-  transposed conv   output p reads the i with i·S − P + k·D = p for a tap k < K: σ = 1/S, o = (P − D·(K − 1)/2)/S.
-                    When S does not divide D·(K − 1) + 1 outputs read different numbers of positions (noted)
-  upsample          PyTorch's source index, reproduced in its own float arithmetic (interpolation.py): σ = 1/scale
-                    or in/out ((in − 1)/(out − 1) with align_corners); nearest reads 1 position, linear modes 1–2,
+  transposed conv   output p reads the i with i·S − P + k·D = p for a tap k < K: two outputs per input at S = 2
+                    (jump/2); when S does not divide D·(K − 1) + 1 outputs read different numbers of positions
+  upsample          PyTorch's source index (interpolation.py): σ = 1/scale or in/out input positions per output
+                    ((in − 1)/(out − 1) with align_corners); nearest reads 1 position, linear modes 1 or 2,
                     bicubic up to 4 per axis
-  pixel shuffle     output p reads ⌊p/r⌋: σ = 1/r, o = −(r − 1)/(2r), the r outputs of one input around it
-  pad               output p reads p − before (zeros: nothing in the padding; reflect, replicate and circular
-                    read the mirrored, edge or wrapped position): o = −before
+  pixel shuffle     output p reads ⌊p/r⌋ (its channel picks the sub-position): jump/r
+  pad               output p reads p − before (zeros: nothing in the padding; reflect, replicate and circular read
+                    the mirrored, edge or wrapped position)
   crop              output p reads p + ⌊(in − out)/2⌋ of the first input; the second gives the size, and is not read
 
-Where outputs read different numbers of positions, o is the grid the outputs follow on average (output 0 of a
-2 × 2 stride-2 up-convolution sits a quarter of an input step before the input it reads, output 1 a quarter
-after), so that a U-Net's up-sampled map and its cropped skip come out on one grid when their arithmetic agrees.
+Outputs that share input positions have fields of different sizes, centred off their grid (outputs 0 and 1 of a
+2 × 2 stride-2 up-convolution both read input 0), so the recurrence follows every output's field, as a pattern
+that repeats every few outputs (core/receptive/patterns.py):
+
+    jump_out  = jump_in · σ                         σ input positions per output (a window: S)
+    field_out(p) = the union of field_in(i) over the positions i that output p reads, borders ignored
+    rf        = the largest field                   (a note gives the smallest where they differ)
+    start     = where output 0's field is centred on average: the mean, over one period, of each output's field
+                centre less p·jump; output 0's own centre wherever every output's field sits alike
+
+For windows alone this is the recurrence above, exactly. A U-Net's up-convolution and its cropped skip then come
+out on one grid (same jump and start) when the crop's offset lines them up, and are flagged when it does not.
 
 The recurrence ignores borders. The *support* of an output unit is the input range its value really depends on:
 its taps clipped to the input, followed back layer by layer (core/receptive/supports.py). Floor rounding drops
@@ -56,30 +62,11 @@ from fractions import Fraction
 from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.model import INPUT
 from convaudit.core.receptive.layout import AxisOp, Step, layouts
-from convaudit.core.receptive.resampling import Reads, Transposed
+from convaudit.core.receptive.patterns import PERIOD_LIMIT, AxisField, Pattern
 from convaudit.core.receptive.supports import Supports
-from convaudit.core.windows import WindowAxis, axis_names, joined, merged_axes
+from convaudit.core.windows import axis_names, joined, merged_axes
 
 RESAMPLING = ("window", "adaptive", "reads", "shift")  # reads that move the grid rather than widen it to the axis
-
-
-@dataclass(frozen=True)
-class AxisField:
-    rf: Fraction
-    jump: Fraction
-    start: Fraction
-
-    def window(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> AxisField:
-        span = dilation * (kernel - 1) + 1
-        return AxisField(self.rf + (span - 1) * self.jump, self.jump * stride,
-                         self.start + (Fraction(span - 1, 2) - padding) * self.jump)
-
-    def resampled(self, reads: Reads) -> AxisField:
-        return AxisField(self.rf + reads.widest * self.jump, self.jump * reads.sigma,
-                         self.start + reads.offset * self.jump)
-
-    def shifted(self, offset: int) -> AxisField:
-        return replace(self, start=self.start + offset * self.jump)
 
 
 @dataclass(frozen=True)
@@ -102,9 +89,10 @@ class LayerField:
         return tuple(axis.start for axis in self.axes)
 
 
-IDENTITY = AxisField(Fraction(1), Fraction(1), Fraction(0))
+IDENTITY = Pattern(Fraction(1), Fraction(0), (Fraction(0),), (Fraction(0),))  # pixel i reads pixel i
 
-Inputs = list[tuple[tuple[AxisField, ...], tuple[bool, ...]]]
+Patterns = tuple[Pattern, ...]
+Inputs = list[tuple[Patterns, tuple[bool, ...]]]
 
 
 def receptive_fields(report: Report) -> dict[str, LayerField]:
@@ -112,18 +100,19 @@ def receptive_fields(report: Report) -> dict[str, LayerField]:
     steps = layouts(report)
     support = Supports(report, steps)
     rank = len(report.input) - 1
-    fields: dict[str, tuple[AxisField, ...]] = {INPUT: (IDENTITY,) * rank}
+    patterns: dict[str, Patterns] = {INPUT: (IDENTITY,) * rank}
     uniform: dict[str, tuple[bool, ...]] = {INPUT: (False,) * rank}  # per axis: every position reads it all
     result: dict[str, LayerField] = {}
     for layer in report.layers:
-        axes, notes, uniform[layer.name] = _layer_axes(layer, [(fields[s], uniform[s]) for s in layer.spec.inputs],
+        axes, notes, uniform[layer.name] = _layer_axes(layer, [(patterns[s], uniform[s]) for s in layer.spec.inputs],
                                                        steps[layer.name])
-        fields[layer.name] = axes
-        result[layer.name] = LayerField(layer.name, axes, support.uncovered(layer), tuple(notes))
+        patterns[layer.name] = axes
+        result[layer.name] = LayerField(layer.name, tuple(axis.field() for axis in axes), support.uncovered(layer),
+                                        tuple(notes))
     return result
 
 
-def _layer_axes(layer: LayerResult, inputs: Inputs, step: Step) -> tuple[tuple, list, tuple[bool, ...]]:
+def _layer_axes(layer: LayerResult, inputs: Inputs, step: Step) -> tuple[Patterns, list, tuple[bool, ...]]:
     """The layer's fields from its inputs' (and whether each axis is uniform: every position of the output
     reads the whole of what the tensor reads, after attention, a layer norm along the axis, a broadcast gate)."""
     notes: list[str] = []
@@ -131,16 +120,7 @@ def _layer_axes(layer: LayerResult, inputs: Inputs, step: Step) -> tuple[tuple, 
             if ops[0].kind != "unread"]  # a crop's second input gives the size only
     axes, uniform = read[0][1]
     if len(read) > 1:
-        axes, uniform = max((entry for _, entry, _ in read), key=lambda entry: math.prod(a.rf for a in entry[0]))
-        # a side broadcast over the map (a [C, 1, 1] gate), or one whose every position reads the whole input
-        # (attention's output on a residual), has no grid of its own
-        gridded = [(source, a) for source, (a, flags), ops in read
-                   if not any(op.kind == "whole" for op in ops) and not all(flags)]
-        grids = {tuple((axis.jump, axis.start) for axis in a) for _, a in gridded}
-        if len(grids) > 1:
-            described = ", ".join(f"'{source}' jump {show_axes([axis.jump for axis in a])} start "
-                                  f"{show_axes([axis.start for axis in a])}" for source, a in gridded)
-            notes.append(f"merge of misaligned grids: {described}")
+        axes, uniform = _merged(read, notes)
     notes += step.notes
     if step.layout.kind == "unknown":
         return axes, notes, uniform
@@ -149,8 +129,9 @@ def _layer_axes(layer: LayerResult, inputs: Inputs, step: Step) -> tuple[tuple, 
     kind = ops[0].kind if ops else None
     if kind == "window":
         windows = [op.window for op in ops]
-        axes = _windowed(axes, windows)
-        for w in merged_axes([w for w in windows if not w.is_exact]):
+        axes = tuple(axis.window(w.kernel, w.stride, w.padding, w.dilation)  # type: ignore[union-attr]
+                     for axis, w in zip(axes, windows, strict=True))
+        for w in merged_axes([w for w in windows if not w.is_exact]):  # type: ignore[union-attr]
             if w.ceil:
                 notes.append(f"{w.axis}: {w.formula()} rounded up to {w.out}: RF and jump are unchanged; the last "
                              f"window reaches past the input")
@@ -161,69 +142,95 @@ def _layer_axes(layer: LayerResult, inputs: Inputs, step: Step) -> tuple[tuple, 
         axes, more = _adaptive(axes, layer.input_shapes[0][1:], layer.output_shape[1:])
         notes += more
     elif kind == "reads":
-        axes = tuple(field.resampled(op.reads) for field, op in zip(axes, ops, strict=True))
-        notes += _reads_notes(layer, ops)
+        axes, more = _resampled(axes, ops)
+        notes += more
     elif kind == "shift":
-        axes = tuple(field.shifted(op.index) for field, op in zip(axes, ops, strict=True))
+        axes = tuple(axis.shifted(op.index) for axis, op in zip(axes, ops, strict=True))
     if kind in RESAMPLING and any(uniform):
         # a window over positions that all read the same pixels reads those pixels: only the grid steps
         axes = tuple(replace(old, jump=new.jump) if flag else new
                      for old, new, flag in zip(before, axes, uniform, strict=True))
     elif ops and kind not in RESAMPLING:
-        axes = tuple(_read(field, op, flag) for field, op, flag in zip(axes, ops, uniform, strict=True))
+        axes = tuple(_read(axis, op, flag) for axis, op, flag in zip(axes, ops, uniform, strict=True))
         uniform = tuple(flag or op.kind == "whole" for flag, op in zip(uniform, ops, strict=True))
+    if kind in RESAMPLING:
+        notes += _variety_notes(layer, before, axes)
     return axes, notes, uniform
 
 
-def _windowed(axes: tuple[AxisField, ...], windows: list[WindowAxis | None]) -> tuple[AxisField, ...]:
-    """Each axis through its window; axes whose field and window are alike (a square) are computed once."""
-    done: dict[tuple[AxisField, WindowAxis], AxisField] = {}
-    result = []
-    for field, w in zip(axes, windows, strict=True):
-        assert w is not None
-        key = (field, replace(w, axis=""))
-        if key not in done:
-            done[key] = field.window(w.kernel, w.stride, w.padding, w.dilation)
-        result.append(done[key])
-    return tuple(result)
+def _merged(read: list, notes: list[str]) -> tuple[Patterns, tuple[bool, ...]]:
+    """add, concat, mul: on one grid, each position's field is the union of the inputs' at that position; on
+    different grids (flagged), the largest field. A side broadcast over the map (a [C, 1, 1] gate), or one whose
+    every position reads the whole input (attention's output on a residual), has no grid of its own."""
+    axes, uniform = max((entry for _, entry, _ in read), key=lambda entry: math.prod(a.field().rf for a in entry[0]))
+    gridded = [(source, a) for source, (a, flags), ops in read
+               if not any(op.kind == "whole" for op in ops) and not all(flags)]
+    grids = {tuple((axis.jump, axis.start) for axis in a) for _, a in gridded}
+    if len(grids) > 1:
+        described = ", ".join(f"'{source}' jump {show_axes([axis.jump for axis in a])} start "
+                              f"{show_axes([axis.start for axis in a])}" for source, a in gridded)
+        notes.append(f"merge of misaligned grids: {described}")
+    elif any(a is axes for _, a in gridded):
+        axes = tuple(_union(per_axis) for per_axis in zip(*(a for _, a in gridded), strict=True))
+    return axes, uniform
 
 
-def _reads_notes(layer: LayerResult, ops: tuple[AxisOp, ...]) -> list[str]:
-    """Where outputs read different numbers of positions (or some read none), one note per alike axes."""
-    by_text: dict[str, list[str]] = {}
-    for name, op in zip(axis_names(len(ops)), ops, strict=True):
+def _union(patterns: tuple[Pattern, ...]) -> Pattern:
+    result = patterns[0]
+    for pattern in patterns[1:]:
+        result = result.union(pattern)
+    return result
+
+
+def _resampled(axes: Patterns, ops: tuple[AxisOp, ...]) -> tuple[Patterns, list[str]]:
+    """Through what a transposed convolution, up-sampling, pixel shuffle or padding reads (resampling.py)."""
+    result, notes = [], []
+    for axis, op in zip(axes, ops, strict=True):
         reads = op.reads
         assert reads is not None
-        fewest, most = reads.counts
-        missing = sum(reads.span(p) is None for p in reads.pattern)
-        if fewest == most and not missing:
-            continue
-        text = f"outputs read {fewest}–{most} input positions" if fewest != most else \
-            f"outputs read {most} input position{'s' if most > 1 else ''}"
-        if isinstance(reads, Transposed):
-            s, span = reads.stride, reads.dilation * (reads.kernel - 1) + 1
-            text += f" (stride {s} does not divide the dilated kernel {span})" if span % s else ""
-            text += f", {missing} in every {s} read none (bias only)" if missing else ""
-        by_text.setdefault(f"{text}: rf uses the most, jump {show(reads.sigma)} of the input's", []).append(name)
-    return [f"{joined(names)}: {layer.type} {text}" for text, names in by_text.items()]
+        if axis.period * reads.period > PERIOD_LIMIT:
+            axis = axis.regular()
+            notes.append(f"fields repeat only every {axis.period * reads.period:,} outputs: followed as one centred "
+                         f"field of the largest size")
+        result.append(axis.through(reads.ideal, reads.period, reads.advance, reads.sigma, reads.offset))
+    return tuple(result), notes
 
 
-def _read(field: AxisField, op: AxisOp, uniform: bool) -> AxisField:
+def _variety_notes(layer: LayerResult, before: Patterns, after: Patterns) -> list[str]:
+    """Where outputs' fields come to differ in size, or some outputs come to read nothing: one note per alike
+    axes, at the layer where it starts (or changes)."""
+    by_text: dict[str, list[str]] = {}
+    for name, old, new in zip(axis_names(len(after)), before, after, strict=True):
+        if new.widths is not None and new.widths[0] != new.widths[1] and new.widths != old.widths:
+            low, high = new.widths
+            text = (f"fields of {show(low)}–{show(high)} pixels (outputs that share input positions see different "
+                    f"context): RF is the largest")
+            by_text.setdefault(text, []).append(name)
+        if new.empty and (new.empty, new.period) != (old.empty, old.period):
+            what = "all outputs read" if new.empty == new.period else \
+                f"{new.empty} in every {new.period} outputs read"
+            by_text.setdefault(f"{what} no input position (bias only)", []).append(name)
+    return [f"{joined(names)}: {text}" for text, names in by_text.items()]
+
+
+def _read(axis: Pattern, op: AxisOp, uniform: bool) -> Pattern:
     if op.kind == "whole":  # one window over the whole input: flatten, linear, global pooling, attention
-        return field if uniform else field.window(op.n, 1, 0)  # once whole, reading it all again adds nothing
+        return axis if uniform else axis.window(op.n, 1, 0)  # once whole, reading it all again adds nothing
     if op.kind == "pick":  # one position: its own field, centred where that position's is
-        return replace(field, start=field.start + op.index * field.jump)
-    return field
+        return axis.picked(op.index)
+    return axis
 
 
-def _adaptive(axes: tuple[AxisField, ...], sizes: tuple[int, ...], outputs: tuple[int, ...]) -> tuple[tuple, list]:
+def _adaptive(axes: Patterns, sizes: tuple[int, ...], outputs: tuple[int, ...]) -> tuple[Patterns, list]:
     result, notes = [], []
-    for field, size, out in zip(axes, sizes, outputs, strict=True):
+    for axis, size, out in zip(axes, sizes, outputs, strict=True):
         lengths, steps = adaptive_lengths_and_steps(size, out)
         if len(lengths) == 1 and len(steps) <= 1:  # a plain window: K = S = size / out
-            result.append(field.window(min(lengths), min(steps) if steps else 1, 0))
+            result.append(axis.window(min(lengths), min(steps) if steps else 1, 0))
             continue
-        result.append(replace(field.window(max(lengths), 1, 0), jump=field.jump * Fraction(size, out)))
+        field = axis.field()
+        widest = field.window(max(lengths), 1, 0)
+        result.append(Pattern.centred(replace(widest, jump=field.jump * Fraction(size, out))))
         notes.append(f"adaptive pool {size} → {out}: windows of {min(lengths)}–{max(lengths)} pixels at varying "
                      f"steps; rf uses the largest, jump the average {show(Fraction(size, out))}")
     return tuple(result), notes

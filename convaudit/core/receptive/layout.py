@@ -20,7 +20,8 @@ from convaudit.core.model import INPUT
 from convaudit.core.receptive.resampling import Padded, Reads, Repeated, Transposed, Upsampled
 from convaudit.core.windows import WindowAxis, axis_names, joined
 
-# Rules that slide over, or resample, the spatial dimensions 1 … N of a [C, *spatial] map, in place.
+# Rules that slide over, or resample, the spatial dimensions 1 … N of a [C, *spatial] map, in place. They read their
+# first input; a second (a crop's, an up-sampling's to another map's size) gives the size only and is not read.
 SPATIAL_RULES = ("window", "adaptive", "global", "transposed", "upsample", "shuffle", "unshuffle", "pad", "crop")
 
 
@@ -124,11 +125,10 @@ def _step(layer: LayerResult, sources: list[Layout]) -> Step:
     rule = trait_of(REGISTRY[layer.type], "receptive", layer.spec.params)
     shape_in, shape_out = layer.input_shapes[0], layer.output_shape
     layout = sources[0]
-    if any(source.kind == "unknown" for source in (sources[:1] if rule == "crop" else sources)):
-        return _unknown(layer, sources, "")  # (a crop's second input gives the size only: its layout is no matter)
-    if rule == "crop":
-        sources = sources[:1]
-    if len(sources) > 1:
+    read = sources[:1] if rule in SPATIAL_RULES else sources
+    if any(source.kind == "unknown" for source in read):
+        return _unknown(layer, sources, "")
+    if len(read) > 1:
         return _merge(layer, sources)
     if rule == "reshape":
         return _reshape(layout, shape_in, shape_out)
@@ -154,11 +154,8 @@ def _step(layer: LayerResult, sources: list[Layout]) -> Step:
         if layout.kind != "map" or layout.dims != dims:
             return _unknown(layer, sources, f"{layer.type} slides over dimensions {joined([str(d) for d in dims])}, "
                                             f"which are not {_names(layout)} here")
-        ops = _spatial_ops(layer, rule, layout)
-        if rule == "crop":
-            ops = (ops, _all("unread", Layout("map", tuple(layer.input_shapes[1][1:]))))
-            return Step(layout._replace(sizes=tuple(shape_out[1:])), ops)
-        return Step(layout._replace(sizes=tuple(shape_out[1:])), (ops,))
+        unread = tuple(tuple(AxisOp("unread", n) for n in shape[1:]) for shape in layer.input_shapes[1:])
+        return Step(layout._replace(sizes=tuple(shape_out[1:])), (_spatial_ops(layer, rule, layout),) + unread)
     if rule == "flatten":  # every output reads every element
         ops = tuple(AxisOp("point" if layout.kind == "map" and dim is None else "whole", size)
                     for dim, size in zip(layout.dims, layout.sizes, strict=True))

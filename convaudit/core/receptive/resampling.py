@@ -1,17 +1,15 @@
 """How each output position reads its input along one axis, for the layers that resample rather than slide a
 window: transposed convolutions, up-sampling, pixel shuffle and the padding modes that copy input positions.
 
-A `Reads` names, for output p, the input positions it reads before any clipping to the input (`span`: first,
-step, last; None for none) and, for the field recurrence of core/receptive/fields.py, three numbers:
+A `Reads` says, for output p, which input positions it reads:
 
-    sigma    input positions per output position: the jump multiplier (jump_out = jump_in · σ)
-    offset   where output 0 sits on the input axis, in input positions (start_out = start_in + offset · jump_in)
-    widest   the largest last − first over the outputs (rf_out = rf_in + widest · jump_in)
-
-Where outputs read varying numbers of positions, the outputs that share an input position are spread around it,
-so `offset` is the grid the outputs follow on average, not the centre of output 0's own taps: for a U-Net's
-2 × 2, stride-2 up-convolution, outputs 0 and 1 both read input 0 and sit a quarter of an input step either side
-of it (offset −1/4), which is what lines them up with the skip connection's crop.
+    span(p)    exactly, as PyTorch computes it (first, step, last), before clipping to the input; `taps` clips it.
+               core/receptive/supports.py follows these to the exact first and last pixel of every output.
+    ideal(p)   with the borders ignored and in exact arithmetic, repeating every `period` outputs by `advance`
+               positions; core/receptive/patterns.py follows these to every output's field.
+    sigma      input positions per output position (the jump multiplier)
+    offset     where output 0 sits on the input axis, in input positions: a reference the fields are measured
+               from (the start the tables show is the outputs' average field centre, patterns.py)
 """
 
 from __future__ import annotations
@@ -81,22 +79,18 @@ class Reads:
         b = bisect_right(range(self.size), last, key=lambda p: self.span(p)[0]) - 1  # type: ignore[index]
         return a, b
 
+    def ideal(self, p: int) -> Span | None:
+        """The positions output p reads with the borders ignored (no clipping, no clamping): what the field
+        recurrence follows. It repeats: ideal(p + period) is ideal(p) moved on by `advance` positions."""
+        return self.span(p)
+
     @property
-    def pattern(self) -> range:
-        """The outputs the field recurrence looks at: all of them (a transposed convolution's repeat every S)."""
-        return range(self.size)
+    def period(self) -> int:
+        raise NotImplementedError
 
-    @cached_property
-    def counts(self) -> tuple[int, int]:
-        """The fewest and the most positions an output reads, over the pattern's outputs that read any."""
-        spans = [span for span in map(self.span, self.pattern) if span is not None]
-        counts = [(last - first) // step + 1 for first, step, last in spans]
-        return (min(counts), max(counts)) if counts else (0, 0)
-
-    @cached_property
-    def widest(self) -> int:
-        """The largest last − first over the pattern's outputs: rf_out = rf_in + widest · jump_in."""
-        return max((last - first for first, _, last in filter(None, map(self.span, self.pattern))), default=0)
+    @property
+    def advance(self) -> int:
+        raise NotImplementedError
 
     def mirrored(self) -> Reads:
         return Mirrored(self)
@@ -153,7 +147,7 @@ class Transposed(AxisReads):
     i·S − P + k·D = p:  i ∈ [⌈(p + P − D·(K − 1))/S⌉, ⌊(p + P)/S⌋]  with  (p + P − i·S) divisible by D.
 
     S·i ≡ p + P (mod D) has solutions iff g = gcd(S, D) divides p + P, and they are one residue modulo D/g: the
-    taps are every (D/g)-th position of that range. Input i's taps spread over i·S − P + D·(K − 1)/2 ± …, so
+    taps are every (D/g)-th position of that range. Input i feeds outputs centred on i·S − P + D·(K − 1)/2, so
     output p sits at input coordinate (p + P − D·(K − 1)/2)/S: σ = 1/S, offset (P − D·(K − 1)/2)/S.
     """
 
@@ -187,8 +181,12 @@ class Transposed(AxisReads):
         return (self.dilation == 1 or self.kernel == 1) and self.kernel >= self.stride
 
     @property
-    def pattern(self) -> range:
-        return range(self.stride)  # span(p + S) is span(p) one position on: borders aside, S outputs say all
+    def period(self) -> int:
+        return self.stride  # output p + S reads what output p reads, one position on
+
+    @property
+    def advance(self) -> int:
+        return 1
 
 
 @dataclass(frozen=True)
@@ -197,9 +195,7 @@ class Upsampled(AxisReads):
 
     σ is the exact step of its source index: (in − 1)/(out − 1) with align_corners, else 1/scale for a scale
     factor (PyTorch's choice, not in/out) or in/out for a size, 1 where it copies and 1/2 where nearest shifts.
-    offset: linear and cubic modes place output p at (p + 0.5)·σ − 0.5 (p·σ with align_corners). nearest reads
-    ⌊p·σ⌋ and nearest-exact ⌊(p + 0.5)·σ⌋; with σ = a/b in lowest terms both repeat every b outputs, and the
-    offset is the average of (position read − p·σ) over b outputs: −(b − 1)/(2b) for nearest.
+    With σ = a/b in lowest terms, output p + b reads what output p reads, a positions on.
     """
 
     mode: str = "nearest"
@@ -224,6 +220,28 @@ class Upsampled(AxisReads):
             table.append((first, 1, last))
         return tuple(table)
 
+    def ideal(self, p: int) -> Span | None:
+        """Exact arithmetic, no clamping: nearest ⌊p·σ⌋, nearest-exact ⌊(p + 0.5)·σ⌋; linear modes the two
+        neighbours of x = (p + 0.5)·σ − 0.5 (p·σ with align_corners), or x alone when whole; bicubic ⌊x⌋ − 1 …
+        ⌊x⌋ + 2, or x alone when whole."""
+        sigma = self.sigma
+        if self.mode in ("nearest", "nearest-exact"):
+            first = math.floor((p + (Fraction(1, 2) if self.mode == "nearest-exact" else 0)) * sigma)
+            return first, 1, first
+        x = p * sigma if self.align_corners else (p + Fraction(1, 2)) * sigma - Fraction(1, 2)
+        first = math.floor(x)
+        if x == first:
+            return first, 1, first
+        return (first, 1, first + 1) if self.mode in LINEAR_MODES else (first - 1, 1, first + 2)
+
+    @property
+    def period(self) -> int:
+        return self.sigma.denominator  # σ = a/b: output p + b reads what output p reads, a positions on
+
+    @property
+    def advance(self) -> int:
+        return self.sigma.numerator
+
     @cached_property
     def sigma(self) -> Fraction:
         if self.copy or (self.size == self.n and self.mode in LINEAR_MODES + ("nearest",)):
@@ -234,16 +252,10 @@ class Upsampled(AxisReads):
             return Fraction(self.n - 1, self.size - 1) if self.size > 1 else Fraction(0)
         return 1 / self.scale if self.scale is not None else Fraction(self.n, self.size)
 
-    @cached_property
+    @property
     def offset(self) -> Fraction:
-        sigma = self.sigma
-        if self.align_corners or sigma == 1:
-            return Fraction(0)
-        if self.mode in LINEAR_MODES + CUBIC_MODES:
-            return (sigma - 1) / 2
-        shift = Fraction(1, 2) if self.mode == "nearest-exact" else Fraction(0)
-        period = sigma.denominator
-        return sum((math.floor((p + shift) * sigma) - p * sigma for p in range(period)), Fraction(0)) / period
+        # output p's area centred at (p + 0.5)·σ − 0.5 (p·σ with align_corners): a reference for the fields only
+        return Fraction(0) if self.align_corners else (self.sigma - 1) / 2
 
 
 @dataclass(frozen=True)
@@ -263,6 +275,14 @@ class Repeated(AxisReads):
     @property
     def offset(self) -> Fraction:
         return -Fraction(self.factor - 1, 2 * self.factor)
+
+    @property
+    def period(self) -> int:
+        return self.factor
+
+    @property
+    def advance(self) -> int:
+        return 1
 
 
 @dataclass(frozen=True)
@@ -291,3 +311,14 @@ class Padded(AxisReads):
     @property
     def offset(self) -> Fraction:
         return Fraction(-self.before)
+
+    def ideal(self, p: int) -> Span | None:
+        return p - self.before, 1, p - self.before  # borders ignored: a shift
+
+    @property
+    def period(self) -> int:
+        return 1
+
+    @property
+    def advance(self) -> int:
+        return 1
