@@ -29,13 +29,15 @@ def listed(values: list[int]) -> str:
     return f"[{', '.join(map(str, values))}]"
 
 
-def _layer(draw: st.DrawFn, rank: int, shape: tuple[int, ...], names: list[str], merges: bool,
-           linear: bool) -> str:
-    """One candidate layer reading the last layer (its shape `shape`): any kind, any hyper-parameters."""
-    kinds = ["conv", "avgpool", "convtranspose", "convtranspose", "upsample", "upsample", "pad", "crop", "relu"]
-    kinds += ["shuffle", "unshuffle"] if rank == 2 else []
-    kinds += ["merge"] if merges else []
-    kind = draw(st.sampled_from(kinds))
+KINDS = ("conv", "avgpool", "convtranspose", "upsample", "pad", "crop", "sigmoid", "shuffle", "unshuffle", "merge")
+PAD_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _layer(draw: st.DrawFn, rank: int, shape: tuple[int, ...], names: list[str], kinds: tuple[str, ...],
+           modes: tuple[str, ...] | None) -> str:
+    """One candidate layer reading the last layer (its shape `shape`): one of `kinds` (pixel shuffles on 2-D maps
+    only), any hyper-parameters; `modes` restricts up-sampling's and padding's modes."""
+    kind = draw(st.sampled_from([k for k in kinds if rank == 2 or k not in ("shuffle", "unshuffle")]))
     spatial = shape[1:]
 
     def per(values: st.SearchStrategy[int]) -> str:
@@ -46,7 +48,8 @@ def _layer(draw: st.DrawFn, rank: int, shape: tuple[int, ...], names: list[str],
                 f"stride: {per(st.integers(1, 3))}, padding: {per(st.integers(0, 2))}, "
                 f"dilation: {per(st.integers(1, 2))}")
     if kind == "avgpool":  # average, not max: every window element reaches the gradient
-        kernel = draw(st.integers(1, 3))
+        # (PyTorch's 3-D average pooling refuses an input smaller than its kernel, padding or not)
+        kernel = draw(st.integers(1, 3 if rank < 3 else max(1, min(3, *spatial))))
         return (f"type: avgpool, kernel: {kernel}, stride: {draw(st.integers(1, 3))}, "
                 f"padding: {draw(st.integers(0, kernel // 2))}, ceil: {str(draw(st.booleans())).lower()}")
     if kind == "convtranspose":
@@ -56,8 +59,9 @@ def _layer(draw: st.DrawFn, rank: int, shape: tuple[int, ...], names: list[str],
                 f"stride: {listed(stride)}, padding: {per(st.integers(0, 2))}, output_padding: {listed(extra)}, "
                 f"dilation: {listed(dilation)}")
     if kind == "upsample":
-        modes = ["nearest", "nearest-exact"] + ([LINEAR[rank]] + (["bicubic"] if rank == 2 else []) if linear else [])
-        mode = draw(st.sampled_from(modes))
+        allowed = ["nearest", "nearest-exact", LINEAR[rank]] + (["bicubic"] if rank == 2 else [])
+        mode = draw(st.sampled_from([m for m in allowed if modes is None or m in modes or
+                                     (m == LINEAR[rank] and "linear" in modes)] or ["nearest"]))
         body = f"type: upsample, mode: {mode}"
         if mode not in ("nearest", "nearest-exact") and draw(st.booleans()):
             body += ", align_corners: true"
@@ -65,7 +69,7 @@ def _layer(draw: st.DrawFn, rank: int, shape: tuple[int, ...], names: list[str],
             return body + f", size: {listed([draw(st.integers(1, 2 * n + 3)) for n in spatial])}"
         return body + f", scale: [{', '.join(draw(st.sampled_from(SCALES)) for _ in range(rank))}]"
     if kind == "pad":
-        mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+        mode = draw(st.sampled_from([m for m in PAD_MODES if modes is None or m in modes] or ["zeros"]))
         return (f"type: pad, mode: {mode}, before: {per(st.integers(0, 2))}, after: {per(st.integers(0, 2))}")
     if kind == "crop":  # to the size of an earlier map no larger on any axis (or of a fresh smaller one)
         return f"type: crop, from: [{names[-1]}, {draw(st.sampled_from(names))}]"
@@ -75,14 +79,14 @@ def _layer(draw: st.DrawFn, rank: int, shape: tuple[int, ...], names: list[str],
         return f"type: pixelunshuffle, factor: {draw(st.sampled_from([1, 2]))}"
     if kind == "merge":
         return f"type: {draw(st.sampled_from(['add', 'concat']))}, from: [{names[-1]}, {draw(st.sampled_from(names))}]"
-    return "type: relu"
+    return "type: sigmoid"  # element-wise, and never a zero gradient (a relu could hide a dependence)
 
 
 @st.composite
-def resampling_network(draw: st.DrawFn, rank: int | None = None, merges: bool = True, linear: bool = True,
-                       depth: int = 5) -> str:
-    """A network of 1 to `depth` layers over [1, *spatial]; each layer reads the one before (merges and crops
-    also an earlier one)."""
+def resampling_network(draw: st.DrawFn, rank: int | None = None, kinds: tuple[str, ...] = KINDS,
+                       modes: tuple[str, ...] | None = None, depth: int = 5) -> str:
+    """A network of 1 to `depth` layers over [1, *spatial], of the given kinds (a conv may come first, to give
+    pixel shuffle its channels); each layer reads the one before (merges and crops also an earlier one)."""
     rank = rank or draw(st.sampled_from([1, 2, 3]))
     low, high = SIZES[rank]
     spatial = [draw(st.integers(low, high)) for _ in range(rank)]
@@ -91,7 +95,7 @@ def resampling_network(draw: st.DrawFn, rank: int | None = None, merges: bool = 
     shape: tuple[int, ...] = (1, *spatial)
     for i in range(draw(st.integers(1, depth))):
         for _ in range(4):  # a few tries for a layer the shapes allow
-            body = _layer(draw, rank, shape, names, merges, linear)
+            body = _layer(draw, rank, shape, names, kinds if lines or "shuffle" not in kinds else ("conv",), modes)
             line = f"  - {{{body}, name: l{i}}}" if "from:" in body else \
                 f"  - {{{body}, name: l{i}, from: {names[-1]}}}"
             report = analyze(parse_text(_text(head, names[1:] + [f"l{i}"], lines + [line])))

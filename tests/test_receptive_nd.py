@@ -16,7 +16,7 @@ from convaudit.core.fields import per_axis
 from convaudit.core.receptive import Supports, receptive_fields
 from convaudit.core.receptive.resampling import Transposed, Upsampled
 from convaudit.spec.parser import parse_text
-from tests.receptive_nets import FreeWalk, resampling_network
+from tests.receptive_nets import KINDS, FreeWalk, resampling_network
 
 F = Fraction
 
@@ -192,7 +192,7 @@ def test_nearest_upsampling_starts_at_the_average_position() -> None:
 # ------------------------------------------------------------------ the recurrence against every output's field
 
 @settings(max_examples=60, deadline=None)
-@given(resampling_network(merges=False))
+@given(resampling_network(kinds=tuple(k for k in KINDS if k != "merge")))
 def test_rf_is_the_largest_field_and_start_the_average_position(text: str) -> None:
     report = analyze(parse_text(text))
     rank = len(report.input) - 1

@@ -23,7 +23,8 @@ class Supports:
     """The first and last network-input pixel each output unit depends on, per axis, by exact arithmetic.
 
     The support of output `i` is the set of input pixels its value depends on: its window's taps clipped to
-    the layer's input, followed back layer by layer. `low` is its first pixel (the input size N when it is
+    the layer's input, followed back layer by layer. Axes are followed one at a time: an element reads the
+    pixels its position reads on every axis, none if it reads none along any one. `low` is its first pixel (the input size N when it is
     empty: the unit reads only padding), `high` its last (−1 when empty). The last pixel is the first pixel
     of the mirrored network (x ↦ N − 1 − x), so one engine, `_Side`, computes both; see its notes.
     """
@@ -71,15 +72,18 @@ class Supports:
         return self.network[axis] - 1 - mirrored
 
     def uncovered(self, layer: LayerResult) -> tuple[int, ...] | None:
-        """Input pixels before the first output's support plus those after the last output's, per axis; None
-        where the layer's elements are not followed (see Layout)."""
+        """Input pixels before the first pixel any output reads plus those after the last, per axis; None where
+        the layer's elements are not followed (see Layout). The first and last outputs usually hold those, but
+        an output that reads only padding holds neither."""
         if self.steps[layer.name].layout.kind == "unknown":
             return None
         result = []
         for axis, n in enumerate(self.network):
-            last = self.size(layer.name, axis) - 1
-            before, after = self.low(layer.name, axis, 0), n - 1 - self.high(layer.name, axis, last)
+            before = self.side(axis, False).smallest(layer.name)
+            after = self.side(axis, True).smallest(layer.name)  # n − 1 − (the largest last pixel)
             result.append(min(before + after, n))  # N each when nothing is read: all N unseen
+        if any(unseen == n for unseen, n in zip(result, self.network, strict=True)):
+            return self.network  # no output reads anything along one axis: none reads any pixel at all
         return tuple(result)
 
 
@@ -313,6 +317,19 @@ class _Side:
         if q == mono.a:
             return mono.m
         return q if anchor == INPUT else self.value(anchor, q)
+
+    def smallest(self, name: str) -> int:
+        """The smallest f over the layer's outputs (N when none reads anything): f(a) for a non-decreasing f, else
+        output by output until the layer's lower bound is met."""
+        mono = self.mono[name]
+        if mono is not None:
+            return mono.m if mono.a <= mono.b else self.network
+        best = self.network
+        for p in range(self.sizes[name]):
+            best = min(best, self.value(name, p))
+            if best <= self.floor[name]:
+                break
+        return best
 
     # ---------------------------------------------------------------- evaluation at one output
 
