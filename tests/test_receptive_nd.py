@@ -252,3 +252,11 @@ def test_fields_follow_every_axis_of_a_volume_separately() -> None:
     # nearest by 1, 2, 3: D copies (σ 1), H halves (σ 1/2, offset −1/4), W thirds (σ 1/3, offset −1/3)
     assert fields["u"].jump == (1, 1, 1) and fields["u"].start == (0, 1 - F(2, 4), 2 - F(3, 3))
     assert math.prod(fields["u"].rf) == 1 * 3 * 5
+
+
+def test_the_readme_shows_the_example_spec_it_runs() -> None:
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    spec = (ROOT / "docs" / "examples" / "tiny_unet.yaml").read_text(encoding="utf-8")
+    assert f"```yaml\n{spec}```" in readme
