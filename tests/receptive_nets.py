@@ -53,7 +53,8 @@ def _layer(draw: st.DrawFn, rank: int, shape: tuple[int, ...], names: list[str],
         return (f"type: avgpool, kernel: {kernel}, stride: {draw(st.integers(1, 3))}, "
                 f"padding: {draw(st.integers(0, kernel // 2))}, ceil: {str(draw(st.booleans())).lower()}")
     if kind == "convtranspose":
-        stride, dilation = [draw(st.integers(1, 3)) for _ in range(rank)], [draw(st.integers(1, 2)) for _ in range(rank)]
+        stride = [draw(st.integers(1, 3)) for _ in range(rank)]
+        dilation = [draw(st.integers(1, 2)) for _ in range(rank)]
         extra = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True)]
         return (f"type: convtranspose, out: {draw(st.sampled_from([1, 4]))}, kernel: {per(st.integers(1, 3))}, "
                 f"stride: {listed(stride)}, padding: {per(st.integers(0, 2))}, output_padding: {listed(extra)}, "

@@ -24,9 +24,10 @@ class Supports:
 
     The support of output `i` is the set of input pixels its value depends on: its window's taps clipped to
     the layer's input, followed back layer by layer. Axes are followed one at a time: an element reads the
-    pixels its position reads on every axis, none if it reads none along any one. `low` is its first pixel (the input size N when it is
-    empty: the unit reads only padding), `high` its last (−1 when empty). The last pixel is the first pixel
-    of the mirrored network (x ↦ N − 1 − x), so one engine, `_Side`, computes both; see its notes.
+    pixels its position reads on every axis, none if it reads none along any one. `low` is its first pixel
+    (the input size N when it is empty: the unit reads only padding), `high` its last (−1 when empty). The
+    last pixel is the first pixel of the mirrored network (x ↦ N − 1 − x), so one engine, `_Side`, computes
+    both; see its notes.
     """
 
     def __init__(self, report: Report, steps: dict[str, Step] | None = None):
