@@ -152,7 +152,8 @@ def _step(layer: LayerResult, sources: list[Layout]) -> Step:
     if rule in SPATIAL_RULES:
         dims = map_dims(len(layout.sizes))
         if layout.kind != "map" or layout.dims != dims:
-            return _unknown(layer, sources, f"{layer.type} slides over dimensions {joined([str(d) for d in dims])}, "
+            verb = "slides over" if rule in ("window", "adaptive", "global") else "resamples"
+            return _unknown(layer, sources, f"{layer.type} {verb} dimensions {joined([str(d) for d in dims])}, "
                                             f"which are not {_names(layout)} here")
         unread = tuple(tuple(AxisOp("unread", n) for n in shape[1:]) for shape in layer.input_shapes[1:])
         return Step(layout._replace(sizes=tuple(shape_out[1:])), (_spatial_ops(layer, rule, layout),) + unread)
