@@ -135,11 +135,15 @@ class PixelWalk:
         return max(highs, default=-1)
 
     def uncovered(self, layer: LayerResult) -> tuple[int, int]:
+        """What no output reads: before the smallest first pixel and after the largest last pixel of any output."""
         result = []
         for axis in (0, 1):
-            outputs = self.size(layer.name, axis)
-            first, last = self.low(layer.name, axis, 0), self.high(layer.name, axis, outputs - 1)
+            outputs = range(self.size(layer.name, axis))
+            first = min(self.low(layer.name, axis, i) for i in outputs)
+            last = max(self.high(layer.name, axis, i) for i in outputs)
             result.append(min(first + (self.network[axis] - 1 - last), self.network[axis]))
+        if any(unseen == n for unseen, n in zip(result, self.network, strict=True)):
+            return self.network  # nothing read along one axis: an element reads its rows × its columns, so nothing
         return result[0], result[1]
 
 

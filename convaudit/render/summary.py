@@ -21,8 +21,8 @@ from convaudit.core.groups import group_key, grouped, main_and_side
 from convaudit.core.layers.base import LEADING
 from convaudit.core.memory import Memory, training_memory
 from convaudit.core.model import INPUT
-from convaudit.core.receptive import LayerField, receptive_fields, show
-from convaudit.core.windows import format_fraction
+from convaudit.core.receptive import LayerField, receptive_fields, show_axes
+from convaudit.core.windows import axis_names, format_fraction
 from convaudit.errors import printable
 from convaudit.render.formatting import (
     CEIL_MARK,
@@ -105,15 +105,11 @@ def count_column(key: str, title: str, blank_zero: bool = True) -> Column:
     return Column(key, title, cell, lambda view: fmt_int(getattr(view.report.totals, key)))
 
 
-def _pair(values: tuple[Any, Any]) -> str:
-    return show(values[0]) if values[0] == values[1] else f"{show(values[0])}×{show(values[1])}"
-
-
 def _uncovered(row: Any, view: View) -> str:
     field = view.field(row)
     if field.uncovered is None:  # not followed (see the layer's note): no claim
         return "n/a"
-    return "" if field.uncovered == (0, 0) else _pair(field.uncovered)
+    return "" if not any(field.uncovered) else show_axes(field.uncovered)
 
 
 COLUMNS: dict[str, Column] = {c.key: c for c in (
@@ -142,9 +138,9 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
            if isinstance(row, LayerResult) else fmt_bytes(sum(view.memory.saved_by_layer[layer.name]
                                                               for layer in row.layers)),
            lambda view: fmt_bytes(view.memory.saved_activations)),
-    Column("rf", "RF", lambda row, view: _pair(view.field(row).rf)),
-    Column("jump", "Jump", lambda row, view: _pair(view.field(row).jump)),
-    Column("rf_start", "RF start", lambda row, view: _pair(view.field(row).start)),
+    Column("rf", "RF", lambda row, view: show_axes(view.field(row).rf)),
+    Column("jump", "Jump", lambda row, view: show_axes(view.field(row).jump)),
+    Column("rf_start", "RF start", lambda row, view: show_axes(view.field(row).start)),
     Column("uncovered", "Unseen px", _uncovered),
 )}
 RF_COLUMNS = ("rf", "jump", "rf_start", "uncovered")
@@ -410,10 +406,17 @@ def rf_lines(view: View) -> list[str]:
                 if not names or names[-1] != name:
                     names.append(name)
     notes = [f"{', '.join(names)}: {note}" for note, names in layers_by_note.items()]
+    return rf_legend(view) + notes
+
+
+def rf_legend(view: View) -> list[str]:
     lines = ["RF: receptive field in input pixels; Jump: input pixels between neighbouring outputs; RF start: "
              "centre of the first output's field (pixel i centred at i, padding moves it below 0); Unseen px: "
              "input pixels no output depends on."]
-    return lines + notes
+    rank = len(view.report.input) - 1
+    if rank > 2:  # 2-D maps have always shown H×W; a volume says which axis is which
+        lines.append(f"Each gives one value where every axis agrees, else one per axis: {'×'.join(axis_names(rank))}.")
+    return lines
 
 
 def convention_lines(report: Report) -> list[str]:
@@ -498,7 +501,7 @@ def rf_table(view: View) -> Group:
     table = Fitted(fitted_columns(view, RF_VIEW_COLUMNS, totals=False), hint="widen COLUMNS, or --format json",
                    title=plain(_headline(report)), caption=Text(_setting(report)))
     notes = [f"{name}: {note}" for name, field in view.fields.items() for note in field.notes]
-    lines = rf_lines(view)[:1] + notes
+    lines = rf_legend(view) + notes
     return Group(table, Text("\n".join(printable(line) for line in lines)))
 
 
