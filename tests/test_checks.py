@@ -135,20 +135,45 @@ def test_padding_only_drops_are_information() -> None:
 
 
 def test_strict_fails_on_warnings() -> None:
-    # ResNet-18's 1×1 stride-2 shortcut: (56 − 1)/2 + 1 = 28.5; windows start at 0, 2, …, 54, so row 55 is
-    # never read (and, stride 2 over a 1-wide window, every second row is skipped anyway).
+    # AlexNet at 224: (224 − 11)/4 + 1 = 54.25 leaves the last input row unread: a warning (and the pools after
+    # it floor too); fc6's pin is an error.
+    findings = check(analyze(load("alexnet").with_input(224, 224)))
+    assert [f.layer for f in findings if f.severity == "warning"][0] == "conv1"
+    assert exit_status(findings, strict=True) == 1
+    # Without the pin, the warning alone fails only --strict.
+    warnings = [f for f in findings if f.severity != "error"]
+    assert exit_status(warnings) == 0 and exit_status(warnings, strict=True) == 1
+
+
+def test_a_window_narrower_than_its_stride_loses_nothing_more_at_the_end() -> None:
+    # ResNet-18's 1×1 stride-2 shortcut: (56 − 1)/2 + 1 = 28.5; windows start at 0, 2, …, 54, so row 55 is never
+    # read, but a 1-wide window at stride 2 skips every odd row (1, 3, …, 55) by design: nothing more is lost.
     findings = check(analyze(load("resnet18")))
-    warnings = [f for f in findings if f.severity == "warning"]
-    assert [f.layer for f in warnings] == ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
-    assert "1 of every 2 rows are skipped anyway" in warnings[0].message
-    assert "Caffe's ceil rounding gives 28 too" in warnings[0].message
-    assert exit_status(findings) == 0 and exit_status(findings, strict=True) == 1
+    assert [f for f in findings if f.severity != "info"] == []
+    shortcut = [f for f in findings if f.layer == "layer2.0.downsample.0"][0]
+    assert "the last 1 input row and column are never seen, which the stride skips anyway" in shortcut.message
+    assert "reads 1 of every 2 rows and columns, so nothing is lost beyond that" in shortcut.message
+    assert shortcut.suggestions == () and exit_status(findings, strict=True) == 0
+
+
+def test_a_gap_between_windows_counts_only_what_lies_beyond_it() -> None:
+    findings = findings_for("""\
+name: t
+input: [3, 10, 10]
+layers:
+  - {type: conv, out: 4, kernel: 2, stride: 3}
+""")
+    (finding,) = by_kind(findings, "inexact-division")
+    # (10 − 2)/3 + 1 = 3.67 → 3: windows at 0, 3, 6 end at 8; rows 8 and 9 are unread. A 2-wide window at stride
+    # 3 skips row 8 (the gap after the window at 6) anyway; row 9 would have been read by a fourth window.
+    assert finding.severity == "warning"
+    assert "the last 2 input rows and columns are never seen, 1 more than the stride skips anyway" in finding.message
 
 
 # ------------------------------------------------------------------ every axis judged; fixes that fix
 
 def test_every_axis_is_judged_whichever_comes_first() -> None:
-    for kernel, padding in (("[3, 1]", "[1, 0]"), ("[1, 3]", "[0, 1]")):
+    for kernel, padding in (("[3, 3]", "[1, 0]"), ("[3, 3]", "[0, 1]")):
         findings = findings_for(f"""\
 name: t
 input: [3, 56, 56]
@@ -156,9 +181,9 @@ layers:
   - {{type: conv, out: 4, kernel: {kernel}, padding: {padding}, stride: 2}}
 """)
         (finding,) = by_kind(findings, "inexact-division")
-        # The 3-wide axis: (56 − 3 + 2·1)/2 + 1 = 28.5; windows start at 0..54 of the 58 padded rows and end at
-        # 56, so only right padding is dropped. The 1-wide axis: (56 − 1)/2 + 1 = 28.5; the last window starts at
-        # 54, so input 55 is never read: a real column (or row) lost, whichever axis it is on.
+        # The padded axis: (56 − 3 + 2·1)/2 + 1 = 28.5; windows start at 0..54 of the 58 padded rows and end at
+        # 56, so only right padding is dropped. The unpadded axis: (56 − 3)/2 + 1 = 27.5; the last window starts at
+        # 52 and ends at 54, so input 55 is never read: a real column (or row) lost, whichever axis it is on.
         assert finding.severity == "warning", finding.message
         assert "dropping only right padding" in finding.message and "never seen" in finding.message
 
