@@ -255,7 +255,7 @@ class _Builder:
 
     def compute(self, layer: LayerSpec, sources: list[Form]) -> tuple[list[Shape], Outcome]:
         """The layer computed: as the analysis did, or (past where it stopped) at a stand-in input. Raises the
-        layer's LayerProblem where it fails at every input the model allows, Unmodelled where that is unknown."""
+        layer's LayerProblem where it fails at every input the model allows."""
         analysed: LayerResult | None = self.report.by_name.get(layer.name)
         if analysed is not None:
             return list(analysed.input_shapes), analysed.outcome
@@ -270,10 +270,12 @@ class _Builder:
                 return shapes, layer_type.apply(shapes, layer.params)
             except LayerProblem as failed:
                 problem = failed
-        if problem is not None and (self.inputs.modulus == 0 or problem.kind == "merge" or not any(
-                size.slope for source in sources if isinstance(source, MapForm) for size in source.sizes)):
-            raise problem  # fixed sizes, or a single input: it fails wherever the rest is exact
-        raise Unmodelled
+        if problem is None:
+            raise Unmodelled
+        # It fails at the largest inputs the model allows and at a round one, where every kernel fits and every
+        # small factor divides: what fails there is on a fixed axis, the channels or the ranks, so it fails at
+        # every input the model allows.
+        raise problem
 
     def _round(self, sources: list[Form]) -> Inputs | None:
         inputs = self.inputs
@@ -388,9 +390,13 @@ class _Builder:
         one = constant(1)
         for broadcast in (True, False):  # let size-1 axes broadcast first; if the layer refuses, require them equal
             for axis in range(len(maps[0].sizes)):
-                if axis in self.free and len({source.sizes[axis] for source in maps} - {one}) > 1:
-                    raise Unmodelled  # they differ on an axis not searched: that axis's search says why
-                if axis in self.free:
+                if axis in self.free:  # sizes fixed whatever the searched axes are: they differ at every input
+                    wide = [(name, source.sizes[axis]) for name, source in zip(layer.inputs, maps, strict=True)
+                            if source.sizes[axis] != one]
+                    other = next((each for each in wide if each[1] != wide[0][1]), None)
+                    if other is not None:
+                        raise _Stop(Never(layer.name, f"'{wide[0][0]}' gives {wide[0][1].text()} and '{other[0]}' "
+                                                      f"{other[1].text()} on an axis not searched", True))
                     continue
                 forms = [(name, source.sizes[axis]) for name, source in zip(layer.inputs, maps, strict=True)
                          if not (broadcast and source.sizes[axis] == one)]
