@@ -154,3 +154,16 @@ def test_every_fix_offered_at_570_holds() -> None:
                 assert fixed.halted is None, (finding.layer, fix)
                 if hasattr(fix, "layer"):  # a padding: that division is exact now
                     assert all(fixed.layer(fix.layer).windows[axis].is_exact for axis in fix.axes)
+
+
+def test_the_readme_examples_are_these_networks() -> None:
+    from pathlib import Path
+
+    from convaudit.spec.parser import load_spec
+
+    examples = Path(__file__).resolve().parent.parent / "docs" / "examples"
+    for text, file in ((PADDED_UNET, "unet_padded.yaml"), (VALID_UNET, "unet.yaml")):
+        ours, shown = parse_text(text, "unet.yaml"), load_spec(examples / file)
+        assert shown.input == ours.input
+        assert [(l.name, l.type, dict(l.params), l.inputs) for l in shown.layers] == \
+            [(l.name, l.type, dict(l.params), l.inputs) for l in ours.layers]

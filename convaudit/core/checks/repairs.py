@@ -138,6 +138,9 @@ def _described(report: Report, finding: Finding) -> str:
     if finding.kind == "inexact-division" and finding.layer is not None:
         axis = next(axis for axis in report.layer(finding.layer).windows if axis.truncated)
         return f"{finding.layer} floors in turn: {axis.formula()}"
+    if finding.kind == "expect-mismatch":  # 'pool3: expected shape [256, 28, 28], computed [256, 29, 29]'
+        claim = finding.message.removeprefix(f"{finding.layer}: ").split(", a consequence of")[0]
+        return f"{finding.layer} no longer holds its `expect:` ({claim})"
     return finding.message
 
 
