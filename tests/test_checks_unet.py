@@ -165,5 +165,5 @@ def test_the_readme_examples_are_these_networks() -> None:
     for text, file in ((PADDED_UNET, "unet_padded.yaml"), (VALID_UNET, "unet.yaml")):
         ours, shown = parse_text(text, "unet.yaml"), load_spec(examples / file)
         assert shown.input == ours.input
-        assert [(l.name, l.type, dict(l.params), l.inputs) for l in shown.layers] == \
-            [(l.name, l.type, dict(l.params), l.inputs) for l in ours.layers]
+        assert [(layer.name, layer.type, dict(layer.params), layer.inputs) for layer in shown.layers] == \
+            [(layer.name, layer.type, dict(layer.params), layer.inputs) for layer in ours.layers]

@@ -53,8 +53,10 @@ def _halt_finding(report: Report, halt: Halt, advice: Advice | None) -> Finding:
     else:
         message = halt.problem.message + _consequence(report, halt.inexact_upstream)
         offered = advice.inputs.suggest() if advice and halt.inexact_upstream else ((), ())
-    return Finding(spec.label, halt.layer.name, "error", halt_kind(halt), f"{halt.layer.name}: {message}; analysis stops here",
-                   offered[0], halt.layer.where_key(halt.problem.key), offered[1])
+    texts, fixes = offered
+    return Finding(spec.label, halt.layer.name, "error", halt_kind(halt),
+                   f"{halt.layer.name}: {message}; analysis stops here", texts, halt.layer.where_key(halt.problem.key),
+                   fixes)
 
 
 def halt_kind(halt: Halt) -> str:

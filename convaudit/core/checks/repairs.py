@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 from convaudit.core.analysis import Halt, LayerResult, Report, analyze
 from convaudit.core.checks.findings import Finding, halt_kind, judge
 from convaudit.core.checks.search import InputFixes
+from convaudit.core.fields import per_axis
 from convaudit.core.layers import REGISTRY
 from convaudit.core.model import LayerSpec, NetworkSpec
-from convaudit.core.fields import per_axis
-from convaudit.core.windows import WindowAxis, axis_names, format_fraction, joined
+from convaudit.core.windows import WindowAxis, axis_names, joined
 
 
 @dataclass(frozen=True)
@@ -167,13 +167,13 @@ def output_padding_fix(report: Report, severe: set[tuple[str, str | None]]) -> O
     convolution that closes the gap, repeated at each merge that then fails alike; re-analysed whole."""
     changes: dict[str, tuple[int, ...]] = {}
     steps: list[tuple[str, str]] = []
-    current, spec = report, report.spec
+    current = report
     for _ in range(MAX_MERGE_FIXES):
         halt = current.halted
         if halt is None:
             break
-        change = _closing_change(current, halt)
-        if halt.problem.kind != "merge" or change is None or change[0] in changes:
+        change = _closing_change(current, halt) if halt.problem.kind == "merge" else None
+        if change is None or change[0] in changes:
             return None
         name, padding, step = change
         changes[name] = padding
@@ -218,9 +218,8 @@ def _closing_change(report: Report, halt: Halt) -> tuple[str, tuple[int, ...], t
         if old is None or shape[1:] != layer.output_shape[1:]:
             return None
         padding = tuple(op + want - have for op, want, have in zip(old, target, shape[1:], strict=True))
-        if min(padding) < 0:
-            return None
-        changed = [resize.axis for resize, want, have in zip(resizes, target, shape[1:], strict=True) if want != have]
-        other = next(name for name, each in zip(halt.layer.inputs, shapes, strict=True) if each[1:] == target)
-        return name, padding, (f"{'×'.join(map(str, target))}", f"'{other}'")
+        other = next((each for each, sizes in zip(halt.layer.inputs, shapes, strict=True) if sizes[1:] == target), None)
+        if other is None:
+            return None  # no input is the largest on every axis
+        return name, padding, ("×".join(map(str, target)), f"'{other}'")
     return None

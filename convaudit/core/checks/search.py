@@ -148,13 +148,14 @@ def _input_searches(spec: NetworkSpec, report: Report | None) -> list[AxisSearch
         def full(size: int, axes: tuple[int, ...] = axes) -> tuple[int, ...]:
             return tuple(size if index in axes else old for index, old in enumerate(spatial))
 
-        if len(axes) == len(spatial):  # square, a cube, or 1-D: the whole input
+        count = len(axes)
+        if count == len(spatial):  # square, a cube, or 1-D: the whole input
             label = f"{current}"
-            show = (lambda s, count=len(axes): "×".join([str(s)] * count))
+            show = (lambda s, count=count: "×".join([str(s)] * count))
         else:  # the other axes keep their size, and are searched on their own
             words = joined([AXIS_WORDS[names[index]] for index in axes])
             label = f"{words} {current}"
-            show = (lambda s, words=words, count=len(axes): f"{words} {'×'.join([str(s)] * count)}")
+            show = (lambda s, words=words, count=count: f"{words} {'×'.join([str(s)] * count)}")
         searches.append(_axis_search(spec, report, axes, current, label, show, full))
     return searches
 
