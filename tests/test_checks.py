@@ -243,3 +243,21 @@ def test_the_search_is_linear_in_layers() -> None:
     findings = check(analyze(parse_text("\n".join(lines) + "\n", "big.yaml")))
     # (224 − 3)/2 + 1 = 111.5; odd inputs divide: 223 and 225.
     assert findings[0].suggestions[0] == "nearest inputs where every layer divides exactly: 223×223 (-1), 225×225 (+1)"
+
+
+def test_a_layer_without_padding_is_offered_a_pad_in_front() -> None:
+    text = """\
+name: t
+input: [1, 10, 10]
+layers:
+  - {type: subsample, kernel: 3}
+"""
+    (finding,) = by_kind(findings_for(text), "inexact-division")
+    # (10 − 3)/3 + 1 = 3.33 → 3; two more positions make 9/3: one on each side, but subsample takes no padding:
+    # a zero pad in front of it, re-analysed: (12 − 3)/3 + 1 = 4.
+    assert ("no symmetric padding makes it exact (subsample takes no padding); padding 1 before and 1 after on H "
+            "and W (nn.ZeroPad2d) does: (10 − 3 + 2·0 + 1 + 1)/3 + 1 = 4") in finding.suggestions
+    (pad,) = [fix for fix in finding.fixes if not hasattr(fix, "sizes")]
+    fixed = analyze(pad.applied(parse_text(text, "net.yaml")))
+    assert [layer.type for layer in fixed.layers] == ["pad", "subsample"]
+    assert fixed.layers[-1].output_shape == (1, 4, 4)

@@ -67,10 +67,12 @@ def padding_fix(layer: LayerResult, axis: WindowAxis) -> Padding:
                        f"padding {new_padding} on {axis.axis} makes {layer.type} exact: "
                        f"({axis.size} − {axis.effective_kernel} + 2·{new_padding})/{axis.stride} + 1 = {out}",
                        f"padding {new_padding} on {axis.axis}")
-    if not takes_padding:
+    if extra % 2:
+        why = f"{span} + 2P is odd"
+    elif not takes_padding:
         why = f"{layer.type} takes no padding"
     else:
-        why = f"{span} + 2P is odd" if extra % 2 else f"padding above ⌊{axis.kernel}/2⌋ is refused by PyTorch"
+        why = f"padding above ⌊{axis.kernel}/2⌋ is refused by PyTorch"
     before, after = extra // 2, extra - extra // 2
     summary = f"padding {before} before and {after} after on {axis.axis} (nn.ZeroPad{spatial}d)"
     return Padding(layer.name, axes, before, after, False,
