@@ -135,20 +135,45 @@ def test_padding_only_drops_are_information() -> None:
 
 
 def test_strict_fails_on_warnings() -> None:
-    # ResNet-18's 1×1 stride-2 shortcut: (56 − 1)/2 + 1 = 28.5; windows start at 0, 2, …, 54, so row 55 is
-    # never read (and, stride 2 over a 1-wide window, every second row is skipped anyway).
+    # AlexNet at 224: (224 − 11)/4 + 1 = 54.25 leaves the last input row unread: a warning (and the pools after
+    # it floor too); fc6's pin is an error.
+    findings = check(analyze(load("alexnet").with_input(224, 224)))
+    assert [f.layer for f in findings if f.severity == "warning"][0] == "conv1"
+    assert exit_status(findings, strict=True) == 1
+    # Without the pin, the warning alone fails only --strict.
+    warnings = [f for f in findings if f.severity != "error"]
+    assert exit_status(warnings) == 0 and exit_status(warnings, strict=True) == 1
+
+
+def test_a_window_narrower_than_its_stride_loses_nothing_more_at_the_end() -> None:
+    # ResNet-18's 1×1 stride-2 shortcut: (56 − 1)/2 + 1 = 28.5; windows start at 0, 2, …, 54, so row 55 is never
+    # read, but a 1-wide window at stride 2 skips every odd row (1, 3, …, 55) by design: nothing more is lost.
     findings = check(analyze(load("resnet18")))
-    warnings = [f for f in findings if f.severity == "warning"]
-    assert [f.layer for f in warnings] == ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
-    assert "1 of every 2 rows are skipped anyway" in warnings[0].message
-    assert "Caffe's ceil rounding gives 28 too" in warnings[0].message
-    assert exit_status(findings) == 0 and exit_status(findings, strict=True) == 1
+    assert [f for f in findings if f.severity != "info"] == []
+    shortcut = [f for f in findings if f.layer == "layer2.0.downsample.0"][0]
+    assert "the last 1 input row and column are never seen, which the stride skips anyway" in shortcut.message
+    assert "reads 1 of every 2 rows and columns, so nothing is lost beyond that" in shortcut.message
+    assert shortcut.suggestions == () and exit_status(findings, strict=True) == 0
+
+
+def test_a_gap_between_windows_counts_only_what_lies_beyond_it() -> None:
+    findings = findings_for("""\
+name: t
+input: [3, 10, 10]
+layers:
+  - {type: conv, out: 4, kernel: 2, stride: 3}
+""")
+    (finding,) = by_kind(findings, "inexact-division")
+    # (10 − 2)/3 + 1 = 3.67 → 3: windows at 0, 3, 6 end at 8; rows 8 and 9 are unread. A 2-wide window at stride
+    # 3 skips row 8 (the gap after the window at 6) anyway; row 9 would have been read by a fourth window.
+    assert finding.severity == "warning"
+    assert "the last 2 input rows and columns are never seen, 1 more than the stride skips anyway" in finding.message
 
 
 # ------------------------------------------------------------------ every axis judged; fixes that fix
 
 def test_every_axis_is_judged_whichever_comes_first() -> None:
-    for kernel, padding in (("[3, 1]", "[1, 0]"), ("[1, 3]", "[0, 1]")):
+    for kernel, padding in (("[3, 3]", "[1, 0]"), ("[3, 3]", "[0, 1]")):
         findings = findings_for(f"""\
 name: t
 input: [3, 56, 56]
@@ -156,9 +181,9 @@ layers:
   - {{type: conv, out: 4, kernel: {kernel}, padding: {padding}, stride: 2}}
 """)
         (finding,) = by_kind(findings, "inexact-division")
-        # The 3-wide axis: (56 − 3 + 2·1)/2 + 1 = 28.5; windows start at 0..54 of the 58 padded rows and end at
-        # 56, so only right padding is dropped. The 1-wide axis: (56 − 1)/2 + 1 = 28.5; the last window starts at
-        # 54, so input 55 is never read: a real column (or row) lost, whichever axis it is on.
+        # The padded axis: (56 − 3 + 2·1)/2 + 1 = 28.5; windows start at 0..54 of the 58 padded rows and end at
+        # 56, so only right padding is dropped. The unpadded axis: (56 − 3)/2 + 1 = 27.5; the last window starts at
+        # 52 and ends at 54, so input 55 is never read: a real column (or row) lost, whichever axis it is on.
         assert finding.severity == "warning", finding.message
         assert "dropping only right padding" in finding.message and "never seen" in finding.message
 
@@ -173,11 +198,15 @@ def test_a_pin_finding_offers_only_inputs_that_satisfy_the_pin() -> None:
     assert pin.suggestions == ("32×32 is the nearest where every layer is exact and every pinned `in:` matches",)
 
 
-def brute_force(spec, size: int) -> bool | None:
-    """The slow reference: a full analysis at this input."""
+def brute_force(spec, size: int, axes: tuple[int, ...] | None = None) -> bool | None:
+    """The slow reference: a full analysis at this input (`axes` at `size`, the others as they are; default: a
+    square image's H and W), judged along `axes`."""
     from convaudit.core.checks import _verdict
 
-    return _verdict(spec, size, size)
+    if axes is None:
+        return _verdict(spec, size, size)
+    spatial = spec.input[1:]
+    return _verdict(spec, *(size if i in axes else old for i, old in enumerate(spatial)), axes=axes)
 
 
 def test_one_pass_search_agrees_with_brute_force_on_every_bundled_network() -> None:
@@ -188,13 +217,15 @@ def test_one_pass_search_agrees_with_brute_force_on_every_bundled_network() -> N
     modelled = 0
     for path in ARCHITECTURES:
         spec = load(str(path))
-        model = ExactModel.of(analyze(spec), (0, 1))
+        spatial = spec.input[1:]
+        axes = tuple(i for i, size in enumerate(spatial) if size == spatial[-1])  # H and W; L of a 1-D input
+        model = ExactModel.of(analyze(spec), axes)
         if model is None:  # ceil pools (GoogLeNet): the brute-force search runs instead
             continue
         modelled += 1
-        current = spec.input[1]
-        for size in range(current - 36, current + 37, 3):
-            assert model.verdict(size) == brute_force(spec, size), (path.name, size)
+        current = spatial[-1]
+        for size in range(max(1, current - 36), current + 37, 3):
+            assert model.verdict(size) == brute_force(spec, size, axes), (path.name, size)
     assert modelled >= 10
 
 
@@ -218,3 +249,21 @@ def test_the_search_is_linear_in_layers() -> None:
     findings = check(analyze(parse_text("\n".join(lines) + "\n", "big.yaml")))
     # (224 − 3)/2 + 1 = 111.5; odd inputs divide: 223 and 225.
     assert findings[0].suggestions[0] == "nearest inputs where every layer divides exactly: 223×223 (-1), 225×225 (+1)"
+
+
+def test_a_layer_without_padding_is_offered_a_pad_in_front() -> None:
+    text = """\
+name: t
+input: [1, 10, 10]
+layers:
+  - {type: subsample, kernel: 3}
+"""
+    (finding,) = by_kind(findings_for(text), "inexact-division")
+    # (10 − 3)/3 + 1 = 3.33 → 3; two more positions make 9/3: one on each side, but subsample takes no padding:
+    # a zero pad in front of it, re-analysed: (12 − 3)/3 + 1 = 4.
+    assert ("no symmetric padding makes it exact (subsample takes no padding); padding 1 before and 1 after on H "
+            "and W (nn.ZeroPad2d) does: (10 − 3 + 2·0 + 1 + 1)/3 + 1 = 4") in finding.suggestions
+    (pad,) = [fix for fix in finding.fixes if not hasattr(fix, "sizes")]
+    fixed = analyze(pad.applied(parse_text(text, "net.yaml")))
+    assert [layer.type for layer in fixed.layers] == ["pad", "subsample"]
+    assert fixed.layers[-1].output_shape == (1, 4, 4)

@@ -293,7 +293,7 @@ def _analyze(spec: NetworkSpec, batch: int, dtype: str) -> Report:
         else:
             upstream = tuple(dict.fromkeys(name for source in layer.inputs for name in inexact[source]))
         try:
-            outcome = _apply(layer, input_shapes, input_placements)
+            outcome = apply_layer(layer, input_shapes, input_placements)
             if layer.shares is not None:
                 _check_shared(layer, outcome, results)
         except LayerProblem as problem:
@@ -324,7 +324,7 @@ def _check_shared(layer: LayerSpec, outcome: Outcome, results: list[LayerResult]
                                      f"{outcome.biases:,}", "shares")
 
 
-def _apply(layer: LayerSpec, shapes: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Outcome:
+def apply_layer(layer: LayerSpec, shapes: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Outcome:
     """One layer's outcome by its type's batch rule: 'own' types place the batch themselves; 'any' types act on
     sample dimensions alone and leave the batch where it is; 'leading' types need it first."""
     kind = REGISTRY[layer.type]

@@ -237,6 +237,7 @@ class LayerType:
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
     has_macs: ClassVar[bool] = False  # counted in MACs (else only in other ops)
+    crops_to_second: ClassVar[bool] = False  # a second input whose size it takes, and which may not exceed the first
     forward_copies: ClassVar[int] = 1  # its torch module's forward makes this many copies of the tensors it saves
     convention: ClassVar[str] = ""  # a convention of its own, stated under every output of a network that holds it
     counted: ClassVar[bool] = True  # False: its counts are unknown (an operator kept with --partial)

@@ -289,6 +289,7 @@ class Crop(SavesNothing, Parameterless, LayerType):
     convention = "Crop: the first input's centre, offset ⌊(in − out)/2⌋ per axis, at the second input's size; a view."
     min_inputs = 2
     max_inputs = 2
+    crops_to_second = True
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         (c, spatial), (_, target) = feature_map(inputs[0], "crop"), feature_map(inputs[1], "crop")
