@@ -20,7 +20,7 @@ from convaudit.core.analysis import analyze
 from convaudit.core.checks import check
 from convaudit.errors import printable
 from convaudit.render.report.layout import structure
-from convaudit.render.report.views import report_views
+from convaudit.render.report.views import STAGE_FEWEST, STAGE_STRETCH, report_views
 from convaudit.spec.parser import load_spec
 
 from .chromium import Chromium, Page, find_chromium
@@ -134,7 +134,7 @@ def test_every_bundled_network(browser: Chromium, path: Path, tmp_path: Path) ->
         # The first view is the stage level: a useful number of boxes, every layer inside one of them.
         shown = shown_boxes(page)
         assert len(shown) == drawing.boxes("B0", views[0].expanded)
-        assert min(20, 1 + len(report.layers)) <= len(shown) <= 60
+        assert min(STAGE_FEWEST, 1 + len(report.layers)) <= len(shown) <= STAGE_STRETCH
         for index in range(len(report.layers)):
             assert f"L{index}" in shown or any(a in shown for a in drawing.ancestors(f"L{index}"))
         # "Expand all": the deepest level; on a bundled network, every layer in a box of its own.
@@ -181,5 +181,155 @@ def test_every_bundled_network(browser: Chromium, path: Path, tmp_path: Path) ->
         assert page.evaluate("document.querySelectorAll('#table-head div').length") >= 3
         assert page.errors() == []
         assert [url for url in page.requests() if not url.startswith(("file:", "data:"))] == []
+    finally:
+        page.close()
+
+
+def test_alexnet_shares_at_a_glance(browser: Chromium, tmp_path: Path) -> None:
+    """Convolutions do about 92% of AlexNet's compute; its fully connected layers hold about 96% of its
+    parameters. Both from the layer shapes, written out here, against what the page draws."""
+    conv_macs = (55 * 55 * 96 * 11 * 11 * 3        # conv1: 96 maps of 55×55, 11×11×3 windows
+                 + 27 * 27 * 256 * 5 * 5 * 48      # conv2: two groups, each window 5×5×48
+                 + 13 * 13 * 384 * 3 * 3 * 256     # conv3
+                 + 13 * 13 * 384 * 3 * 3 * 192     # conv4: two groups
+                 + 13 * 13 * 256 * 3 * 3 * 192)    # conv5: two groups
+    fc_macs = 9216 * 4096 + 4096 * 4096 + 4096 * 1000
+    conv_params = (11 * 11 * 3 * 96 + 96 + 5 * 5 * 48 * 256 + 256 + 3 * 3 * 256 * 384 + 384
+                   + 3 * 3 * 192 * 384 + 384 + 3 * 3 * 192 * 256 + 256)
+    fc_params = 9216 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000
+    page = open_report(browser, "alexnet", tmp_path)
+    try:
+        share = page.evaluate("""Object.fromEntries([...document.querySelectorAll('#share-bars .share')].map(row =>
+            [row.dataset.metric, Object.fromEntries([...row.querySelectorAll('[data-type]')].map(
+                s => [s.dataset.type, Number(s.dataset.share)]))]))""")
+        assert share["FLOPs"]["conv"] == pytest.approx(conv_macs / (conv_macs + fc_macs), abs=1e-5)
+        assert share["parameters"]["linear"] == pytest.approx(fc_params / (conv_params + fc_params), abs=1e-5)
+        assert 0.91 < share["FLOPs"]["conv"] < 0.93 and 0.95 < share["parameters"]["linear"] < 0.97
+        assert page.errors() == []
+    finally:
+        page.close()
+
+
+def test_shares_name_the_real_kinds(browser: Chromium, tmp_path: Path) -> None:
+    """ViT: attention apart from the linear layers, and no 'other' slice: dropout, reshape, permute named."""
+    page = open_report(browser, "vit_b_16", tmp_path)
+    try:
+        kinds = page.evaluate("Object.fromEntries([...document.querySelectorAll('#share-bars .share')].map(row =>"
+                              " [row.dataset.metric, [...row.querySelectorAll('[data-type]')].map(s => s.dataset.type)]))")
+        assert {"attention", "linear"} <= set(kinds["FLOPs"])
+        assert {"dropout", "reshape", "permute"} <= set(kinds["activation memory"])
+        assert "other" not in kinds["activation memory"]
+    finally:
+        page.close()
+
+
+HOSTILE = """\
+name: hostile
+title: "</title><script>alert(1)</script> \\u202e"
+input: [3, 32, 32]
+separator: "."
+layers:
+  - {type: conv, name: "</script><script>alert(1)</script>", out: 8, kernel: 3}
+  - {type: relu, name: "[bold]x"}
+  - {type: relu, name: "<img src=x onerror=alert(2)>"}
+  - {type: relu, name: "__proto__"}
+  - {type: relu, name: "constructor"}
+  - {type: relu, name: "toString"}
+  - {type: relu, name: "a\\u202eb\\u2066c\\x1bd"}
+"""
+
+# every text the page shows, and every attribute: none holds a control, bidi or separator character raw
+RAW_HIDDEN = r"""(() => { const found = [], re = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode())
+    if (re.test(n.textContent.replace(/[\n\t]/g, '')) && !n.parentElement.closest('script')) found.push(n.textContent);
+  for (const e of document.querySelectorAll('*')) for (const a of e.attributes) if (re.test(a.value)) found.push(a.value);
+  if (re.test(document.title)) found.push(document.title);
+  return found; })()"""
+
+
+def test_user_text_renders_as_text(browser: Chromium, write_spec, tmp_path: Path) -> None:
+    bench = {"layers": [{"name": name, "forward": {"median_s": 0.001 * (i + 1)}}
+                        for i, name in enumerate(["__proto__", "constructor", "toString"])]}
+    (tmp_path / "bench.json").write_text(json.dumps(bench), encoding="utf-8")
+    page = open_report(browser, write_spec(HOSTILE), tmp_path, "--bench", str(tmp_path / "bench.json"))
+    try:
+        assert page.dialogs() == []
+        page.evaluate("document.getElementById('expand-all').click()")
+        titles = page.evaluate("[...document.querySelectorAll('#graph .n title')].map(t => t.textContent)")
+        for name in ["</script><script>alert(1)</script> (conv)", "[bold]x (relu)", "<img src=x onerror=alert(2)> (relu)",
+                     "a\\u202eb\\u2066c\\x1bd (relu)"]:
+            assert any(title.startswith(name) for title in titles), name
+        assert page.evaluate("document.querySelectorAll('img, script:not([id]) ~ script').length") == 0
+        assert page.evaluate("document.getElementById('title').textContent").startswith(
+            "hostile — </title><script>")
+        # Layers named like Object's own properties keep their timings (Maps, not objects, hold user keys).
+        times = page.evaluate("Object.fromEntries([...document.querySelectorAll('#table-body .row')].map(r =>"
+                              " [r.dataset.row, r.querySelector('.bar.time b').textContent]))")
+        assert times["__proto__"] == "1.00 ms" and times["constructor"] == "2.00 ms" and times["toString"] == "3.00 ms"
+        assert times["[bold]x"] == "" and not any("NaN" in t for t in times.values())
+        # Control and bidi characters are shown as escapes, as the terminal shows them, everywhere.
+        assert page.evaluate(RAW_HIDDEN) == []
+        page.evaluate("window.convauditReport.reveal(6)")
+        assert page.evaluate("document.querySelector('#details h3').textContent") == "a\\u202eb\\u2066c\\x1bd"
+        samples = ["\u202e", "\u2066", "\x1b", "\x7f", "\u2028", "\u00a0", "\U000e0001", "\ufeff", "é", "\u200b"]
+        assert page.evaluate(f"{json.dumps(samples)}.map(window.convauditReport.shown)") == [
+            printable(s) for s in samples]  # the page's shown() is the terminal's printable()
+        assert all(unicodedata.category(s[0]) for s in samples)
+        assert page.errors() == []
+    finally:
+        page.close()
+
+
+def long_chain(layers: int) -> str:
+    lines = ["name: long", "input: [3, 16, 16]", "layers:"]
+    for i in range(layers // 2):
+        lines += [f"  - {{type: conv, name: c{i}, out: 4, kernel: 3, padding: 1}}", f"  - {{type: relu, name: r{i}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_long_chain_stays_collapsed(browser: Chromium, write_spec, tmp_path: Path) -> None:
+    """20,000 layers without blocks: nested runs (a few dozen boxes), a table that draws only the rows in view,
+    runs that open as views of their own, and "Expand all" that stops at the deepest level that stays small."""
+    page = open_report(browser, write_spec(long_chain(20000)), tmp_path)
+    try:
+        before = page.evaluate("document.querySelectorAll('#graph .n').length")
+        assert before <= 80
+        assert page.evaluate("document.querySelectorAll('#table-body .row').length") < 100
+        run = page.evaluate("document.querySelector('#graph .n rect.run').parentElement.dataset.id")
+        page.evaluate("document.querySelector('#graph .n rect.run').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+        assert page.evaluate("document.getElementById('crumbs').textContent").startswith("long › ")
+        assert page.evaluate(f"document.querySelector('#graph .f[data-id={run}]') !== null")
+        page.evaluate("document.getElementById('table-body').scrollTop = 26 * 15000")
+        page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        assert "c7500" in page.evaluate("[...document.querySelectorAll('#table-body .row')].map(r => r.dataset.row)")
+        page.evaluate("document.getElementById('expand-all').click()")
+        assert 100 < page.evaluate("document.querySelectorAll('#graph .n').length") <= 1500
+        page.evaluate("window.convauditReport.reveal(15001)")  # a layer deep inside: shown in a view that holds it
+        assert page.evaluate("document.querySelector('#graph .n.selected').dataset.id") == "L15001"
+        assert page.errors() == []
+    finally:
+        page.close()
+
+
+def test_bench_times_beside_the_flops(browser: Chromium, tmp_path: Path) -> None:
+    bench = {"spec": "lenet5", "device": "cpu", "dtype": "fp32", "batch": 1, "gpu": False, "repeats": 3,
+             "layers": [{"name": "C1", "forward": {"median_s": 0.002}, "backward": None},
+                        {"name": "C3", "forward": {"median_s": 0.006}, "backward": None},
+                        {"name": "C5", "forward": {"median_s": 1e6}, "backward": {"median_s": 0}}]}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(bench), encoding="utf-8")
+    page = open_report(browser, "lenet5", tmp_path, "--bench", str(path))
+    try:
+        assert page.evaluate("[...document.querySelectorAll('#table-head div')].map(d => d.textContent)")[-1] == (
+            "forward time")
+        times = page.evaluate("Object.fromEntries([...document.querySelectorAll('#table-body .row')].map(r =>"
+                              " [r.dataset.row, r.querySelector('.bar.time b').textContent]))")
+        assert times["C1"] == "2.00 ms" and times["C3"] == "6.00 ms" and times["S2"] == ""
+        assert times["C5"] == "1.00e+6 s"  # the longest a file may hold: drawn, not an exception
+        share = page.evaluate("document.querySelector('[data-metric=\"forward time\"] [data-type=conv]').dataset.share")
+        assert float(share) == pytest.approx(1.0)  # all three timed layers are convolutions
+        assert page.evaluate(PAGE_PROBLEMS) == []
+        assert page.errors() == []
     finally:
         page.close()

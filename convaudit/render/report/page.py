@@ -105,13 +105,20 @@ def report_data(view: View, findings: Iterable[Finding], bench: dict[str, Any] |
 
 
 def script_json(data: Any) -> str:
-    """JSON safe inside <script>: no '</script>', no HTML comment, no line separators JavaScript chokes on.
-    Only finite numbers get here (the bench file is checked when read), so the JSON is always valid."""
+    """JSON safe inside <script>: no '</script>', no HTML comment, and no character printable() would escape
+    (line separators JavaScript chokes on, bidi overrides that reorder the file in an editor) but as a \\u
+    escape. Only finite numbers get here (the bench file is checked when read), so the JSON is always valid."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(raw, escaped)
-    return text
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else _json_escape(ch) for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    if printable(ch) == ch:
+        return ch
+    units = ch.encode("utf-16-be", "surrogatepass")  # beyond U+FFFF: a surrogate pair, as JSON writes it
+    return "".join(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))
 
 
 def _template(name: str) -> str:

@@ -102,9 +102,15 @@ def frame_box(structure: Structure, cid: str, interior: Placed) -> tuple[tuple[f
     return (w, h), ((w - interior.width) / 2, g["frame_head"])
 
 
+Across = dict[tuple[str, bool, tuple[float, ...]], dict[str, float]]
+
+
 def place(structure: Structure, cid: str, expanded: set[str], horizontal: bool = True,
-          limit: float = math.inf) -> Placed:
+          limit: float = math.inf, across: Across | None = None) -> Placed:
+    """`across` keeps each cluster's positions across the main axis, which depend only on its boxes' sizes, for
+    the next call (trying several row lengths re-places the same clusters)."""
     g = GEOMETRY
+    across = {} if across is None else across
     cluster = structure.clusters[cid]
     ranks = cluster.ranks
     size: dict[str, tuple[float, float]] = {}
@@ -113,7 +119,7 @@ def place(structure: Structure, cid: str, expanded: set[str], horizontal: bool =
     for row in ranks:
         for item in row:
             if item in expanded and item in structure.clusters:
-                inner[item] = place(structure, item, expanded, horizontal, limit - 2 * g["frame_pad"])
+                inner[item] = place(structure, item, expanded, horizontal, limit - 2 * g["frame_pad"], across)
                 size[item], offset[item] = frame_box(structure, item, inner[item])
             elif structure.nodes[item].kind in POINTS:
                 size[item] = (0.0, g["point_w"]) if horizontal else (g["point_w"], 0.0)
@@ -134,7 +140,10 @@ def place(structure: Structure, cid: str, expanded: set[str], horizontal: bool =
         cursor = end[-1] + max(RANK_GAP[horizontal], zone[r] + TURN[horizontal])
     main = {item: (start[rank_of[item]] + end[rank_of[item]]) / 2 for item in rank_of}
     points = {item for item in size if structure.nodes[item].kind in POINTS}
-    cross = _across(cluster.edges, ranks, {item: size[item][1 - along] for item in size}, points)
+    key = (cid, horizontal, tuple(size[item][1 - along] for row in ranks for item in row))
+    if key not in across:
+        across[key] = _across(cluster.edges, ranks, {item: size[item][1 - along] for item in size}, points)
+    cross = dict(across[key])
 
     rows = _rows(start, end, bend, cluster.edges, ranks, limit, f"{cid}:out") if horizontal else [(0, len(ranks) - 1)]
     row_of = [0] * len(ranks)
@@ -187,6 +196,8 @@ def _across(edges: list[Edge], ranks: list[list[str]], extent: dict[str, float],
         for item, step in zip(row, [*steps, 0.0], strict=True):
             cross[item] = cursor
             cursor += step
+    if all(len(row) <= 1 for row in ranks):  # a chain: one line, nothing to align
+        return {item: 0.0 for row in ranks for item in row}
     before: dict[str, list[str]] = {}
     after: dict[str, list[str]] = {}
     for a, b in segments(edges):
@@ -282,15 +293,15 @@ def isotonic(desired: list[float], gaps: list[float]) -> list[float]:
 SLIDE = 16 / 9
 
 
-def slide_limit(structure: Structure, root: str, expanded: set[str], margin: float) -> float:
+def slide_limit(structure: Structure, root: str, expanded: set[str], margin: float, across: Across) -> float:
     """The row length whose wrapped drawing comes closest to a 16:9 slide (compared on a log scale)."""
-    whole = place(structure, root, expanded)
+    whole = place(structure, root, expanded, True, math.inf, across)
     if whole.width <= 0:
         return math.inf
     best, best_score = math.inf, abs(math.log((whole.width + 2 * margin) / (whole.height + 2 * margin) / SLIDE))
     for rows in range(2, 16):
         limit = whole.width / rows * 1.15
-        placed = place(structure, root, expanded, True, limit)
+        placed = place(structure, root, expanded, True, limit, across)
         score = abs(math.log((placed.width + 2 * margin) / (placed.height + 2 * margin) / SLIDE))
         if score < best_score - 1e-9:
             best, best_score = limit, score

@@ -69,7 +69,7 @@
   const pct = (r) => (100 * r).toFixed(1) + "%";
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, k === "title" ? shown(v) : v);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, shown(v));
     if (text !== undefined) node.textContent = shown(text);
     return node;
   }
@@ -102,6 +102,8 @@
   let current = 0, zoom = 1, selected = null;
   const viewSelect = document.getElementById("view");
   const levels = G.views.map((v, i) => [v, i]).filter(([v]) => v.root === "B0");
+  const first = levels.length ? levels[0][1] : 0; // the stage level
+  levels.sort((a, b) => a[0].boxes - b[0].boxes);
   for (const [v, i] of levels) viewSelect.appendChild(el("option", { value: String(i) }, v.label));
   const template = (i) => document.getElementById("view-" + i);
   function holds(i, id) { return template(i).content.querySelector('[data-id="' + id + '"]') !== null; }
@@ -136,7 +138,7 @@
       a.addEventListener("click", (ev) => { ev.preventDefault(); showView(target); });
       return a;
     };
-    nav.appendChild(link(S.name, levels.length ? levels[0][1] : 0));
+    nav.appendChild(link(S.name, first));
     chain.forEach((id, k) => {
       nav.appendChild(document.createTextNode(" › "));
       nav.appendChild(k === chain.length - 1 ? el("b", {}, clusterName.get(id)) : link(clusterName.get(id), ownView.get(id)));
@@ -157,7 +159,7 @@
   function reveal(i) {
     const id = "L" + i;
     if (!holds(current, id)) {
-      let target = levels.length && holds(levels[0][1], id) ? levels[0][1] : null;
+      let target = holds(first, id) ? first : null;
       const chain = [];
       for (let c = parentOf.get(id); c !== undefined && c !== "B0"; c = parentOf.get(c)) chain.unshift(c);
       for (const c of chain) if (target === null && holds(ownView.get(c), id)) target = ownView.get(c);
@@ -175,7 +177,7 @@
   function fromHash() {
     const params = new URLSearchParams(location.hash.slice(1));
     const wanted = params.get("view") || (params.get("open") || "").split(",").filter(Boolean).pop();
-    showView(levels.length ? levels[0][1] : 0);
+    showView(first);
     for (const [cid, name] of clusterName) if (name === wanted && ownView.has(cid)) showView(ownView.get(cid));
     const chosen = params.get("select");
     if (chosen !== null && indexOf.has(chosen)) reveal(indexOf.get(chosen));
@@ -525,10 +527,7 @@
   fromHash();
   viewSelect.addEventListener("change", () => showView(Number(viewSelect.value)));
   document.getElementById("expand-all").addEventListener("click", () => showView(levels[levels.length - 1][1]));
-  document.getElementById("collapse-all").addEventListener("click", () => {
-    const top = levels.find(([v]) => v.label === "top level");
-    showView((top || levels[0])[1]);
-  });
+  document.getElementById("collapse-all").addEventListener("click", () => showView(levels[0][1]));
   document.getElementById("zoom-in").addEventListener("click", () => { zoom = Math.min(3, zoom * 1.25); applyZoom(); });
   document.getElementById("zoom-out").addEventListener("click", () => { zoom = Math.max(0.2, zoom / 1.25); applyZoom(); });
   shares();

@@ -18,6 +18,7 @@ from convaudit.errors import printable
 from convaudit.render.report.layout import GEOMETRY, Edge, Structure
 from convaudit.render.report.place import (
     LABEL_GAP,
+    Across,
     POINTS,
     RETURN_STEP,
     Placed,
@@ -61,6 +62,7 @@ class Drawing:
         self.report = report
         self.structure = structure
         index = {layer.name: i for i, layer in enumerate(report.layers)}
+        self.across: Across = {}  # positions across the main axis, per cluster and sizes: shared by the views
         self.found: dict[str, list[Finding]] = {}  # node id -> the findings at or inside it
         for finding in findings:
             if finding.layer in index:
@@ -73,14 +75,14 @@ class Drawing:
         longest row, left to right; None: as close to a 16:9 slide as the rows allow."""
         s, root, expanded = self.structure, view.root, set(view.expanded)
         if limit is None:
-            limit = slide_limit(s, root, expanded, MARGIN) if horizontal else float("inf")
+            limit = slide_limit(s, root, expanded, MARGIN, self.across) if horizontal else float("inf")
         parts: list[str] = []
         if root == "B0":
-            placed = place(s, root, expanded, horizontal, limit)
+            placed = place(s, root, expanded, horizontal, limit, self.across)
             self.cluster(parts, root, placed, MARGIN, MARGIN, (0.0, 0.0, 0.0, 0.0))
             width, height = placed.width, placed.height
         else:
-            placed = place(s, root, expanded, horizontal, limit - 2 * GEOMETRY["frame_pad"])
+            placed = place(s, root, expanded, horizontal, limit - 2 * GEOMETRY["frame_pad"], self.across)
             (width, height), (dx, dy) = frame_box(s, root, placed)
             self.frame(parts, root, MARGIN, MARGIN, width, height)
             self.cluster(parts, root, placed, MARGIN + dx, MARGIN + dy, (MARGIN, MARGIN, width, height))

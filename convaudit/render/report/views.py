@@ -4,12 +4,13 @@ A view is a root cluster and the set of clusters open inside it. `draw` draws on
 view it offers, in Python, and the page only swaps them:
 
 - the stage level (the report's first view, and `draw`'s default): levels opened whole, outermost first, while
-  the drawing holds at most STAGE_MOST boxes (ResNet-50's four stages and their sixteen bottlenecks); when it
-  still holds fewer than STAGE_FEWEST, single blocks of the next level open too, in graph order;
+  the drawing holds at most STAGE_MOST boxes (ResNet-50's four stages and their sixteen bottlenecks), or
+  STAGE_STRETCH when it held fewer than STAGE_FEWEST before; when it still holds fewer than STAGE_FEWEST,
+  single blocks of the next level open too, in graph order;
 - depth levels: every block down to depth d, for each d whose drawing holds at most LEVEL_MOST boxes;
 - each block on its own, opened to its stage level inside (a drill-down, with a breadcrumb back).
 
-Every view holds at most max(STAGE_MOST, LEVEL_MOST) boxes, and a block's own view holds its children at
+Every view holds at most max(STAGE_STRETCH, LEVEL_MOST) boxes, and a block's own view holds its children at
 least, so the report grows with the number of layers times the nesting depth, never faster.
 """
 
@@ -21,6 +22,7 @@ from convaudit.render.report.layout import Structure
 
 STAGE_MOST = 60
 STAGE_FEWEST = 20
+STAGE_STRETCH = 80  # a whole level may take a view of fewer than STAGE_FEWEST boxes up to this many
 LEVEL_MOST = 1500
 OPEN_RUNS_UP_TO = 500  # layers: `draw --depth N` opens the runs of a chain this short too
 
@@ -42,7 +44,7 @@ def stage_level(structure: Structure, root: str = "B0") -> set[str]:
     frontier = _children(structure, root)
     while frontier:
         gain = sum(structure.boxes(c, {c}) - 1 for c in frontier)
-        if shown + gain > STAGE_MOST:
+        if shown + gain > (STAGE_MOST if shown >= STAGE_FEWEST else STAGE_STRETCH):
             break
         expanded.update(frontier)
         shown += gain
@@ -90,7 +92,7 @@ def report_views(structure: Structure) -> tuple[list[View], dict[str, int]]:
         everything = len(opened) == len(structure.clusters)
         name = "every layer" if everything else "top level" if depth == 0 else f"depth {depth}"
         if opened == stage:
-            views[0] = View("B0", stage, name)
+            views[0] = View("B0", stage, f"{name} (stage level)" if depth else name)
         elif opened not in seen:
             seen.add(opened)
             views.append(View("B0", opened, name))
