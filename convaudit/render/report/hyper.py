@@ -119,8 +119,7 @@ def box_line(layer: LayerResult, limit: int = BOX_CHARS) -> str:
 
 def type_fields(type_name: str) -> list[list[str]]:
     """Each field of a type as [name, default as text, description], for the panel."""
-    return [[f.name, "" if f.default is None else value_text(f, f.default), f.doc]
-            for f in REGISTRY[type_name].fields]
+    return [[f.name, value_text(f, f.default), f.doc] for f in REGISTRY[type_name].fields]
 
 
 def layer_values(layer: LayerResult) -> dict[str, str]:

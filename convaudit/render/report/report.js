@@ -105,6 +105,7 @@
   const first = levels.length ? levels[0][1] : 0; // the stage level
   levels.sort((a, b) => a[0].boxes - b[0].boxes);
   for (const [v, i] of levels) viewSelect.appendChild(el("option", { value: String(i) }, v.label));
+  viewSelect.appendChild(el("option", { value: "block", disabled: "" }, "a block on its own"));
   const template = (i) => document.getElementById("view-" + i);
   function holds(i, id) { return template(i).content.querySelector('[data-id="' + id + '"]') !== null; }
 
@@ -117,7 +118,7 @@
     applyZoom();
     if (selected !== null) mark(selected);
     const view = G.views[i];
-    if (view.root === "B0") viewSelect.value = String(i);
+    viewSelect.value = view.root === "B0" ? String(i) : "block";
     crumbs(view.root);
     document.getElementById("graph-note").textContent = view.boxes + " boxes for " + LAYERS.length + " layers";
   }

@@ -15,7 +15,7 @@ from convaudit.core.analysis import Report
 from convaudit.core.checks import Finding
 from convaudit.core.layers import REGISTRY
 from convaudit.errors import printable
-from convaudit.render.report.layout import GEOMETRY, Edge, Structure
+from convaudit.render.report.layout import GEOMETRY, Edge, Structure, structure
 from convaudit.render.report.place import (
     LABEL_GAP,
     Across,
@@ -294,3 +294,9 @@ def network_svg(report: Report, structure: Structure, findings: Iterable[Finding
     markup, width, height = drawing.view(view, layout != "tall", None if layout == "slide" else float("inf"))
     title = report.spec.label + (f" — {report.spec.title}" if report.spec.title else "")
     return svg_document(markup, width, height, title)
+
+
+def draw_svg(report: Report, findings: Iterable[Finding], depth: int | None = None, layout: str = "slide") -> str:
+    """What `convaudit draw` writes: the stage level (or every block down to `depth`) in `layout`."""
+    drawing = structure(report)
+    return network_svg(report, drawing, findings, default_expanded(drawing, depth), layout)
