@@ -217,7 +217,7 @@ def _count_and_label(clusters: dict[str, Cluster], nodes: dict[str, Node], paren
         count = f"{cluster.layers} layer{'s' if cluster.layers != 1 else ''}"
         # the count is never cut: only the block's kind gives way
         kinds = _cut(cluster.label, BOX_CHARS - len(count) - 3) if cluster.label else ""
-        node = Node(cid, cluster.kind, "+ " + _cut(label), f"{kinds} · {count}" if kinds else count)
+        node = Node(cid, cluster.kind, _cut(label), f"{kinds} · {count}" if kinds else count)
         node.w, node.h = _width(node.label, node.sub), g["block_h"]
         nodes[cid] = node
     for node in nodes.values():

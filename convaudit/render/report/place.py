@@ -89,7 +89,7 @@ def label_extent(text: str, horizontal: bool) -> float:
 
 def frame_title(structure: Structure, cid: str) -> str:
     cluster = structure.clusters[cid]
-    name = structure.nodes[cid].label.removeprefix("+ ") if cid in structure.nodes else cluster.name
+    name = structure.nodes[cid].label if cid in structure.nodes else cluster.name
     return name + (f" · {cluster.label}" if cluster.label else "")
 
 
