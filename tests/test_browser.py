@@ -83,15 +83,20 @@ VIEW_PROBLEMS = """((lines) => {
   const bad = [], svg = document.querySelector('#graph svg');
   const area = (r) => { const x = +r.getAttribute('x'), y = +r.getAttribute('y');
     return { x, y, width: +r.getAttribute('width'), height: +r.getAttribute('height') }; };
-  const meets = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
-  const holds = (a, b) => b.x >= a.x && b.y >= a.y && b.x + b.width <= a.x + a.width && b.y + b.height <= a.y + a.height;
+  const meets = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height
+    && b.y < a.y + a.height;
+  const holds = (a, b) => b.x >= a.x && b.y >= a.y && b.x + b.width <= a.x + a.width
+    && b.y + b.height <= a.y + a.height;
   for (const g of svg.querySelectorAll('.n')) {
     const w = +g.querySelector('rect').getAttribute('width');
     for (const t of g.querySelectorAll('text.label, text.sub'))
       if (t.getComputedTextLength() > w - 6) bad.push('text past its box: ' + t.textContent);
   }
   const frames = [...svg.querySelectorAll('.f')].map((g) => [area(g.querySelector('rect')), g.querySelector('text')]);
-  for (const [f, t] of frames) { const b = t.getBBox(); if (b.x + b.width > f.x + f.width - 4) bad.push('title past its frame: ' + t.textContent); }
+  for (const [f, t] of frames) {
+    const b = t.getBBox();
+    if (b.x + b.width > f.x + f.width - 4) bad.push('title past its frame: ' + t.textContent);
+  }
   const boxes = [...svg.querySelectorAll('.n > rect')].map(area);
   const labels = [...svg.querySelectorAll('text.shape')].map((t) => [t.textContent, t.getBBox()]);
   labels.forEach(([text, b], i) => {
@@ -101,7 +106,8 @@ VIEW_PROBLEMS = """((lines) => {
   });
   if (lines) {  // no line through a shape: each label's area probed, a point a pixel, against the lines near it
     const paths = [...svg.querySelectorAll('path.edge')].map((p) => [p, p.getBBox()]), at = svg.createSVGPoint();
-    const near = (a, b) => a.x <= b.x + b.width && b.x <= a.x + a.width && a.y <= b.y + b.height && b.y <= a.y + a.height;
+    const near = (a, b) => a.x <= b.x + b.width && b.x <= a.x + a.width && a.y <= b.y + b.height
+      && b.y <= a.y + a.height;
     for (const [text, b] of labels) {
       const inner = { x: b.x + 1, y: b.y + 1, width: b.width - 2, height: b.height - 2 };
       for (const [p, box] of paths) {
@@ -215,7 +221,8 @@ def test_shares_name_the_real_kinds(browser: Chromium, tmp_path: Path) -> None:
     page = open_report(browser, "vit_b_16", tmp_path)
     try:
         kinds = page.evaluate("Object.fromEntries([...document.querySelectorAll('#share-bars .share')].map(row =>"
-                              " [row.dataset.metric, [...row.querySelectorAll('[data-type]')].map(s => s.dataset.type)]))")
+                              " [row.dataset.metric,"
+                              "  [...row.querySelectorAll('[data-type]')].map(s => s.dataset.type)]))")
         assert {"attention", "linear"} <= set(kinds["FLOPs"])
         assert {"dropout", "reshape", "permute"} <= set(kinds["activation memory"])
         assert "other" not in kinds["activation memory"]
@@ -243,7 +250,8 @@ RAW_HIDDEN = r"""(() => { const found = [], re = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
   const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode())
     if (re.test(n.textContent.replace(/[\n\t]/g, '')) && !n.parentElement.closest('script')) found.push(n.textContent);
-  for (const e of document.querySelectorAll('*')) for (const a of e.attributes) if (re.test(a.value)) found.push(a.value);
+  for (const e of document.querySelectorAll('*'))
+    for (const a of e.attributes) if (re.test(a.value)) found.push(a.value);
   if (re.test(document.title)) found.push(document.title);
   return found; })()"""
 
@@ -257,8 +265,8 @@ def test_user_text_renders_as_text(browser: Chromium, write_spec, tmp_path: Path
         assert page.dialogs() == []
         page.evaluate("document.getElementById('expand-all').click()")
         titles = page.evaluate("[...document.querySelectorAll('#graph .n title')].map(t => t.textContent)")
-        for name in ["</script><script>alert(1)</script> (conv)", "[bold]x (relu)", "<img src=x onerror=alert(2)> (relu)",
-                     "a\\u202eb\\u2066c\\x1bd (relu)"]:
+        for name in ["</script><script>alert(1)</script> (conv)", "[bold]x (relu)",
+                     "<img src=x onerror=alert(2)> (relu)", "a\\u202eb\\u2066c\\x1bd (relu)"]:
             assert any(title.startswith(name) for title in titles), name
         assert page.evaluate("document.querySelectorAll('img, script:not([id]) ~ script').length") == 0
         assert page.evaluate("document.getElementById('title').textContent").startswith(
@@ -297,7 +305,8 @@ def test_long_chain_stays_collapsed(browser: Chromium, write_spec, tmp_path: Pat
         assert before <= 80
         assert page.evaluate("document.querySelectorAll('#table-body .row').length") < 100
         run = page.evaluate("document.querySelector('#graph .n rect.run').parentElement.dataset.id")
-        page.evaluate("document.querySelector('#graph .n rect.run').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+        page.evaluate("document.querySelector('#graph .n rect.run')"
+                      ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
         assert page.evaluate("document.getElementById('crumbs').textContent").startswith("long › ")
         assert page.evaluate(f"document.querySelector('#graph .f[data-id={run}]') !== null")
         page.evaluate("document.getElementById('table-body').scrollTop = 26 * 15000")

@@ -99,7 +99,7 @@ def test_bench_timings(tmp_path: Path) -> None:
 
 
 def bench_with(median: str) -> str:
-    return '{"layers": [{"name": "C1", "forward": {"median_s": %s}}]}' % median
+    return '{"layers": [{"name": "C1", "forward": {"median_s": ' + median + "}}]}"
 
 
 @pytest.mark.parametrize("text, says", [

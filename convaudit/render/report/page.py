@@ -33,7 +33,8 @@ from convaudit.render.summary import View, report_dict
 
 __all__ = ["load_bench", "main_path", "report_data", "report_html"]
 
-PANE_WIDTH = 960.0  # px: the drawing's rows wrap to this (the pane beside the details on a 1400 px screen, less a scroll bar)
+# px: the drawing's rows wrap to this (the pane beside the details on a 1400 px screen, less a scroll bar)
+PANE_WIDTH = 960.0
 
 
 def relative(path: str | None) -> str | None:

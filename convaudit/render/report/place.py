@@ -137,8 +137,8 @@ def place(structure: Structure, cid: str, expanded: set[str], horizontal: bool =
         start.append(cursor)
         end.append(cursor + max((size[item][along] for item in row), default=0.0))
         bend.append(end[-1] + zone[r])
-        last = r + 2 == len(ranks) and ranks[-1] == [f"{cid}:out"]  # the out-port next: no room to turn needed
-        cursor = end[-1] + (zone[r] + 8 if last and len(row) == 1 else max(RANK_GAP[horizontal], zone[r] + TURN[horizontal]))
+        straight = r + 2 == len(ranks) and ranks[-1] == [f"{cid}:out"] and len(row) == 1  # on to the out-port
+        cursor = end[-1] + (zone[r] + 8 if straight else max(RANK_GAP[horizontal], zone[r] + TURN[horizontal]))
     main = {item: (start[rank_of[item]] + end[rank_of[item]]) / 2 for item in rank_of}
     points = {item for item in size if structure.nodes[item].kind in POINTS}
     key = (cid, horizontal, tuple(size[item][1 - along] for row in ranks for item in row))

@@ -18,9 +18,9 @@ from convaudit.errors import printable
 from convaudit.render.report.layout import GEOMETRY, Edge, Structure, structure
 from convaudit.render.report.place import (
     LABEL_GAP,
-    Across,
     POINTS,
     RETURN_STEP,
+    Across,
     Placed,
     frame_box,
     frame_title,
@@ -95,7 +95,8 @@ class Drawing:
         cluster = s.clusters[cid]
         h = p.horizontal
         left, top, fw, fh = frame
-        near, far = (left - ox, left - ox + fw) if h else (top - oy, top - oy + fh)  # the frame's sides, on the main axis
+        # the frame's entry and exit sides, on the main axis, in this interior's coordinates
+        near, far = (left - ox, left - ox + fw) if h else (top - oy, top - oy + fh)
 
         def side(item: str, leaving: bool) -> tuple[float, float]:
             """Where an edge leaves (or enters) an item, as (main, cross) in this interior."""
