@@ -22,6 +22,7 @@ from typing import Any
 
 from convaudit.core.analysis import Report
 from convaudit.core.checks import Finding
+from convaudit.core.layers import CATEGORIES
 from convaudit.errors import printable
 from convaudit.render.findings import finding_dict
 from convaudit.render.report.bench import bench_timings, load_bench
@@ -92,6 +93,7 @@ def report_data(view: View, findings: Iterable[Finding], bench: dict[str, Any] |
         "graph": {
             "separator": report.spec.separator or "/",
             "categories": [category(layer.type) for layer in report.layers],
+            "families": list(CATEGORIES),
             "parent": drawing.parent,
             "clusters": {cid: c.name for cid, c in drawing.clusters.items()},
             "views": index,

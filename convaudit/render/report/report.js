@@ -244,14 +244,15 @@
     const legend = document.getElementById("legend");
     const names = { conv: "convolution", dense: "linear / attention", pool: "pooling", norm: "normalisation",
                     act: "activation", merge: "add / concat", other: "other" };
-    for (const [cat, text] of Object.entries(names)) {
-      const s = el("span"); s.append(el("i", { class: cat }), document.createTextNode(text)); legend.appendChild(s);
+    for (const family of G.families) {
+      const s = el("span");
+      s.append(el("i", { class: family }), document.createTextNode(names[family] || family));
+      legend.appendChild(s);
     }
     legend.appendChild(el("span", {}, "a box's second line: its type and the hyper-parameters that differ from the defaults (dw: depthwise); dashed box: a run of consecutive layers; ! marks a finding (hover for it)"));
   }
 
   // ------------------------------------------------------------ shares by layer type, coloured by family
-  const FAMILY_ORDER = ["conv", "dense", "pool", "norm", "act", "merge", "other"];
   function shares() {
     const box = document.getElementById("share-bars");
     const metrics = [["FLOPs", (l) => big(l.flops), big(S.totals.flops)], ["parameters", (l) => big(l.params), big(S.totals.params)],
@@ -269,7 +270,7 @@
         sums.get(l.type)[1] += value(l);
       });
       const parts = [...sums].filter(([, [, sum]]) => Number(sum) > 0).map(([type, [family, sum]]) => [type, family, ratio(sum, total)])
-        .sort((a, b) => FAMILY_ORDER.indexOf(a[1]) - FAMILY_ORDER.indexOf(b[1]) || b[2] - a[2]);
+        .sort((a, b) => G.families.indexOf(a[1]) - G.families.indexOf(b[1]) || b[2] - a[2]);
       const row = el("div", { class: "share", "data-metric": title });
       row.appendChild(el("div", { class: "share-title" }, title));
       const stack = el("div", { class: "stack" });
