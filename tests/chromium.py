@@ -119,6 +119,11 @@ class Page:
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.browser.send(method, params, self.session)
 
+    def resize(self, width: int, height: int = 900) -> None:
+        """The window's size, as a phone or a desktop has it (the page's resize handlers run)."""
+        self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
+                                                         "mobile": False})
+
     def open(self, url: str) -> None:
         self.send("Page.navigate", {"url": url})
         self.browser.wait_for("Page.loadEventFired")

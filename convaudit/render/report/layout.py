@@ -1,10 +1,9 @@
-"""The network drawing's layout: blocks as nested clusters, each cluster laid out as a layered (Sugiyama) DAG.
+"""The network drawing's structure: blocks as nested clusters, each cluster a layered (Sugiyama) DAG.
 
 `structure` decides, once, which box sits in which rank and in which order (ranking by longest path, a dummy
-point in every rank a long edge crosses, barycentre sweeps against crossings). `place` turns that into
-coordinates for one choice of expanded clusters; report.js repeats `place` line for line, so that collapsing
-a block in the browser re-places the boxes without a second layout engine (tests/test_browser.py checks that
-both give the same coordinates).
+point in every rank a long edge crosses, barycentre sweeps against crossings). place.py turns that into
+coordinates for one choice of open clusters, and svg.py draws them: `draw` writes one such drawing, the report
+embeds one per view it offers. The browser never lays anything out.
 
 Clusters follow layer names, as `--depth` does: `inception3a/b2/conv3x3` sits in `inception3a/b2`, inside
 `inception3a`. A cluster with more than RUN_LIMIT children (a long chain without blocks) is cut into runs of
@@ -19,14 +18,19 @@ from typing import Any
 from convaudit.core.analysis import Report
 from convaudit.core.model import INPUT
 from convaudit.errors import printable
+from convaudit.render.formatting import fmt_shape
+from convaudit.render.report.hyper import BOX_CHARS, box_line
 
 RUN_LIMIT = 60
 RUN_SIZE = 25
-LABEL_CHARS = 30  # longer names are cut in the box (the full name is in its tooltip and the details)
+LABEL_CHARS = 32  # longer names are cut in the box (the full name is in its tooltip and the details)
 
-# Geometry, in px; report.js reads the same numbers from the embedded data (graph.geometry).
+# Geometry, in px. Text widths: DejaVu Sans Mono (and Menlo) advance 0.602 em per character; a little more
+# is allowed, so that a label always fits its box.
 GEOMETRY = {
-    "char_w": 7.0,  # label font: 11.5px monospace, 0.6 em per character
+    "char_w": 7.0,  # box names: 11.5px
+    "sub_w": 6.1,  # the box's second line and the shapes on the edges: 10px
+    "head_w": 6.4,  # cluster titles: 10.5px
     "pad_x": 10.0,
     "min_w": 64.0,
     "leaf_h": 36.0,
@@ -78,30 +82,32 @@ class Structure:
     nodes: dict[str, Node]
     clusters: dict[str, Cluster]
     parent: dict[str, str]  # node id -> the cluster that holds it
+    shapes: dict[int, str]  # layer index (-1: the network input) -> its output shape, as the edges show it
 
-    def as_dict(self) -> dict[str, Any]:
-        """The drawing's data for report.js: boxes, clusters and ranks; shapes and numbers stay in the summary."""
-        return {
-            "geometry": GEOMETRY,
-            "nodes": {n.id: {"kind": n.kind, "label": n.label, "sub": n.sub, "layer": n.layer, "w": n.w, "h": n.h}
-                      for n in self.nodes.values()},
-            "clusters": {c.id: {"name": c.name, "kind": c.kind, "depth": c.depth, "label": c.label,
-                                "layers": c.layers, "ranks": c.ranks,
-                                "edges": [{"source": e.source, "target": e.target, "layer": e.layer, "via": e.via,
-                                           "forward": e.forward} for e in c.edges]}
-                         for c in self.clusters.values()},
-            "parent": self.parent,
-        }
+    def boxes(self, cid: str, expanded: set[str] | frozenset[str]) -> int:
+        """How many boxes a drawing of cluster `cid` shows when the clusters in `expanded` are open."""
+        count = 0
+        for row in self.clusters[cid].ranks:
+            for item in row:
+                if item in expanded and item in self.clusters:
+                    count += self.boxes(item, expanded)
+                elif self.nodes[item].kind not in ("dummy", "in", "out"):
+                    count += 1
+        return count
+
+    def ancestors(self, node_id: str) -> list[str]:
+        """The clusters holding node_id, innermost first, up to the root."""
+        return _chain(node_id, self.parent)
 
 
-def _cut(text: str) -> str:
+def _cut(text: str, limit: int = LABEL_CHARS) -> str:
     text = printable(text)
-    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _width(*texts: str) -> float:
+def _width(label: str, sub: str) -> float:
     g = GEOMETRY
-    return max(g["min_w"], 2 * g["pad_x"] + g["char_w"] * max(len(t) for t in texts))
+    return max(g["min_w"], 2 * g["pad_x"] + max(g["char_w"] * len(label), g["sub_w"] * len(sub)))
 
 
 def structure(report: Report) -> Structure:
@@ -139,7 +145,8 @@ def structure(report: Report) -> Structure:
     _wire_all(clusters, nodes, parent, report)
     for cluster in clusters.values():
         _rank_and_order(cluster, nodes)
-    return Structure(nodes, clusters, parent)
+    shapes = {-1: fmt_shape(report.input), **{i: fmt_shape(layer.output_shape) for i, layer in enumerate(layers)}}
+    return Structure(nodes, clusters, parent, shapes)
 
 
 def _dissolve_single_children(clusters: dict[str, Cluster], parent: dict[str, str]) -> None:
@@ -208,19 +215,20 @@ def _count_and_label(clusters: dict[str, Cluster], nodes: dict[str, Node], paren
         holder = clusters[parent[cid]]
         label = _short(cluster.name, holder.name, separator) if cluster.kind == "block" else cluster.name
         count = f"{cluster.layers} layer{'s' if cluster.layers != 1 else ''}"
-        sub = f"{cluster.label} · {count}" if cluster.label else count
-        node = Node(cid, cluster.kind, _cut(label), _cut(sub))
-        node.w, node.h = _width("+ " + node.label, node.sub), g["block_h"]
+        # the count is never cut: only the block's kind gives way
+        kinds = _cut(cluster.label, BOX_CHARS - len(count) - 3) if cluster.label else ""
+        node = Node(cid, cluster.kind, _cut(label), f"{kinds} · {count}" if kinds else count)
+        node.w, node.h = _width(node.label, node.sub), g["block_h"]
         nodes[cid] = node
     for node in nodes.values():
         if node.kind == "layer":
             layer = layers[node.layer]  # type: ignore[index]
             holder = clusters[parent[node.id]]
             prefix = holder.name if holder.kind == "block" else ""
-            node.label, node.sub = _cut(_short(layer.name, prefix, separator)), _cut(layer.type)
+            node.label, node.sub = _cut(_short(layer.name, prefix, separator)), box_line(layer)
             node.w, node.h = _width(node.label, node.sub), g["leaf_h"]
         elif node.kind == "input":
-            node.label, node.sub = "input", "×".join(str(d) for d in report.input)
+            node.label, node.sub = "input", fmt_shape(report.input)
             node.w, node.h = _width(node.label, node.sub), g["leaf_h"]
 
 
@@ -310,31 +318,35 @@ def _rank_and_order(cluster: Cluster, nodes: dict[str, Node]) -> None:
     for item in sorted(rank, key=topo.__getitem__):
         ranks[rank[item]].append(item)
         key[item] = topo[item]
-    dummies = 0
+    # Edges from one source share their points (one line that branches off to each target), so that a source
+    # read by many later layers (DenseNet's concatenations) is one line, not one per reader.
+    shared: dict[tuple[str, int], str] = {}
     for edge in cluster.edges:
         low, high = rank[edge.source], rank[edge.target]
         if high <= low or topo[edge.target] < topo[edge.source]:
             edge.forward = False
             continue
         for r in range(low + 1, high):
-            dummy = f"{cid}:d{dummies}"
-            dummies += 1
-            nodes[dummy] = Node(dummy, "dummy", w=GEOMETRY["point_w"])
-            ranks[r].append(dummy)
-            key[dummy] = topo[edge.source] + 0.5
-            edge.via.append(dummy)
+            if (edge.source, r) not in shared:
+                dummy = f"{cid}:d{len(shared)}"
+                shared[edge.source, r] = dummy
+                nodes[dummy] = Node(dummy, "dummy", w=GEOMETRY["point_w"])
+                ranks[r].append(dummy)
+                key[dummy] = topo[edge.source] + 0.5
+            edge.via.append(shared[edge.source, r])
     for row in ranks:
         row.sort(key=key.__getitem__)
     cluster.ranks = _reduce_crossings(ranks, cluster.edges)
 
 
-def _segments(edges: list[Edge]) -> list[tuple[str, str]]:
-    pairs = []
+def segments(edges: list[Edge]) -> list[tuple[str, str]]:
+    """The forward edges as pairs of items in adjacent ranks (a long edge passes its points), each pair once."""
+    pairs: dict[tuple[str, str], None] = {}
     for edge in edges:
         if edge.forward:
             points = [edge.source, *edge.via, edge.target]
-            pairs += list(zip(points, points[1:], strict=False))
-    return pairs
+            pairs.update(dict.fromkeys(zip(points, points[1:], strict=False)))
+    return list(pairs)
 
 
 def _crossings(ranks: list[list[str]], pairs: list[tuple[str, str]]) -> int:
@@ -356,7 +368,7 @@ def _crossings(ranks: list[list[str]], pairs: list[tuple[str, str]]) -> int:
 def _reduce_crossings(ranks: list[list[str]], edges: list[Edge], sweeps: int = 4) -> list[list[str]]:
     """Barycentre heuristic: each rank sorted by the mean position of its neighbours, down then up; the order
     with the fewest crossings is kept."""
-    pairs = _segments(edges)
+    pairs = segments(edges)
     up: dict[str, list[str]] = {}
     down: dict[str, list[str]] = {}
     for a, b in pairs:
@@ -383,102 +395,3 @@ def _reduce_crossings(ranks: list[list[str]], edges: list[Edge], sweeps: int = 4
             if count < best_count:
                 best, best_count = [list(r) for r in current], count
     return best
-
-
-# ---------------------------------------------------------------- coordinates (mirrored in report.js)
-
-@dataclass
-class Placed:
-    """One cluster's interior, its top-left at (0, 0): centres of its boxes, rank bands, and its size."""
-
-    x: dict[str, float]
-    y: dict[str, float]
-    size: dict[str, tuple[float, float]]
-    inner: dict[str, Placed]
-    band: list[tuple[float, float]]  # top and bottom of each rank
-    rank_of: dict[str, int]
-    width: float
-    height: float
-
-
-def isotonic(desired: list[float], gaps: list[float]) -> list[float]:
-    """Positions closest (least squares) to `desired`, in order, each at least gaps[i] right of the one before:
-    pool-adjacent-violators on desired[i] − offset[i]."""
-    offsets = [0.0]
-    for gap in gaps:
-        offsets.append(offsets[-1] + gap)
-    blocks: list[list[float]] = []  # [sum, count]
-    for value, offset in zip(desired, offsets, strict=True):
-        blocks.append([value - offset, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total, count = blocks.pop()
-            blocks[-1][0] += total
-            blocks[-1][1] += count
-    result: list[float] = []
-    for total, count in blocks:
-        result += [total / count] * int(count)
-    return [value + offset for value, offset in zip(result, offsets, strict=True)]
-
-
-def place(structure_: Structure, cid: str, expanded: set[str]) -> Placed:
-    g = GEOMETRY
-    cluster = structure_.clusters[cid]
-    nodes = structure_.nodes
-    inner: dict[str, Placed] = {}
-    size: dict[str, tuple[float, float]] = {}
-    for row in cluster.ranks:
-        for item in row:
-            if item in expanded and item in structure_.clusters:
-                inner[item] = place(structure_, item, expanded)
-                size[item] = (inner[item].width + 2 * g["frame_pad"],
-                              inner[item].height + g["frame_head"] + g["frame_pad"])
-            else:
-                size[item] = (nodes[item].w, nodes[item].h)
-    y: dict[str, float] = {}
-    band: list[tuple[float, float]] = []
-    rank_of: dict[str, int] = {}
-    top = 0.0
-    for r, row in enumerate(cluster.ranks):
-        height = max((size[item][1] for item in row), default=0.0)
-        for item in row:
-            y[item] = top + height / 2
-            rank_of[item] = r
-        band.append((top, top + height))
-        top += height + g["rank_gap"]
-    height = top - g["rank_gap"] if cluster.ranks else 0.0
-    x: dict[str, float] = {}
-    for row in cluster.ranks:
-        total = sum(size[item][0] for item in row) + g["node_gap"] * (len(row) - 1)
-        cursor = -total / 2
-        for item in row:
-            x[item] = cursor + size[item][0] / 2
-            cursor += size[item][0] + g["node_gap"]
-    up: dict[str, list[str]] = {}
-    down: dict[str, list[str]] = {}
-    for a, b in _segments(cluster.edges):
-        down.setdefault(a, []).append(b)
-        up.setdefault(b, []).append(a)
-    ranks = cluster.ranks
-    for _ in range(int(g["iterations"])):  # each box towards the mean of its neighbours above, then below
-        for r in range(1, len(ranks)):
-            _align(ranks[r], x, size, up)
-        for r in range(len(ranks) - 2, -1, -1):
-            _align(ranks[r], x, size, down)
-    left = min((x[item] - size[item][0] / 2 for row in ranks for item in row), default=0.0)
-    right = max((x[item] + size[item][0] / 2 for row in ranks for item in row), default=0.0)
-    for item in x:
-        x[item] -= left
-    return Placed(x, y, size, inner, band, rank_of, right - left, height)
-
-
-def _align(row: list[str], x: dict[str, float], size: dict[str, tuple[float, float]],
-           neighbours: dict[str, list[str]]) -> None:
-    if not row:
-        return
-    desired = []
-    for item in row:
-        near = neighbours.get(item, [])
-        desired.append(sum(x[n] for n in near) / len(near) if near else x[item])
-    gaps = [(size[a][0] + size[b][0]) / 2 + GEOMETRY["node_gap"] for a, b in zip(row, row[1:], strict=False)]
-    for item, value in zip(row, isotonic(desired, gaps), strict=True):
-        x[item] = value

@@ -1,5 +1,8 @@
-// convaudit report: draws everything from the one JSON blob above. No network, no library.
-// User text (layer names, titles, messages) only ever reaches the page through textContent or setAttribute.
+// convaudit report: shows what the JSON blob and the drawing's views (SVG, made in Python) hold. No network,
+// no library, and no layout: every coordinate in the drawing was computed in Python; this script swaps views,
+// handles clicks, and draws the tables and charts.
+// User text (layer names, titles, messages) only ever reaches the page through textContent or setAttribute,
+// after shown() made its control and bidi characters visible, as the terminal shows them.
 "use strict";
 (function () {
   // Integers beyond 2^53 come back as BigInt, read from their source text, so that no count is rounded.
@@ -9,12 +12,25 @@
     }
     return value;
   });
-  const S = DATA.summary, G = DATA.graph, GEO = G.geometry, BENCH = DATA.bench;
-  const LAYERS = S.layers;
+  const S = DATA.summary, G = DATA.graph, LAYERS = S.layers;
   const SVGNS = "http://www.w3.org/2000/svg";
 
-  // ------------------------------------------------------------ formatting
-  const big = (v) => (typeof v === "bigint" ? v : BigInt(Math.round(Number(v))));
+  // ------------------------------------------------------------ text and numbers
+  // convaudit.errors.printable(): characters of these Unicode categories become \x1b, \u202e, \U000e0001
+  const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cs}\p{Cn}]/u;
+  function shown(text) {
+    text = String(text);
+    if (!HIDDEN.test(text)) return text;
+    let out = "";
+    for (const ch of text) {
+      if (ch === " " || !HIDDEN.test(ch)) { out += ch; continue; }
+      const code = ch.codePointAt(0), hex = code.toString(16);
+      out += code < 0x100 ? "\\x" + hex.padStart(2, "0") : code < 0x10000 ? "\\u" + hex.padStart(4, "0")
+        : "\\U" + hex.padStart(8, "0");
+    }
+    return out;
+  }
+  const big = (v) => (typeof v === "bigint" ? v : Number.isFinite(Number(v)) ? BigInt(Math.round(Number(v))) : 0n);
   const fmtInt = (v) => big(v).toLocaleString("en-US");
   function fmtSi(v) {
     const n = Number(v);
@@ -36,6 +52,7 @@
     return b + " B";
   }
   function fmtTime(s) {
+    if (typeof s !== "number" || !Number.isFinite(s)) return "n/a";
     if (s >= 1) return s.toPrecision(3) + " s";
     if (s >= 1e-3) return (s * 1e3).toPrecision(3) + " ms";
     return (s * 1e6).toPrecision(3) + " µs";
@@ -43,25 +60,28 @@
   const fmtShape = (shape) => shape.map(String).join("×");
   // part/whole as a fraction in [0, 1], exact enough for bars even when the counts exceed a double
   function ratio(part, whole) {
-    const w = big(whole);
-    return w === 0n ? 0 : Number((big(part) * 1000000n) / w) / 1000000;
+    if (typeof part === "number" || typeof whole === "number") {
+      const r = Number(part) / Number(whole);
+      return Number.isFinite(r) ? r : 0;
+    }
+    return whole === 0n ? 0 : Number((part * 1000000n) / whole) / 1000000;
   }
   const pct = (r) => (100 * r).toFixed(1) + "%";
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, shown(v));
+    if (text !== undefined) node.textContent = shown(text);
     return node;
   }
   function sv(tag, attrs, text) {
     const node = document.createElementNS(SVGNS, tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
+    if (text !== undefined) node.textContent = shown(text);
     return node;
   }
   const f1 = (v) => v.toFixed(1);
 
-  // ------------------------------------------------------------ findings per layer and per block
+  // ------------------------------------------------------------ findings and timings, keyed by name in Maps
   const indexOf = new Map(LAYERS.map((l, i) => [l.name, i]));
   const findingsOf = new Map();
   for (const f of DATA.findings) {
@@ -71,337 +91,145 @@
       findingsOf.get(i).push(f);
     }
   }
-  const RANK = { error: 3, warning: 2, info: 1 };
-  const inside = new Map(); // node id -> findings at or below it
-  for (const [i, list] of findingsOf) {
-    let id = "L" + i;
-    while (id !== undefined) {
-      if (!inside.has(id)) inside.set(id, []);
-      inside.get(id).push(...list);
-      id = G.parent[id];
-    }
-  }
-  function worst(list) {
-    let w = "";
-    for (const f of list) if (!w || RANK[f.severity] > RANK[w]) w = f.severity;
-    return w;
-  }
+  const BENCH = DATA.bench;
+  const timings = new Map(BENCH ? BENCH.layers.map(([name, forward, backward]) => [name, { forward, backward }]) : []);
+  const parentOf = new Map(Object.entries(G.parent));
+  const clusterName = new Map(Object.entries(G.clusters));
+  const ownView = new Map(Object.entries(G.own));
 
-  // ------------------------------------------------------------ layout: layout.py's place(), line for line
-  function segments(edges) {
-    const pairs = [];
-    for (const e of edges) {
-      if (!e.forward) continue;
-      const pts = [e.source, ...e.via, e.target];
-      for (let i = 0; i + 1 < pts.length; i++) pairs.push([pts[i], pts[i + 1]]);
-    }
-    return pairs;
-  }
-  function isotonic(desired, gaps) {
-    const offsets = [0];
-    for (const g of gaps) offsets.push(offsets[offsets.length - 1] + g);
-    const blocks = [];
-    for (let i = 0; i < desired.length; i++) {
-      blocks.push([desired[i] - offsets[i], 1]);
-      while (blocks.length > 1 && blocks[blocks.length - 2][0] / blocks[blocks.length - 2][1] >
-             blocks[blocks.length - 1][0] / blocks[blocks.length - 1][1]) {
-        const [total, count] = blocks.pop();
-        blocks[blocks.length - 1][0] += total;
-        blocks[blocks.length - 1][1] += count;
-      }
-    }
-    const result = [];
-    for (const [total, count] of blocks) for (let k = 0; k < count; k++) result.push(total / count);
-    return result.map((v, i) => v + offsets[i]);
-  }
-  function align(row, x, size, neighbours) {
-    if (!row.length) return;
-    const desired = row.map((item) => {
-      const near = neighbours.get(item) || [];
-      let sum = 0;
-      for (const n of near) sum += x.get(n);
-      return near.length ? sum / near.length : x.get(item);
-    });
-    const gaps = [];
-    for (let i = 0; i + 1 < row.length; i++) gaps.push((size.get(row[i])[0] + size.get(row[i + 1])[0]) / 2 + GEO.node_gap);
-    const placed = isotonic(desired, gaps);
-    row.forEach((item, i) => x.set(item, placed[i]));
-  }
-  function place(cid, expanded) {
-    const cluster = G.clusters[cid];
-    const inner = new Map(), size = new Map();
-    for (const row of cluster.ranks) {
-      for (const item of row) {
-        if (expanded.has(item) && G.clusters[item]) {
-          const p = place(item, expanded);
-          inner.set(item, p);
-          size.set(item, [p.width + 2 * GEO.frame_pad, p.height + GEO.frame_head + GEO.frame_pad]);
-        } else {
-          size.set(item, [G.nodes[item].w, G.nodes[item].h]);
-        }
-      }
-    }
-    const y = new Map(), band = [], rankOf = new Map();
-    let top = 0;
-    cluster.ranks.forEach((row, r) => {
-      let height = 0;
-      for (const item of row) height = Math.max(height, size.get(item)[1]);
-      for (const item of row) { y.set(item, top + height / 2); rankOf.set(item, r); }
-      band.push([top, top + height]);
-      top += height + GEO.rank_gap;
-    });
-    const height = cluster.ranks.length ? top - GEO.rank_gap : 0;
-    const x = new Map();
-    for (const row of cluster.ranks) {
-      let total = 0;
-      for (const item of row) total += size.get(item)[0];
-      total += GEO.node_gap * (row.length - 1);
-      let cursor = -total / 2;
-      for (const item of row) { x.set(item, cursor + size.get(item)[0] / 2); cursor += size.get(item)[0] + GEO.node_gap; }
-    }
-    const up = new Map(), down = new Map();
-    for (const [a, b] of segments(cluster.edges)) {
-      if (!down.has(a)) down.set(a, []);
-      down.get(a).push(b);
-      if (!up.has(b)) up.set(b, []);
-      up.get(b).push(a);
-    }
-    const ranks = cluster.ranks;
-    for (let it = 0; it < GEO.iterations; it++) {
-      for (let r = 1; r < ranks.length; r++) align(ranks[r], x, size, up);
-      for (let r = ranks.length - 2; r >= 0; r--) align(ranks[r], x, size, down);
-    }
-    let left = Infinity, right = -Infinity;
-    for (const row of ranks) for (const item of row) {
-      left = Math.min(left, x.get(item) - size.get(item)[0] / 2);
-      right = Math.max(right, x.get(item) + size.get(item)[0] / 2);
-    }
-    if (left === Infinity) { left = 0; right = 0; }
-    for (const item of x.keys()) x.set(item, x.get(item) - left);
-    return { x, y, size, inner, band, rankOf, width: right - left, height };
-  }
-
-  // ------------------------------------------------------------ drawing
-  const expanded = new Set(["B0"]);
-  let zoom = 1, selected = null;
-  const MAX_VISIBLE = 4000; // boxes drawn at once; "Expand all" stops there
+  // ------------------------------------------------------------ the drawing: views made in Python
   const graphBox = document.getElementById("graph");
+  let current = 0, zoom = 1, selected = null;
+  const viewSelect = document.getElementById("view");
+  const levels = G.views.map((v, i) => [v, i]).filter(([v]) => v.root === "B0");
+  const first = levels.length ? levels[0][1] : 0; // the stage level
+  levels.sort((a, b) => a[0].boxes - b[0].boxes);
+  for (const [v, i] of levels) viewSelect.appendChild(el("option", { value: String(i) }, v.label));
+  viewSelect.appendChild(el("option", { value: "block", disabled: "" }, "a block on its own"));
+  const template = (i) => document.getElementById("view-" + i);
+  function holds(i, id) { return template(i).content.querySelector('[data-id="' + id + '"]') !== null; }
 
-  function path(points) {
-    let [x0, y0] = points[0];
-    const out = ["M" + f1(x0) + "," + f1(y0)];
-    for (const [x1, y1] of points.slice(1)) {
-      if (Math.abs(x1 - x0) < 0.05) out.push("L" + f1(x1) + "," + f1(y1));
-      else {
-        const mid = (y0 + y1) / 2;
-        out.push("C" + f1(x0) + "," + f1(mid) + " " + f1(x1) + "," + f1(mid) + " " + f1(x1) + "," + f1(y1));
-      }
-      x0 = x1; y0 = y1;
-    }
-    return out.join(" ");
-  }
-  function shapeOf(layer) { return fmtShape(layer < 0 ? S.input : LAYERS[layer].output_shape); }
-
-  function drawCluster(svg, cid, p, ox, oy) {
-    const cluster = G.clusters[cid];
-    const centre = (item) => [ox + p.x.get(item), oy + p.y.get(item)];
-    function anchor(item, side) {
-      const [cx, cy] = centre(item);
-      const [w, h] = p.size.get(item);
-      if (item === cid + ":in") return [cx, oy - GEO.frame_head];
-      if (item === cid + ":out") return [cx, oy + p.height + GEO.frame_pad];
-      const top = cy - h / 2, bottom = cy + h / 2;
-      if (p.inner.has(item)) {
-        const port = item + ":" + side, inn = p.inner.get(item);
-        if (inn.x.has(port)) return [cx - w / 2 + GEO.frame_pad + inn.x.get(port), side === "in" ? top : bottom];
-      }
-      return [cx, side === "in" ? top : bottom];
-    }
-    const labels = new Set();
-    for (const e of cluster.edges) {
-      const start = anchor(e.source, "out"), end = anchor(e.target, "in");
-      const points = [start];
-      for (const d of e.via) {
-        const [t, b] = p.band[p.rankOf.get(d)];
-        points.push([ox + p.x.get(d), oy + t], [ox + p.x.get(d), oy + b]);
-      }
-      points.push(end);
-      svg.appendChild(sv("path", { class: e.forward ? "edge" : "edge back", d: path(points) }));
-      const kind = G.nodes[e.source].kind;
-      if (["layer", "input", "block", "run"].includes(kind) && !p.inner.has(e.source)) {
-        const key = f1(start[0]) + "," + f1(start[1]);
-        if (!labels.has(key)) {
-          labels.add(key);
-          svg.appendChild(sv("text", { class: "shape", x: f1(start[0] + 4), y: f1(start[1] + 11) }, shapeOf(e.layer)));
-        }
-      }
-    }
-    for (const row of cluster.ranks) {
-      for (const item of row) {
-        const node = G.nodes[item];
-        if (["dummy", "in", "out"].includes(node.kind)) continue;
-        const [cx, cy] = centre(item);
-        const [w, h] = p.size.get(item);
-        if (p.inner.has(item)) {
-          drawFrame(svg, item, cx - w / 2, cy - h / 2, w, h);
-          drawCluster(svg, item, p.inner.get(item), cx - w / 2 + GEO.frame_pad, cy - h / 2 + GEO.frame_head);
-        } else {
-          drawBox(svg, item, cx, cy, w, h);
-        }
-      }
-    }
-  }
-  function drawFrame(svg, cid, left, top, w, h) {
-    const c = G.clusters[cid];
-    const g = sv("g", { class: "g-head", "data-id": cid });
-    g.appendChild(sv("title", {}, c.name + " (click to close)"));
-    g.appendChild(sv("rect", { class: "frame", x: f1(left), y: f1(top), width: f1(w), height: f1(h), rx: 6 }));
-    g.appendChild(sv("text", { class: "head", x: f1(left + 8), y: f1(top + 15) }, "− " + G.nodes[cid].label + (c.label ? " · " + c.label : "")));
-    g.addEventListener("click", (ev) => { if (ev.target.tagName !== "rect") toggle(cid); });
-    g.querySelector("text").addEventListener("click", () => toggle(cid));
-    svg.appendChild(g);
-  }
-  function drawBox(svg, item, cx, cy, w, h) {
-    const node = G.nodes[item];
-    const found = inside.get(item) || [];
-    const sev = worst(found);
-    let cls, title;
-    if (node.kind === "layer") {
-      const layer = LAYERS[node.layer];
-      cls = "box " + G.categories[node.layer];
-      title = layer.name + " (" + layer.type + ")";
-    } else if (node.kind === "input") {
-      cls = "box input"; title = "input " + fmtShape(S.input);
-    } else {
-      const c = G.clusters[item];
-      cls = "box " + node.kind; title = c.name + ": " + c.layers + " layers (click to open)";
-    }
-    if (sev) {
-      cls += " " + sev;
-      title += found.slice(0, 5).map((f) => "\n" + f.severity + ": " + f.message).join("");
-      if (found.length > 5) title += "\n… and " + (found.length - 5) + " more findings";
-    }
-    const g = sv("g", { class: "g-node" + (selected === item ? " selected" : ""), "data-id": item, "data-kind": node.kind });
-    if (node.layer !== null) g.setAttribute("data-layer", LAYERS[node.layer].name);
-    g.appendChild(sv("title", {}, title));
-    g.appendChild(sv("rect", { class: cls, x: f1(cx - w / 2), y: f1(cy - h / 2), width: f1(w), height: f1(h),
-                              rx: node.kind === "layer" || node.kind === "input" ? 4 : 7 }));
-    const prefix = node.kind === "block" || node.kind === "run" ? "+ " : "";
-    g.appendChild(sv("text", { x: f1(cx), y: f1(cy - 3), "text-anchor": "middle", "font-weight": "bold", class: "label" }, prefix + node.label));
-    g.appendChild(sv("text", { class: "sub", x: f1(cx), y: f1(cy + 11), "text-anchor": "middle" }, node.sub));
-    if (sev) {
-      const bx = cx + w / 2 - 2, by = cy - h / 2 + 2;
-      g.appendChild(sv("circle", { class: "badge-" + sev, cx: f1(bx), cy: f1(by), r: 7 }));
-      g.appendChild(sv("text", { class: "badge-text", x: f1(bx), y: f1(by + 3.5), "text-anchor": "middle" },
-                       node.kind === "block" || node.kind === "run" ? String(found.length) : "!"));
-    }
-    g.addEventListener("click", () => {
-      if (node.kind === "block" || node.kind === "run") toggle(item);
-      else if (node.kind === "layer") select(item);
-    });
-    svg.appendChild(g);
-  }
-  function visibleCount(cid) {
-    let n = 0;
-    for (const row of G.clusters[cid].ranks) for (const item of row) {
-      if (expanded.has(item) && G.clusters[item]) n += visibleCount(item);
-      else if (!["dummy", "in", "out"].includes(G.nodes[item].kind)) n += 1;
-    }
-    return n;
-  }
-  let lastPlaced = null;
-  function render() {
-    const margin = 16;
-    const p = place("B0", expanded);
-    lastPlaced = p;
-    const width = p.width + 2 * margin, height = p.height + 2 * margin;
-    const svg = sv("svg", { id: "graph-svg", width: f1(width * zoom), height: f1(height * zoom),
-                            viewBox: "0 0 " + f1(width) + " " + f1(height) });
-    drawCluster(svg, "B0", p, margin, margin);
+  function showView(i) {
+    current = i;
+    const svg = template(i).content.firstElementChild.cloneNode(true);
+    svg.dataset.width = svg.getAttribute("width");
+    svg.dataset.height = svg.getAttribute("height");
     graphBox.replaceChildren(svg);
-    const shown = visibleCount("B0");
-    document.getElementById("graph-note").textContent =
-      shown + " boxes shown for " + LAYERS.length + " layers" + (Object.keys(G.clusters).length > 1 ? "; blocks open and close on click" : "");
+    applyZoom();
+    if (selected !== null) mark(selected);
+    const view = G.views[i];
+    viewSelect.value = view.root === "B0" ? String(i) : "block";
+    crumbs(view.root);
+    document.getElementById("graph-note").textContent = view.boxes + " boxes for " + LAYERS.length + " layers";
   }
-  function toggle(cid) {
-    if (expanded.has(cid)) {
-      const drop = (id) => { expanded.delete(id); };
-      drop(cid);
-    } else expanded.add(cid);
-    render();
+  function applyZoom() {
+    const svg = graphBox.firstElementChild;
+    if (!svg) return;
+    svg.setAttribute("width", f1(Number(svg.dataset.width) * zoom));
+    svg.setAttribute("height", f1(Number(svg.dataset.height) * zoom));
   }
-  function expandAll() {
-    // breadth first, stopping before the drawing holds more than MAX_VISIBLE boxes
-    const queue = ["B0"];
-    while (queue.length) {
-      const cid = queue.shift();
-      for (const row of G.clusters[cid].ranks) for (const item of row) {
-        if (!G.clusters[item] || expanded.has(item)) { if (G.clusters[item]) queue.push(item); continue; }
-        expanded.add(item);
-        if (visibleCount("B0") > MAX_VISIBLE) { expanded.delete(item); render(); return; }
-        queue.push(item);
-      }
+  function crumbs(root) {
+    const nav = document.getElementById("crumbs");
+    const chain = [];
+    for (let id = root; id !== undefined && id !== "B0"; id = parentOf.get(id)) chain.unshift(id);
+    nav.replaceChildren();
+    if (!chain.length) return;
+    const link = (text, target) => {
+      const a = el("a", { tabindex: "0", href: "#" }, text);
+      a.addEventListener("click", (ev) => { ev.preventDefault(); showView(target); });
+      return a;
+    };
+    nav.appendChild(link(S.name, first));
+    chain.forEach((id, k) => {
+      nav.appendChild(document.createTextNode(" › "));
+      nav.appendChild(k === chain.length - 1 ? el("b", {}, clusterName.get(id)) : link(clusterName.get(id), ownView.get(id)));
+    });
+  }
+  function mark(i) {
+    for (const g of graphBox.querySelectorAll(".n.selected")) g.classList.remove("selected");
+    const g = graphBox.querySelector('[data-id="L' + i + '"]');
+    if (g) g.classList.add("selected");
+  }
+  graphBox.addEventListener("click", (ev) => {
+    const box = ev.target.closest(".n, .f");
+    if (!box) return;
+    const id = box.getAttribute("data-id");
+    if (id.startsWith("L")) select(Number(id.slice(1)));
+    else if (ownView.has(id) && G.views[current].root !== id) showView(ownView.get(id));
+  });
+  function reveal(i) {
+    const id = "L" + i;
+    if (!holds(current, id)) {
+      let target = holds(first, id) ? first : null;
+      const chain = [];
+      for (let c = parentOf.get(id); c !== undefined && c !== "B0"; c = parentOf.get(c)) chain.unshift(c);
+      for (const c of chain) if (target === null && holds(ownView.get(c), id)) target = ownView.get(c);
+      if (target !== null) showView(target);
     }
-    render();
-  }
-  function reveal(layerIndex) {
-    let id = G.parent["L" + layerIndex];
-    while (id !== undefined) { expanded.add(id); id = G.parent[id]; }
-    select("L" + layerIndex);
-    const node = graphBox.querySelector('[data-id="L' + layerIndex + '"]');
+    select(i);
+    const node = graphBox.querySelector('[data-id="' + id + '"]');
     if (node) { // scroll the drawing, not the page
       const r = node.getBoundingClientRect(), b = graphBox.getBoundingClientRect();
       graphBox.scrollTop += r.top - b.top - b.height / 2 + r.height / 2;
       graphBox.scrollLeft += r.left - b.left - b.width / 2 + r.width / 2;
     }
   }
-  // report.html#open=inception3a,inception3b&select=conv1 opens blocks and selects a layer (links, screenshots)
+  // report.html#view=inception3a&select=inception3a/b2/conv3x3 shows a block on its own and picks a layer
   function fromHash() {
     const params = new URLSearchParams(location.hash.slice(1));
-    const wanted = new Set((params.get("open") || "").split(",").filter(Boolean));
-    for (const [cid, c] of Object.entries(G.clusters)) {
-      if (!wanted.has(c.name)) continue;
-      for (let id = cid; id !== undefined; id = G.parent[id]) expanded.add(id);
-    }
+    const wanted = params.get("view") || (params.get("open") || "").split(",").filter(Boolean).pop();
+    showView(first);
+    for (const [cid, name] of clusterName) if (name === wanted && ownView.has(cid)) showView(ownView.get(cid));
     const chosen = params.get("select");
     if (chosen !== null && indexOf.has(chosen)) reveal(indexOf.get(chosen));
-    else render();
   }
-  window.convauditLayout = { place, expanded, render, reveal, toggle };
 
   // ------------------------------------------------------------ details of one layer
-  function select(item) {
-    selected = item;
-    render();
-    const layer = LAYERS[G.nodes[item].layer];
+  function select(i) {
+    selected = i;
+    mark(i);
+    const layer = LAYERS[i];
     const box = document.getElementById("details");
     box.replaceChildren(el("h3", { class: "mono" }, layer.name));
-    const t = el("table");
+    const table = (rows) => {
+      const t = el("table");
+      for (const [k, v, note, title] of rows) {
+        const tr = el("tr");
+        tr.append(el("td", title ? { title } : {}, k), el("td", { class: "num" + (note ? " default" : "") }, v));
+        t.appendChild(tr);
+      }
+      return t;
+    };
+    const fields = DATA.fields.types[layer.type] || [];
+    const values = new Map(Object.entries(DATA.fields.values[i]));
+    if (fields.length) {
+      box.appendChild(el("p", { class: "kind" }, layer.type + " · hyper-parameters"));
+      box.appendChild(table(fields.map(([name, fallback, doc]) => values.has(name)
+        ? [name, values.get(name), false, doc] : [name, fallback + " (default)", true, doc])));
+    }
     const rows = [["type", layer.type], ["from", layer.inputs.join(", ")],
       ["input", layer.input_shapes.map(fmtShape).join(" + ")], ["output", fmtShape(layer.output_shape)],
       ["params", fmtInt(layer.params)], ["MACs", fmtInt(layer.macs)], ["FLOPs", fmtInt(layer.flops)],
       ["backward FLOPs", fmtInt(layer.backward_flops)], ["other ops", fmtInt(layer.other_ops)],
       ["activation memory", fmtBytes(layer.activation_bytes)], ["saved for backward", fmtBytes(layer.saved_bytes)],
       ["receptive field", layer.rf.join("×")], ["jump", layer.jump.join("×")]];
-    if (BENCH && BENCH.layers[layer.name]) {
-      const b = BENCH.layers[layer.name];
-      if (b.forward !== null) rows.push(["forward (median)", fmtTime(b.forward)]);
-      if (b.backward !== null) rows.push(["backward (median)", fmtTime(b.backward)]);
-    }
+    const t = timings.get(layer.name);
+    if (t && t.forward !== null) rows.push(["forward (median)", fmtTime(t.forward)]);
+    if (t && t.backward !== null) rows.push(["backward (median)", fmtTime(t.backward)]);
     for (const d of layer.divisions) rows.push(["division " + d.axis, d.formula + " (" + d.rounding + ")"]);
-    for (const [k, v] of rows) { const tr = el("tr"); tr.append(el("td", {}, k), el("td", { class: "num" }, v)); t.appendChild(tr); }
-    box.appendChild(t);
-    for (const f of findingsOf.get(G.nodes[item].layer) || []) box.appendChild(findingBox(f, false));
+    box.appendChild(el("p", { class: "kind" }, "numbers"));
+    box.appendChild(table(rows));
+    for (const f of findingsOf.get(i) || []) box.appendChild(findingBox(f, false));
   }
 
   // ------------------------------------------------------------ header, cards, legend
   function header() {
-    document.getElementById("title").textContent = S.name + (S.variant ? "+" + S.variant : "") + (S.title ? " — " + S.title : "");
-    document.getElementById("setting").textContent = "input " + fmtShape(S.input) + " · batch " + S.batch + " · " + S.dtype +
-      (S.source ? " · " + S.source : "");
+    document.getElementById("title").textContent = shown(S.name + (S.variant ? "+" + S.variant : "") + (S.title ? " — " + S.title : ""));
+    document.getElementById("setting").textContent = shown("input " + fmtShape(S.input) + " · batch " + S.batch + " · " + S.dtype +
+      (S.source ? " · " + S.source : ""));
     const T = S.totals, M = S.memory;
     const counts = { error: 0, warning: 0, info: 0 };
-    for (const f of DATA.findings) counts[f.severity] = (counts[f.severity] || 0) + 1;
+    for (const f of DATA.findings) counts[f.severity] += 1;
     const cards = [["params", fmtInt(T.params), "≈ " + fmtSi(T.params)], ["MACs", fmtInt(T.macs), "≈ " + fmtSi(T.macs)],
       ["FLOPs = 2 × MACs", fmtInt(T.flops), "≈ " + fmtSi(T.flops)], ["layers", String(LAYERS.length), ""],
       ["training memory", fmtBytes(M.training_total_bytes), "with " + M.optimizer],
@@ -416,57 +244,93 @@
     const legend = document.getElementById("legend");
     const names = { conv: "convolution", dense: "linear / attention", pool: "pooling", norm: "normalisation",
                     act: "activation", merge: "add / concat", other: "other" };
-    for (const [cat, text] of Object.entries(names)) {
-      const s = el("span"); s.append(el("i", { class: cat }), document.createTextNode(text)); legend.appendChild(s);
+    for (const family of G.families) {
+      const s = el("span");
+      s.append(el("i", { class: family }), document.createTextNode(names[family] || family));
+      legend.appendChild(s);
     }
-    const s = el("span", {}, "dashed box: a run of consecutive layers; ! marks a finding (hover for it)");
-    legend.appendChild(s);
+    legend.appendChild(el("span", {}, "a box's second line: its type and the hyper-parameters that differ from the defaults (dw: depthwise); dashed box: a run of consecutive layers; ! marks a finding (hover for it)"));
   }
 
-  // ------------------------------------------------------------ shares by layer type
+  // ------------------------------------------------------------ shares by layer type, coloured by family
   function shares() {
     const box = document.getElementById("share-bars");
-    const metrics = [["FLOPs", (l) => big(l.flops), S.totals.flops], ["parameters", (l) => big(l.params), S.totals.params],
-                     ["activation memory", (l) => big(l.activation_bytes), S.totals.activation_bytes]];
+    const metrics = [["FLOPs", (l) => big(l.flops), big(S.totals.flops)], ["parameters", (l) => big(l.params), big(S.totals.params)],
+                     ["activation memory", (l) => big(l.activation_bytes), big(S.totals.activation_bytes)]];
     if (BENCH) {
+      const forward = (l) => { const t = timings.get(l.name); return t && Number.isFinite(t.forward) ? t.forward : 0; };
       let total = 0;
-      for (const l of LAYERS) { const b = BENCH.layers[l.name]; if (b && b.forward) total += b.forward; }
-      metrics.push(["forward time", (l) => { const b = BENCH.layers[l.name]; return BigInt(Math.round(1e9 * ((b && b.forward) || 0))); },
-                    BigInt(Math.round(1e9 * total))]);
+      for (const l of LAYERS) total += forward(l);
+      metrics.push(["forward time", forward, total]);
     }
-    const names = { conv: "convolution", dense: "linear", pool: "pooling", norm: "normalisation", act: "activation",
-                    merge: "add/concat", other: "other" };
     for (const [title, value, total] of metrics) {
-      const sums = {};
-      LAYERS.forEach((l, i) => { const c = G.categories[i]; sums[c] = (sums[c] || 0n) + value(l); });
+      const sums = new Map(); // layer type -> [family, sum]
+      LAYERS.forEach((l, i) => {
+        if (!sums.has(l.type)) sums.set(l.type, [G.categories[i], typeof total === "bigint" ? 0n : 0]);
+        sums.get(l.type)[1] += value(l);
+      });
+      const parts = [...sums].filter(([, [, sum]]) => Number(sum) > 0).map(([type, [family, sum]]) => [type, family, ratio(sum, total)])
+        .sort((a, b) => G.families.indexOf(a[1]) - G.families.indexOf(b[1]) || b[2] - a[2]);
       const row = el("div", { class: "share", "data-metric": title });
-      row.appendChild(el("div", {}, title));
+      row.appendChild(el("div", { class: "share-title" }, title));
       const stack = el("div", { class: "stack" });
-      const parts = [];
-      for (const [cat, sum] of Object.entries(sums)) {
-        const r = ratio(sum, total);
-        if (sum === 0n) continue;
-        const part = el("div", { class: cat, style: "width:" + (100 * r).toFixed(3) + "%", title: names[cat] + " " + pct(r),
-                                 "data-category": cat, "data-share": String(r) });
-        if (r > 0.08) part.textContent = names[cat] + " " + pct(r);
-        stack.appendChild(part);
-        parts.push(names[cat] + " " + pct(r));
+      for (const [type, family, r] of parts) {
+        stack.appendChild(el("div", { class: family, style: "width:" + (100 * r).toFixed(3) + "%", title: type + " " + pct(r),
+                                      "data-type": type, "data-category": family, "data-share": String(r) }, type + " " + pct(r)));
       }
       row.appendChild(stack);
-      row.appendChild(el("div", { class: "share-legend" }, parts.join(" · ")));
+      row.appendChild(el("div", { class: "share-legend" }, parts.map(([type, , r]) => type + " " + pct(r)).join(" · ")));
       box.appendChild(row);
+    }
+    fitShareLabels();
+  }
+  function fitShareLabels() { // a segment shows its name only where it fits whole; the line below names them all
+    for (const part of document.querySelectorAll("#share-bars .stack > div")) {
+      part.textContent = shown(part.getAttribute("title"));
+      if (part.scrollWidth > part.clientWidth) part.textContent = "";
     }
   }
 
   // ------------------------------------------------------------ per-layer table, virtualised
-  const ROW_H = 26;
-  let rows = [];
+  // Each column is at least as wide as its longest text, so that nothing in it is ever cut. Where the names and
+  // two numbers do not fit side by side (a phone), each row takes two lines: the name, then the numbers.
+  // Columns that do not fit are left out (their numbers are in the details of a row).
+  let ROW_H = 26, rows = [];
+  const CHAR_W = 7.7; // 12.5px monospace
+  const widest = (texts) => texts.reduce((m, t) => Math.max(m, String(t).length), 0);
+  const px = (chars) => Math.ceil(chars * CHAR_W + 10);
   const columns = [
-    ["layer", "minmax(140px,2fr)"], ["type", "90px"], ["output", "minmax(110px,1fr)"],
-    ["params", "minmax(130px,1.2fr)"], ["FLOPs", "minmax(150px,1.4fr)"], ["act. memory", "minmax(110px,1fr)"],
-    ["RF", "80px"]];
-  if (BENCH) columns.push(["forward time", "minmax(120px,1fr)"]);
-  const template = columns.map((c) => c[1]).join(" ");
+    { name: "layer", chars: widest(LAYERS.map((l) => l.name).concat(["layer"])), grow: 2, key: "name" },
+    { name: "FLOPs", chars: fmtInt(S.totals.flops).length, grow: 1.4, key: "flops" },
+    { name: "output", chars: widest(LAYERS.map((l) => fmtShape(l.output_shape)).concat(["output"])), grow: 1, key: "output" },
+    { name: "params", chars: fmtInt(S.totals.params).length, grow: 1.2, key: "params" },
+    { name: "act. memory", chars: Math.max(11, fmtBytes(S.totals.activation_bytes).length), grow: 1, key: "memory" },
+    { name: "RF", chars: widest(LAYERS.map((l) => l.rf.join("×")).concat(["RF"])), grow: 0, key: "rf" },
+    { name: "type", chars: widest(LAYERS.map((l) => l.type).concat([LAYERS.length + " layers"])), grow: 0, key: "type" }];
+  if (BENCH) columns.push({ name: "forward time", chars: 12, grow: 1, key: "time" });
+  for (const c of columns) c.min = px(c.chars);
+  let shownColumns = columns;
+  function fitColumns() {
+    const box = document.getElementById("table");
+    const room = box.clientWidth - 16 - 16; // the rows' padding and the scroll bar
+    const [name, ...numbers] = columns;
+    const stacked = name.min + numbers[0].min + numbers[1].min > room;
+    let used = stacked ? 0 : name.min;
+    const fitting = numbers.filter((c) => { if (used + c.min > room) return false; used += c.min; return true; });
+    shownColumns = [name, ...fitting];
+    const track = (c) => "minmax(" + c.min + "px," + (c.grow ? c.grow + "fr" : c.min + "px") + ")";
+    const template = (stacked ? fitting : shownColumns).map(track).join(" ");
+    box.classList.toggle("stacked", stacked);
+    const nameLines = stacked ? Math.min(3, Math.ceil(name.min / room)) : 0; // a long name wraps, whole
+    ROW_H = stacked ? 28 + 16 * nameLines : 26;
+    box.style.setProperty("--row-h", ROW_H + "px");
+    box.dataset.template = template;
+    const head = document.getElementById("table-head");
+    head.style.gridTemplateColumns = template;
+    head.replaceChildren(...shownColumns.map((c) => el("div", {}, c.name)));
+    const left = columns.length - shownColumns.length;
+    document.getElementById("hidden-columns").textContent = left ? left + " columns left out at this width: click a row for all its numbers" : "";
+  }
   function groupKey(name, depth) { return name.split(G.separator).slice(0, depth).join(G.separator); }
   function buildRows(depth, filter) {
     const out = [];
@@ -490,16 +354,24 @@
   function timeOf(ls) {
     if (!BENCH) return null;
     let t = null;
-    for (const l of ls) { const b = BENCH.layers[l.name]; if (b && b.forward !== null) t = (t || 0) + b.forward; }
+    for (const l of ls) { const b = timings.get(l.name); if (b && Number.isFinite(b.forward)) t = (t || 0) + b.forward; }
     return t;
   }
   let maxes = {};
-  function bar(kind, value, max, text) {
+  function bar(kind, value, max, text) { // the number, and under it a bar that never covers it
     const cell = el("div", { class: "bar " + kind });
+    cell.appendChild(el("b", {}, text));
     const r = kind === "time" ? (max ? value / max : 0) : ratio(value, max);
     cell.appendChild(el("span", { style: "width:" + (100 * r).toFixed(2) + "%" }));
-    cell.appendChild(el("b", {}, text));
     return cell;
+  }
+  function cell(c, r) {
+    if (c.key === "name") return el("div", { class: "mono", title: r.name }, r.name);
+    if (c.key === "type") return el("div", { title: r.type }, r.type);
+    if (c.key === "output" || c.key === "rf") return el("div", { class: "mono" }, r[c.key]);
+    if (c.key === "time") return bar("time", r.time || 0, maxes.time, r.time === null ? "" : fmtTime(r.time));
+    const text = c.key === "memory" ? fmtBytes(r.memory) : r[c.key] ? fmtInt(r[c.key]) : "";
+    return bar(c.key, r[c.key], maxes[c.key], text);
   }
   function renderRows() {
     const body = document.getElementById("table-body");
@@ -509,26 +381,17 @@
     spacer.style.height = rows.length * ROW_H + "px";
     const frag = document.createDocumentFragment();
     frag.appendChild(spacer);
+    const template = document.getElementById("table").dataset.template;
     for (let i = first; i < last; i++) {
       const r = rows[i];
       const row = el("div", { class: "row" + (findingsOf.has(r.index) ? " hit" : ""), style: "top:" + i * ROW_H + "px;grid-template-columns:" + template, "data-row": r.name });
-      row.appendChild(el("div", { class: "mono", title: r.name }, r.name));
-      row.appendChild(el("div", { title: r.type }, r.type));
-      row.appendChild(el("div", { class: "mono" }, r.output));
-      row.appendChild(bar("params", r.params, maxes.params, r.params ? fmtInt(r.params) : ""));
-      row.appendChild(bar("flops", r.flops, maxes.flops, r.flops ? fmtInt(r.flops) : ""));
-      row.appendChild(bar("memory", r.memory, maxes.memory, fmtBytes(r.memory)));
-      row.appendChild(el("div", { class: "mono" }, r.rf));
-      if (BENCH) row.appendChild(bar("time", r.time || 0, maxes.time, r.time === null ? "" : fmtTime(r.time)));
+      for (const c of shownColumns) row.appendChild(cell(c, r));
       row.addEventListener("click", () => reveal(r.index));
       frag.appendChild(row);
     }
     body.replaceChildren(frag);
   }
   function table() {
-    const head = document.getElementById("table-head");
-    head.style.gridTemplateColumns = template;
-    for (const [name] of columns) head.appendChild(el("div", {}, name));
     const depthSelect = document.getElementById("depth");
     let maxDepth = 1;
     for (const l of LAYERS) maxDepth = Math.max(maxDepth, l.name.split(G.separator).length);
@@ -550,39 +413,43 @@
     document.getElementById("table-body").addEventListener("scroll", () => {
       if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; renderRows(); }); }
     });
+    fitColumns();
     update();
   }
 
-  // ------------------------------------------------------------ receptive field growth
+  // ------------------------------------------------------------ receptive field along the main path
   function num(v) {
     if (typeof v === "string" && v.includes("/")) { const [p, q] = v.split("/"); return Number(p) / Number(q); }
     return Number(v);
   }
   function rfChart() {
     const box = document.getElementById("rf-chart");
-    const W = 900, H = 300, L = 60, R = 20, T = 14, B = 40;
-    const values = LAYERS.map((l) => Math.max(num(l.rf[0]), num(l.rf[1])));
-    const jumps = LAYERS.map((l) => Math.max(num(l.jump[0]), num(l.jump[1])));
+    const path = DATA.main_path.map((i) => LAYERS[i]);
+    box.replaceChildren();
+    if (!path.length) return;
+    const W = Math.max(280, Math.min(900, box.clientWidth)), H = 280, L = 62, R = 14, T = 14, B = 26;
+    const values = path.map((l) => Math.max(num(l.rf[0]), num(l.rf[1])));
+    const jumps = path.map((l) => Math.max(num(l.jump[0]), num(l.jump[1])));
     let top = 2;
-    for (const v of values) if (Number.isFinite(v) && v > top) top = v;
+    for (const v of values.concat(jumps)) if (Number.isFinite(v) && v > top) top = v;
     const ly = (v) => T + (H - T - B) * (1 - Math.log(Math.max(v, 1)) / Math.log(top));
-    const lx = (i) => L + (W - L - R) * (LAYERS.length > 1 ? i / (LAYERS.length - 1) : 0.5);
+    const lx = (i) => L + (W - L - R) * (path.length > 1 ? i / (path.length - 1) : 0.5);
     const svg = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, class: "rf" });
     for (let p = 1; p <= top; p *= 10) {
       svg.appendChild(sv("line", { x1: L, x2: W - R, y1: f1(ly(p)), y2: f1(ly(p)), stroke: "#eaeef2" }));
-      svg.appendChild(sv("text", { x: L - 6, y: f1(ly(p) + 4), "text-anchor": "end", class: "sub" }, fmtInt(p) + " px"));
+      svg.appendChild(sv("text", { x: L - 6, y: f1(ly(p) + 4), "text-anchor": "end", class: "axis" }, fmtInt(p) + " px"));
     }
     const line = (vals, colour) => svg.appendChild(sv("path", { fill: "none", stroke: colour, "stroke-width": 1.8,
       d: vals.map((v, i) => (i ? "L" : "M") + f1(lx(i)) + "," + f1(ly(v))).join("") }));
     line(values, "#0969da");
     line(jumps, "#bc4c00");
-    svg.appendChild(sv("text", { x: L, y: H - 10, class: "sub" }, "layer 1"));
-    svg.appendChild(sv("text", { x: W - R, y: H - 10, class: "sub", "text-anchor": "end" }, "layer " + LAYERS.length));
-    svg.appendChild(sv("text", { x: (L + W) / 2, y: H - 10, class: "sub", "text-anchor": "middle" },
-                       "blue: receptive field (px, larger axis, log scale) · orange: jump (px between outputs)"));
-    const last = LAYERS[LAYERS.length - 1];
+    svg.appendChild(sv("text", { x: L, y: H - 8, class: "axis" }, "1"));
+    svg.appendChild(sv("text", { x: W - R, y: H - 8, class: "axis", "text-anchor": "end" }, String(path.length)));
     box.appendChild(svg);
-    box.appendChild(el("p", { class: "muted" }, "Receptive field of the last layer (" + last.name + "): " + last.rf.join("×") +
+    const last = path[path.length - 1];
+    box.appendChild(el("p", { class: "muted" }, "Along the main path, " + path.length + " of " + LAYERS.length +
+      " layers from the input to " + last.name + " (the longest path; branches beside it left out). Blue: receptive field " +
+      "(px, larger axis, log scale); orange: jump (px between outputs). The last layer sees " + last.rf.join("×") +
       " px of the " + S.input.slice(1).join("×") + " input. Pixel i is centred at i; padding counts as input."));
   }
 
@@ -597,7 +464,7 @@
       head.appendChild(a);
       head.appendChild(document.createTextNode(": "));
     }
-    head.appendChild(document.createTextNode(f.message));
+    head.appendChild(document.createTextNode(shown(f.message)));
     box.appendChild(head);
     if (f.file) box.appendChild(el("div", { class: "where mono" }, f.file + (f.line ? ":" + f.line : "") + (f.key ? ": " + f.key : "")));
     if (f.suggestions.length) {
@@ -645,7 +512,11 @@
         " = " + fmtBytes(M.training_total_bytes));
     add("inference", "params " + fmtBytes(M.params_bytes) + " + peak activations " + fmtBytes(M.inference_peak_activation_bytes) +
         " (at " + M.inference_peak_layer + ") = " + fmtBytes(M.inference_total_bytes));
-    if (BENCH) add("timings", "bench of " + BENCH.spec + " on " + BENCH.device + ", " + BENCH.dtype + ", batch " + BENCH.batch + ", median of " + BENCH.repeats + " runs");
+    if (BENCH) {
+      const setting = [["bench of", BENCH.spec], ["on", BENCH.device], ["at", BENCH.dtype], ["batch", BENCH.batch],
+                       ["median of runs:", BENCH.repeats]].filter(([, v]) => v !== null && v !== undefined);
+      add("timings", setting.map(([k, v]) => k + " " + v).join(", "));
+    }
     box.appendChild(t);
     box.appendChild(el("h3", {}, "Conventions"));
     const c = el("table", { class: "kv" });
@@ -656,14 +527,19 @@
   // ------------------------------------------------------------ start
   header();
   fromHash();
-  document.getElementById("expand-all").addEventListener("click", expandAll);
-  document.getElementById("collapse-all").addEventListener("click", () => { expanded.clear(); expanded.add("B0"); render(); });
-  document.getElementById("zoom-in").addEventListener("click", () => { zoom = Math.min(3, zoom * 1.25); render(); });
-  document.getElementById("zoom-out").addEventListener("click", () => { zoom = Math.max(0.2, zoom / 1.25); render(); });
+  viewSelect.addEventListener("change", () => showView(Number(viewSelect.value)));
+  document.getElementById("expand-all").addEventListener("click", () => showView(levels[levels.length - 1][1]));
+  document.getElementById("collapse-all").addEventListener("click", () => showView(levels[0][1]));
+  document.getElementById("zoom-in").addEventListener("click", () => { zoom = Math.min(3, zoom * 1.25); applyZoom(); });
+  document.getElementById("zoom-out").addEventListener("click", () => { zoom = Math.max(0.2, zoom / 1.25); applyZoom(); });
   shares();
   table();
   rfChart();
   findings();
   totals();
+  function refit() { fitShareLabels(); fitColumns(); renderRows(); rfChart(); }
+  let resizing = null;
+  window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(refit, 150); });
+  window.convauditReport = { showView, reveal, select, shown, refit, views: G.views };
   document.body.setAttribute("data-ready", "true");
 })();
