@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from convaudit.core.analysis import LayerResult
-from convaudit.core.fields import Field, Size
+from convaudit.core.fields import Field, Size, per_axis
 from convaudit.core.layers import REGISTRY
 
 BOX_CHARS = 34  # the box's second line: type and hyper-parameters
@@ -64,6 +64,13 @@ def _at_default(field: Field, value: Any) -> bool:
     return value == field.default
 
 
+def _per_axis(field: Field, value: Any, layer: LayerResult) -> Any:
+    """A size written once for every axis (kernel: 3), shown for each of the map's axes (3×3, 3×3×3)."""
+    if not (isinstance(field.kind, Size) and isinstance(value, tuple) and layer.input_shapes):
+        return value
+    return per_axis(value, max(1, len(layer.input_shapes[0]) - 1)) or value
+
+
 def _shown_by_shapes(value: Any, layer: LayerResult) -> bool:
     """An int the edges already show: the output's channels or features (out), the flattened input (in)."""
     if not isinstance(value, int) or isinstance(value, bool):
@@ -78,11 +85,12 @@ def box_items(layer: LayerResult) -> list[str]:
         value = layer.spec.params.get(field.name)
         if value is None or _at_default(field, value):
             continue
+        value = _per_axis(field, value, layer)
         if isinstance(value, bool):
             if value and field.default is False:  # a switch turned on (ceil); one turned off stays in the panel
                 items.append(field.name)
             continue
-        if field.name == GROUPS and len(layer.input_shapes[0]) == 3 and value == layer.input_shapes[0][0] > 1:
+        if field.name == GROUPS and len(layer.input_shapes[0]) >= 2 and value == layer.input_shapes[0][0] > 1:
             items.append("dw")
             continue
         if _shown_by_shapes(value, layer):
@@ -128,5 +136,5 @@ def layer_values(layer: LayerResult) -> dict[str, str]:
     for field in REGISTRY[layer.type].fields:
         value = layer.spec.params.get(field.name)
         if not _at_default(field, value):
-            values[field.name] = value_text(field, value)
+            values[field.name] = value_text(field, _per_axis(field, value, layer))
     return values

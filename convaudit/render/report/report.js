@@ -428,8 +428,9 @@
     box.replaceChildren();
     if (!path.length) return;
     const W = Math.max(280, Math.min(900, box.clientWidth)), H = 280, L = 62, R = 14, T = 14, B = 26;
-    const values = path.map((l) => Math.max(num(l.rf[0]), num(l.rf[1])));
-    const jumps = path.map((l) => Math.max(num(l.jump[0]), num(l.jump[1])));
+    const largest = (xs) => Math.max(1, ...xs.map(num).filter(Number.isFinite));  // any number of axes; n/a left out
+    const values = path.map((l) => largest(l.rf));
+    const jumps = path.map((l) => largest(l.jump));
     let top = 2;
     for (const v of values.concat(jumps)) if (Number.isFinite(v) && v > top) top = v;
     const ly = (v) => T + (H - T - B) * (1 - Math.log(Math.max(v, 1)) / Math.log(top));
