@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from convaudit.core.fields import Field, Number
 from convaudit.core.layers.base import LayerType, Outcome, Params, Shape, elements, register
+from convaudit.core.layers.splitting import no_parameters, not_split_by_channels
 
 
 class _Elementwise(LayerType):
@@ -18,6 +19,11 @@ class _Elementwise(LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=inputs[0], other_ops=self.ops_per_element * elements(inputs[0]))
+
+    # split plans (every element-wise function: no parameters; follows or runs whole, as its plan_role says)
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -143,6 +149,11 @@ class Softmax(LayerType):
         n, positions = shape[0], elements(shape[1:])
         return Outcome(shape=shape, other_ops=(3 * n - 1) * positions)
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Dropout(LayerType):
@@ -157,3 +168,8 @@ class Dropout(LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=inputs[0])
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters

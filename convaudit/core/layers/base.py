@@ -79,6 +79,12 @@ TRAITS: dict[str, str] = {
     "plan_role": "how `split` divides it across devices: columns (weights split by output channel), follow (reads "
                  "only the channels a device holds), concat, add, whole-free (parameter-free, reads every channel: "
                  "runs whole on every device) or whole (runs whole after gathering its input)",
+    "column_split": "column_split(inputs, params): how a split by channels divides it (a ColumnSplit: which input "
+                    "channels each output reads), or None when it is not divided by output channels",
+    "parameter_shapes": "parameter_shapes(inputs, params): its parameter tensors' shapes as the PyTorch module holds "
+                        "them, in parameters() order (fsdp and zero shard each along dimension 0)",
+    "split_notes": "(strategy kind, note) pairs `split` adds when a plan holds this type: 'channels' for columns "
+                   "and model, 'batch' for data, fsdp, zero1 and zero2",
 }
 CATEGORIES = ("conv", "dense", "pool", "norm", "act", "merge", "other")
 PLAN_ROLES = ("columns", "follow", "concat", "add", "whole-free", "whole")
@@ -128,6 +134,8 @@ class LayerType:
     # traits (see TRAITS): declared by every registered type, never defaulted here
     category: ClassVar[str]
     plan_role: ClassVar[str]
+    split_notes: ClassVar[tuple[tuple[str, str], ...]]
+    # and the methods column_split(inputs, params) and parameter_shapes(inputs, params)
 
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
         """(key, problem) pairs found from the hyper-parameters alone, before any shape is known."""

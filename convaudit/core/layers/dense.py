@@ -16,6 +16,7 @@ from convaudit.core.layers.base import (
     register,
     tokens,
 )
+from convaudit.core.layers.splitting import ColumnSplit, not_split_by_channels
 
 
 @register
@@ -64,6 +65,19 @@ class Linear(LayerType):
             connections=macs + bias_terms,
         )
 
+    # split plans
+    split_notes = ()
+
+    def column_split(self, inputs: list[Shape], params: Params) -> ColumnSplit | None:
+        # a flattening linear splits by output features; on the last dimension of tokens it runs whole
+        return ColumnSplit(in_pinned="in") if params.get("flatten", True) else None
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        # nn.Linear: weight [out, in], bias [out]; `in` as the model is built (a pinned `in:` wins)
+        features = params.get("in") or (elements(inputs[0]) if params.get("flatten", True) else inputs[0][-1])
+        out = params["out"]
+        return ((out, features), (out,)) if params["bias"] else ((out, features),)
+
 
 @register
 class RBF(LayerType):
@@ -81,6 +95,16 @@ class RBF(LayerType):
         # (x_j − w_ij)² accumulated over j: one multiply-accumulate and one subtraction per term.
         return Outcome(shape=(out,), weights=features * out, fixed=True, macs=features * out,
                        other_ops=features * out, in_features=features, connections=features * out)
+
+    # split plans
+    split_notes = ()
+
+    def column_split(self, inputs: list[Shape], params: Params) -> ColumnSplit:
+        # a row split divides the subtractions x_j − w_ij with the input features j
+        return ColumnSplit(other_ops_per_input=True, in_pinned="in")
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((params["out"], params.get("in") or elements(inputs[0])),)  # the centres, fixed
 
 
 @register
@@ -121,3 +145,15 @@ class Attention(LayerType):
             input_grad_macs=3 * n * d * d,
             inner_grad_macs=n * d * d + 2 * products,
         )
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        # nn.MultiheadAttention's parameters() order: in_proj_weight [3D, D], in_proj_bias [3D],
+        # out_proj.weight [D, D], out_proj.bias [D] (no biases without bias)
+        d = inputs[0][-1]
+        if params["bias"]:
+            return (3 * d, d), (3 * d,), (d, d), (d,)
+        return (3 * d, d), (d, d)

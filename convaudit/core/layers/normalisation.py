@@ -17,6 +17,7 @@ from convaudit.core.layers.base import (
     normalised_dim,
     register,
 )
+from convaudit.core.layers.splitting import no_parameters, not_split_by_channels
 
 
 @register
@@ -40,6 +41,11 @@ class LRN(LayerType):
         feature_map(inputs[0], "lrn")
         return Outcome(shape=inputs[0], other_ops=(2 * params["size"] + 3) * elements(inputs[0]))
 
+    # split plans
+    split_notes = (("channels", "LRN normalises over the maps on its own device (as the paper's GPUs did)"),)
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class BatchNorm(LayerType):
@@ -62,6 +68,13 @@ class BatchNorm(LayerType):
             other_ops=(2 if affine else 1) * elements(inputs[0]),
         )
 
+    # split plans
+    split_notes = (("batch", "batchnorm statistics are per device (not synchronised)"),)
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((inputs[0][0],), (inputs[0][0],)) if params["affine"] else ()  # γ and β per channel
+
 
 @register
 class Scale(LayerType):
@@ -79,6 +92,15 @@ class Scale(LayerType):
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         shape = inputs[0]
         return Outcome(shape=shape, weights=normalised_dim(shape, params["over"]), other_ops=elements(shape))
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        shape, size = inputs[0], normalised_dim(inputs[0], params["over"])
+        # [C, 1, 1] to broadcast over a [C, H, W] map; a plain vector along the last dimension
+        return ((size,) + (1,) * (len(shape) - 1),) if params["over"] == "channels" else ((size,),)
 
 
 @register
@@ -106,3 +128,11 @@ class LayerNorm(LayerType):
         per_vector = (6 if affine else 4) * size + 2
         return Outcome(shape=shape, weights=size if affine else 0, biases=size if affine else 0,
                        other_ops=per_vector * vectors)
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        size = inputs[0][0] if params["over"] == "channels" and len(inputs[0]) > 1 else inputs[0][-1]
+        return ((size,), (size,)) if params["affine"] else ()  # nn.LayerNorm's weight and bias

@@ -19,6 +19,7 @@ from convaudit.core.layers.base import (
     register,
     tokens,
 )
+from convaudit.core.layers.splitting import no_parameters, not_split_by_channels
 
 
 @register
@@ -40,6 +41,11 @@ class Concat(LayerType):
             raise LayerProblem("merge", "spatial sizes differ")
         return Outcome(shape=(sum(shape[0] for shape in inputs),) + inputs[0][1:])
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Add(LayerType):
@@ -56,6 +62,11 @@ class Add(LayerType):
         if len(set(inputs)) > 1:
             raise LayerProblem("merge", "shapes differ")
         return Outcome(shape=inputs[0], other_ops=(len(inputs) - 1) * elements(inputs[0]))
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 # ------------------------------------------------------------------ the operators of modern CNNs and ViT
@@ -76,6 +87,11 @@ class Mul(LayerType):
         shape = broadcast(inputs)
         return Outcome(shape=shape, other_ops=(len(inputs) - 1) * elements(shape))
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Flatten(LayerType):
@@ -87,6 +103,11 @@ class Flatten(LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=(elements(inputs[0]),))
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -112,6 +133,11 @@ class Slice(LayerType):
             raise LayerProblem("slice", f"end {end} is past the input's {shape[0]} channels", "end")
         return Outcome(shape=(end - params["start"],) + shape[1:])
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Shuffle(LayerType):
@@ -128,6 +154,11 @@ class Shuffle(LayerType):
         if shape[0] % groups:
             raise LayerProblem("groups", f"channels {shape[0]} are not divisible by groups {groups}", "groups")
         return Outcome(shape=shape)
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -152,6 +183,11 @@ class Permute(LayerType):
             raise LayerProblem("rank", f"order {list(order)} has {len(order)} entries but the input "
                                        f"[{', '.join(map(str, shape))}] has {len(shape)} dimensions", "order")
         return Outcome(shape=tuple(shape[i] for i in order))
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -183,6 +219,11 @@ class Reshape(LayerType):
                                           f"{describe_shape(target)} = {known}", "shape")
         return Outcome(shape=tuple(target))
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class ClassToken(LayerType):
@@ -196,6 +237,13 @@ class ClassToken(LayerType):
         n, d = tokens(inputs[0], "classtoken")
         return Outcome(shape=(n + 1, d), weights=d)
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((1, 1, inputs[0][-1]),)  # one token of D, shaped to broadcast over the batch
+
 
 @register
 class PosEmbedding(LayerType):
@@ -208,6 +256,13 @@ class PosEmbedding(LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=inputs[0], weights=elements(inputs[0]), other_ops=elements(inputs[0]))
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((1, *inputs[0]),)  # the input's shape, with a batch dimension of 1 to broadcast
 
 
 @register
@@ -227,3 +282,8 @@ class Select(LayerType):
             raise LayerProblem("select", f"index {index} is past the input's {shape[0]} entries "
                                          f"(0–{shape[0] - 1})", "index")
         return Outcome(shape=shape[1:])
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters

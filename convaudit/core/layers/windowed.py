@@ -19,6 +19,7 @@ from convaudit.core.layers.base import (
     feature_map,
     register,
 )
+from convaudit.core.layers.splitting import ColumnSplit, no_parameters, not_split_by_channels
 from convaudit.core.windows import WindowAxis
 
 
@@ -117,6 +118,23 @@ class Conv(LayerType):
             connections=weights * positions + bias_terms,  # LeNet's C1: (25 + 1)·6·28·28 = 122,304
         )
 
+    # split plans
+    split_notes = ()
+
+    def column_split(self, inputs: list[Shape], params: Params) -> ColumnSplit:
+        return ColumnSplit(groups=params["groups"], table=params.get("connections"))
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        # nn.Conv2d: weight [Cout, Cin/g, Kh, Kw], bias [Cout]; a table: one Conv2d(|row j|, 1) per output map
+        kh, kw = params["kernel"]
+        table = params.get("connections")
+        if table is not None:
+            return tuple(shape for row in table
+                         for shape in (((1, len(row), kh, kw), (1,)) if params["bias"] else ((1, len(row), kh, kw),)))
+        out = params["out"]
+        weight = (out, inputs[0][0] // params["groups"], kh, kw)
+        return (weight, (out,)) if params["bias"] else (weight,)
+
 
 class _Pool(LayerType):
     prefix = "pool"
@@ -133,6 +151,11 @@ class _Pool(LayerType):
     def windows(self, inputs: list[Shape], params: Params) -> tuple[int, tuple[WindowAxis, WindowAxis]]:
         c, h, w = feature_map(inputs[0], self.type_name)
         return c, slide(h, w, {**params, "stride": pool_stride(params)}, ceil=params["ceil"])
+
+    # split plans (every pool: no parameters, follows its input's channels)
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -189,6 +212,11 @@ class AdaptiveAvgPool(LayerType):
         cols = sum(end - start for start, end in adaptive_windows(w, ow))
         return Outcome(shape=(c, oh, ow), other_ops=c * rows * cols)
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class GlobalAvgPool(LayerType):
@@ -202,6 +230,11 @@ class GlobalAvgPool(LayerType):
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         c, h, w = feature_map(inputs[0], "globalavgpool")
         return Outcome(shape=(c, 1, 1), other_ops=c * h * w)
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -229,3 +262,10 @@ class Subsample(LayerType):
         return Outcome(shape=shape, weights=c, biases=c, macs=elements(shape),
                        other_ops=(kh * kw - 1) * elements(shape), windows=(rows, cols),
                        connections=(kh * kw + 1) * elements(shape))
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return (inputs[0][0],), (inputs[0][0],)  # a coefficient and a bias per map
