@@ -77,7 +77,7 @@ CELLS = {"plan_fwd": lambda c: fmt_exact(c.planned_forward_bytes),
          "measured_fwd": lambda c: fmt_exact(c.measured_forward_bytes),
          "plan_bwd": lambda c: fmt_exact(c.planned_backward_bytes),
          "measured_bwd": lambda c: fmt_exact(c.measured_backward_bytes),
-         "comm": lambda c: fmt_time(c.comm_s)}
+         "comm": lambda c: fmt_time(c.comm_s) if c.comm_s is not None else "not timed"}
 
 
 def per_process(run: DistributedRun, measured: str, planned: str) -> str:
@@ -116,6 +116,7 @@ def distributed_rich(run: DistributedRun) -> Group:
         f"{run.repeats} steps after {run.warmup} warm-up",
         "measured bytes: the tensors that went through the collectives, counted by core/collectives.py (gather: "
         "received from the others; all-reduce: 2·(N−1)/N·S; all-gather and reduce-scatter: (N−1)/N·S); comm: "
-        "median time inside collectives per step",
+        "median time inside collectives per step"
+        + ("; under fsdp they run inside FSDP, asynchronously, and are not timed apart" if run.optimizer else ""),
     ]
     return Group(KindFitted(columns, title=Text(title)), Text("\n".join(lines)))

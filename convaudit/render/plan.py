@@ -59,25 +59,33 @@ class Column:
     title: str
     priority: int  # dropped lowest first when the table is too wide
     numeric: bool = True
+    row: int | None = None  # the device row a per-device column shows
+
+
+def shown_rows(kept: list[Column]) -> set[int]:
+    return {c.row for c in kept if c.row is not None}
 
 
 def columns(plan: Plan) -> list[Column]:
     rows = list(enumerate(plan.device_rows()))
     cols = [Column("layer", "Layer", 100, False), Column("mode", "Split", 40, False)]
-    cols += [Column(f"params{i}", f"Params {device_name(t.device, t.count)}", 90) for i, t in rows]
-    cols += [Column(f"flops{i}", f"FLOPs {device_name(t.device, t.count)}", 60) for i, t in rows]
-    cols += [Column(f"fwd{i}", f"B in fwd {device_name(t.device, t.count)}", 80) for i, t in rows]
-    cols += [Column(f"bwd{i}", f"B in bwd {device_name(t.device, t.count)}", 70) for i, t in rows]
+    cols += [Column(f"params{i}", f"Params {device_name(t.device, t.count)}", 90, row=i) for i, t in rows]
+    cols += [Column(f"flops{i}", f"FLOPs {device_name(t.device, t.count)}", 60, row=i) for i, t in rows]
+    cols += [Column(f"fwd{i}", f"B in fwd {device_name(t.device, t.count)}", 80, row=i) for i, t in rows]
+    cols += [Column(f"bwd{i}", f"B in bwd {device_name(t.device, t.count)}", 70, row=i) for i, t in rows]
     if has_step(plan):
-        cols += [Column(f"step{i}", f"B in step {device_name(t.device, t.count)}", 65) for i, t in rows]
+        cols += [Column(f"step{i}", f"B in step {device_name(t.device, t.count)}", 65, row=i) for i, t in rows]
     cols.append(Column("moves", "Crosses devices", 30, False))
     return cols
 
 
-def layer_cells(plan: Plan, index: int) -> dict[str, str]:
+def layer_cells(plan: Plan, index: int, shown: set[int] | None = None) -> dict[str, str]:
+    """The row of one layer; per-device cells for the device rows in `shown` (None: every one)."""
     item = plan.layers[index]
     cells = {"layer": escape(printable(item.name)), "mode": item.mode, "moves": escape(moves(plan, index))}
     for i, row in enumerate(plan.device_rows()):
+        if shown is not None and i not in shown:
+            continue
         share = item.shares[row.device]
         cells[f"params{i}"] = fmt_int(share.params) if share.params else ""
         cells[f"flops{i}"] = fmt_si(share.flops) if share.flops else ""
@@ -114,7 +122,7 @@ def fitting_columns(plan: Plan, width: int | None) -> tuple[list[Column], list[C
 
     while width is not None and sum(len(c.title) + 2 for c in kept) > width and len(kept) > 1:
         drop_weakest()
-    rows = [layer_cells(plan, i) for i in range(len(plan.layers))] + [total_cells(plan)]
+    rows = [layer_cells(plan, i, shown_rows(kept)) for i in range(len(plan.layers))] + [total_cells(plan)]
     widths = {c.key: max([len(c.title)] + [len(Text.from_markup(r[c.key]).plain) for r in rows]) for c in kept}
     widths.update({c.key: len(c.title) for c in dropped})
     while width is not None and sum(widths[c.key] + 2 for c in kept) > width and len(kept) > 1:
@@ -135,8 +143,9 @@ def plan_rich(plan: Plan, width: int | None = None) -> Group:
     for column in kept:
         table.add_column(column.title, footer=totals[column.key], justify="right" if column.numeric else "left",
                          no_wrap=True, min_width=widths[column.key])
+    shown = shown_rows(kept)
     for index in range(len(plan.layers)):
-        cells = layer_cells(plan, index)
+        cells = layer_cells(plan, index, shown)
         table.add_row(*(cells[c.key] for c in kept))
     lines = summary_lines(plan)
     if dropped:

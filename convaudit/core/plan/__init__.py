@@ -43,7 +43,8 @@ normalises over the maps on its own device, as the paper's GPUs did), columns (a
 reading every channel, like softmax: whole on every device; a column layer it reads directly gathers its
 output) and whole (anything else: whole on every device after gathering its input).
 
-Many devices. Per-device values are `Spread`s (runs of equal values), and the limit is MAX_DEVICES; renderers
+Many devices. Per-device values are `Spread`s (runs of equal values); the limits are MAX_DEVICES and
+MAX_CHANNEL_DEVICES (columns, model), records.py says why; renderers
 show each device up to SHOWN_ONE_BY_ONE devices, else each run of identical devices (`Plan.device_rows`).
 """
 
@@ -55,6 +56,7 @@ from convaudit.core.plan.records import (
     ALL,
     CHANNEL_STRATEGIES,
     CONVENTIONS,
+    MAX_CHANNEL_DEVICES,
     MAX_DEVICES,
     PROFILES,
     SHARDED_CONVENTIONS,
@@ -75,7 +77,8 @@ from convaudit.core.plan.sharding import chunk_rows
 from convaudit.core.plan.sizes import SIZE_UNITS, parse_size, with_rates
 from convaudit.core.plan.spread import Spread
 
-__all__ = ["ALL", "CHANNEL_STRATEGIES", "CONVENTIONS", "MAX_DEVICES", "PROFILES", "SHARDED_CONVENTIONS",
-           "SHARDED_STRATEGIES", "SHOWN_ONE_BY_ONE", "SIZE_UNITS", "STRATEGIES", "DeviceTotals", "Exchange",
-           "LayerPlan", "Plan", "Profile", "ReadSet", "ShardedParameter", "Share", "Spread", "channel_elements",
-           "check_devices", "chunk_rows", "column_owners", "held_by", "parse_size", "plan", "with_rates"]
+__all__ = ["ALL", "CHANNEL_STRATEGIES", "CONVENTIONS", "MAX_CHANNEL_DEVICES", "MAX_DEVICES", "PROFILES",
+           "SHARDED_CONVENTIONS", "SHARDED_STRATEGIES", "SHOWN_ONE_BY_ONE", "SIZE_UNITS", "STRATEGIES", "DeviceTotals",
+           "Exchange", "LayerPlan", "Plan", "Profile", "ReadSet", "ShardedParameter", "Share", "Spread",
+           "channel_elements", "check_devices", "chunk_rows", "column_owners", "held_by", "parse_size", "plan",
+           "with_rates"]

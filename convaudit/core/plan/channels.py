@@ -131,6 +131,8 @@ def name_grads(layer: LayerResult) -> str:
 def total_of(spreads: list[Spread[Fraction]], devices: int) -> Spread[Fraction]:
     if not spreads:
         return Spread.uniform(devices, Fraction(0))
+    if len(spreads) == 1:
+        return spreads[0]
     return combine(lambda *values: sum(values, Fraction(0)), *spreads)
 
 

@@ -21,7 +21,7 @@ class MeasuredShare:
     measured_backward_bytes: Fraction
     planned_params: int
     measured_params: int
-    comm_s: float  # median seconds inside this layer's collectives per step
+    comm_s: float | None  # median seconds in this layer's collectives per step; None: not timed (fsdp)
     same_every_step: bool  # the measured bytes were the same in every timed step
     # fsdp: the real elements of this process's gradient shards and optimizer state (None: not sharded)
     planned_gradients: int | None = None

@@ -8,15 +8,26 @@ from convaudit.core.analysis import Report
 from convaudit.core.layers import REGISTRY
 from convaudit.core.memory import OPTIMIZER_STATES
 from convaudit.core.plan.channels import ChannelPlanner
-from convaudit.core.plan.records import CHANNEL_STRATEGIES, MAX_DEVICES, STRATEGIES, Plan, Profile
+from convaudit.core.plan.records import (
+    CHANNEL_STRATEGIES,
+    MAX_CHANNEL_DEVICES,
+    MAX_DEVICES,
+    STRATEGIES,
+    Plan,
+    Profile,
+)
 from convaudit.core.plan.sharding import ShardedPlanner
 from convaudit.errors import ConvauditError, Where
 
 
-def check_devices(devices: int, option: str = "--devices") -> None:
-    """A device count the planner takes: 1 … MAX_DEVICES."""
+def check_devices(devices: int, strategy: str = "data", option: str = "--devices") -> None:
+    """A device count the planner takes: 1 … MAX_DEVICES, or MAX_CHANNEL_DEVICES for columns and model."""
     if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
         raise ConvauditError(f"{option} must be a positive integer, got {devices!r}")
+    if strategy in CHANNEL_STRATEGIES and devices > MAX_CHANNEL_DEVICES:
+        raise ConvauditError(f"{option}: --strategy {strategy} splits every layer's channels over at most "
+                             f"{MAX_CHANNEL_DEVICES} devices, got {devices:,} (data, fsdp, zero1 and zero2 take up "
+                             f"to {MAX_DEVICES:,})")
     if devices > MAX_DEVICES:
         raise ConvauditError(f"{option}: at most {MAX_DEVICES:,} devices, got {devices:,}")
 
@@ -27,7 +38,7 @@ def plan(report: Report, strategy: str, devices: int, optimizer: str = "sgd", pi
     """Plan `report` over `devices` devices with one of STRATEGIES."""
     if strategy not in STRATEGIES:
         raise ConvauditError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
-    check_devices(devices)
+    check_devices(devices, strategy)
     if optimizer not in OPTIMIZER_STATES:
         raise ConvauditError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZER_STATES)}")
     pins = dict(pins or {})

@@ -90,7 +90,14 @@ class Spread(Generic[T]):
             first = end
 
     def map(self, function: Callable[[T], U]) -> Spread[U]:
-        return Spread.from_runs([(end, function(value)) for end, value in zip(self.ends, self.values, strict=True)])
+        """function(value) for each run; called once per distinct value (runs often alternate between two)."""
+        results: dict[Any, U] = {}
+        runs = []
+        for end, value in zip(self.ends, self.values, strict=True):
+            if value not in results:
+                results[value] = function(value)
+            runs.append((end, results[value]))
+        return Spread.from_runs(runs)
 
     def total(self, key: Callable[[T], Any] = lambda value: value) -> Any:
         """The sum over every device of key(value): each run counted once per device it covers."""
@@ -105,11 +112,17 @@ class Spread(Generic[T]):
 
 def combine(function: Callable[..., U], *spreads: Spread[Any]) -> Spread[U]:
     """function(a[d], b[d], …) for every device, one call per run of the merged boundaries."""
+    if len(spreads) == 1:
+        return spreads[0].map(function)
     ends = sorted(set().union(*(spread.ends for spread in spreads)))
     positions = [0] * len(spreads)
     runs: list[tuple[int, U]] = []
+    results: dict[tuple[Any, ...], U] = {}  # one call per distinct combination of values
     for end in ends:
-        runs.append((end, function(*(spread.values[i] for spread, i in zip(spreads, positions, strict=True)))))
+        values = tuple(spread.values[i] for spread, i in zip(spreads, positions, strict=True))
+        if values not in results:
+            results[values] = function(*values)
+        runs.append((end, results[values]))
         positions = [i + (spread.ends[i] == end) for spread, i in zip(spreads, positions, strict=True)]
     return Spread.from_runs(runs)
 
