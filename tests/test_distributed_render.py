@@ -3,15 +3,18 @@ workers could not run is refused in one line, exit 2, before any worker starts."
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from convaudit.core.plan.measured import DistributedRun, MeasuredLayer, MeasuredShare
 from convaudit.render.output import output_console
 from convaudit.render.plan import DISTRIBUTED_KINDS, distributed_rich
 
@@ -29,16 +32,13 @@ BYTES = {"conv3": (2 * 128 * 13 * 13 * 2 * 4, 2 * 128 * 13 * 13 * 2 * 4),
 SHOWN = {"conv3": ("346,112", "346,112"), LONG: ("0", "26,666 2/3"), "fc8": ("16,000", "0")}
 
 
-def canned(devices: int = 3) -> dict:
-    """A result shaped as `collect` returns it (measured = planned)."""
-    layers = [{"name": name, "mode": "column", "devices": [
-        {"device": d, "planned_forward_bytes": str(fwd), "measured_forward_bytes": str(fwd),
-         "planned_backward_bytes": str(bwd), "measured_backward_bytes": str(bwd),
-         "planned_params": 1_234_567, "measured_params": 1_234_567, "comm_s": 0.0123 + d / 1000,
-         "same_every_step": True} for d in range(devices)]} for name, (fwd, bwd) in BYTES.items()]
-    return {"spec": "alexnet", "input": [3, 227, 227], "batch": 2, "dtype": "fp32", "strategy": "columns",
-            "devices": devices, "backend": "gloo", "device": "CPU Example (1 threads per process)", "warmup": 0,
-            "repeats": 1, "torch": "2", "step_s": 0.5, "layers": layers, "bytes_match": True, "params_match": True}
+def canned(devices: int = 3) -> DistributedRun:
+    """A run as `collect` returns it (measured = planned)."""
+    layers = tuple(MeasuredLayer(name, "column", tuple(
+        MeasuredShare(d, Fraction(fwd), Fraction(fwd), Fraction(bwd), Fraction(bwd), 1_234_567, 1_234_567,
+                      0.0123 + d / 1000, True) for d in range(devices))) for name, (fwd, bwd) in BYTES.items())
+    return DistributedRun("alexnet", (3, 227, 227), 2, "fp32", "columns", devices, "gloo",
+                          "CPU Example (1 threads per process)", 0, 1, "2", 0.5, layers)
 
 
 def render(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], width: str | None) -> str:
@@ -125,3 +125,29 @@ def test_a_plan_the_workers_cannot_run_is_one_line_before_any_worker() -> None:
     assert done.stderr.splitlines() == [
         "error: conv2: 86 output maps on device 0 cut a group of 128; bench --devices needs groups divisible "
         "by the devices"], done.stderr
+
+
+def test_json_keeps_exact_bytes_as_text_and_the_verdicts() -> None:
+    import json
+
+    from convaudit.render.plan import distributed_json
+
+    data = json.loads(distributed_json(canned()))
+    long = next(layer for layer in data["layers"] if layer["name"] == LONG)
+    # 2·2/3·20,000 = 80,000/3 bytes, exact
+    assert long["devices"][0]["planned_backward_bytes"] == long["devices"][0]["measured_backward_bytes"] == "80000/3"
+    assert data["bytes_match"] and data["params_match"] and "state_match" not in data
+    assert "planned_gradients" not in long["devices"][0]  # fsdp only
+
+
+def test_a_mismatch_is_said() -> None:
+    run = canned(2)
+    layer = run.layers[0]
+    wrong = replace(layer.devices[1], measured_forward_bytes=layer.devices[1].measured_forward_bytes + 4)
+    run = replace(run, layers=(replace(layer, devices=(layer.devices[0], wrong)),) + run.layers[1:])
+    assert not run.bytes_match and run.params_match and not run.matches
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(distributed_rich(run))
+    assert "MISMATCH between measured and planned bytes" in console.export_text()

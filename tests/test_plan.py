@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from convaudit.cli import app
 from convaudit.core.analysis import analyze
-from convaudit.core.plan import STRATEGIES, column_owners, parse_size, plan
+from convaudit.core.plan import CHANNEL_STRATEGIES, STRATEGIES, column_owners, parse_size, plan
 from convaudit.errors import ConvauditError
 from convaudit.spec.library import bundled_paths, load
 from convaudit.spec.parser import parse_text
@@ -67,7 +67,7 @@ def test_data_alexnet_all_reduce_volume_is_the_ring_convention() -> None:
     assert [t.received_backward for t in p.per_device] == [each, each]
     assert all(t.received_forward == 0 for t in p.per_device)
     assert [t.params for t in p.per_device] == [60_965_224, 60_965_224]
-    assert p.layers[0].batches == (64, 64)
+    assert tuple(p.layers[0].batches) == (64, 64)
 
 
 def test_data_ring_convention_keeps_fractions_of_a_byte_exact() -> None:
@@ -105,8 +105,11 @@ def test_shares_add_up_to_the_analysis(path: Path, strategy: str) -> None:
             continue
         assert sum(s.flops for s in item.shares) == layer.flops
         assert sum(s.backward_flops for s in item.shares) == layer.backward_flops
-        if strategy == "data":
+        if strategy in ("data", "zero1", "zero2"):  # whole parameters on every device
             assert all(s.params == layer.params for s in item.shares)
+        elif strategy == "fsdp":  # the real elements of the shards add up; the padding is extra
+            assert sum(s.params for s in item.shares) == layer.params
+            assert sum(s.optimizer_state for s in item.shares) == 0  # plan()'s default optimizer: sgd
         elif all(o != -1 for o in item.owners) or item.mode == "row":
             assert sum(s.params for s in item.shares) == layer.params
 
@@ -244,7 +247,7 @@ def test_columns_alexnet_three_devices_fc6_is_1366_1365_1365_neurons() -> None:
 def test_data_uneven_batch_counts_whole_samples() -> None:
     # batch 5 over 3: 2, 2, 1 samples; conv1 is 96·11·11·3 MACs at each of 55·55 positions per sample
     conv1 = alexnet("data", batch=5, devices=3).layers[0]
-    assert conv1.batches == (2, 2, 1)
+    assert tuple(conv1.batches) == (2, 2, 1)
     assert [s.flops for s in conv1.shares] == [2 * 96 * 11 * 11 * 3 * 55 * 55 * b for b in (2, 2, 1)]
     assert [s.activations for s in conv1.shares] == [96 * 55 * 55 * b for b in (2, 2, 1)]
 
@@ -269,9 +272,12 @@ def _check_conserved(p, report) -> None:
         def total(c: str, shares: tuple = shares) -> int:
             return sum(getattr(s, c) for s in shares)
 
-        if p.strategy == "data":
+        if p.strategy not in CHANNEL_STRATEGIES:  # data, fsdp, zero1, zero2: each device its share of the batch
             assert sum(item.batches) == report.batch
-            assert all(s.params == layer.params for s in shares)
+            if p.strategy == "fsdp":  # torch.chunk shards: the real elements add up, padding apart
+                assert total("params") == whole["params"]
+            else:
+                assert all(s.params == layer.params for s in shares)
             assert all(total(c) == whole[c] for c in ("flops", "backward_flops", "other_ops", "activations"))
             continue
         if item.mode == "replicated" or (item.mode == "follow" and all(o == -1 for o in item.owners)):
@@ -294,13 +300,13 @@ def _check_conserved(p, report) -> None:
 
 @pytest.mark.parametrize("path", bundled_paths(), ids=lambda p: Path(p).stem)
 def test_every_bundled_spec_plans_over_one_to_five_devices(path: Path) -> None:
-    """No strategy and device count is an internal error; data refuses a batch smaller than the devices."""
+    """No strategy and device count is an internal error; a split batch refuses fewer samples than devices."""
     report = analyze(load(str(path)), 3)
     if report.halted:
         pytest.skip("the analysis stops on this spec at its input")
     for strategy in STRATEGIES:
         for n in range(1, 6):
-            if strategy == "data" and n > 3:
+            if strategy not in CHANNEL_STRATEGIES and n > 3:
                 with pytest.raises(ConvauditError, match="at least --batch"):
                     plan(report, strategy, n)
                 continue
@@ -335,7 +341,7 @@ def test_shares_are_whole_and_conserved_for_any_channel_count(c0, g, k1, k2, f1,
     text = RANDOM_NET.format(c0=c0, c1=g * k1, c2=g * k2, g=g, f1=f1, f2=f2, b1=str(b1).lower(),
                              b2=str(b2).lower())
     report = analyze(parse_text(text, "random.yaml"), batch)
-    if strategy == "data" and batch < devices:
+    if strategy not in CHANNEL_STRATEGIES and batch < devices:
         with pytest.raises(ConvauditError, match="at least --batch"):
             plan(report, strategy, devices)
         return

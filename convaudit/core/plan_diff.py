@@ -44,6 +44,7 @@ class LayerSide:
 
     @property
     def params(self) -> tuple[int, ...]:
+        """Per device (N values: for small N)."""
         return tuple(s.params for s in self.item.shares)
 
     @property
@@ -55,14 +56,15 @@ class LayerSide:
         return tuple(s.received for s in self.item.shares)
 
     def value(self, metric: str) -> str | int | Fraction:
+        shares = self.item.shares  # runs of identical devices: the work grows with the runs, not with N
         if metric == "mode":
             return self.item.mode
         if metric == "params":
-            return max(self.params, default=0)
+            return shares.largest(lambda s: s.params)
         if metric == "flops":
-            return max(self.flops, default=0)
+            return shares.largest(lambda s: s.flops)
         if metric == "bytes":
-            return sum(self.received, Fraction(0))
+            return Fraction(shares.total(lambda s: s.received))
         raise KeyError(metric)
 
 
@@ -113,14 +115,12 @@ class PlanTotals:
 
 
 def totals(plan: Plan) -> PlanTotals:
-    per_device = plan.per_device
-    fits = plan.fits()
+    classes = plan.device_classes
     return PlanTotals(
         strategy=plan.strategy, devices=plan.devices,
-        params=max(t.params for t in per_device), flops=max(t.flops for t in per_device),
+        params=max(t.params for t in classes), flops=max(t.flops for t in classes),
         work=plan.busiest.work, busiest_share=plan.busiest_share, bytes=plan.total_received,
-        bytes_per_flop=plan.bytes_per_flop, memory=max(t.training_memory for t in per_device),
-        fits=all(fits) if fits is not None else None)
+        bytes_per_flop=plan.bytes_per_flop, memory=max(t.training_memory for t in classes), fits=plan.all_fit())
 
 
 @dataclass(frozen=True)

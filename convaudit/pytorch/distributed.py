@@ -1,54 +1,57 @@
-"""Run a split plan for real with torch.distributed, and measure what crosses between the processes. Imports torch.
+"""Run a split plan for real with torch.distributed, and measure what each process holds and what crosses between
+them. Imports torch.
 
 Started the standard way: under `torchrun --nproc-per-node N -m convaudit bench ... --devices N` each process
 reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; `convaudit bench --devices N` alone starts N workers
 itself with torch.multiprocessing and the same environment. gloo on the CPU, NCCL on GPUs.
 
-Each process builds only its own share of every layer, as the plan (core/plan.py) lays it out, and moves
-tensors only with torch collectives, as the plan's exchanges say:
+columns, model and data run in split_run.py (each process its share, moved with torch collectives as the plan's
+exchanges say); fsdp runs torch's own fully_shard in fsdp_run.py. Either way every byte is counted by
+core/collectives.py on the tensors that really went through a collective, and `collect` sets each process's
+measurements beside the plan in a `DistributedRun` (core/plan/measured.py): exit 1 on any difference.
 
-  gather      all_to_all_single: each process sends every other the channels it holds and that one reads
-              (forward); backward sends the gradients of received channels back to their owners, which add them.
-  all-reduce  all_reduce (sum): a row-parallel layer's output (forward), a replicated input's gradient
-              (backward), each layer's gradients (data).
-
-Measured bytes are the sizes of the tensors that really went through each collective, counted as the plan
-counts them: what a process receives from the others for a gather, and the ring convention 2·(N−1)/N·S for
-an all-reduce of S bytes (the collective library picks its own algorithm; the count is the convention's).
+Every worker resolves the same reference (a spec, a bundled name, or a target such as torchvision:alexnet) and
+plans the same way, and the memory guard of plain `bench` (pytorch/runtime.py) applies to each worker's share
+before any worker starts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
+import pickle
+import platform
 import socket
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from fractions import Fraction
-from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
-from convaudit.core.analysis import LayerResult, analyze
-from convaudit.core.plan import ALL, Exchange, LayerPlan, Plan, held_by, plan
-from convaudit.errors import DeviceError
-from convaudit.pytorch.builder import TORCH_DTYPES, build_layer, build_model, count_parameters
-from convaudit.pytorch.runtime import synchronize
+from convaudit.core.analysis import analyze
+from convaudit.core.layers import elements
+from convaudit.core.memory import RunMemory
+from convaudit.core.model import NetworkSpec
+from convaudit.core.plan import CHANNEL_STRATEGIES, Plan, plan
+from convaudit.core.plan.measured import DistributedRun, MeasuredLayer, MeasuredShare
+from convaudit.errors import ConvauditError, DeviceError
+from convaudit.pytorch.builder import TORCH_DTYPES
+from convaudit.pytorch.measuring import UNPLANNED, Measured
+from convaudit.pytorch.runtime import ModelNeed, available_bytes, guard_memory, model_need
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+RUNS = ("columns", "model", "data", "fsdp")  # the strategies a distributed run executes (zero1/zero2: plans only)
+LOCAL_PROCESSES = 8  # a run started here (not by torchrun) on the CPU: at most max(this, the CPU count) workers
 
 
 @dataclass(frozen=True)
 class Options:
-    spec: str
+    spec: str  # a spec file, a bundled name, or a target (torchvision:NAME, package.module:function, model.onnx)
     input_size: tuple[int, int] | None  # (height, width), or the spec's own
     variant: str | None
     batch: int
@@ -58,293 +61,90 @@ class Options:
     warmup: int
     repeats: int
     gpu: bool
+    force: bool = False  # run even if the memory guard says a worker's share will not fit
+    optimizer: str = "momentum"  # fsdp: the optimizer whose sharded state is measured
 
 
 def launched_by_torchrun() -> bool:
     return all(key in os.environ for key in ENV_KEYS)
 
 
-# ------------------------------------------------------------------ measuring
+# ------------------------------------------------------------------ the plan every worker runs
 
-class Meter:
-    """Bytes received and seconds spent in collectives, per layer and phase, for the current step."""
+def network_of(options: Options) -> NetworkSpec:
+    """The network the reference names, at the input asked for: each worker resolves it the same way."""
+    from convaudit.importers.targets import is_target
 
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.layer = ""
-        self.bytes: dict[tuple[str, str], Fraction] = {}
-        self.seconds: dict[str, float] = {}
+    if is_target(options.spec):
+        if options.variant:
+            raise ConvauditError("--variant applies to specs; an imported model has no variants")
+        from convaudit.importers import load_target
 
-    def reset(self) -> None:
-        self.bytes, self.seconds = {}, {}
+        return load_target(options.spec, None, options.input_size)
+    from convaudit.spec.library import load
 
-    @contextlib.contextmanager
-    def timed(self, layer: str) -> Iterator[None]:
-        synchronize(self.device)
-        began = time.perf_counter()
-        yield
-        synchronize(self.device)
-        self.seconds[layer] = self.seconds.get(layer, 0.0) + time.perf_counter() - began
-
-    def add(self, layer: str, phase: str, nbytes: Fraction) -> None:
-        self.bytes[(layer, phase)] = self.bytes.get((layer, phase), Fraction(0)) + nbytes
+    network = load(options.spec, options.variant)
+    return network.with_input(*options.input_size) if options.input_size is not None else network
 
 
-def ring_bytes(tensor: torch.Tensor, world: int) -> Fraction:
-    return Fraction(2 * (world - 1), world) * tensor.numel() * tensor.element_size()
+def plan_for(options: Options, world: int, network: NetworkSpec | None = None) -> Plan:
+    """The split plan the workers run: the network analysed and planned over `world` devices."""
+    if options.strategy not in RUNS:
+        raise DeviceError(f"bench --devices runs {', '.join(RUNS)}; --strategy {options.strategy} is planned by "
+                          "`convaudit split` only (torch has no fully_shard mode that shards only the optimizer "
+                          "state or the gradients)")
+    network = network or network_of(options)
+    report = analyze(network, options.batch, options.dtype)
+    if report.halted:
+        raise DeviceError(f"{report.halted.layer.name}: {report.halted.problem.message} (see `convaudit check`)")
+    return plan(report, options.strategy, world, options.optimizer, pins=network.placement,
+                pin_where=network.placement_where)
 
 
-class Gather(torch.autograd.Function):
-    """all_to_all_single of the channels each process reads from the others; backward returns gradients."""
-
-    @staticmethod
-    def forward(ctx: Any, local: torch.Tensor, send: list[torch.Tensor], receive: list[int], layer: str,
-                meter: Meter, returns: bool) -> torch.Tensor:
-        ctx.send, ctx.receive, ctx.layer, ctx.meter, ctx.returns = send, receive, layer, meter, returns
-        ctx.local_shape = local.shape
-        rest = tuple(local.shape[2:])
-        per_channel = local.shape[0] * max(1, _elements(rest))
-        outgoing = torch.cat([local.index_select(1, idx).transpose(0, 1).reshape(-1) for idx in send])
-        incoming = torch.empty(sum(receive) * per_channel, dtype=local.dtype, device=local.device)
-        with meter.timed(layer):
-            dist.all_to_all_single(incoming, outgoing.contiguous(), [n * per_channel for n in receive],
-                                   [len(idx) * per_channel for idx in send])
-        rank = dist.get_rank()
-        others = sum(n for peer, n in enumerate(receive) if peer != rank)
-        meter.add(layer, "forward", Fraction(others * per_channel * local.element_size()))
-        received = incoming.reshape(sum(receive), local.shape[0], *rest).transpose(0, 1)
-        return received.contiguous()
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        grad_local = None
-        if ctx.returns:
-            shape = ctx.local_shape
-            rest = tuple(shape[2:])
-            per_channel = shape[0] * max(1, _elements(rest))
-            outgoing = grad.transpose(0, 1).reshape(-1).contiguous()
-            incoming = torch.empty(sum(len(idx) for idx in ctx.send) * per_channel, dtype=grad.dtype,
-                                   device=grad.device)
-            with ctx.meter.timed(ctx.layer):
-                dist.all_to_all_single(incoming, outgoing, [len(idx) * per_channel for idx in ctx.send],
-                                       [n * per_channel for n in ctx.receive])
-            rank = dist.get_rank()
-            returned = sum(len(idx) for peer, idx in enumerate(ctx.send) if peer != rank)
-            ctx.meter.add(ctx.layer, "backward", Fraction(returned * per_channel * grad.element_size()))
-            parts = incoming.reshape(-1, shape[0], *rest).transpose(0, 1)
-            grad_local = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
-            grad_local.index_add_(1, torch.cat(ctx.send), parts)
-        return grad_local, None, None, None, None, None
+def worker_needs(the_plan: Plan, network: NetworkSpec, options: Options) -> list[tuple[int, ModelNeed]]:
+    """(workers, what each needs) for every kind of worker, by plain bench's estimate (pytorch/runtime.py):
+    data and fsdp build the whole model (fsdp shards it once built) and run their share of the batch;
+    columns and model hold their share of the parameters and activations, as the plan counts them."""
+    if the_plan.strategy not in CHANNEL_STRATEGIES:
+        largest = -(-options.batch // the_plan.devices)
+        return [(the_plan.devices, model_need(analyze(network, largest, options.dtype)))]
+    size, report = the_plan.dtype_bytes, the_plan.report
+    inputs = elements(report.input) * report.batch * size
+    return [(t.count, ModelNeed(RunMemory(t.params * size, t.trainable_params * size, t.activation_bytes,
+                                          t.activation_bytes, inputs), 0, 0)) for t in the_plan.device_classes]
 
 
-class AllReduceForward(torch.autograd.Function):
-    """Megatron's g: sum the partial outputs of a row-parallel layer; the gradient passes unchanged."""
-
-    @staticmethod
-    def forward(ctx: Any, partial: torch.Tensor, layer: str, meter: Meter) -> torch.Tensor:
-        total = partial.clone()
-        with meter.timed(layer):
-            dist.all_reduce(total)
-        meter.add(layer, "forward", ring_bytes(total, dist.get_world_size()))
-        return total
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        return grad, None, None
-
-
-class AllReduceBackward(torch.autograd.Function):
-    """Megatron's f: identity forward; the partial gradients of a replicated input are summed in backward."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, layer: str, meter: Meter) -> torch.Tensor:
-        ctx.layer, ctx.meter = layer, meter
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        total = grad.clone()
-        with ctx.meter.timed(ctx.layer):
-            dist.all_reduce(total)
-        ctx.meter.add(ctx.layer, "backward", ring_bytes(total, dist.get_world_size()))
-        return total, None, None
-
-
-def _elements(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
-# ------------------------------------------------------------------ one process's share of the model
-
-def shard_module(item: LayerPlan, rank: int, world: int) -> nn.Module | None:
-    """This rank's part of one layer, built by the same builders as the whole model."""
-    problem = refusal(item, rank)
-    if problem is not None:
-        raise DeviceError(problem)
-    layer = item.layer
-    spec, shapes = layer.spec, layer.input_shapes
-    reads = [per_device[rank] for per_device in item.reads]
-    mode = item.mode
-    if mode == "replicated" or (mode == "follow" and layer.type in ("concat", "add")):
-        return build_layer(spec, shapes)
-    if mode == "follow":
-        shape = (len(reads[0]),) + tuple(shapes[0][1:])  # only the channels this rank holds
-        return build_layer(spec, (shape,))
-    params = dict(spec.params)
-    if mode == "row":
-        shape = (len(reads[0]),) + tuple(shapes[0][1:])
-        if layer.type == "conv":
-            params.update(groups=1)
-        else:
-            params["in"] = _elements(shape)
-        params["bias"] = params.get("bias", False) and rank == 0
-        return build_layer(replace(spec, params=params), (shape,))
-    # column: this rank's output channels
-    outputs = [c for c, owner in enumerate(column_of(item)) if owner == rank]
-    params["out"] = len(outputs)
-    shape = (len(reads[0]),) + tuple(shapes[0][1:])
-    if layer.type == "conv":
-        table = params.get("connections")
-        if table is not None:
-            position = {c: i for i, c in enumerate(reads[0])}
-            params["connections"] = tuple(tuple(position[c] for c in table[out]) for out in outputs)
-        else:
-            groups, cout = params["groups"], layer.output_shape[0]
-            per_group = cout // groups
-            params["groups"] = max(1, len(outputs) // per_group) if groups > 1 else 1
-    return build_layer(replace(spec, params=params), (shape,))
-
-
-def refusal(item: LayerPlan, rank: int) -> str | None:
-    """Why this rank cannot build its share of the layer, from the plan alone (no torch), or None.
-
-    The parent asks it for every layer and rank before any worker starts, so bad input is one line."""
-    layer = item.layer
-    if item.mode.startswith("pinned"):
-        return "bench --devices does not run placement pins yet; `convaudit split` plans them"
-    if not item.mode.startswith("column") or layer.type != "conv" or layer.spec.params.get("connections") is not None:
-        return None
-    groups = layer.spec.params["groups"]
-    per_group = layer.output_shape[0] // groups
-    outputs = sum(1 for owner in column_of(item) if owner == rank)
-    if groups > 1 and outputs % per_group:  # a grouped conv's share must hold whole groups
-        return (f"{layer.name}: {outputs} output maps on device {rank} cut a group of {per_group}; "
-                f"bench --devices needs groups divisible by the devices")
-    return None
-
-
-def check_runnable(the_plan: Plan) -> None:
-    """Raise the first layer a worker could not build, before any worker starts (`data` builds the whole model)."""
-    if the_plan.strategy == "data":
-        return
-    for item in the_plan.layers:
+def guard_workers(the_plan: Plan, network: NetworkSpec, options: Options) -> None:
+    """Plain bench's guard on each worker's share: on the CPU every worker shares this host's memory, so
+    their needs add up; on GPUs each worker has its own device."""
+    needs = worker_needs(the_plan, network, options)
+    if options.gpu:
         for rank in range(the_plan.devices):
-            problem = refusal(item, rank)
-            if problem is not None:
-                raise DeviceError(problem)
+            device = torch.device("cuda", rank)
+            guard_memory(max((need for _, need in needs), key=lambda need: need.total), device, options.force,
+                         available_bytes(device))
+        return
+    total = RunMemory(*(sum(count * getattr(need.run, field) for count, need in needs)
+                        for field in ("params", "grads", "activations", "activation_grads", "input")))
+    guard_memory(ModelNeed(total, sum(count * need.saved_extra for count, need in needs),
+                           sum(count * need.scratch for count, need in needs)), torch.device("cpu"), options.force)
 
 
-def column_of(item: LayerPlan) -> tuple[int, ...]:
-    """Output owners before any output gather (a column layer that gathers its output ends replicated)."""
-    from convaudit.core.plan import column_owners
+def prepare(options: Options, world: int) -> Plan:
+    """Everything a bad request fails on, before any process group forms: the network, the plan, the shares
+    workers could not build, and the memory guard."""
+    from convaudit.pytorch.split_run import check_runnable
 
-    return column_owners(item.layer.output_shape[0], len(item.shares))
-
-
-class Shard:
-    """One rank's modules and the index tensors that pick the channels each layer reads, on the device."""
-
-    def __init__(self, the_plan: Plan, rank: int, device: torch.device, dtype: torch.dtype):
-        self.plan, self.rank, self.device = the_plan, rank, device
-        self.world = the_plan.devices
-        self.modules = nn.ModuleDict()
-        for index, item in enumerate(the_plan.layers):
-            module = shard_module(item, rank, self.world)
-            if module is not None:
-                self.modules[f"l{index}"] = module
-        self.modules.to(device=device, dtype=dtype)
-
-    def index(self, channels: tuple[int, ...] | list[int]) -> torch.Tensor:
-        return torch.tensor(list(channels), dtype=torch.long, device=self.device)
-
-    def forward(self, x: torch.Tensor, meter: Meter) -> list[torch.Tensor]:
-        rank = self.rank
-        # every tensor as (local part, global channel of each local position)
-        values: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {"input": (x, tuple(range(x.shape[1])))}
-        owners: dict[str, tuple[int, ...]] = {"input": (ALL,) * x.shape[1]}
-        for index, item in enumerate(self.plan.layers):
-            layer = item.layer
-            inputs = []
-            for slot, source in enumerate(layer.spec.inputs):
-                local, held = values[source]
-                wanted = item.reads[slot][rank]
-                for exchange in item.exchanges:
-                    if exchange.moves == source and exchange.kind == "all-reduce" and exchange.phase == "backward":
-                        local = AllReduceBackward.apply(local, layer.name, meter)
-                gather = _forward_gather(item.exchanges, source)
-                inputs.append(self.assemble(local, held, owners[source], wanted, gather, layer.name, meter))
-            if item.mode == "row" or item.mode == "follow" or item.mode.startswith("column") \
-                    or item.mode == "replicated":
-                out = self.modules[f"l{index}"](*inputs)
-            else:  # pragma: no cover - every mode is handled above
-                raise DeviceError(f"{layer.name}: mode {item.mode} cannot run")
-            for exchange in item.exchanges:
-                if exchange.kind == "all-reduce" and exchange.phase == "forward":
-                    out = AllReduceForward.apply(out, layer.name, meter)
-            own = _forward_gather(item.exchanges, layer.name)
-            if own is not None:  # a column layer gathering its output for replicated readers
-                column = column_of(item)
-                mine = held_by(column, rank)
-                out = self.assemble(out, mine, column, tuple(range(len(column))), own, layer.name, meter)
-            values[layer.name] = (out, held_by(item.owners, rank))
-            owners[layer.name] = item.owners
-        outputs = [values[name][0] for name in self.plan.report.spec.outputs if name in values]
-        return outputs
-
-    def assemble(self, local: torch.Tensor, held: tuple[int, ...], owners: tuple[int, ...], wanted: tuple[int, ...],
-                 gather: Exchange | None, layer: str, meter: Meter) -> torch.Tensor:
-        """The channels `wanted`, in order: the local ones picked, the others received through the gather."""
-        position = {c: i for i, c in enumerate(held)}
-        if gather is None:
-            if tuple(wanted) == tuple(held):
-                return local
-            return local.index_select(1, self.index([position[c] for c in wanted]))
-        rank, world = self.rank, self.world
-        send = [self.index([position[c] for c in gather.channels[peer] if owners[c] == rank])
-                if peer != rank else self.index([]) for peer in range(world)]
-        receive = [sum(1 for c in gather.channels[rank] if owners[c] == peer) if peer != rank else 0
-                   for peer in range(world)]
-        returns = any(e.kind == "gather" and e.phase == "backward" and e.moves == gather.moves
-                      for e in self.plan.layers[self._index_of(layer)].exchanges)
-        received = Gather.apply(local, send, receive, layer, meter, returns)
-        # received channels come grouped by sender, each group in ascending order
-        order = [c for peer in range(world) for c in gather.channels[rank] if owners[c] == peer]
-        pool = torch.cat([local, received], dim=1)
-        where = {c: position[c] for c in held}
-        where.update({c: len(held) + i for i, c in enumerate(order)})
-        return pool.index_select(1, self.index([where[c] for c in wanted]))
-
-    def _index_of(self, name: str) -> int:
-        return next(i for i, item in enumerate(self.plan.layers) if item.name == name)
-
-    def parameters_per_layer(self) -> dict[str, int]:
-        counts = {}
-        for index, item in enumerate(self.plan.layers):
-            key = f"l{index}"
-            counts[item.name] = sum(count_parameters(self.modules[key])) if key in self.modules else 0
-        return counts
-
-
-def _forward_gather(exchanges: tuple[Exchange, ...], tensor: str) -> Exchange | None:
-    return next((e for e in exchanges if e.kind == "gather" and e.phase == "forward" and e.moves == tensor), None)
+    network = network_of(options)
+    the_plan = plan_for(options, world, network)
+    check_runnable(the_plan)
+    guard_workers(the_plan, network, options)
+    return the_plan
 
 
 # ------------------------------------------------------------------ a worker
 
-def worker(options: Options, result_path: str | None = None) -> dict[str, Any] | None:
+def worker(options: Options, result_path: str | None = None) -> DistributedRun | None:
     """One process of the run; rank 0 returns (and writes) the gathered measurements."""
     gpu = options.gpu and torch.cuda.is_available()
     backend = "nccl" if gpu else "gloo"
@@ -358,150 +158,88 @@ def worker(options: Options, result_path: str | None = None) -> dict[str, Any] |
     finally:
         dist.destroy_process_group()
     if result is not None and result_path:
-        with open(result_path, "w", encoding="utf-8") as handle:
-            json.dump(result, handle)
+        with open(result_path, "wb") as handle:
+            pickle.dump(result, handle)
     return result
 
 
-def plan_for(options: Options, world: int) -> Plan:
-    """The split plan the workers run: the spec analysed and planned over `world` devices."""
-    from convaudit.spec.library import load
-
-    network = load(options.spec, options.variant)
-    if options.input_size is not None:
-        network = network.with_input(*options.input_size)
-    report = analyze(network, options.batch, options.dtype)
-    if report.halted:
-        raise DeviceError(f"{report.halted.layer.name}: {report.halted.problem.message} (see `convaudit check`)")
-    return plan(report, options.strategy, world, pins=network.placement, pin_where=network.placement_where)
-
-
-def measure(options: Options, device: torch.device, backend: str) -> dict[str, Any] | None:
+def measure(options: Options, device: torch.device, backend: str) -> DistributedRun | None:
     """Run one plan in the process group already started; rank 0 returns every rank's measurements."""
     rank, world = dist.get_rank(), dist.get_world_size()
     the_plan = plan_for(options, world)
-    report = the_plan.report
     torch.manual_seed(0)
     dtype = TORCH_DTYPES[options.dtype]
-    meter = Meter(device)
-    if options.strategy == "data":
-        params, steps = _run_data(the_plan, report.layers, rank, device, dtype, meter, options)
+    if options.strategy == "fsdp":
+        from convaudit.pytorch.fsdp_run import run_fsdp
+
+        mine = run_fsdp(the_plan, rank, device, dtype, options.warmup, options.repeats, options.optimizer)
+    elif options.strategy == "data":
+        from convaudit.pytorch.split_run import run_data
+
+        mine = run_data(the_plan, rank, device, dtype, options.warmup, options.repeats)
     else:
-        params, steps = _run_split(the_plan, rank, device, dtype, meter, options)
-    mine = {"rank": rank, "params": params, "steps": steps, "device": _describe(device)}
-    gathered: list[Any] = [None] * world
-    dist.all_gather_object(gathered, mine)
-    return collect(the_plan, gathered, backend, options) if rank == 0 else None
+        from convaudit.pytorch.split_run import run_split
+
+        mine = run_split(the_plan, rank, device, dtype, options.warmup, options.repeats)
+    gathered: list[Measured | None] = [None] * world
+    dist.all_gather_object(gathered, replace(mine, device=describe(device)))
+    return collect(the_plan, [m for m in gathered if m is not None], backend, options) if rank == 0 else None
 
 
-def _describe(device: torch.device) -> str:
+def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
-
     name = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
         name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
     return f"CPU {name} ({torch.get_num_threads()} threads per process)"
 
 
-def _step_record(meter: Meter, seconds: float) -> dict[str, Any]:
-    return {"bytes": {f"{layer}|{phase}": str(value) for (layer, phase), value in meter.bytes.items()},
-            "comm_s": dict(meter.seconds), "step_s": seconds}
-
-
-def _run_split(the_plan: Plan, rank: int, device: torch.device, dtype: torch.dtype, meter: Meter,
-               options: Options) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    shard = Shard(the_plan, rank, device, dtype)
-    report = the_plan.report
-    torch.manual_seed(1)  # the same input on every rank: the network's input is replicated
-    x = torch.randn((report.batch, *report.input), device=device, dtype=dtype)
-    steps = []
-    for step in range(options.warmup + options.repeats):
-        meter.reset()
-        shard.modules.zero_grad(set_to_none=True)
-        synchronize(device)
-        began = time.perf_counter()
-        outputs = shard.forward(x, meter)
-        loss = sum(out.float().sum() for out in outputs)
-        if loss.requires_grad:
-            loss.backward()
-        synchronize(device)
-        if step >= options.warmup:
-            steps.append(_step_record(meter, time.perf_counter() - began))
-    return shard.parameters_per_layer(), steps
-
-
-def _run_data(the_plan: Plan, layers: tuple[LayerResult, ...], rank: int, device: torch.device,
-              dtype: torch.dtype, meter: Meter, options: Options) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    from convaudit.pytorch.verify import forward_backward
-
-    report = the_plan.report
-    model = build_model(report).to(device=device, dtype=dtype).train()
-    batch = the_plan.layers[0].batches[rank]
-    torch.manual_seed(1 + rank)
-    x = torch.randn((batch, *report.input), device=device, dtype=dtype)
-    steps = []
-    for step in range(options.warmup + options.repeats):
-        meter.reset()
-        model.zero_grad(set_to_none=True)
-        synchronize(device)
-        began = time.perf_counter()
-        forward_backward(model, x)
-        for layer in layers:
-            grads = [p.grad.reshape(-1) for p in model.module_for(layer.name).parameters() if p.grad is not None]
-            if not grads:
-                continue
-            flat = torch.cat(grads)
-            with meter.timed(layer.name):
-                dist.all_reduce(flat)
-            meter.add(layer.name, "backward", ring_bytes(flat, dist.get_world_size()))
-        synchronize(device)
-        if step >= options.warmup:
-            steps.append(_step_record(meter, time.perf_counter() - began))
-    params = {layer.name: sum(count_parameters(model.module_for(layer.name))) for layer in layers}
-    return params, steps
-
-
 # ------------------------------------------------------------------ the result, plan beside measurement
 
-def collect(the_plan: Plan, gathered: list[dict[str, Any]], backend: str, options: Options) -> dict[str, Any]:
-    """Per layer and device: planned and measured bytes (forward, backward), parameters and communication time."""
-    world = the_plan.devices
+def collect(the_plan: Plan, gathered: list[Measured], backend: str, options: Options) -> DistributedRun:
+    """Per layer and device: planned and measured bytes, parameters (and under fsdp gradient and optimizer-state
+    elements), and time in collectives."""
+    sharded = the_plan.strategy == "fsdp"
     layers = []
     for item in the_plan.layers:
         devices = []
-        for rank in range(world):
-            record = gathered[rank]
-            last = record["steps"][-1] if record["steps"] else {"bytes": {}}
-            measured = {phase: Fraction(last["bytes"].get(f"{item.name}|{phase}", "0"))
-                        for phase in ("forward", "backward")}
-            comm = [step["comm_s"].get(item.name, 0.0) for step in record["steps"]]
+        for rank, record in enumerate(gathered):
+            last = record.steps[-1].bytes if record.steps else {}
+            timed = [step.comm_s.get(item.name, 0.0) for step in record.steps if step.comm_s is not None]
             share = item.shares[rank]
-            devices.append({
-                "device": rank,
-                "planned_forward_bytes": str(share.received_forward),
-                "measured_forward_bytes": str(measured["forward"]),
-                "planned_backward_bytes": str(share.received_backward),
-                "measured_backward_bytes": str(measured["backward"]),
-                "planned_params": share.params, "measured_params": record["params"].get(item.name, 0),
-                "comm_s": statistics.median(comm) if comm else 0.0,
-                "same_every_step": all(step["bytes"] == last["bytes"] for step in record["steps"]),
-            })
-        layers.append({"name": item.name, "mode": item.mode, "devices": devices})
-    step_times = [statistics.median(r["steps"][i]["step_s"] for r in gathered)
-                  for i in range(len(gathered[0]["steps"]))]
-    return {
-        "spec": the_plan.report.spec.label, "input": list(the_plan.report.input), "batch": the_plan.report.batch,
-        "dtype": the_plan.report.dtype, "strategy": the_plan.strategy, "devices": world, "backend": backend,
-        "device": gathered[0]["device"], "warmup": options.warmup, "repeats": options.repeats,
-        "torch": torch.__version__, "step_s": statistics.median(step_times) if step_times else None,
-        "layers": layers,
-        "bytes_match": all(d["planned_forward_bytes"] == d["measured_forward_bytes"]
-                           and d["planned_backward_bytes"] == d["measured_backward_bytes"]
-                           for layer in layers for d in layer["devices"]),
-        "params_match": all(d["planned_params"] == d["measured_params"] for layer in layers for d in layer["devices"]),
-    }
+            devices.append(MeasuredShare(
+                device=rank,
+                planned_forward_bytes=share.received_forward,
+                measured_forward_bytes=last.get((item.name, "forward"), Fraction(0)),
+                planned_backward_bytes=share.received_backward,
+                measured_backward_bytes=last.get((item.name, "backward"), Fraction(0)),
+                planned_params=share.params, measured_params=record.params.get(item.name, 0),
+                comm_s=statistics.median(timed) if timed else None,
+                same_every_step=all(step.bytes == last for step in record.steps),
+                planned_gradients=share.gradients if sharded else None,
+                measured_gradients=(record.gradients or {}).get(item.name, 0) if sharded else None,
+                planned_optimizer_state=share.optimizer_state if sharded else None,
+                measured_optimizer_state=(record.optimizer_state or {}).get(item.name, 0) if sharded else None))
+        layers.append(MeasuredLayer(item.name, item.mode, tuple(devices)))
+    names = {item.name for item in the_plan.layers}
+    unplanned = [(rank, phase, value) for rank, record in enumerate(gathered) if record.steps
+                 for (name, phase), value in record.steps[-1].bytes.items() if name not in names]
+    if unplanned:  # collectives the plan has no layer for: a row of their own, planned 0
+        layers.append(MeasuredLayer(UNPLANNED, "", tuple(
+            MeasuredShare(rank, Fraction(0), sum((v for r, p, v in unplanned if r == rank and p == "forward"),
+                                                 Fraction(0)),
+                          Fraction(0), sum((v for r, p, v in unplanned if r == rank and p != "forward"), Fraction(0)),
+                          0, 0, None, True) for rank in range(len(gathered)))))
+    steps = [statistics.median(record.steps[i].step_s for record in gathered)
+             for i in range(len(gathered[0].steps))]
+    report = the_plan.report
+    return DistributedRun(
+        spec=report.spec.label, input=tuple(report.input), batch=report.batch, dtype=report.dtype,
+        strategy=the_plan.strategy, devices=the_plan.devices, backend=backend, device=gathered[0].device,
+        warmup=options.warmup, repeats=options.repeats, torch=torch.__version__,
+        step_s=statistics.median(steps) if steps else None, layers=tuple(layers),
+        optimizer=options.optimizer if sharded else None)
 
 
 # ------------------------------------------------------------------ launching
@@ -532,26 +270,31 @@ def _spawned(index: int, options: Options, port: int, result_path: str) -> None:
     worker(options, result_path if index == 0 else None)
 
 
-def bench_distributed(options: Options) -> dict[str, Any] | None:
+def bench_distributed(options: Options) -> DistributedRun | None:
     """Under torchrun: this process is one worker (rank 0 returns the result). Alone: start the workers."""
     if launched_by_torchrun():
         world = int(os.environ["WORLD_SIZE"])
         if world != options.devices:
             raise DeviceError(f"--devices {options.devices} but torchrun started {world} processes")
-        check_runnable(plan_for(options, world))  # every rank refuses alike, before joining the group
+        prepare(options, world)  # every rank refuses alike, before joining the group
         return worker(options)
     if options.gpu and torch.cuda.device_count() < options.devices:
         raise DeviceError(f"--gpu --devices {options.devices}: only {torch.cuda.device_count()} CUDA devices here")
-    check_runnable(plan_for(options, options.devices))  # bad input: one line, before any worker starts
+    most = max(LOCAL_PROCESSES, os.cpu_count() or 1)
+    if not options.gpu and options.devices > most:
+        raise DeviceError(f"--devices {options.devices}: bench starts one process per device on this machine, at "
+                          f"most {most} here (its CPU count, or {LOCAL_PROCESSES}); under torchrun, as many as it "
+                          "starts")
+    prepare(options, options.devices)  # bad input: one line, before any worker starts
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as folder, quiet_spawn():
-        path = os.path.join(folder, "result.json")
+        path = os.path.join(folder, "result.pickle")
         try:
             mp.start_processes(_spawned, args=(options, free_port(), path), nprocs=options.devices, join=True,
                                start_method="spawn")
         except mp.ProcessRaisedException as error:
             lines = [line for line in str(error).strip().splitlines() if line.strip()]
             raise DeviceError(f"a worker failed: {lines[-1] if lines else error}") from None
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        with open(path, "rb") as handle:
+            return pickle.load(handle)  # our own worker's record, in our own private folder

@@ -76,3 +76,18 @@ def fmt_spread(median: float, low: float, high: float) -> str:
     """'1.07 ms [1.05–1.21]': the spread in the median's unit."""
     scale, unit = time_unit(median)
     return f"{_figure(median * scale)} {unit} [{_figure(low * scale)}–{_figure(high * scale)}]"
+
+
+def fmt_exact(value: Fraction | int) -> str:
+    """Whole bytes with separators; a ring collective's fraction of a byte shown exactly: '13,333 1/3'."""
+    value = Fraction(value)
+    whole, rest = divmod(value.numerator, value.denominator)
+    if not rest:
+        return fmt_int(whole)
+    return f"{fmt_int(whole)} {rest}/{value.denominator}" if whole else f"{rest}/{value.denominator}"
+
+
+def json_number(value: Fraction | int) -> int | str:
+    """JSON keeps exact numbers: an int, or 'p/q' when a ring collective leaves a fraction of a byte."""
+    value = Fraction(value)
+    return int(value) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"

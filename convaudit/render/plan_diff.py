@@ -19,7 +19,7 @@ from convaudit.core.plan import Plan
 from convaudit.core.plan_diff import CONVENTIONS, LayerSide, PlanDiff, PlanPair, PlanTotals
 from convaudit.render.formatting import fmt_bytes, fmt_int, fmt_shape, fmt_si
 from convaudit.render.output import FitColumn, Fitted, md, plain
-from convaudit.render.plan import fmt_exact, json_number
+from convaudit.render.plan import devices_key, fmt_exact, json_number, spread_json
 
 MARKS = {"added": ("+", "green"), "removed": ("−", "red"), "changed": ("~", "yellow"), "same": ("", "")}
 CHANGED = "bold yellow"
@@ -185,13 +185,15 @@ def summary_lines(diff: PlanDiff) -> list[str]:
 
 # ------------------------------------------------------------------ machine-readable
 
-def _side(side: LayerSide | None) -> dict[str, Any] | None:
+def _side(plan: Plan, side: LayerSide | None) -> dict[str, Any] | None:
     if side is None:
         return None
     item = side.item
+    shares = item.shares
     return {"name": item.name, "type": item.layer.type, "mode": item.mode, "output": list(item.layer.output_shape),
-            "params": list(side.params), "flops": list(side.flops),
-            "received_bytes": [json_number(r) for r in side.received],
+            "params": spread_json(plan, shares.map(lambda s: s.params), "params"),
+            "flops": spread_json(plan, shares.map(lambda s: s.flops), "flops"),
+            "received_bytes": spread_json(plan, shares.map(lambda s: s.received)),
             "most_params": side.value("params"), "most_flops": side.value("flops"),
             "bytes": json_number(side.value("bytes"))}
 
@@ -205,16 +207,16 @@ def _plan(plan: Plan, totals: PlanTotals) -> dict[str, Any]:
                        "busiest_share": json_number(totals.busiest_share), "bytes": json_number(totals.bytes),
                        "bytes_per_flop": json_number(totals.bytes_per_flop), "memory_bytes": totals.memory,
                        "fits": totals.fits},
-            "per_device": [{"device": t.device, "params": t.params, "flops": t.flops,
+            "per_device": [{**devices_key(t.device, t.count), "params": t.params, "flops": t.flops,
                             "backward_flops": t.backward_flops, "training_memory_bytes": t.training_memory,
-                            "received_bytes": json_number(t.received)} for t in plan.per_device],
+                            "received_bytes": json_number(t.received)} for t in plan.device_rows()],
             "notes": list(plan.notes)}
 
 
 def plan_diff_dict(diff: PlanDiff) -> dict[str, Any]:
     return {"left": _plan(diff.left, diff.left_totals), "right": _plan(diff.right, diff.right_totals),
-            "layers": [{"status": p.status, "changes": list(p.changes), "left": _side(p.left),
-                        "right": _side(p.right)} for p in diff.pairs],
+            "layers": [{"status": p.status, "changes": list(p.changes), "left": _side(diff.left, p.left),
+                        "right": _side(diff.right, p.right)} for p in diff.pairs],
             "totals_changed": list(diff.total_changes), "conventions": CONVENTIONS}
 
 

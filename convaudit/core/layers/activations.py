@@ -30,6 +30,7 @@ from convaudit.core.layers.base import (
     full_dim,
     register,
 )
+from convaudit.core.layers.splitting import no_parameters, not_split_by_channels
 from convaudit.core.strides import Strided
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ class _Elementwise(KeepsStrides, Parameterless, LayerType):
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
         return Outcome(shape=inputs[0], other_ops=self.ops_per_element * elements(inputs[0]))
+
+    # split plans (every element-wise function: no parameters; follows or runs whole, as its plan_role says)
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -223,6 +229,11 @@ class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.nn.Softmax(dim=full_dim(layer.params["dim"], placements[0]))
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Dropout(Parameterless, LayerType):
@@ -254,3 +265,7 @@ class Dropout(Parameterless, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.nn.Dropout(float(layer.params["p"]))
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from convaudit.core.fields import MAX_SPATIAL_AXES, Bool, Field, FieldKind, Int, per_axis
+from convaudit.core.layers.splitting import no_parameters
 from convaudit.core.strides import Strided, fresh, kept
 from convaudit.core.windows import Resize, WindowAxis
 
@@ -155,6 +156,12 @@ TRAITS: dict[str, str] = {
                   "anything indexed by channel), any (it acts along sample dimensions alone, the batch may sit "
                   "anywhere and stays where it is: element-wise functions, a last-dimension linear) or own (it "
                   "places its output's batch itself: views, merges, tensor operators; `apply_tensors`)",
+    "column_split": "column_split(inputs, params): how a split by channels divides it (a ColumnSplit: which input "
+                    "channels each output reads), or None when it is not divided by output channels",
+    "parameter_shapes": "parameter_shapes(inputs, params): its parameter tensors' shapes as the PyTorch module holds "
+                        "them, in parameters() order (fsdp and zero shard each along dimension 0)",
+    "split_notes": "(strategy kind, note) pairs `split` adds when a plan holds this type: 'channels' for columns "
+                   "and model, 'batch' for data, fsdp, zero1 and zero2",
 }
 CATEGORIES = ("conv", "dense", "pool", "norm", "act", "merge", "other")
 PLAN_ROLES = ("columns", "follow", "concat", "add", "whole-free", "whole")
@@ -248,6 +255,8 @@ class LayerType:
     size_rule: ClassVar[str]
     references: ClassVar[References]
     batch_rule: ClassVar[str]
+    split_notes: ClassVar[tuple[tuple[str, str], ...]]
+    # and the methods column_split(inputs, params) and parameter_shapes(inputs, params)
 
     def static_problems(self, params: Params) -> list[tuple[str, str]]:
         """(key, problem) pairs found from the hyper-parameters alone, before any shape is known."""
@@ -406,6 +415,8 @@ class Explained(NamedTuple):
 
 class Parameterless:
     """No parameters, no multiply-adds, no connections."""
+
+    parameter_shapes = no_parameters
 
     def explain(self, layer: LayerResult) -> Explained:
         return Explained()

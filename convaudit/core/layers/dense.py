@@ -28,6 +28,7 @@ from convaudit.core.strides import Strided, view_strides
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
     from convaudit.core.model import LayerSpec
+from convaudit.core.layers.splitting import ColumnSplit, not_split_by_channels
 
 
 @register
@@ -115,6 +116,18 @@ class Linear(NewStorage, LayerType):
             return lib.nn.Linear(p.get("in") or inputs[0][-1], p["out"], bias=p["bias"])
         # a pinned `in:` is what the model is built with
         return lib.FlattenLinear(p.get("in") or elements(inputs[0]), p["out"], bias=p["bias"])
+    # split plans
+    split_notes = ()
+
+    def column_split(self, inputs: list[Shape], params: Params) -> ColumnSplit | None:
+        # a flattening linear splits by output features; on the last dimension of tokens it runs whole
+        return ColumnSplit(in_pinned="in") if params.get("flatten", True) else None
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        # nn.Linear: weight [out, in], bias [out]; `in` as the model is built (a pinned `in:` wins)
+        features = params.get("in") or (elements(inputs[0]) if params.get("flatten", True) else inputs[0][-1])
+        out = params["out"]
+        return ((out, features), (out,)) if params["bias"] else ((out, features),)
 
 
 @register
@@ -150,6 +163,15 @@ class RBF(NewStorage, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.RBF(layer.params.get("in") or elements(inputs[0]), layer.params["out"])
+    # split plans
+    split_notes = ()
+
+    def column_split(self, inputs: list[Shape], params: Params) -> ColumnSplit:
+        # a row split divides the subtractions x_j − w_ij with the input features j
+        return ColumnSplit(other_ops_per_input=True, in_pinned="in")
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((params["out"], params.get("in") or elements(inputs[0])),)  # the centres, fixed
 
 
 @register
@@ -222,3 +244,14 @@ class Attention(LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.SelfAttention(inputs[0][-1], layer.params["heads"], layer.params["bias"])
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        # nn.MultiheadAttention's parameters() order: in_proj_weight [3D, D], in_proj_bias [3D],
+        # out_proj.weight [D, D], out_proj.bias [D] (no biases without bias)
+        d = inputs[0][-1]
+        if params["bias"]:
+            return (3 * d, d), (3 * d,), (d, d), (d,)
+        return (3 * d, d), (d, d)

@@ -27,6 +27,7 @@ from convaudit.core.layers.base import (
     normalised_dim,
     register,
 )
+from convaudit.core.layers.splitting import no_parameters, not_split_by_channels
 from convaudit.core.strides import Strided, contiguous
 
 if TYPE_CHECKING:
@@ -74,6 +75,10 @@ class LRN(NewStorage, _Scales, LayerType):
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p = layer.params
         return lib.nn.LocalResponseNorm(p["size"], float(p["alpha"]), float(p["beta"]), float(p["k"]))
+    # split plans
+    split_notes = (("channels", "LRN normalises over the maps on its own device (as the paper's GPUs did)"),)
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -108,6 +113,12 @@ class BatchNorm(NewStorage, _Scales, LayerType):
         # [F] and [C, L]: BatchNorm1d; [C, H, W]: BatchNorm2d; [C, D, H, W]: BatchNorm3d
         norm = getattr(lib.nn, f"BatchNorm{max(1, len(inputs[0]) - 1)}d")
         return norm(inputs[0][0], affine=layer.params["affine"])
+    # split plans
+    split_notes = (("batch", "batchnorm statistics are per device (not synchronised)"),)
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((inputs[0][0],), (inputs[0][0],)) if params["affine"] else ()  # γ and β per channel
 
 
 @register
@@ -135,6 +146,14 @@ class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.Scale(inputs[0], layer.params["over"])
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        shape, size = inputs[0], normalised_dim(inputs[0], params["over"])
+        # [C, 1, 1] to broadcast over a [C, H, W] map; a plain vector along the last dimension
+        return ((size,) + (1,) * (len(shape) - 1),) if params["over"] == "channels" else ((size,),)
 
 
 @register
@@ -191,3 +210,10 @@ class LayerNorm(_Scales, LayerType):
         if layer.params["over"] == "channels" and len(shape) > 1:
             return lib.ChannelsLayerNorm(shape[0], elementwise_affine=affine, bias=bias)
         return lib.nn.LayerNorm(shape[-1], elementwise_affine=affine, bias=bias)
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        size = inputs[0][0] if params["over"] == "channels" and len(inputs[0]) > 1 else inputs[0][-1]
+        return ((size,), (size,)) if params["affine"] else ()  # nn.LayerNorm's weight and bias

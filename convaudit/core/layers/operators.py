@@ -45,6 +45,7 @@ from convaudit.core.layers.base import (
     register,
 )
 from convaudit.core.layers.batch import BATCH, broadcast_tensors, from_symbolic, symbolic, without
+from convaudit.core.layers.splitting import not_split_by_channels
 from convaudit.core.strides import Strided, contiguous
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class _Operator(Parameterless, LayerType):
 @register
 class MatMul(NewStorage, _Operator):
     type_name = "matmul"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "matmul"
     category = "dense"
     references = References("macs", flop_counter=True)
@@ -149,6 +152,8 @@ class MatMul(NewStorage, _Operator):
 @register
 class SDPA(NewStorage, _Operator):
     type_name = "sdpa"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "sdpa"
     category = "dense"
     references = References(flop_counter=True)  # fvcore cannot count the fused kernel
@@ -196,6 +201,8 @@ class SDPA(NewStorage, _Operator):
 @register
 class Pointwise(KeepsStrides, _Operator):
     type_name = "pointwise"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "op"
     receptive = "pointwise"
     references = References(elementwise_gaps=True)
@@ -226,6 +233,8 @@ class Pointwise(KeepsStrides, _Operator):
 @register
 class Reduce(NewStorage, _Operator):
     type_name = "reduce"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "reduce"
     references = References(elementwise_gaps=True)
     doc = "a reduction (sum, mean, amax, var, norm …) over sample dimensions, keeping them as 1 or dropping them"
@@ -276,6 +285,8 @@ class _Norm(LayerType):
 @register
 class GroupNorm(NewStorage, _Norm):
     type_name = "groupnorm"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "gn"
     batch_rule = "leading"
     doc = ("group normalisation (nn.GroupNorm): channels in `groups` groups, each normalised over its channels and "
@@ -297,6 +308,9 @@ class GroupNorm(NewStorage, _Norm):
         groups = layer.spec.params["groups"]  # the input, and a mean and 1/std per (sample, group)
         return saving.inputs()[:1] + [saving.extra("stats", 2 * groups * saving.batch)]
 
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((inputs[0][0],), (inputs[0][0],)) if params["affine"] else ()  # nn.GroupNorm's weight and bias
+
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.nn.GroupNorm(layer.params["groups"], inputs[0][0], affine=layer.params["affine"])
 
@@ -304,6 +318,8 @@ class GroupNorm(NewStorage, _Norm):
 @register
 class RMSNorm(KeepsStrides, _Norm):
     type_name = "rmsnorm"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "rms"
     batch_rule = "any"
     doc = "root-mean-square normalisation (nn.RMSNorm) over the last `dims` sample dimensions, with a learned scale"
@@ -325,6 +341,9 @@ class RMSNorm(KeepsStrides, _Norm):
         size = math.prod(layer.output_shape[len(layer.output_shape) - layer.spec.params["dims"]:])
         return saving.inputs()[:1] + [saving.extra("rstd", layer.activations // size)]
 
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return (tuple(inputs[0][len(inputs[0]) - params["dims"]:]),) if params["affine"] else ()  # nn.RMSNorm
+
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         count = layer.params["dims"]
         return lib.nn.RMSNorm(tuple(inputs[0][len(inputs[0]) - count:]), elementwise_affine=layer.params["affine"])
@@ -333,6 +352,8 @@ class RMSNorm(KeepsStrides, _Norm):
 @register
 class Expand(SavesNothing, _Operator):
     type_name = "expand"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "expand"
     receptive = "pointwise"
     references = References(elementwise_gaps=True)
@@ -360,6 +381,8 @@ class Expand(SavesNothing, _Operator):
 @register
 class Copy(SavesNothing, _Operator):
     type_name = "copy"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "copy"
     receptive = "pointwise"
     references = References(elementwise_gaps=True)
@@ -384,6 +407,8 @@ class Copy(SavesNothing, _Operator):
 @register
 class Parameter(SavesNothing, NewStorage, _Operator):
     type_name = "parameter"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "param"
     receptive = "opaque"
     references = References(elementwise_gaps=True)
@@ -408,6 +433,12 @@ class Parameter(SavesNothing, NewStorage, _Operator):
 
     def explain(self, layer: LayerResult) -> Explained:
         return Explained(f"{layer.weights:,} learned values" if layer.weights else None)
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        if not params["trainable"]:
+            return ()  # a buffer
+        numel = params.get("numel")
+        return ((elements(tuple(params["shape"])) if numel is None else numel,),)  # stored flat (pytorch Learned)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p = layer.params
@@ -442,6 +473,8 @@ class _Traced(SavesNothing, NewStorage, _Operator):
 @register
 class Gather(_Traced):
     type_name = "gather"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "gather"
     references = References(elementwise_gaps=True)
     doc = ("indexing with positions held in a tensor (aten index, gather, index_select, embedding lookups): "
@@ -452,6 +485,8 @@ class Gather(_Traced):
 @register
 class Uncounted(_Traced):
     type_name = "uncounted"
+    split_notes = ()
+    column_split = not_split_by_channels
     prefix = "uncounted"
     references = References()
     doc = ("an operator convaudit cannot count (kept with `import --partial`): its shape is the traced one, its "

@@ -30,6 +30,7 @@ from convaudit.core.layers.base import (
     register,
     spread,
 )
+from convaudit.core.layers.splitting import not_split_by_channels
 from convaudit.core.strides import Strided
 from convaudit.core.windows import Resize, axis_names
 
@@ -79,6 +80,8 @@ def upsampled_size(size: int, scale: Fraction) -> tuple[int, Fraction]:
 
 @register
 class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
+    split_notes = ()
+    column_split = not_split_by_channels
     type_name = "upsample"
     batch_rule = "leading"
     prefix = "up"
@@ -160,6 +163,8 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
 
 class _Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
     """Moves r × r blocks of H and W into channels and back (2-D maps only, as PyTorch's)."""
+    split_notes = ()
+    column_split = not_split_by_channels
 
     category = "other"
     plan_role = "whole"
@@ -227,6 +232,8 @@ PAD_MODULES = {"zeros": "ConstantPad", "reflect": "ReflectionPad", "replicate": 
 
 @register
 class Pad(NewStorage, Parameterless, LayerType):
+    split_notes = ()
+    column_split = not_split_by_channels
     type_name = "pad"
     batch_rule = "leading"
     prefix = "pad"
@@ -275,6 +282,8 @@ class Pad(NewStorage, Parameterless, LayerType):
 
 @register
 class Crop(SavesNothing, Parameterless, LayerType):
+    split_notes = ()
+    column_split = not_split_by_channels
     type_name = "crop"
     batch_rule = "leading"
     prefix = "crop"

@@ -41,6 +41,7 @@ from convaudit.core.strides import Strided, reshaped
 if TYPE_CHECKING:
     from convaudit.core.analysis import LayerResult
     from convaudit.core.model import LayerSpec
+from convaudit.core.layers.splitting import no_parameters, not_split_by_channels
 
 
 @register
@@ -75,6 +76,11 @@ class Concat(TorchModule, SavesNothing, NewStorage, Parameterless, LayerType):
         joined = sum(shape[dim] for shape in shapes)
         return Outcome(shape=shapes[0][:dim] + (joined,) + shapes[0][dim + 1:], placement=inputs[0].placement)
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Add(TorchModule, SavesNothing, KeepsStrides, Parameterless, LayerType):
@@ -102,6 +108,11 @@ class Add(TorchModule, SavesNothing, KeepsStrides, Parameterless, LayerType):
             raise LayerProblem("merge", "shapes differ")
         return Outcome(shape=inputs[0], other_ops=(len(inputs) - 1) * elements(inputs[0]))
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 # ------------------------------------------------------------------ the operators of modern CNNs and ViT
 
@@ -127,6 +138,11 @@ class Mul(TorchModule, SavesInputs, KeepsStrides, Parameterless, LayerType):
         return Outcome(shape=result.shape, other_ops=(len(inputs) - 1) * elements(result.shape),
                        placement=result.placement)
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Flatten(TorchModule, SavesNothing, Parameterless, LayerType):
@@ -146,6 +162,10 @@ class Flatten(TorchModule, SavesNothing, Parameterless, LayerType):
 
     def storage(self, layer: LayerResult, inputs: list[Strided]) -> Strided:
         return reshaped(inputs[0], full_shape(layer), layer.name)
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -195,6 +215,11 @@ class Slice(SavesNothing, Parameterless, LayerType):
         p = layer.params
         return lib.Slice(p["start"], p["end"], full_dim(p["dim"], placements[0]), p["step"])
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
@@ -218,6 +243,10 @@ class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.ChannelShuffle(layer.params["groups"])
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -275,6 +304,11 @@ class Permute(SavesNothing, Parameterless, LayerType):
             order.insert(after.dim, before.dim)
         return lib.Permute(order)
 
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
+
 
 @register
 class Reshape(SavesNothing, Parameterless, LayerType):
@@ -328,6 +362,10 @@ class Reshape(SavesNothing, Parameterless, LayerType):
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         target = self.apply([inputs[0]], layer.params).shape  # −1 resolved
         return lib.Reshape(target, layer.params["batch"], layer.params["fold"])
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters
 
 
 @register
@@ -351,6 +389,12 @@ class ClassToken(SavesNothing, NewStorage, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.ClassToken(inputs[0][-1])
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((1, 1, inputs[0][-1]),)  # one token of D, shaped to broadcast over the batch
 
 
 @register
@@ -374,6 +418,12 @@ class PosEmbedding(SavesNothing, KeepsStrides, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.PosEmbedding(inputs[0])
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return ((1, *inputs[0]),)  # the input's shape, with a batch dimension of 1 to broadcast
 
 
 @register
@@ -409,3 +459,8 @@ class Select(SavesNothing, Parameterless, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         return lib.Select(layer.params["index"], full_dim(layer.params["dim"], placements[0]))
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+    parameter_shapes = no_parameters

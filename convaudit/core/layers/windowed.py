@@ -31,6 +31,7 @@ from convaudit.core.layers.base import (
     register,
     spread,
 )
+from convaudit.core.layers.splitting import ColumnSplit, not_split_by_channels
 from convaudit.core.windows import Resize, WindowAxis, axis_names
 
 if TYPE_CHECKING:
@@ -175,6 +176,23 @@ class Conv(NewStorage, LayerType):
         return Explained(weights, f"{layer.weights:,} weights × {positions} positions = {layer.macs // layer.batch:,}",
                          connections)
 
+    # split plans
+    split_notes = ()
+
+    def column_split(self, inputs: list[Shape], params: Params) -> ColumnSplit:
+        return ColumnSplit(groups=params["groups"], table=params.get("connections"))
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        # nn.ConvNd: weight [Cout, Cin/g, *K], bias [Cout]; a table: one Conv2d(|row j|, 1) per output map
+        kernel = spread(params, "kernel", len(inputs[0]) - 1)
+        table = params.get("connections")
+        if table is not None:
+            return tuple(shape for row in table
+                         for shape in (((1, len(row), *kernel), (1,)) if params["bias"] else ((1, len(row), *kernel),)))
+        out = params["out"]
+        weight = (out, inputs[0][0] // params["groups"], *kernel)
+        return (weight, (out,)) if params["bias"] else (weight,)
+
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p, n = layer.params, len(inputs[0]) - 1
         kernel, stride, padding, dilation = (spread(p, key, n) for key in ("kernel", "stride", "padding", "dilation"))
@@ -186,6 +204,9 @@ class Conv(NewStorage, LayerType):
 
 class _Pool(NewStorage, Parameterless, LayerType):
     prefix = "pool"
+    # split plans (every pool: no parameters, follows its input's channels)
+    split_notes = ()
+    column_split = not_split_by_channels
     receptive = "window"
     size_rule = "window"
     padding_at_most_half_kernel = True  # PyTorch refuses pool padding above ⌊K/2⌋
@@ -272,6 +293,8 @@ def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
 
 @register
 class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
+    split_notes = ()
+    column_split = not_split_by_channels
     type_name = "adaptiveavgpool"
     batch_rule = "leading"
     prefix = "pool"
@@ -304,6 +327,8 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
 
 @register
 class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
+    split_notes = ()
+    column_split = not_split_by_channels
     type_name = "globalavgpool"
     batch_rule = "leading"
     prefix = "pool"
@@ -363,6 +388,13 @@ class Subsample(NewStorage, LayerType):
         return Explained(f"{layer.weights} coefficients (one per map)",
                          f"one per output: {'·'.join(map(str, layer.output_shape))} = {layer.macs // layer.batch:,}",
                          f"({taps} window + 1 bias) × {outputs:,} outputs = {layer.connections:,}")
+
+    # split plans
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        return (inputs[0][0],), (inputs[0][0],)  # a coefficient and a bias per map
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         n = len(inputs[0]) - 1
@@ -442,6 +474,15 @@ class ConvTranspose(NewStorage, SavesInput, LayerType):
         return Explained(f"{c_in}·{p['out'] // p['groups']}·{taps} = {layer.weights:,} weights",
                          f"{layer.weights:,} weights × {positions} input positions = {macs:,}",
                          f"{macs:,} multiply-adds{bias} = {layer.connections:,}")
+
+    # split plans: it runs whole (weights [Cin, Cout/g, *K] would split along their input channels)
+    split_notes = ()
+    column_split = not_split_by_channels
+
+    def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
+        # nn.ConvTransposeNd: weight [Cin, Cout/g, *K], bias [Cout]
+        weight = (inputs[0][0], params["out"] // params["groups"], *spread(params, "kernel", len(inputs[0]) - 1))
+        return (weight, (params["out"],)) if params["bias"] else (weight,)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p, n = layer.params, len(inputs[0]) - 1
