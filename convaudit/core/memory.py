@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from convaudit.core.analysis import LayerResult, Report, gc_paused
 from convaudit.core.layers import elements, normalised_dim
 from convaudit.core.model import INPUT
+from convaudit.core.units import OPTIMIZER_STATES
 
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
 INDEX_BYTES = 8  # int64 indices of max-pooling
 MASK_BYTES = 1  # dropout's bool mask on CUDA (fused native_dropout); the CPU keeps it at the dtype
 ALIASES = ("flatten", "slice", "select", "permute", "reshape", "dropout")  # outputs that may be views (layouts)
