@@ -28,8 +28,6 @@ from convaudit.resolve import analysed, input_shape, resolve_network
 
 __all__ = ["Summary", "SummaryTable", "summary"]
 
-HTML_WIDTH = 140  # columns of the notebook's table
-
 R = TypeVar("R")
 
 
@@ -124,19 +122,10 @@ class SummaryTable:
         return f"<convaudit.SummaryTable: {str(self).splitlines()[0]}>"
 
     def _repr_html_(self) -> str:
-        from rich.console import Console
+        """Jupyter's view: the same table, every column, in colour."""
+        from convaudit.render.output import piped_html
 
-        console = Console(record=True, width=HTML_WIDTH, file=_Discard(), force_jupyter=False)
-        console.print(self.renderable)
-        return console.export_html(inline_styles=True)
-
-
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+        return piped_html(self.renderable)
 
 
 def summary(model: Any, input_size: Any = None, batch: Any = 1, dtype: str = "fp32") -> Summary:

@@ -197,6 +197,14 @@ def piped_text(renderable: RenderableType) -> str:
     return buffer.getvalue()
 
 
+def piped_html(renderable: RenderableType) -> str:
+    """The same lines as piped_text, in colour, as an HTML fragment with inline styles (a notebook's view)."""
+    console = OutputConsole(natural_tables=True, width=PIPE_WIDTH, highlight=False, file=io.StringIO(), record=True,
+                            force_terminal=True, force_jupyter=False, force_interactive=False)
+    console.print(renderable)
+    return console.export_html(inline_styles=True)
+
+
 def heading(text: str, style: str | None = "bold") -> Text:
     return Text(printable(text), style=style or "")
 
