@@ -142,35 +142,24 @@ def summary(model: Any, input_size: Any = None, batch: Any = 1, dtype: str = "fp
 
 # ------------------------------------------------------------------ records that print as one short line
 
+def _one_line(kind: type[R], shown: tuple[str, ...]) -> type[R]:
+    """A subclass of the record type `kind`, the same in every field and method, whose repr names `kind` and
+    shows only the attributes `shown` (the records' own reprs nest every field: a LayerResult's runs to 1,000
+    characters)."""
+
+    def __repr__(self: Any) -> str:
+        return f"{kind.__name__}({', '.join(f'{name}={getattr(self, name)!r}' for name in shown)})"
+
+    return type(f"OneLine{kind.__name__}", (kind,), {"__repr__": __repr__, "__module__": __name__})
+
+
 def _readable(kind: type[R], record: Any) -> R:
     """`record` as the subclass `kind`: the same fields and behaviour, and a repr of one short line."""
     return kind(**{field.name: getattr(record, field.name) for field in fields(record) if field.init})
 
 
-@dataclass(frozen=True, repr=False, eq=False)
-class _Layer(LayerResult):
-    def __repr__(self) -> str:
-        return (f"LayerResult(name={self.name!r}, type={self.type!r}, output_shape={self.output_shape!r}, "
-                f"params={self.params}, macs={self.macs})")
-
-
-@dataclass(frozen=True, repr=False, eq=False)
-class _Totals(Totals):
-    def __repr__(self) -> str:
-        return (f"Totals(params={self.params}, trainable_params={self.trainable_params}, buffers={self.buffers}, "
-                f"macs={self.macs}, flops={self.flops}, activations={self.activations})")
-
-
-@dataclass(frozen=True, repr=False, eq=False)
-class _Memory(Memory):
-    def __repr__(self) -> str:
-        return (f"Memory(dtype={self.dtype!r}, batch={self.batch}, optimizer={self.optimizer!r}, "
-                f"training_total={self.training_total}, inference_peak={self.inference_peak}, "
-                f"inference_peak_layer={self.inference_peak_layer!r})")
-
-
-@dataclass(frozen=True, repr=False, eq=False)
-class _Finding(Finding):
-    def __repr__(self) -> str:
-        return (f"Finding(severity={self.severity!r}, kind={self.kind!r}, layer={self.layer!r}, "
-                f"message={self.message!r})")
+_Layer = _one_line(LayerResult, ("name", "type", "output_shape", "params", "macs"))
+_Totals = _one_line(Totals, ("params", "trainable_params", "buffers", "macs", "flops", "activations"))
+_Memory = _one_line(Memory, ("dtype", "batch", "optimizer", "training_total", "inference_peak",
+                             "inference_peak_layer"))
+_Finding = _one_line(Finding, ("severity", "kind", "layer", "message"))

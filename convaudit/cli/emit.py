@@ -2,8 +2,9 @@
 
 A command returns a `Result` (its kind, the value, and rendering options). RENDERERS maps (kind, format) to
 the renderer: a 'table' renderer returns a Rich renderable, given the console it is printed on; every other
-format returns text, written as is, with a final newline if it has none. Renderers import their modules
-when called, so that `--help` loads none of them.
+format returns text, written as is, with a final newline if it has none. Most renderers are a function of
+convaudit.render named by its path, called with the value and the options it takes, and imported when first
+called, so that `--help` loads none of them.
 
 Writing to standard output is checked here: a full disk is one line (exit 2); a closed pipe (`| head -1`)
 reaches the boundary as BrokenPipeError, which ends the command quietly.
@@ -11,6 +12,7 @@ reaches the boundary as BrokenPipeError, which ends the command quietly.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,16 +36,87 @@ class Result:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-RENDERERS: dict[tuple[str, str], Callable[..., Any]] = {}
+@dataclass(frozen=True)
+class Renderer:
+    """`module:function`, called with a result's value and then the result's `options` named here."""
+
+    function: str
+    options: tuple[str, ...] = ()
+
+    def __call__(self, result: Result, console: Console | None = None) -> Any:
+        module, name = self.function.split(":")
+        render = getattr(importlib.import_module(f"convaudit.render.{module}"), name)
+        return render(result.value, *(result.options[key] for key in self.options))
 
 
-def renders(kind: str, *formats: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(render: Callable[..., Any]) -> Callable[..., Any]:
-        for output_format in formats:
-            RENDERERS[kind, output_format] = render
-        return render
+def _summary_csv(result: Result) -> str:
+    from convaudit.render.summary import summary_csv
 
-    return register
+    return summary_csv(result.value.report)  # every layer, whatever --depth groups
+
+
+def _rf_markdown(result: Result) -> str:
+    from convaudit.render.summary import RF_VIEW_COLUMNS, summary_markdown
+
+    return summary_markdown(result.value, RF_VIEW_COLUMNS)
+
+
+def _check_markdown(result: Result) -> str:
+    from convaudit.render.findings import findings_markdown
+
+    scope = result.options["scope"]
+    return (f"{scope}\n\n" if scope else "") + findings_markdown(result.value)
+
+
+def _plan_table(result: Result, console: Console) -> Any:
+    from convaudit.render.plan import plan_rich
+
+    return plan_rich(result.value, console.width)
+
+
+def _verbatim(result: Result) -> str:
+    """Text the command made itself: the schema, a spec, a drawing."""
+    return result.value
+
+
+RENDERERS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("summary", TABLE): Renderer("summary:summary_table", ("columns", "rf")),
+    ("summary", "json"): Renderer("summary:summary_json"),
+    ("summary", "csv"): _summary_csv,
+    ("summary", "markdown"): Renderer("summary:summary_markdown", ("columns", "rf")),
+    ("rf", TABLE): Renderer("summary:rf_table"),
+    ("rf", "json"): Renderer("summary:rf_json"),
+    ("rf", "markdown"): _rf_markdown,
+    ("check", TABLE): Renderer("findings:findings_rich", ("scope",)),
+    ("check", "json"): Renderer("findings:findings_json"),
+    ("check", "markdown"): _check_markdown,
+    ("list", TABLE): Renderer("findings:library_table"),
+    ("list", "json"): Renderer("findings:library_json"),
+    ("list", "markdown"): Renderer("findings:library_markdown"),
+    ("audit", TABLE): Renderer("audit:audit_rich", ("explain",)),
+    ("audit", "json"): Renderer("audit:audit_json"),
+    ("audit", "markdown"): Renderer("audit:audit_markdown"),
+    ("diff", TABLE): Renderer("diff:diff_rich", ("changed_only",)),
+    ("diff", "json"): Renderer("diff:diff_json"),
+    ("diff", "markdown"): Renderer("diff:diff_markdown"),
+    ("plan_diff", TABLE): Renderer("plan_diff:plan_diff_rich", ("changed_only",)),
+    ("plan_diff", "json"): Renderer("plan_diff:plan_diff_json"),
+    ("plan_diff", "markdown"): Renderer("plan_diff:plan_diff_markdown"),
+    ("plan", TABLE): _plan_table,
+    ("plan", "json"): Renderer("plan:plan_json"),
+    ("plan", "csv"): Renderer("plan:plan_csv"),
+    ("plan", "markdown"): Renderer("plan:plan_markdown"),
+    ("distributed", TABLE): Renderer("plan:distributed_rich"),
+    ("distributed", "json"): Renderer("plan:distributed_json"),
+    ("verify", TABLE): Renderer("verify:verify_rich"),
+    ("verify", "json"): Renderer("verify:verify_json"),
+    ("bench", TABLE): Renderer("bench:bench_rich", ("depth",)),
+    ("bench", "json"): Renderer("bench:bench_json", ("depth",)),
+    ("bench", "csv"): Renderer("bench:bench_csv"),
+    ("schema", "json"): _verbatim,
+    ("text", "yaml"): _verbatim,
+    ("text", "svg"): _verbatim,
+}
 
 
 def emit(result: Result, output_format: Any = TABLE) -> None:
@@ -69,254 +142,3 @@ def stdout_console() -> Console:
     from convaudit.render.output import output_console
 
     return output_console()
-
-
-# ------------------------------------------------------------------ the analysis: summary, rf, check, list, audit
-
-@renders("summary", TABLE)
-def _summary_table(result: Result, console: Console) -> Any:
-    from convaudit.render.summary import summary_table
-
-    return summary_table(result.value, result.options["columns"], result.options["rf"])
-
-
-@renders("summary", "json")
-def _summary_json(result: Result) -> str:
-    from convaudit.render.summary import summary_json
-
-    return summary_json(result.value)
-
-
-@renders("summary", "csv")
-def _summary_csv(result: Result) -> str:
-    from convaudit.render.summary import summary_csv
-
-    return summary_csv(result.value.report)
-
-
-@renders("summary", "markdown")
-def _summary_markdown(result: Result) -> str:
-    from convaudit.render.summary import summary_markdown
-
-    return summary_markdown(result.value, result.options["columns"], result.options["rf"])
-
-
-@renders("rf", TABLE)
-def _rf_table(result: Result, console: Console) -> Any:
-    from convaudit.render.summary import rf_table
-
-    return rf_table(result.value)
-
-
-@renders("rf", "json")
-def _rf_json(result: Result) -> str:
-    from convaudit.render.summary import rf_json
-
-    return rf_json(result.value)
-
-
-@renders("rf", "markdown")
-def _rf_markdown(result: Result) -> str:
-    from convaudit.render.summary import RF_VIEW_COLUMNS, summary_markdown
-
-    return summary_markdown(result.value, RF_VIEW_COLUMNS)
-
-
-@renders("check", TABLE)
-def _check_table(result: Result, console: Console) -> Any:
-    from convaudit.render.findings import findings_rich
-
-    return findings_rich(result.value, result.options["scope"])
-
-
-@renders("check", "json")
-def _check_json(result: Result) -> str:
-    from convaudit.render.findings import findings_json
-
-    return findings_json(result.value)
-
-
-@renders("check", "markdown")
-def _check_markdown(result: Result) -> str:
-    from convaudit.render.findings import findings_markdown
-
-    scope = result.options["scope"]
-    return (f"{scope}\n\n" if scope else "") + findings_markdown(result.value)
-
-
-@renders("list", TABLE)
-def _list_table(result: Result, console: Console) -> Any:
-    from convaudit.render.findings import library_table
-
-    return library_table(result.value)
-
-
-@renders("list", "json")
-def _list_json(result: Result) -> str:
-    from convaudit.render.findings import library_json
-
-    return library_json(result.value)
-
-
-@renders("list", "markdown")
-def _list_markdown(result: Result) -> str:
-    from convaudit.render.findings import library_markdown
-
-    return library_markdown(result.value)
-
-
-@renders("audit", TABLE)
-def _audit_table(result: Result, console: Console) -> Any:
-    from convaudit.render.audit import audit_rich
-
-    return audit_rich(result.value, result.options["explain"])
-
-
-@renders("audit", "json")
-def _audit_json(result: Result) -> str:
-    from convaudit.render.audit import audit_json
-
-    return audit_json(result.value)
-
-
-@renders("audit", "markdown")
-def _audit_markdown(result: Result) -> str:
-    from convaudit.render.audit import audit_markdown
-
-    return audit_markdown(result.value)
-
-
-@renders("schema", "json")
-def _schema(result: Result) -> str:
-    return result.value
-
-
-@renders("text", "yaml", "svg")
-def _text(result: Result) -> str:
-    """A spec or a drawing, made by the command: written as it is."""
-    return result.value
-
-
-# ------------------------------------------------------------------ side by side: diff of analyses and of plans
-
-@renders("diff", TABLE)
-def _diff_table(result: Result, console: Console) -> Any:
-    from convaudit.render.diff import diff_rich
-
-    return diff_rich(result.value, result.options["changed_only"])
-
-
-@renders("diff", "json")
-def _diff_json(result: Result) -> str:
-    from convaudit.render.diff import diff_json
-
-    return diff_json(result.value)
-
-
-@renders("diff", "markdown")
-def _diff_markdown(result: Result) -> str:
-    from convaudit.render.diff import diff_markdown
-
-    return diff_markdown(result.value)
-
-
-@renders("plan_diff", TABLE)
-def _plan_diff_table(result: Result, console: Console) -> Any:
-    from convaudit.render.plan_diff import plan_diff_rich
-
-    return plan_diff_rich(result.value, result.options["changed_only"])
-
-
-@renders("plan_diff", "json")
-def _plan_diff_json(result: Result) -> str:
-    from convaudit.render.plan_diff import plan_diff_json
-
-    return plan_diff_json(result.value)
-
-
-@renders("plan_diff", "markdown")
-def _plan_diff_markdown(result: Result) -> str:
-    from convaudit.render.plan_diff import plan_diff_markdown
-
-    return plan_diff_markdown(result.value)
-
-
-# ------------------------------------------------------------------ plans: split, bench --devices
-
-@renders("plan", TABLE)
-def _plan_table(result: Result, console: Console) -> Any:
-    from convaudit.render.plan import plan_rich
-
-    return plan_rich(result.value, console.width)
-
-
-@renders("plan", "json")
-def _plan_json(result: Result) -> str:
-    from convaudit.render.plan import plan_json
-
-    return plan_json(result.value)
-
-
-@renders("plan", "csv")
-def _plan_csv(result: Result) -> str:
-    from convaudit.render.plan import plan_csv
-
-    return plan_csv(result.value)
-
-
-@renders("plan", "markdown")
-def _plan_markdown(result: Result) -> str:
-    from convaudit.render.plan import plan_markdown
-
-    return plan_markdown(result.value)
-
-
-@renders("distributed", TABLE)
-def _distributed_table(result: Result, console: Console) -> Any:
-    from convaudit.render.plan import distributed_rich
-
-    return distributed_rich(result.value)
-
-
-@renders("distributed", "json")
-def _distributed_json(result: Result) -> str:
-    from convaudit.render.plan import distributed_json
-
-    return distributed_json(result.value)
-
-
-# ------------------------------------------------------------------ PyTorch: verify, bench
-
-@renders("verify", TABLE)
-def _verify_table(result: Result, console: Console) -> Any:
-    from convaudit.render.verify import verify_rich
-
-    return verify_rich(result.value)
-
-
-@renders("verify", "json")
-def _verify_json(result: Result) -> str:
-    from convaudit.render.verify import verify_json
-
-    return verify_json(result.value)
-
-
-@renders("bench", TABLE)
-def _bench_table(result: Result, console: Console) -> Any:
-    from convaudit.render.bench import bench_rich
-
-    return bench_rich(result.value, result.options["depth"])
-
-
-@renders("bench", "json")
-def _bench_json(result: Result) -> str:
-    from convaudit.render.bench import bench_json
-
-    return bench_json(result.value, result.options["depth"])
-
-
-@renders("bench", "csv")
-def _bench_csv(result: Result) -> str:
-    from convaudit.render.bench import bench_csv
-
-    return bench_csv(result.value)

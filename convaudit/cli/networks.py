@@ -16,7 +16,6 @@ from convaudit.cli.options import (
     PLAN_STRATEGY,
     BatchOpt,
     CheckFormat,
-    DeviceMemoryOpt,
     Dtype,
     DtypeOpt,
     InputOpt,

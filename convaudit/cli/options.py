@@ -41,6 +41,7 @@ SummaryFormat = choices("SummaryFormat", *FORMATS)
 CheckFormat = choices("CheckFormat", "table", "json", "markdown")
 VerifyFormat = choices("VerifyFormat", "table", "json")
 BenchFormat = choices("BenchFormat", "table", "json", "csv")
+DEFAULT_STRATEGY = Strategy(PLAN_STRATEGY)
 
 
 def format_option(kind: Any) -> Any:

@@ -9,16 +9,15 @@ import typer
 from convaudit.cli.emit import Result, emit
 from convaudit.cli.networks import network
 from convaudit.cli.options import (
+    DEFAULT_STRATEGY,
     PLAN_BATCH,
     PLAN_DEVICES,
-    PLAN_STRATEGY,
     DeviceMemoryOpt,
     Dtype,
     DtypeOpt,
     InputOpt,
     Optimizer,
     SpecArg,
-    Strategy,
     StrategyOpt,
     SummaryFormat,
     VariantOpt,
@@ -32,7 +31,7 @@ def split_plan(
     spec: SpecArg,
     devices: Annotated[int, typer.Option("--devices", "-n", min=1, metavar="DEVICES",
                                          help="How many devices to split over.")] = PLAN_DEVICES,
-    strategy: StrategyOpt = Strategy(PLAN_STRATEGY),
+    strategy: StrategyOpt = DEFAULT_STRATEGY,
     input_size: InputOpt = None,
     variant: VariantOpt = None,
     batch: Annotated[int, typer.Option("--batch", "-b", min=1, metavar="BATCH",

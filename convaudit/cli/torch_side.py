@@ -19,8 +19,8 @@ import typer
 from convaudit.cli.emit import Result, emit
 from convaudit.cli.networks import network
 from convaudit.cli.options import (
+    DEFAULT_STRATEGY,
     PLAN_BATCH,
-    PLAN_STRATEGY,
     BatchOpt,
     BenchDtype,
     BenchFormat,
@@ -172,7 +172,7 @@ def bench(
         "with torch.distributed (gloo on the CPU, NCCL with --gpu), measuring the bytes that cross.")] = None,
     strategy: Annotated[Strategy, typer.Option(
         "--strategy", "-s", metavar=shown(*(member.value for member in Strategy)),
-        help="With --devices: columns, model or data.")] = PLAN_STRATEGY,
+        help="With --devices: columns, model or data.")] = DEFAULT_STRATEGY,
 ) -> None:
     """Time every layer's forward and backward, and the whole model; throughput, roofline and memory per layer.
 
