@@ -236,6 +236,8 @@ def test_core_commands_never_import_torch(args: list[str]) -> None:
     (["summary"], "error: Missing argument 'SPEC'. (see 'python -m convaudit summary --help')"),
     (["summary", "alexnet", "--batch", "0"], "error: Invalid value for '--batch' / '-b': Input should be greater "
                                              "than or equal to 1 (see 'python -m convaudit summary --help')"),
+    (["summary", "alexnet", "--bo\x1b]0;x\x07gus"], "error: No such option: --bo\\x1b]0;x\\x07gus (see 'python -m "
+                                                 "convaudit summary --help')"),  # the terminal is never retitled
 ])
 def test_usage_errors_are_one_line_through_main(args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, "-m", "convaudit", *args], capture_output=True, text=True, cwd=ROOT,

@@ -20,13 +20,14 @@ import typer
 from typer.core import TyperGroup
 
 from convaudit import __version__
-from convaudit.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, ConvauditError, exception_text
+from convaudit.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, ConvauditError, exception_text, printable
 from convaudit.interrupts import EXIT_INTERRUPTED, interrupted, noting_interrupts
 
 try:  # Typer ≥ 0.24 vendors click, and its exceptions derive from this public class
     from typer import TyperException as UsageProblem
 except ImportError:  # pragma: no cover - older Typer uses click itself
     from click import ClickException as UsageProblem
+
 
 def say_interrupted(said: list[bool] = [False]) -> None:  # noqa: B006  (once per process)
     if not said[0]:
@@ -49,7 +50,7 @@ def usage_line(problem: Any) -> str:
     """A usage error as one line, pointing at the command's --help."""
     context = getattr(problem, "ctx", None)
     hint = f" (see '{context.command_path} --help')" if context is not None else ""
-    return f"error: {problem.format_message()}{hint}"
+    return f"error: {printable(' '.join(problem.format_message().split()))}{hint}"
 
 
 def discard_stdout() -> None:
