@@ -4,31 +4,40 @@
     >>> s = convaudit.summary("resnet50")                                      # a bundled name or a spec file
     >>> s = convaudit.summary(torchvision.models.resnet18(), input_size=(3, 224, 224))   # your nn.Module
     >>> s = convaudit.summary("model.onnx")                                    # an ONNX file (needs onnx only)
+    >>> print(s)                                                               # the table `convaudit summary` prints
     >>> s.totals.params, s.totals.macs, s.layers[0].output_shape, s.findings, s.memory.training_total
 
-In Jupyter the result shows itself as the same table `convaudit summary` prints; `s.save_report(path)`
-writes the HTML report `convaudit report` makes. Torch is imported only
-when a module is given (or a torch target named); `import convaudit` stays light.
+The name, path, target or module goes through the same resolver as the command line (convaudit.resolve), with
+the same limits; every failure is a ConvauditError. In Jupyter the result shows itself as the table;
+`s.save_report(path)` writes the HTML report `convaudit report` makes. Torch is imported only when a module is
+given (or a torch target named); `import convaudit` stays light.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
-from convaudit.core.analysis import LayerResult, Report, Totals, analyze
+from convaudit.core.analysis import LayerResult, Report, Totals
 from convaudit.core.checks import Finding, check
 from convaudit.core.memory import Memory, training_memory
 from convaudit.core.model import NetworkSpec
 from convaudit.errors import ConvauditError
+from convaudit.resolve import analysed, input_shape, resolve_network
 
-__all__ = ["Summary", "summary"]
+__all__ = ["Summary", "SummaryTable", "summary"]
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class Summary:
-    """The audit of one network: the report the CLI renders, with its parts as typed fields."""
+    """The audit of one network: the report the CLI renders, with its parts as typed fields.
+
+    print(s) shows the table `convaudit summary` prints (as piped: every column, natural width); repr(s) is
+    one line. The records (layers, totals, findings, memory) print as one short line each.
+    """
 
     report: Report
 
@@ -36,121 +45,121 @@ class Summary:
     def spec(self) -> NetworkSpec:
         return self.report.spec
 
-    @property
+    @cached_property
     def layers(self) -> tuple[LayerResult, ...]:
-        return self.report.layers
+        return tuple(_readable(_Layer, layer) for layer in self.report.layers)
 
-    @property
+    @cached_property
     def totals(self) -> Totals:
-        return self.report.totals
+        return _readable(_Totals, self.report.totals)
 
     @cached_property
     def findings(self) -> tuple[Finding, ...]:
         """What `convaudit check` reports: inexact divisions, misfits, broken claims."""
-        return tuple(check(self.report))
+        return tuple(_readable(_Finding, finding) for finding in check(self.report))
 
     @cached_property
     def memory(self) -> Memory:
         """Training memory with Adam, and the inference peak, at the report's batch and dtype."""
-        return training_memory(self.report)
+        return _readable(_Memory, training_memory(self.report))
 
     def layer(self, name: str) -> LayerResult:
-        return self.report.layer(name)
+        try:
+            return _readable(_Layer, self.report.layer(name))
+        except KeyError:
+            raise ConvauditError(f"{self.spec.label} has no layer named {name!r}") from None
 
-    def table(self, depth: int | None = None) -> Any:
-        """The Rich renderable `convaudit summary` prints."""
+    def table(self, depth: int | None = None) -> SummaryTable:
+        """The table `convaudit summary` prints, as a SummaryTable: str() is its text, Rich draws it."""
         from convaudit.render.summary import View, summary_table
 
-        return summary_table(View(self.report, depth))
+        return SummaryTable(summary_table(View(self.report, depth)))
 
     def __rich__(self) -> Any:
-        return self.table()
+        return self.table().renderable
+
+    def __str__(self) -> str:
+        return str(self.table())
 
     def _repr_html_(self) -> str:
-        from rich.console import Console
-
-        console = Console(record=True, width=140, file=_Discard())
-        console.print(self.table())
-        return console.export_html(inline_styles=True)
+        return self.table()._repr_html_()
 
     def report_html(self) -> str:
         """The self-contained HTML report `convaudit report` writes: the drawing, charts, findings, totals."""
         from convaudit.render.report.page import report_html
         from convaudit.render.summary import View
 
-        return report_html(View(self.report, None), self.findings)
+        return report_html(View(self.report, None), check(self.report))
 
     def save_report(self, path: str) -> None:
-        """Write `report_html()` to `path` (UTF-8), as `convaudit report SPEC -o path` does."""
-        with open(path, "w", encoding="utf-8") as file:
-            file.write(self.report_html())
+        """Write `report_html()` to `path` (UTF-8), as `convaudit report SPEC -o path` does: whole or not at all."""
+        from convaudit.atomic_write import write_atomically
+
+        write_atomically(path, self.report_html())
 
     def __repr__(self) -> str:
-        totals = self.totals
+        totals = self.report.totals
         return (f"<convaudit.Summary {self.spec.label} at {'×'.join(map(str, self.spec.input))}: "
-                f"{len(self.layers)} layers, params {totals.params:,}, MACs {totals.macs:,}>")
+                f"{len(self.report.layers)} layers, params {totals.params:,}, MACs {totals.macs:,}>")
 
 
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
+class SummaryTable:
+    """A summary table: print() gives the text `convaudit summary` prints when piped, Rich and Jupyter draw it."""
 
-    def flush(self) -> None:
-        pass
+    def __init__(self, renderable: Any):
+        self.renderable = renderable
+
+    def __rich__(self) -> Any:
+        return self.renderable
+
+    def __str__(self) -> str:
+        """The lines `convaudit summary` prints to a pipe; print() adds the final newline."""
+        from convaudit.render.output import piped_text
+
+        return piped_text(self.renderable).removesuffix("\n")
+
+    def __repr__(self) -> str:
+        return f"<convaudit.SummaryTable: {str(self).splitlines()[0]}>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the same table, every column, in colour."""
+        from convaudit.render.output import piped_html
+
+        return piped_html(self.renderable)
 
 
-def summary(model: Any, input_size: tuple[int, ...] | None = None, batch: int = 1, dtype: str = "fp32") -> Summary:
+def summary(model: Any, input_size: Any = None, batch: Any = 1, dtype: str = "fp32") -> Summary:
     """Audit a network: a spec path or bundled name, a target (torchvision:NAME, package.module:function,
     model.onnx), or a torch.nn.Module.
 
-    input_size is (C, H, W), (H, W) or H. For a spec it overrides the spec's input; a module or target is
-    traced at it (default: (3, 224, 224) for a module, the model's own for a target).
+    input_size is (C, H, W), (H, W) or H, in whole numbers (numpy's too) up to 2^63. For a spec it overrides the
+    spec's input; a module or target is traced at it (default: (3, 224, 224) for a module, the model's own for a
+    target). batch is a whole number ≥ 1, dtype fp32, fp16 or bf16. Every failure is a ConvauditError.
     """
-    spec = _network(model, input_size)
-    report = analyze(spec, batch, dtype)
-    if report.halted:
-        halt = report.halted
-        raise ConvauditError(f"{halt.layer.name}: {halt.problem.message}", halt.layer.where_key(halt.problem.key))
-    return Summary(report)
+    channels, size = input_shape(input_size)
+    return Summary(analysed(resolve_network(model, size, channels=channels), batch, dtype))
 
 
-def _size(input_size: tuple[int, ...] | int | None) -> tuple[int | None, tuple[int, int] | None]:
-    """(channels or None, (H, W) or None)."""
-    if input_size is None:
-        return None, None
-    sizes = (input_size,) if isinstance(input_size, int) else tuple(input_size)
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes) or len(sizes) not in (1, 2, 3):
-        raise ConvauditError(f"input_size: expected (C, H, W), (H, W) or H as positive ints, got {input_size!r}")
-    if len(sizes) == 3:
-        return sizes[0], (sizes[1], sizes[2])
-    return None, (sizes[0], sizes[-1])
+# ------------------------------------------------------------------ records that print as one short line
+
+def _one_line(kind: type[R], shown: tuple[str, ...]) -> type[R]:
+    """A subclass of the record type `kind`, the same in every field and method, whose repr names `kind` and
+    shows only the attributes `shown` (the records' own reprs nest every field: a LayerResult's runs to 1,000
+    characters)."""
+
+    def __repr__(self: Any) -> str:
+        return f"{kind.__name__}({', '.join(f'{name}={getattr(self, name)!r}' for name in shown)})"
+
+    return type(f"OneLine{kind.__name__}", (kind,), {"__repr__": __repr__, "__module__": __name__})
 
 
-def _network(model: Any, input_size: Any) -> NetworkSpec:
-    channels, size = _size(input_size)
-    if isinstance(model, NetworkSpec):
-        spec = model
-    elif isinstance(model, str) or hasattr(model, "__fspath__"):
-        reference = str(model)
-        from convaudit.importers.targets import is_target
+def _readable(kind: type[R], record: Any) -> R:
+    """`record` as the subclass `kind`: the same fields and behaviour, and a repr of one short line."""
+    return kind(**{field.name: getattr(record, field.name) for field in fields(record) if field.init})
 
-        if is_target(reference):
-            from convaudit.importers import load_target
 
-            return load_target(reference, None, size, channels or 3)
-        from convaudit.spec.library import load
-
-        spec = load(reference)
-    elif hasattr(model, "named_parameters") and hasattr(model, "forward"):  # a torch.nn.Module
-        from convaudit.importers import read_model, spec_of
-
-        shape = (channels or 3, *(size or (224, 224)))
-        return spec_of(read_model(model, shape))  # type: ignore[arg-type]
-    else:
-        raise ConvauditError(f"summary() takes a spec path, a bundled name, a target or a torch.nn.Module, "
-                             f"not {type(model).__name__}")
-    if size is not None:
-        spec = spec.with_input(*size)
-        if channels is not None and channels != spec.input[0]:
-            raise ConvauditError(f"input_size: {spec.name} takes {spec.input[0]} channels, not {channels}")
-    return spec
+_Layer = _one_line(LayerResult, ("name", "type", "output_shape", "params", "macs"))
+_Totals = _one_line(Totals, ("params", "trainable_params", "buffers", "macs", "flops", "activations"))
+_Memory = _one_line(Memory, ("dtype", "batch", "optimizer", "training_total", "inference_peak",
+                             "inference_peak_layer"))
+_Finding = _one_line(Finding, ("severity", "kind", "layer", "message"))

@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 EXIT_FINDINGS = 1  # the audit ran and found errors (check, verify, audit)
 EXIT_USAGE = 2  # bad input: usage, spec, file, device
-EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
-
-
-class _Interrupts:
-    """Whether Ctrl-C was pressed while a command ran, even if a library swallowed the KeyboardInterrupt
-    (or turned it into another error: an ImportError halfway through importing torch, say)."""
-
-    pressed = False
-
-
-def interrupted() -> bool:
-    return _Interrupts.pressed
-
-
-@contextlib.contextmanager
-def noting_interrupts() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered for `interrupted()`."""
-
-    def handler(signum: int, frame: object) -> None:
-        _Interrupts.pressed = True
-        raise KeyboardInterrupt
-
-    _Interrupts.pressed = False
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+EXIT_INTERNAL = 3  # a bug of ours
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports it: the reader of standard output went away
 
 
 def printable(text: str) -> str:
@@ -54,6 +21,16 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def exception_text(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line, escaped for the terminal, at most `limit` characters, never itself an
+    error (str() of a 5,000-digit int raises)."""
+    try:
+        text = " ".join(str(exc).split())
+    except Exception:
+        text = "(unprintable)"
+    return printable(text[:limit])
 
 
 def _escape(ch: str) -> str:

@@ -89,11 +89,10 @@ def row(family: str, name: str, target: str, args: dict[str, Any], options: argp
         macs, macs_ok = f"FlopCounterMode failed: {escape(str(error))[:120]}", True
     fvcore = verify = "not run"
     if options.fvcore or options.verify:
-        from scripts.torchvision_table import fvcore_of, verify_cell
-
         import torch
 
         from convaudit.pytorch.against import verify_against
+        from scripts.torchvision_table import fvcore_of, verify_cell
 
         result = verify_against(report, target, args, torch.device("cpu"), repeats=0, imported=imported)
         fvcore = fvcore_of(result) if options.fvcore else "not run"

@@ -4,7 +4,7 @@
     python scripts/output_snapshot.py DIR --compare  exit 1 and list what differs from DIR
 
 The commands run in this process through Typer's CliRunner, at fixed widths (80 and 200 columns) and piped.
-Outputs with timings (verify, bench) are not included; `report`'s file is included. 
+Outputs with timings (verify, bench) are not included; `report`'s file is included.
 A structural change should leave every file byte-identical.
 """
 

@@ -228,3 +228,90 @@ def test_core_commands_never_import_torch(args: list[str]) -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "imported: []" in done.stdout
+
+
+# ------------------------------------------------------------------ the boundary, through the real entry point
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--bogus"], "error: No such option: --bogus (see 'python -m convaudit --help')"),
+    (["bogus"], "error: No such command 'bogus'. (see 'python -m convaudit --help')"),
+    (["summary"], "error: Missing argument 'SPEC'. (see 'python -m convaudit summary --help')"),
+    (["summary", "alexnet", "--batch", "0"], "error: Invalid value for '--batch' / '-b': Input should be greater "
+                                             "than or equal to 1 (see 'python -m convaudit summary --help')"),
+    (["summary", "alexnet", "--bo\x1b]0;x\x07gus"], "error: No such option: --bo\\x1b]0;x\\x07gus (see 'python -m "
+                                                 "convaudit summary --help')"),  # the terminal is never retitled
+])
+def test_usage_errors_are_one_line_through_main(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "convaudit", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert (done.returncode, done.stderr, done.stdout) == (2, message + "\n", "")
+
+
+def test_bare_convaudit_shows_the_help() -> None:
+    done = subprocess.run([sys.executable, "-m", "convaudit"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120, env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and "Usage: python -m convaudit [OPTIONS] COMMAND" in done.stdout, done.stderr
+    for command in ("summary", "rf", "report", "draw", "split", "check", "verify", "bench", "audit", "diff", "list",
+                    "import", "schema"):
+        assert f"│ {command} " in done.stdout, command
+
+
+def test_schema_prints_the_published_file() -> None:
+    """`convaudit schema > convaudit/spec/spec.schema.json` (as the library test says to) writes it exactly."""
+    assert run("schema").stdout == (ROOT / "convaudit" / "spec" / "spec.schema.json").read_text(encoding="utf-8")
+
+
+def test_every_renderer_is_registered_and_used() -> None:
+    """emit's table covers every (command, --format) pair the options offer."""
+    from convaudit.cli.emit import RENDERERS
+
+    every = ("table", "json", "csv", "markdown")
+    offered = {(kind, f) for kind in ("summary", "plan") for f in every}
+    without_csv = ("table", "json", "markdown")
+    offered |= {(kind, f) for kind in ("rf", "check", "list", "audit", "diff", "plan_diff") for f in without_csv}
+    offered |= {(kind, f) for kind in ("verify", "distributed") for f in ("table", "json")}
+    offered |= {("bench", f) for f in ("table", "json", "csv")}
+    offered |= {("schema", "json"), ("text", "yaml"), ("text", "svg")}
+    assert set(RENDERERS) == offered
+
+
+# ------------------------------------------------------------------ diff says when a side has findings
+
+def test_diff_marks_the_side_with_findings() -> None:
+    result = run("diff", "alexnet", "--input", "224", "--input", "227")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[1] if line.startswith(" ~") else line.split()[0]: line
+            for line in result.stdout.splitlines() if line.strip()}
+    # at 224, conv1's (224 − 11)/4 + 1 = 54.25 floors to 54: conv1 and every shape its `expect:` pins after it
+    # (pool1, conv2, pool2, pool5) differ from the paper's, and fc6's pinned `in: 9216` receives 256·5·5 = 6400
+    for layer in ("conv1", "pool1", "conv2", "pool2", "pool5", "fc6"):
+        assert "✗" in rows[layer].split()[3], rows[layer]  # beside side A's shape
+    assert "✗" not in rows["relu1"] and "✗" not in rows["conv3"]
+    footer = next(line for line in result.stdout.splitlines() if line.startswith("findings:"))
+    assert footer.startswith("findings: A 6 errors, 4 warnings · B none")
+    data = json.loads(run("diff", "alexnet", "--input", "224", "--input", "227", "--format", "json").stdout)
+    assert (data["left"]["errors"], data["left"]["warnings"], data["right"]["errors"]) == (6, 4, 0)
+    markdown = run("diff", "alexnet", "--input", "224", "--input", "227", "--format", "markdown").stdout
+    assert "| **96×54×54 ✗** | **96×55×55** |" in markdown and "findings: A 6 errors" in markdown
+    clean = run("diff", "vgg16", "vgg19").stdout
+    assert "findings:" not in clean and "✗" not in clean  # no findings on either side: no marks, no line
+
+
+# ------------------------------------------------------------------ a bare checkout, without installing
+
+def test_a_bare_checkout_on_pythonpath_finds_its_architectures(tmp_path: Path) -> None:
+    """No install: -S leaves out site's .pth files (the editable install's finder), PYTHONPATH names the
+    checkout and, for the dependencies only, site-packages."""
+    import site
+
+    packages = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    code = ("import importlib.util, convaudit; from convaudit.spec.library import bundled_dir, load; "
+            "assert importlib.util.find_spec('convaudit.architectures') is None; "
+            "print(convaudit.__file__, bundled_dir(), load('alexnet').name)")
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": ":".join([str(ROOT), *packages]), "PATH": "/usr/bin:/bin"},
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    module, folder, name = done.stdout.split()
+    assert module == str(ROOT / "convaudit" / "__init__.py") and folder == str(ROOT / "architectures")
+    assert name == "alexnet"

@@ -194,8 +194,11 @@ def test_bad_args_and_targets_are_one_line_errors() -> None:
 def test_verify_against_the_users_module(tmp_path: Path) -> None:
     out = tmp_path / "branches.yaml"
     assert run("import", "tests.import_models:branches", "-o", str(out), "--input", "16").exit_code == 0
-    result = run("verify", str(out), "--repeats", "0", "--format", "json")  # against its origin by default
+    # the origin the spec records is code: called only when asked, and said first
+    result = run("verify", str(out), "--repeats", "0", "--format", "json", "--against", "imported")
     assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == (f"--against imported: calling tests.import_models:branches(), as {out} "
+                                             "records under imported:")
     data = json.loads(result.stdout)
     assert "against tests.import_models:branches" in data["spec"]
     explicit = run("verify", "torchvision:resnet18", "--input", "64", "--against", "torchvision:resnet18",

@@ -215,7 +215,8 @@ def test_unet_padded_at_570_fails_where_the_analysis_stops() -> None:
 
     report = analyze(load("unet-padded").with_input(570))
     assert report.halted is not None and report.halted.layer.name == "up1.cat"
-    assert report.layer("up1.up").output_shape == (512, 70, 70) and report.layer("down3.maxpool_conv.1.double_conv.5").output_shape[1:] == (71, 71)
+    assert report.layer("up1.up").output_shape == (512, 70, 70)
+    assert report.layer("down3.maxpool_conv.1.double_conv.5").output_shape[1:] == (71, 71)
     with pytest.raises(RuntimeError, match="Expected size 71 but got size 70"):
         torch.cat([torch.zeros(1, 1, 71, 71), torch.zeros(1, 1, 70, 70)], dim=1)
 
@@ -262,7 +263,8 @@ def every_output(model, x):
 def test_segmentation_heads_by_hand() -> None:
     fcn, deeplab = analyze(load("fcn_resnet50")), analyze(load("deeplabv3_resnet50"))
     backbone = block(fcn, "backbone")
-    assert backbone == block(deeplab, "backbone") == 23_508_032  # ResNet-50 without avgpool and fc: 25,557,032 − 2,049,000
+    # ResNet-50 without avgpool and fc: 25,557,032 − 2,049,000
+    assert backbone == block(deeplab, "backbone") == 23_508_032
     # FCNHead(2048, 21): 3×3 conv to 512 without bias, batchnorm, 1×1 conv to 21 with bias
     assert block(fcn, "classifier") == 9 * 2048 * 512 + 2 * 512 + conv_params(512, 21, 1) == 9_448_981
     # ASPP: 1×1 and three dilated 3×3 convs to 256 and a pooled 1×1 branch, each with batchnorm; 5·256 → 256

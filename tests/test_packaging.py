@@ -9,7 +9,7 @@ from .conftest import ROOT
 
 def listed_packages() -> set[str]:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    match = re.search(r"^packages = \[(.*?)\]", text, re.M)
+    match = re.search(r"^packages = \[(.*?)\]", text, re.M | re.S)
     assert match, "pyproject.toml lists no packages"
     return set(re.findall(r'"([^"]+)"', match.group(1)))
 

@@ -108,14 +108,6 @@ def test_header_names_read_block_and_flow_lists() -> None:
 
 # ------------------------------------------------------------------ start-up
 
-def test_the_cli_choices_follow_the_core() -> None:
-    from convaudit import cli
-    from convaudit.core.analysis import DTYPE_BYTES
-    from convaudit.core.memory import OPTIMIZER_STATES
-
-    assert cli.DTYPES == tuple(DTYPE_BYTES) and cli.OPTIMIZERS == tuple(OPTIMIZER_STATES)
-
-
 def test_help_loads_no_analysis_rendering_or_yaml() -> None:
     import subprocess
     import sys

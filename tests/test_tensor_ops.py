@@ -117,7 +117,8 @@ def _program(draw: st.DrawFn) -> tuple[object, tuple[int, ...]]:
             batch = x.shape[0]
             for step in steps:
                 if step == "attn":
-                    q, k, v = self.qkv(x).reshape(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4).unbind(0)
+                    qkv = self.qkv(x).reshape(batch, tokens, 3, heads, dim // heads)
+                    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
                     x = x + self.proj(nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2)
                                       .reshape(batch, tokens, dim))
                 elif step == "mlp":

@@ -215,10 +215,10 @@ def test_planted_wrong_shape_and_params_are_caught() -> None:
 
 
 def test_planted_discrepancy_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convaudit.cli as cli
+    import convaudit.resolve as resolve
 
-    real = cli.analyze
-    monkeypatch.setattr(cli, "analyze", lambda spec, batch, dtype: tampered(
+    real = resolve.analysed  # what the commands analyse through
+    monkeypatch.setattr(resolve, "analysed", lambda spec, batch=1, dtype="fp32": tampered(
         real(spec, batch, dtype), "F6", macs=10081))
     result = run("verify", "lenet5", "--repeats", "0")
     assert result.exit_code == 1

@@ -18,10 +18,9 @@ from convaudit.core.layers import REGISTRY, LayerProblem, Outcome, Shape, descri
 from convaudit.core.layers.base import LEADING, Placement, Tensor, trait_of
 from convaudit.core.layers.batch import require_leading
 from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
+from convaudit.core.units import DTYPE_BYTES
 from convaudit.core.windows import WindowAxis
 from convaudit.errors import ConvauditError
-
-DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 CONVENTIONS = {
     "macs": "multiply-accumulates of conv, linear, subsample, RBF and attention layers (one multiply plus one add); "

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from convaudit.core.analysis import LayerResult, Report
+from convaudit.core.checks import Finding, check
+from convaudit.errors import ConvauditError
+
+T = TypeVar("T")
 
 COMPARED = ("output_shape", "params", "macs")
 
@@ -52,3 +58,41 @@ def align(left: Report, right: Report) -> list[Pair]:
         pairs += [Pair(x, y) for x, y in zip(ours[:common], theirs[:common], strict=True)]
         pairs += [Pair(x, None) for x in ours[common:]] + [Pair(None, y) for y in theirs[common:]]
     return pairs
+
+
+@dataclass(frozen=True)
+class ReportDiff:
+    """Two analyses aligned layer by layer, with what `check` finds on each side."""
+
+    left: Report
+    right: Report
+    pairs: tuple[Pair, ...]
+    left_findings: tuple[Finding, ...]
+    right_findings: tuple[Finding, ...]
+
+
+def compare_reports(left: Report, right: Report) -> ReportDiff:
+    return ReportDiff(left, right, tuple(align(left, right)), tuple(check(left)), tuple(check(right)))
+
+
+def validate_diff(second_spec: bool, sizes: Sequence[object], strategies: Sequence[object],
+                  device_counts: Sequence[object], plan_options: Mapping[str, object]) -> bool:
+    """Check what `diff` was asked to compare: each option once (both sides) or twice (A, then B); two specs,
+    or one at two inputs, strategies or device counts. True when it compares split plans."""
+    for option, given in (("--input", sizes), ("--strategy", strategies), ("--devices", device_counts)):
+        if len(given) > 2:
+            raise ConvauditError(f"{option}: give it once (both sides) or twice (A then B)")
+    planning = bool(strategies or device_counts)
+    if not planning and any(value is not None for value in plan_options.values()):
+        names = list(plan_options)
+        raise ConvauditError(f"{', '.join(names[:-1])} and {names[-1]} compare split plans: "
+                             "give --strategy or --devices too")
+    if not second_spec and 2 not in (len(sizes), len(strategies), len(device_counts)):
+        raise ConvauditError("diff needs two specs, or one spec and two --input sizes"
+                             + (", --strategy or --devices" if planning else ""))
+    return planning
+
+
+def per_side(values: Sequence[T], default: T) -> tuple[T, T]:
+    """An option given once applies to both sides; twice, A then B; never, the default on both."""
+    return (values[0], values[-1]) if values else (default, default)

@@ -48,8 +48,7 @@ from convaudit.core.layers import REGISTRY, elements
 from convaudit.core.layers.base import Saved
 from convaudit.core.model import INPUT
 from convaudit.core.strides import Strided, fresh
-
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # buffers per trainable parameter
+from convaudit.core.units import OPTIMIZER_STATES
 
 
 @dataclass(frozen=True)

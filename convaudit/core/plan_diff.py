@@ -13,11 +13,13 @@ The per-device tuples stay in the records (and in JSON), so nothing is lost by s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from convaudit.core.analysis import Report
 from convaudit.core.diff import align
-from convaudit.core.plan import LayerPlan, Plan
+from convaudit.core.plan import LayerPlan, Plan, plan
 
 LAYER_METRICS = ("mode", "params", "flops", "bytes")
 TOTAL_METRICS = ("params", "flops", "work", "busiest_share", "bytes", "bytes_per_flop", "memory", "fits")
@@ -141,6 +143,15 @@ class PlanDiff:
     def total_changes(self) -> tuple[str, ...]:
         a, b = self.left_totals, self.right_totals
         return tuple(m for m in TOTAL_METRICS if getattr(a, m) != getattr(b, m))
+
+
+def compare_plans(reports: Sequence[Report], strategies: tuple[str, str], device_counts: tuple[int, int],
+                  optimizer: str, device_memory: int | None) -> PlanDiff:
+    """Plan each side's report (its own placement pins) with its strategy and device count, and compare."""
+    left, right = (plan(report, strategy, devices, optimizer, report.spec.placement, None, device_memory,
+                        report.spec.placement_where)
+                   for report, strategy, devices in zip(reports, strategies, device_counts, strict=True))
+    return compare(left, right)
 
 
 def compare(left: Plan, right: Plan) -> PlanDiff:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}  # element types the analysis counts memory in
+OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # optimizer buffers per trainable parameter
+
 
 def fixed(value: Fraction | int, places: int) -> str:
     """`value` rounded to `places` decimals, exactly (half to even, as Python's float formatting): 54.25 -> '54.2'."""

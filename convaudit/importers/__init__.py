@@ -10,6 +10,7 @@ Torch-free at import time; torch and onnx are imported by the front ends when us
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from convaudit.errors import ConvauditError
 from convaudit.importers.fold import to_yaml
 from convaudit.importers.graph import Imported
 from convaudit.importers.targets import TORCHVISION, is_target
+from convaudit.interrupts import import_deferred
 
 __all__ = ["Imported", "is_target", "load_target", "read", "read_model", "spec_text", "spec_of"]
 
@@ -33,6 +35,8 @@ def read(target: str, args: dict[str, Any] | None = None, input_size: tuple[int,
     if target.lower().endswith(".onnx"):
         if args:
             raise ConvauditError("--arg applies to Python factories and torchvision builders, not ONNX files")
+        with contextlib.suppress(ImportError):  # a missing onnx is said by read_onnx, in one line
+            import_deferred("onnx")  # its C++ import must not be cut by Ctrl-C (convaudit.interrupts)
         from convaudit.importers.onnx_front import read_onnx
 
         return read_onnx(Path(target), input_size)

@@ -4,22 +4,29 @@
     package.module:function a Python factory returning an nn.Module (with --arg key=value)
     path/to/model.onnx      an ONNX file, read with the onnx package (no torch)
 
-Torch and torchvision are imported inside the functions, only for torch targets.
+Torch and torchvision are imported inside the functions, only for torch targets, with Ctrl-C deferred until
+their C++ code is loaded (convaudit.interrupts). A factory is the user's own code: whatever it raises, a
+SyntaxError in its module or a sys.exit() included, is one line naming it; what it prints goes to stderr,
+so the JSON or spec on stdout stays clean; the working directory is importable only while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib
 import importlib.util
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from convaudit.errors import ConvauditError, SpecError
+from convaudit.errors import ConvauditError, SpecError, exception_text
+from convaudit.interrupts import deferred, import_deferred
 
+T = TypeVar("T")
 TORCHVISION = "torchvision:"
 FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 DEFAULT_SIZE = 224
@@ -61,15 +68,21 @@ def load_torchvision() -> Any:
     if "torchvision" in sys.modules:
         return sys.modules["torchvision"]
     require("torchvision")
-    prepare_torchvision()
-    import torchvision
+    with deferred():
+        prepare_torchvision()
+        import torchvision
 
     return torchvision
 
 
 def prepare_torchvision() -> None:
-    """Make `import torchvision` work next to CPU torch (see load_torchvision); a no-op where it already does."""
-    import torch
+    """Make `import torchvision` work next to CPU torch (see load_torchvision); a no-op where it already does.
+
+    Public as `convaudit.prepare_torchvision()`: a Python-API user calls it before `import torchvision`.
+    Nothing runs at `import convaudit`; this defines the stub operators, process-wide, only when called.
+    """
+    require("torchvision")
+    torch = import_deferred("torch")
 
     if not _has_operator("torchvision::nms"):
         spec = importlib.util.find_spec("torchvision")
@@ -116,30 +129,93 @@ def build_torchvision(name: str, args: dict[str, Any], meta: bool = True) -> Any
         raise SpecError("torchvision targets are built with random weights (nothing is downloaded); "
                         "drop --arg weights")
     make = lambda: torchvision.models.get_model(name, weights=None, **args)  # noqa: E731
-    return on_meta(make) if meta else make()
+    return calling(f"{TORCHVISION}{name}", lambda: on_meta(make) if meta else make())
 
 
 def build_factory(reference: str, args: dict[str, Any], meta: bool = True) -> Any:
     require("torch")
+    torch = import_deferred("torch")  # before the user's module imports it, with Ctrl-C deferred
     module_name, function_name = reference.split(":", 1)
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # a factory in the working directory, as `python -m` would find it
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise SpecError(f"{reference}: cannot import module '{module_name}': {error}") from None
-    factory = getattr(module, function_name, None)
-    if not callable(factory):
-        raise SpecError(f"{reference}: module '{module_name}' has no function '{function_name}'")
-    try:
-        model = on_meta(lambda: factory(**args)) if meta else factory(**args)
-    except TypeError as error:
-        raise SpecError(f"{reference}: {error}") from None
-    import torch
-
+    with importable_working_directory():
+        module = calling(reference, lambda: importlib.import_module(module_name),
+                         failing=f"cannot import module '{module_name}'")
+        factory = getattr(module, function_name, None)
+        if not callable(factory):
+            raise SpecError(f"{reference}: module '{module_name}' has no function '{function_name}'")
+        model = calling(reference, lambda: on_meta(lambda: factory(**args)) if meta else factory(**args))
     if not isinstance(model, torch.nn.Module):
         raise SpecError(f"{reference} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def calling(reference: str, run: Callable[[], T], failing: str | None = None) -> T:
+    """Run the user's code (importing a factory's module, calling a factory or a builder): whatever it raises
+    is one line naming it (`failing` says what failed, else 'REFERENCE raised …'), sys.exit() included, and
+    what it prints goes to stderr. Ctrl-C passes through."""
+    where = f"{reference}: {failing}:" if failing else f"{reference}"
+    try:
+        with stdout_to_stderr():
+            return run()
+    except ConvauditError:
+        raise
+    except SystemExit as stop:
+        raise SpecError(f"{where} called sys.exit({exception_text(stop) or 'None'}) instead of returning a model"
+                        ) from None
+    except Exception as error:  # the user's code, not ours: its failure is bad input (exit 2), not a bug
+        raise SpecError(f"{where} raised {type(error).__name__}: {exception_text(error)}") from None
+
+
+@contextlib.contextmanager
+def importable_working_directory() -> Iterator[None]:
+    """A factory's module in the working directory is found, as `python -m` finds it, while the factory is
+    imported and called; sys.path is as it was afterwards."""
+    folder = os.getcwd()
+    if folder in sys.path or "" in sys.path:
+        yield
+        return
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """What user code prints goes to stderr: Python's sys.stdout, and file descriptor 1 for writes from C."""
+    _flush_python_stdout()
+    saved = None
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptor 1: Python's redirection alone
+        if saved is not None:
+            os.close(saved)
+            saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            _flush_python_stdout()
+            _flush_c_stdout()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _flush_python_stdout() -> None:
+    for stream in (sys.stdout, sys.__stdout__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _flush_c_stdout() -> None:
+    """printf's buffer, written while fd 1 pointed at stderr, must leave before fd 1 points back."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
 
 
 def default_size(model: Any, name: str) -> int:

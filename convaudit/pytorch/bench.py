@@ -18,7 +18,8 @@ from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.memory import layer_step_bytes, run_memory, training_memory
 from convaudit.core.throughput import Ceiling
 from convaudit.core.timing import Timing
-from convaudit.errors import DeviceError, interrupted
+from convaudit.errors import DeviceError
+from convaudit.interrupts import interrupted
 from convaudit.pytorch.builder import TORCH_DTYPES, SpecModel, build_model
 from convaudit.pytorch.runtime import (
     describe_device,

@@ -15,7 +15,8 @@ from convaudit.core.layers import REGISTRY
 from convaudit.core.memory import RunMemory, dtype_size, run_memory, saved_tensors
 from convaudit.core.timing import Timing
 from convaudit.core.units import fmt_bytes
-from convaudit.errors import DeviceError, interrupted
+from convaudit.errors import DeviceError
+from convaudit.interrupts import interrupted
 
 GUARD_FRACTION = 0.9  # refuse a run that needs more than this share of what is free
 

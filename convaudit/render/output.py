@@ -8,6 +8,7 @@ whose `natural_tables` is set (output to a pipe or a file), every column is show
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -184,6 +185,24 @@ def output_console(stream: Literal["stdout", "stderr"] = "stdout") -> OutputCons
     if file.isatty():
         return OutputConsole(highlight=False, stderr=stream == "stderr")
     return OutputConsole(natural_tables=True, width=PIPE_WIDTH, highlight=False, stderr=stream == "stderr")
+
+
+def piped_text(renderable: RenderableType) -> str:
+    """What printing `renderable` to a pipe writes (natural widths, no colour, no trailing spaces), as text:
+    the CLI's output when piped, whatever the environment says (COLUMNS, FORCE_COLOR, a notebook)."""
+    buffer = io.StringIO()
+    console = OutputConsole(natural_tables=True, width=PIPE_WIDTH, highlight=False, file=buffer, color_system=None,
+                            force_terminal=False, force_jupyter=False, force_interactive=False)
+    console.print(renderable)
+    return buffer.getvalue()
+
+
+def piped_html(renderable: RenderableType) -> str:
+    """The same lines as piped_text, in colour, as an HTML fragment with inline styles (a notebook's view)."""
+    console = OutputConsole(natural_tables=True, width=PIPE_WIDTH, highlight=False, file=io.StringIO(), record=True,
+                            force_terminal=True, force_jupyter=False, force_interactive=False)
+    console.print(renderable)
+    return console.export_html(inline_styles=True)
 
 
 def heading(text: str, style: str | None = "bold") -> Text:

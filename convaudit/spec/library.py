@@ -14,12 +14,16 @@ from convaudit.spec.yamlsource import load_document
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
+CHECKOUT_ARCHITECTURES = Path(__file__).resolve().parents[2] / "architectures"  # convaudit/spec/ -> the checkout
+
+
 def bundled_dir() -> Path:
-    """Installed: the package's architectures/. From a bare source checkout: the repository's."""
+    """Installed: the package's architectures/ (pyproject.toml maps the top-level folder in). From a bare source
+    checkout on PYTHONPATH, where no convaudit.architectures package exists: the checkout's architectures/."""
     try:
         return Path(str(files("convaudit.architectures")))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "architectures"
+        return CHECKOUT_ARCHITECTURES
 
 
 def bundled_paths() -> list[Path]:

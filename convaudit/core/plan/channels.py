@@ -15,10 +15,10 @@ from convaudit.core import collectives
 from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.layers import REGISTRY, elements
 from convaudit.core.layers.splitting import ColumnSplit
-from convaudit.core.memory import OPTIMIZER_STATES
 from convaudit.core.model import INPUT
 from convaudit.core.plan.records import ALL, Exchange, LayerPlan, ReadSet, Share
 from convaudit.core.plan.spread import Spread, combine
+from convaudit.core.units import OPTIMIZER_STATES
 
 
 def column_owners(channels: int, devices: int) -> tuple[int, ...]:

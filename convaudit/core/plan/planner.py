@@ -6,7 +6,6 @@ from collections.abc import Mapping
 
 from convaudit.core.analysis import Report
 from convaudit.core.layers import REGISTRY
-from convaudit.core.memory import OPTIMIZER_STATES
 from convaudit.core.plan.channels import ChannelPlanner
 from convaudit.core.plan.records import (
     CHANNEL_STRATEGIES,
@@ -17,6 +16,7 @@ from convaudit.core.plan.records import (
     Profile,
 )
 from convaudit.core.plan.sharding import ShardedPlanner
+from convaudit.core.units import OPTIMIZER_STATES
 from convaudit.errors import ConvauditError, Where
 
 

@@ -31,10 +31,10 @@ from fractions import Fraction
 from convaudit.core import collectives
 from convaudit.core.analysis import LayerResult, Report
 from convaudit.core.layers import REGISTRY, elements
-from convaudit.core.memory import OPTIMIZER_STATES
 from convaudit.core.plan.channels import batch_shares, name_grads, per_unit
 from convaudit.core.plan.records import Exchange, LayerPlan, ShardedParameter, Share
 from convaudit.core.plan.spread import Spread, combine
+from convaudit.core.units import OPTIMIZER_STATES
 
 
 def chunk_rows(rows: int, devices: int) -> tuple[int, Spread[int]]:

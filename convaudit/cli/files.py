@@ -1,0 +1,125 @@
+"""The commands that write a file: report, draw and import.
+
+Every file is written whole or not at all (convaudit.atomic_write): the old file survives a kill, a full disk
+or a Ctrl-C mid-write. Without -o, draw and import print to standard output instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convaudit.cli.emit import Result, emit
+from convaudit.cli.networks import network
+from convaudit.cli.options import (
+    BatchOpt,
+    Dtype,
+    DtypeOpt,
+    InputOpt,
+    Optimizer,
+    OptimizerOpt,
+    SpecArg,
+    VariantOpt,
+    parse_args,
+)
+from convaudit.errors import ConvauditError, printable
+
+
+def write_file(path: str, text: str) -> None:
+    from convaudit.atomic_write import write_atomically
+
+    write_atomically(path, text)
+    typer.echo(f"wrote {printable(path)}", err=True)
+
+
+def html_report(
+    spec: SpecArg,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Where to write the HTML file.")
+                      ] = "report.html",
+    input_size: InputOpt = None,
+    variant: VariantOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = Dtype.fp32,
+    optimizer: OptimizerOpt = Optimizer.adam,
+    bench_file: Annotated[str | None, typer.Option(
+        "--bench", metavar="FILE", help="Timings from `convaudit bench --format json`, shown beside the FLOPs.")
+    ] = None,
+) -> None:
+    """One self-contained HTML file: the network drawn, findings, per-layer charts, receptive fields, totals."""
+    from convaudit.core.checks import check
+    from convaudit.render.report.page import load_bench, report_html
+    from convaudit.render.summary import View
+    from convaudit.resolve import analysed
+
+    bench_data = load_bench(bench_file) if bench_file else None
+    report = analysed(network(spec, input_size, variant), batch, dtype.value)
+    write_file(output, report_html(View(report, None, optimizer.value), check(report), bench_data))
+
+
+def draw_network(
+    spec: SpecArg,
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Where to write the SVG "
+                                               "(standard output if left out).")] = None,
+    input_size: InputOpt = None,
+    variant: VariantOpt = None,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", min=1, metavar="DEPTH",
+        help="Open blocks down to this depth only (default: all; runs of a long chain stay shut).")] = None,
+) -> None:
+    """The network alone as a standalone SVG: one box per layer or block, output shapes on the edges."""
+    from convaudit.core.checks import check
+    from convaudit.render.report.layout import structure
+    from convaudit.render.report.svg import default_expanded, network_svg
+    from convaudit.resolve import analysed
+
+    report = analysed(network(spec, input_size, variant))
+    drawing = structure(report)
+    svg = network_svg(report, drawing, check(report), default_expanded(drawing, depth))
+    if output is None:
+        emit(Result("text", svg), "svg")
+    else:
+        write_file(output, svg)
+
+
+def import_model(
+    target: Annotated[str, typer.Argument(metavar="TARGET", show_default=False, help="torchvision:NAME, "
+                                          "package.module:function (a factory returning an nn.Module) or "
+                                          "model.onnx.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="SPEC.yaml",
+                                                help="Write the spec here (default: print it).")] = None,
+    arg: Annotated[list[str] | None, typer.Option(
+        "--arg", metavar="KEY=VALUE", help="An argument for the factory or builder, as a YAML scalar: "
+        "--arg num_classes=10 (repeatable).")] = None,
+    input_size: Annotated[str | None, typer.Option(
+        "--input", "-i", metavar="N|HxW", help="Trace at this input size (default: the model's own, else 224).")
+    ] = None,
+    channels: Annotated[int, typer.Option("--channels", min=1, metavar="CHANNELS", help="Input channels.")] = 3,
+    flat: Annotated[bool, typer.Option("--flat", help="One line per layer: no blocks.")] = False,
+) -> None:
+    """Read a real model (PyTorch or ONNX) into a readable spec: module-path names, repeated blocks folded.
+
+    Every layer's shape and parameters are checked against the trace before the spec is written. An operator
+    convaudit cannot count stops the import (exit 2), naming the operator and the module path.
+    """
+    from convaudit.importers import is_target, read, spec_of, spec_text
+    from convaudit.resolve import analysed, parse_input_size
+
+    if not is_target(target):
+        raise ConvauditError(f"'{printable(target)}' is not an importable target: give torchvision:NAME, "
+                             "package.module:function or a .onnx file")
+    imported = read(target, parse_args(arg or []), parse_input_size(input_size) if input_size else None, channels)
+    spec = spec_of(imported, fold=not flat, file=str(output) if output else target)
+    text = spec_text(imported, fold=not flat)
+    totals = analysed(spec).totals
+    if output is None:
+        emit(Result("text", text), "yaml")
+    else:
+        from convaudit.atomic_write import write_atomically
+
+        write_atomically(output, text)
+    where = f"wrote {printable(str(output))}" if output else "imported"
+    reference = f" (sum(p.numel()) {imported.model_params:,})" if imported.model_params is not None else ""
+    typer.echo(f"{where}: {printable(target)}, {len(spec.layers)} layers, params {totals.params:,}{reference}, "
+               f"MACs {totals.macs:,} at {'×'.join(map(str, spec.input))}", err=True)
