@@ -45,19 +45,34 @@ def whole_number(value: Any, what: str, smallest: int = 1) -> int:
     return number
 
 
-def parse_input_size(text: str, option: str = "--input") -> tuple[int, int]:
-    """'224' -> (224, 224); '224x200' -> (224, 200): the command line's input size."""
-    match = re.fullmatch(r"\s*(\d{1,30})\s*(?:[x×X,]\s*(\d{1,30}))?\s*", text)
+def parse_input_size(text: str, option: str = "--input") -> tuple[int, ...]:
+    """'224' -> (224, 224); '224x200' -> (224, 200); '16x112x112' -> (16, 112, 112): the command line's input size
+    (the last spatial sizes; a 1-D network takes 'N')."""
+    match = re.fullmatch(r"\s*(\d{1,30})((?:\s*[x×X,]\s*\d{1,30}){0,2})\s*", text)
     if not match:
         shown = f"'{printable(text)}'" if len(text) <= 60 else f"{len(text):,} characters"
-        raise ConvauditError(f"{option}: expected N or HxW such as 224 or 224x200 (at most 2^63), got {shown}")
-    height = int(match.group(1))
-    width = int(match.group(2) or height)
-    if height < 1 or width < 1:
-        raise ConvauditError(f"{option}: sizes must be positive, got '{text}'")
-    if too_large(height) or too_large(width):
-        raise ConvauditError(f"{option}: refused: a size larger than 2^63, got '{text}'")
-    return height, width
+        raise ConvauditError(f"{option}: expected N, HxW or DxHxW such as 224, 224x200 or 16x112x112 (at most 2^63), "
+                             f"got {shown}")
+    sizes = tuple(int(part) for part in re.findall(r"\d+", text))
+    if len(sizes) == 1:
+        sizes = sizes * 2
+    if any(size < 1 for size in sizes):
+        raise ConvauditError(f"{option}: sizes must be positive, got '{printable(text)}'")
+    if any(too_large(size) for size in sizes):
+        raise ConvauditError(f"{option}: refused: a size larger than 2^63, got '{printable(text)}'")
+    return sizes
+
+
+def parse_shape(text: str, option: str = "--input-shape") -> tuple[int, ...]:
+    """'3,224,224' or '1x16000' -> the whole sample shape, channels first (1 to 4 sizes)."""
+    if not re.fullmatch(r"\s*\d{1,30}(?:\s*[x×X,]\s*\d{1,30}){0,3}\s*", text):
+        shown = f"'{printable(text)}'" if len(text) <= 60 else f"{len(text):,} characters"
+        raise ConvauditError(f"{option}: expected the sample shape, channels first, such as 3,224,224 or 1,16000 "
+                             f"or 3,16,112,112 (at most 2^63 each), got {shown}")
+    sizes = tuple(int(part) for part in re.findall(r"\d+", text))
+    if any(size < 1 for size in sizes) or any(too_large(size) for size in sizes):
+        raise ConvauditError(f"{option}: sizes must be whole numbers from 1 to 2^63, got '{printable(text)}'")
+    return sizes
 
 
 def input_shape(input_size: Any) -> tuple[int | None, tuple[int, int] | None]:
@@ -76,7 +91,7 @@ def input_shape(input_size: Any) -> tuple[int | None, tuple[int, int] | None]:
     return None, (sides[0], sides[-1])
 
 
-def resolve_network(model: Any, size: tuple[int, int] | None = None, variant: str | None = None,
+def resolve_network(model: Any, size: tuple[int, ...] | None = None, variant: str | None = None,
                     channels: int | None = None, args: dict[str, Any] | None = None) -> NetworkSpec:
     """The spec `model` names, at `size` (H, W) when given: a NetworkSpec; a spec path or bundled name
     (`name+variant`); a target; or a torch.nn.Module. A spec's own channels must match `channels` if given."""

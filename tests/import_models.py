@@ -94,3 +94,20 @@ def sorted_channels() -> nn.Module:
 
 def aux_mean() -> nn.Module:
     return AuxMean()
+
+
+class Audio(nn.Module):
+    """A 1-D raw-audio net (M5-like, small): Conv1d, BatchNorm1d, MaxPool1d, a mean over time, a linear."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv1d(1, 8, 80, stride=4), nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(4),
+                                      nn.Conv1d(8, 16, 3), nn.ReLU())
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(-1))
+
+
+def audio(classes: int = 4) -> nn.Module:
+    return Audio(classes)

@@ -176,7 +176,7 @@ def test_zero_and_negative_sizes(write_spec) -> None:
     path = write_spec("name: x\ninput: [3, 8, 8]\nlayers:\n  - {type: conv, out: 4, kernel: -3}\n")
     assert_one_line_error(run("summary", str(path)), needle="layers[0].kernel: expected a positive integer")
     assert_one_line_error(run("summary", "alexnet", "--input", "0"), needle="--input: sizes must be positive")
-    assert_one_line_error(run("summary", "alexnet", "--input", "big"), needle="--input: expected N or HxW")
+    assert_one_line_error(run("summary", "alexnet", "--input", "big"), needle="--input: expected N, HxW or DxHxW")
     assert_one_line_error(run("summary", "alexnet", "--batch", "0"), needle="--batch")
 
 

@@ -20,6 +20,7 @@ from convaudit.cli import app
 from convaudit.core.analysis import analyze
 from convaudit.importers import read, read_model, spec_of, spec_text
 from convaudit.importers.targets import is_target, load_torchvision
+from convaudit.spec.library import load
 from convaudit.spec.parser import parse_text
 
 from .conftest import ROOT
@@ -287,3 +288,34 @@ def test_bundled_modern_network_matches_torchvision(name: str) -> None:
     left_out = [layer for layer in report.layers if ops[layer.name] in skipped]
     assert all(skipped[ops[layer.name]] in unsupported for layer in left_out)
     assert sum(fvcore_expected(layer) for layer in report.layers if layer not in left_out) == total
+
+
+def test_partial_keeps_what_it_cannot_count_as_named_uncounted_layers(tmp_path: Path) -> None:
+    out = tmp_path / "sorted.yaml"
+    result = run("import", "tests.import_models:sorted_channels", "--partial", "-o", str(out), "--input", "8")
+    assert result.exit_code == 0, result.output
+    spec = load(str(out))
+    (kept,) = [layer for layer in spec.layers if layer.type == "uncounted"]
+    assert "sort" in kept.params["op"]
+    report = analyze(spec)
+    # the conv is still counted: 4·3·3·3 weights + 4 biases; its 4·6·6 outputs × 27 multiply-adds
+    assert report.totals.params == 4 * 3 * 3 * 3 + 4 and report.totals.macs == 4 * 6 * 6 * 27
+    summary = run("summary", str(out))
+    assert summary.exit_code == 0 and "not counted: 1 operator layer" in summary.stdout, summary.output
+    assert "features.1 (aten.sort.default)" in summary.stdout
+
+
+def test_input_shape_traces_a_1d_model_at_its_own_rank(tmp_path: Path) -> None:
+    out = tmp_path / "audio.yaml"
+    result = run("import", "tests.import_models:audio", "--input-shape", "1,4000", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    spec = load(str(out))
+    assert spec.input == (1, 4000)
+    # conv1: (4000 − 80)/4 + 1 = 981; pool: 981 // 4 = 245; conv2: 245 − 3 + 1 = 243
+    report = analyze(spec)
+    assert [layer.output_shape for layer in report.layers if layer.type == "conv"] == [(8, 981), (16, 243)]
+    from tests.import_models import audio
+
+    assert report.totals.params == sum(p.numel() for p in audio().parameters())
+    bad = run("import", "tests.import_models:audio", "--input-shape", "1,x")
+    assert bad.exit_code == 2 and "--input-shape" in bad.stderr and "\n" not in bad.stderr.strip()

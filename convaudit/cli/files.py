@@ -93,23 +93,31 @@ def import_model(
         "--arg", metavar="KEY=VALUE", help="An argument for the factory or builder, as a YAML scalar: "
         "--arg num_classes=10 (repeatable).")] = None,
     input_size: Annotated[str | None, typer.Option(
-        "--input", "-i", metavar="N|HxW", help="Trace at this input size (default: the model's own, else 224).")
-    ] = None,
+        "--input", "-i", metavar="N|HxW|DxHxW", help="Trace at this input size (default: the model's own, else "
+        "224).")] = None,
     channels: Annotated[int, typer.Option("--channels", min=1, metavar="CHANNELS", help="Input channels.")] = 3,
+    input_shape: Annotated[str | None, typer.Option(
+        "--input-shape", metavar="C,…", help="Trace at this whole sample shape, channels first: 1,16000 (audio), "
+        "3,16,112,112 (video), 3,256,256. Overrides --input and --channels.")] = None,
+    partial: Annotated[bool, typer.Option(
+        "--partial", help="Keep operators convaudit cannot count as named `uncounted` layers (shapes kept, their "
+        "cost listed as not counted) instead of stopping.")] = False,
     flat: Annotated[bool, typer.Option("--flat", help="One line per layer: no blocks.")] = False,
 ) -> None:
     """Read a real model (PyTorch or ONNX) into a readable spec: module-path names, repeated blocks folded.
 
     Every layer's shape and parameters are checked against the trace before the spec is written. An operator
-    convaudit cannot count stops the import (exit 2), naming the operator and the module path.
+    convaudit cannot count stops the import (exit 2), naming every such operator and its module path, unless
+    --partial keeps them as uncounted layers.
     """
     from convaudit.importers import is_target, read, spec_of, spec_text
-    from convaudit.resolve import analysed, parse_input_size
+    from convaudit.resolve import analysed, parse_input_size, parse_shape
 
     if not is_target(target):
         raise ConvauditError(f"'{printable(target)}' is not an importable target: give torchvision:NAME, "
                              "package.module:function or a .onnx file")
-    imported = read(target, parse_args(arg or []), parse_input_size(input_size) if input_size else None, channels)
+    imported = read(target, parse_args(arg or []), parse_input_size(input_size) if input_size else None, channels,
+                    parse_shape(input_shape) if input_shape else None, partial)
     spec = spec_of(imported, fold=not flat, file=str(output) if output else target)
     text = spec_text(imported, fold=not flat)
     totals = analysed(spec).totals

@@ -149,7 +149,7 @@ def diff_specs(
         metavar="SPEC_B", show_default=False,
         help="The second spec; the first again if left out (compare two inputs).")] = None,
     input_sizes: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", metavar="N|HxW", help="Input size: once for both sides, or twice (A then B).")] = None,
+        "--input", "-i", metavar="N|HxW|DxHxW", help="Input size: once for both sides, or twice (A then B).")] = None,
     output_format: Annotated[CheckFormat, format_option(CheckFormat)] = CheckFormat.table,
     changed_only: Annotated[bool, typer.Option("--changed", help="Show only the rows that differ.")] = False,
     strategies: Annotated[list[Strategy] | None, typer.Option(

@@ -55,7 +55,8 @@ SpecsArg = Annotated[list[str] | None, typer.Argument(
     metavar="SPEC", show_default=False,
     help="Spec files or bundled names; every bundled architecture if none.")]
 InputOpt = Annotated[str | None, typer.Option(
-    "--input", "-i", metavar="N|HxW", help="Override the spec's input size: 224 or 224x200 (channels stay).")]
+    "--input", "-i", metavar="N|HxW|DxHxW",
+    help="Override the spec's input size: 224, 224x200, 16x112x112 (channels stay).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, metavar="BATCH",
                                        help="Batch size: scales MACs, FLOPs and activations.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", metavar=shown(*DTYPE_BYTES), help="Element type for memory "

@@ -251,6 +251,11 @@ class Report:
         return self.by_name[name]
 
 
+def not_counted(report: Report) -> list[LayerResult]:
+    """Layers whose type has no counting rule (an operator kept by `import --partial`): their costs are unknown."""
+    return [layer for layer in report.layers if not REGISTRY[layer.type].counted]
+
+
 def conventions(report: Report) -> dict[str, str]:
     """The counting conventions, with the lines of the layer types this network holds that state their own
     (a transposed convolution's output rule and MACs, up-sampling's rounding)."""

@@ -70,6 +70,7 @@ class Reader:
             raise Unsupported("the model's operators differ between batch 1 and batch 2, so where the batch sits in "
                               "each tensor cannot be followed: convaudit counts per sample and cannot read it")
         self.graph, self.handlers, self.collapse, self.partial = graph, handlers, collapse, partial
+        self._used: set[int] | None = None
         self.values: dict[int, Value] = {}
         self.layers: list[Layer] = []
         self.claimed: dict[str, int] = {}  # parameter (or buffer) name -> elements, each counted once
@@ -283,12 +284,19 @@ class Reader:
         if node.module not in problem.modules:
             problem.modules.append(node.module or "the model's forward")
         outputs = [self.graph.tensor(ref) for ref in g.refs_in(node.outputs)]
+        used = [rec for rec in outputs if rec.id in self.used_ids()]  # sort's indices, unread, make no layer
         acts = [v for v in self.operands(node) if isinstance(v, Act)]
-        for rec in outputs:
+        for rec in used or outputs[:1]:
             params = {"op": node.overload, "shape": list(self.sample(rec)) or [1]}
             if rec.batch_dim not in (None, 0) or rec.batch_folded:
                 params.update(batch=rec.batch_dim, fold=rec.batch_folded)
             self.emit(node, "uncounted", params, acts[:1], out=rec)
+
+    def used_ids(self) -> set[int]:
+        """Tensors some operator reads or the model returns (found once)."""
+        if self._used is None:
+            self._used = set(self.graph.readers()) | {out.tensor for out in self.graph.outputs}
+        return self._used
 
     def region(self, node: g.OpNode) -> list[g.OpNode] | None:
         """A module read as one layer (nn.MultiheadAttention, torchvision's LayerNorm2d): its operators are

@@ -15,9 +15,19 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from convaudit.core.analysis import CONVENTIONS, TOTAL_FIELDS, LayerResult, Report, conventions, gc_paused, totals_of
+from convaudit.core.analysis import (
+    CONVENTIONS,
+    TOTAL_FIELDS,
+    LayerResult,
+    Report,
+    conventions,
+    gc_paused,
+    not_counted,
+    totals_of,
+)
 from convaudit.core.groups import Group as BlockGroup
 from convaudit.core.groups import group_key, grouped, main_and_side
+from convaudit.core.layers import REGISTRY
 from convaudit.core.layers.base import LEADING
 from convaudit.core.memory import Memory, training_memory
 from convaudit.core.model import INPUT
@@ -95,10 +105,15 @@ def _output_cell(row: Any, view: View) -> str:
     return f"{shape} {note}" if note else shape
 
 
+UNKNOWN_COUNTS = ("macs", "flops", "other_ops", "backward_flops", "connections")  # what an uncounted layer may hide
+
+
 def count_column(key: str, title: str, blank_zero: bool = True) -> Column:
     """A column showing LayerResult.<key> (or a group's sum), totalled from Totals.<key>."""
 
     def cell(row: Any, view: View) -> str:
+        if isinstance(row, LayerResult) and not REGISTRY[row.type].counted and key in UNKNOWN_COUNTS:
+            return "?"  # an operator with no counting rule: unknown, not zero (named below the table)
         value = getattr(row, key)
         return fmt_int(value) if value or not blank_zero else ""
 
@@ -201,6 +216,8 @@ def report_dict(view: View) -> dict[str, Any]:
         "layers": [{**layer_dict(layer), **field_dict(view.fields[layer.name]),
                     "saved_bytes": view.memory.saved_by_layer[layer.name]} for layer in report.layers],
         "totals": {name: getattr(report.totals, name) for name in TOTAL_FIELDS},
+        "not_counted": [{"layer": layer.name, "op": layer.spec.params.get("op", layer.type)}
+                        for layer in not_counted(report)],
         "memory": memory_dict(view.memory),
         **parts_dict(report),
     }
@@ -375,6 +392,12 @@ def totals_lines(report: Report) -> list[str]:
         f"layer outputs: {fmt_int(t.activations)} values, {fmt_bytes(t.activation_bytes)} at {report.dtype} if all "
         f"are kept{per}",
     ]
+    unknown = not_counted(report)
+    if unknown:
+        named = ", ".join(f"{layer.name} ({layer.spec.params.get('op', layer.type)})" for layer in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        lines.append(f"not counted: {len(unknown)} operator layer{'s' if len(unknown) > 1 else ''} with no counting "
+                     f"rule, marked ?: {named}{more}; the MACs, FLOPs and other ops above leave them out")
     main, side = main_and_side(report)
     if side:
         m, s = totals_of(main), totals_of(side)
