@@ -21,6 +21,9 @@ START, END = "<!-- timm-table -->", "<!-- /timm-table -->"
 
 def models(every: bool) -> list[tuple[str, str]]:
     """(family, model): the first model of each family, or every model."""
+    from convaudit.importers.targets import prepare_torchvision
+
+    prepare_torchvision()  # timm imports torchvision, which fails next to CPU torch without this
     import timm
 
     found = []

@@ -111,3 +111,19 @@ class Audio(nn.Module):
 
 def audio(classes: int = 4) -> nn.Module:
     return Audio(classes)
+
+
+class Window(nn.Module):
+    """A conv and a channel slice starting at `start`: two of them fold into one block whose slices differ."""
+
+    def __init__(self, start: int):
+        super().__init__()
+        self.conv, self.start = nn.Conv2d(8, 8, 1), start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return torch.cat([y[:, self.start:self.start + 4], y[:, :4]], dim=1)
+
+
+def windows() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 1), Window(1), Window(3))

@@ -319,3 +319,14 @@ def test_input_shape_traces_a_1d_model_at_its_own_rank(tmp_path: Path) -> None:
     assert report.totals.params == sum(p.numel() for p in audio().parameters())
     bad = run("import", "tests.import_models:audio", "--input-shape", "1,x")
     assert bad.exit_code == 2 and "--input-shape" in bad.stderr and "\n" not in bad.stderr.strip()
+
+
+def test_a_block_parameter_never_takes_the_name_of_a_key_of_the_blocks_use(tmp_path: Path) -> None:
+    # the two windows differ in their slices' start: `start` is also `repeat:`'s first index in a block's use
+    out = tmp_path / "windows.yaml"
+    result = run("import", "tests.import_models:windows", "-o", str(out), "--input", "8")
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert "block: window" in text and "{start: null" not in text and ", start: null" not in text
+    spec = load(str(out))
+    assert [layer.params["start"] for layer in spec.layers if layer.type == "slice" and layer.params["start"]] == [1, 3]

@@ -18,6 +18,7 @@ from typing import Any
 from convaudit.core.model import INPUT
 from convaudit.importers.graph import Imported, Layer
 from convaudit.importers.writer import entry, header, scalar, top_level, written
+from convaudit.spec.layerlist import INSTANCE_KEYS
 
 
 @dataclass
@@ -151,14 +152,17 @@ def parametrise(instances: list[Instance], name: str) -> Block:
         if multiple is not None:
             block.fields[(local, key)] = f"${multiple} * {column[0] // parameters[multiple][0]}"
             continue
-        parameter = key if keys.count(key) == 1 and key not in parameters else re.sub(r"\W", "_", f"{local}_{key}")
+        parameter = key if keys.count(key) == 1 and key not in parameters and key not in INSTANCE_KEYS \
+            else re.sub(r"\W", "_", f"{local}_{key}")
         if not parameter[0].isalpha():
             parameter = f"p_{parameter}"
         parameters[parameter] = column
         block.fields[(local, key)] = f"${parameter}"
     # A parameter is called by its field's name where no other parameter of the block has that field.
     fields_of = {p: next(key for (local, key), v in block.fields.items() if v == f"${p}") for p in parameters}
-    short = {p: fields_of[p] if list(fields_of.values()).count(fields_of[p]) == 1 else p for p in parameters}
+    # (never a key of the block's use itself: name, from, repeat, start…)
+    short = {p: fields_of[p] if list(fields_of.values()).count(fields_of[p]) == 1 and fields_of[p] not in INSTANCE_KEYS
+             else p for p in parameters}
     rename = {p: short[p] for p in parameters}
     for position, text in list(block.fields.items()):
         if isinstance(text, str) and text.startswith("$"):

@@ -19,6 +19,7 @@ import importlib.util
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -136,7 +137,10 @@ def build_factory(reference: str, args: dict[str, Any], meta: bool = True) -> An
     require("torch")
     torch = import_deferred("torch")  # before the user's module imports it, with Ctrl-C deferred
     module_name, function_name = reference.split(":", 1)
-    with importable_working_directory():
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is not None:
+        prepare_torchvision()  # the user's module may import it (timm does)
+    with importable_working_directory(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the module's import-time deprecation notices are not ours to print
         module = calling(reference, lambda: importlib.import_module(module_name),
                          failing=f"cannot import module '{module_name}'")
         factory = getattr(module, function_name, None)
