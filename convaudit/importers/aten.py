@@ -96,8 +96,16 @@ def plain(reader: Reader, learned: Any) -> bool:
 
 def weights_as_held(reader: Reader, learned: Any) -> bool:
     """A weight operand that is the parameter itself (not computed from parameters in forward)."""
-    return learned is None or (isinstance(learned, Learned) and not learned.buffer and
-                               sum(reader.numel(n) for n in learned.names) == math.prod(learned.rec.shape))
+    return learned is None or (isinstance(learned, Learned) and not any(reader.is_buffer(n) for n in learned.names)
+                               and sum(reader.numel(n) for n in learned.names) == math.prod(learned.rec.shape))
+
+
+def held_bias(reader: Reader, bias: Any) -> tuple[Any, Any]:
+    """(the bias the layer holds, a bias computed in forward to add after it): BEiT's and Swin V2's qkv bias is
+    cat(q_bias, a zero k buffer, v_bias), 2·C parameters and C buffer elements, not 3·C parameters."""
+    if bias is None or weights_as_held(reader, bias):
+        return bias, None
+    return None, bias
 
 
 def learned_or_none(value: Any) -> bool:
@@ -148,10 +156,15 @@ def linear(reader: Reader, node: g.OpNode) -> None:
     if not isinstance(weight, Learned) or len(weight.rec.shape) != 2 or not learned_or_none(bias) \
             or not weights_as_held(reader, weight):
         raise Decline
+    bias, computed = held_bias(reader, bias)
     params: dict[str, Any] = {"out": weight.rec.shape[0], "bias": bias is not None}
     if len(reader.sample(x.rec)) != 1 or not leading(reader, x):
         params["flatten"] = False  # nn.Linear on the last dimension of tokens or of an [H, W, C] map
-    reader.emit(node, "linear", params, [x], (weight, bias))
+    if computed is None:
+        reader.emit(node, "linear", params, [x], (weight, bias))
+        return
+    product = reader.emit(node, "linear", params, [x], (weight,), op=f"{node.overload} (product)")
+    add(reader, node, [product, computed], "add")  # the computed bias: one add per output element
 
 
 @handles("mm", "bmm", "matmul", "addmm", "baddbmm", "mv", "addmv")
@@ -421,9 +434,12 @@ def reshape(reader: Reader, node: g.OpNode) -> None:
     if leading(reader, x) and out.batch_dim == 0 and not out.batch_folded and len(after) == 1 and len(before) > 1:
         reader.emit(node, "flatten", {}, [x])
         return
-    if out.batch_dim is None:
-        raise Decline
+    if out.batch_dim is None and x.rec.batch_dim is not None:
+        raise Decline  # a reshape that loses the batch
     params: dict[str, Any] = {"shape": list(after) or [1]}
+    if out.batch_dim is None:  # a tensor no sample owns (a position table) keeps owning none
+        reader.emit(node, "reshape", params, [x])
+        return
     if out.batch_dim != 0 or out.batch_folded:
         params.update(batch=out.batch_dim, fold=out.batch_folded)
     reader.emit(node, "reshape", params, [x])

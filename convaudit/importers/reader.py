@@ -53,6 +53,11 @@ class Const:
 
 
 Value = Act | Learned | Const
+# The operand that carries the data (not the weights) of the operators with multiply-adds
+MAC_DATA_OPERAND = {**dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d",
+                                     "conv_transpose2d", "conv_transpose3d", "linear"), "input"),
+                    "mm": "self", "bmm": "self", "matmul": "self", "mv": "self", "addmm": "mat1", "baddbmm": "batch1",
+                    "addmv": "mat"}
 Handler = Callable[["Reader", g.OpNode], None]
 
 
@@ -229,15 +234,48 @@ class Reader:
     def visit(self, node: g.OpNode) -> None:
         if node.index in self.done:
             return
+        self.dispatch(node)
+        self.written(node)
+
+    def written(self, node: g.OpNode) -> None:
+        """An in-place write makes new versions of every view of the storage it wrote (ConViT's
+        rel_indices[:, :, :, 2] = … changes rel_indices): each one not yet known is its old version with the
+        write applied: data movement of its traced shape, reading the old version and what was written."""
+        for tensor_id in node.writes:
+            if tensor_id in self.values:
+                continue
+            rec = self.graph.tensor(tensor_id)
+            sources = [self.values[i] for i in (rec.version_of,) if i is not None and i in self.values]
+            sources += [self.values[ref.id] for ref in g.refs_in(node.outputs) if ref.id in self.values]
+            acts = [v for v in sources if isinstance(v, Act)]
+            if not acts:
+                names = tuple(dict.fromkeys(n for v in sources if isinstance(v, Learned) for n in v.names))
+                self.values[tensor_id] = Learned(rec, names, all(v.buffer for v in sources
+                                                                 if isinstance(v, Learned))) if names else Const(rec)
+                continue
+            params: dict[str, Any] = {"op": f"{node.packet} (written)", "shape": list(self.sample(rec)) or [1],
+                                      "traced_from": list(self.sample(acts[0].rec)) or [1]}
+            if rec.batch_dim not in (0, None) or rec.batch_folded:
+                params.update(batch=rec.batch_dim, fold=rec.batch_folded)
+            self.emit(node, "gather", params, acts[:1], out=rec)
+
+    def dispatch(self, node: g.OpNode) -> None:
+        if not g.refs_in(node.outputs) and not node.writes:
+            return  # a query (cudnn_is_acceptable, an assert): no tensor made, nothing computed
         region = self.region(node)
         if region is not None:
             return
         values = self.operands(node)
-        if not any(isinstance(v, Act) for v in values):
-            self.learned_only(node, values)
-            return
         packet = node.packet.rstrip("_") if node.packet.endswith("_") and not node.packet.startswith("_") \
             else node.packet
+        if not any(isinstance(v, Act) for v in values):
+            data = node.args.get(MAC_DATA_OPERAND.get(packet, ""))
+            if not isinstance(data, g.TensorRef):
+                self.learned_only(node, values)
+                return
+            # multiply-adds on parameters and constants alone (a Fourier position encoding's conv, a relative-
+            # position MLP) run in every forward: their data operand becomes a source layer, and they are counted
+            self.values[data.id] = self.as_act(node, self.values[data.id])
         handler = self.handlers.get(packet)
         declined = ""
         if handler is not None:

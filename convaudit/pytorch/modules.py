@@ -313,14 +313,16 @@ class Reduce(nn.Module):
 class Traced(nn.Module):
     """An operator known only by its traced output shape: a stand-in of that shape (the batch where it sits)."""
 
-    def __init__(self, shape: tuple[int, ...], batch: int, fold: bool):
+    def __init__(self, shape: tuple[int, ...], batch: int | None, fold: bool):
         super().__init__()
         self.shape, self.batch, self.fold = list(shape), batch, fold
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         batch = inputs[0].shape[0] if inputs else 1
         shape = list(self.shape)
-        if self.fold:
+        if self.batch is None:  # no sample owns it
+            pass
+        elif self.fold:
             shape[self.batch] *= batch
         else:
             shape.insert(self.batch, batch)

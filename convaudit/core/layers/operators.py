@@ -464,10 +464,14 @@ class _Traced(SavesNothing, NewStorage, _Operator):
             raise LayerProblem("traced", f"{params['op']} was traced with input {describe_shape(tuple(traced))}; at "
                                          f"{describe_shape(inputs[0].shape)} its output is not known: import the model "
                                          "again at this input", "shape")
+        if inputs and all(tensor.placement.dim is None for tensor in inputs):
+            return Outcome(shape=tuple(params["shape"]), placement=Placement(None))  # no sample owns it, nor this
         return Outcome(shape=tuple(params["shape"]), placement=Placement(params["batch"], params["fold"]))
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        return lib.Traced(tuple(layer.params["shape"]), layer.params["batch"], layer.params["fold"])
+        unbatched = bool(placements) and all(placement.dim is None for placement in placements)
+        return lib.Traced(tuple(layer.params["shape"]), None if unbatched else layer.params["batch"],
+                          layer.params["fold"])
 
 
 @register
