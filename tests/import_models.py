@@ -127,3 +127,33 @@ class Window(nn.Module):
 
 def windows() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 1), Window(1), Window(3))
+
+
+class Quirks(nn.Module):
+    """Habits of timm's transformers, small: a qkv bias of cat(q_bias, zero k buffer, v_bias) (BEiT, Swin V2), a
+    position table made by an MLP from constant coordinates (Swin V2's cpb_mlp), a conv on a constant grid
+    (XCiT's and EdgeNeXt's Fourier encoding) and an in-place write into a slice of a constant (ConViT)."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.q_bias, self.v_bias = nn.Parameter(torch.zeros(dim)), nn.Parameter(torch.zeros(dim))
+        self.register_buffer("k_bias", torch.zeros(dim), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, dim))
+        self.fourier = nn.Conv2d(4, dim, 1)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n = x.shape[0], x.shape[1]
+        qkv = nn.functional.linear(x, self.qkv.weight, torch.cat((self.q_bias, self.k_bias, self.v_bias)))
+        coords = torch.stack(torch.meshgrid(torch.arange(n, device=x.device), torch.arange(1, device=x.device),
+                                            indexing="ij"), -1).float().reshape(n, 2)
+        table = self.mlp(coords)  # [n, dim], the same for every sample
+        grid = torch.zeros(1, 4, n, 1, device=x.device)
+        grid[:, 2] = 1.0  # written in place into a slice
+        encoding = self.fourier(grid).reshape(self.dim, n).t()
+        return qkv[..., :self.dim] + table + encoding
+
+
+def quirks() -> nn.Module:
+    return Quirks()

@@ -330,3 +330,37 @@ def test_a_block_parameter_never_takes_the_name_of_a_key_of_the_blocks_use(tmp_p
     assert "block: window" in text and "{start: null" not in text and ", start: null" not in text
     spec = load(str(out))
     assert [layer.params["start"] for layer in spec.layers if layer.type == "slice" and layer.params["start"]] == [1, 3]
+
+
+def test_timm_habits_count_as_torch_does() -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from convaudit.pytorch.verify import counted_by_torch
+    from tests.import_models import quirks
+
+    model = quirks().eval()
+    report = analyze(spec_of(read_model(model, (6, 8))))
+    # parameters: the buffer inside the qkv bias is not one; the MLP's and the conv's weights are
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    # multiply-adds: every matrix product and conv that runs, constants' included, as FlopCounterMode sees them
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 6, 8))
+    assert sum(layer.macs for layer in report.layers if counted_by_torch(layer)) == counter.get_total_flops() // 2
+    # by hand: qkv 6·8·24, the MLP 6·(2·16 + 16·8), the conv 6·4·8
+    assert counter.get_total_flops() // 2 == 6 * 8 * 24 + 6 * (2 * 16 + 16 * 8) + 6 * 4 * 8
+    # at batch 4 the samples' work is 4 times; the position table's and the encoding's is done once
+    at_four = analyze(report.spec, batch=4)
+    by_name = {layer.name: layer for layer in report.layers}
+    for layer in at_four.layers:
+        once = layer.name.startswith(("mlp", "fourier"))
+        assert layer.macs == by_name[layer.name].macs * (1 if once else 4), layer.name
+
+
+def test_timm_habits_verify_against_the_module_and_the_spec(tmp_path: Path) -> None:
+    out = tmp_path / "quirks.yaml"
+    assert run("import", "tests.import_models:quirks", "--input-shape", "6,8", "-o", str(out)).exit_code == 0
+    for extra in ([], ["--against", "imported"]):  # the spec's own model, then the user's module
+        result = run("verify", str(out), "--repeats", "0", *extra)
+        assert result.exit_code == 0, result.output
+        assert "comparable cells match" in result.stdout

@@ -119,8 +119,15 @@ class LayerResult:
         return self.params - self.trainable_params
 
     @property
+    def runs(self) -> int:
+        """How many times it runs per batch: once per sample, or once in all where nothing it reads or makes
+        belongs to a sample (a position table computed from constants)."""
+        placements = self.placements + (self.outcome.placement,)
+        return self.batch if any(placement.dim is not None for placement in placements) else 1
+
+    @property
     def macs(self) -> int:
-        return self.outcome.macs * self.batch
+        return self.outcome.macs * self.runs
 
     @property
     def flops(self) -> int:
@@ -138,7 +145,7 @@ class LayerResult:
         weight_grad = outcome.macs if outcome.weight_grad_macs is None else outcome.weight_grad_macs
         input_grad = outcome.macs if outcome.input_grad_macs is None else outcome.input_grad_macs
         flows = self.learns or self.needs_input_grad
-        return self.batch * ((weight_grad if self.learns else 0)
+        return self.runs * ((weight_grad if self.learns else 0)
                              + (input_grad if self.needs_input_grad else 0)
                              + (outcome.inner_grad_macs if flows else 0))
 
@@ -148,7 +155,7 @@ class LayerResult:
 
     @property
     def other_ops(self) -> int:
-        return self.outcome.other_ops * self.batch
+        return self.outcome.other_ops * self.runs
 
     @property
     def neurons(self) -> int:
@@ -336,11 +343,26 @@ def apply_layer(layer: LayerSpec, shapes: tuple[Shape, ...], placements: tuple[P
     if rule == "own":
         return kind.apply_tensors([Tensor(shape, placement) for shape, placement in zip(shapes, placements,
                                                                                         strict=True)], layer.params)
+    if rule == "leading" and placements and all(placement.dim is None for placement in placements) \
+            and all(len(shape) > 1 and shape[0] == shapes[0][0] for shape in shapes):
+        return unbatched(kind.apply([shape[1:] for shape in shapes], layer.params), shapes[0][0])
     if rule == "leading" or len(set(placements)) > 1:
         require_leading(layer.type, [Tensor(shape, placement) for shape, placement in zip(shapes, placements,
                                                                                          strict=True)])
     outcome = kind.apply(list(shapes), layer.params)
     return outcome if placements[0] is LEADING else replace(outcome, placement=placements[0])
+
+
+def unbatched(outcome: Outcome, runs: int) -> Outcome:
+    """A layer that needs a batch, on a tensor no sample owns ([k, C, H, W] made from constants and parameters):
+    its first dimension is the batch it runs at, k times per forward pass whatever the batch."""
+    def times(value: int | None) -> int | None:
+        return None if value is None else value * runs
+
+    return replace(outcome, shape=(runs, *outcome.shape), placement=Placement(None), macs=outcome.macs * runs,
+                   other_ops=outcome.other_ops * runs, connections=outcome.connections * runs,
+                   weight_grad_macs=times(outcome.weight_grad_macs), input_grad_macs=times(outcome.input_grad_macs),
+                   inner_grad_macs=outcome.inner_grad_macs * runs)
 
 
 def _name_branches(problem: LayerProblem, layer: LayerSpec, shapes: tuple[Shape, ...]) -> LayerProblem:

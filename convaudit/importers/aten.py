@@ -56,6 +56,12 @@ def leading(reader: Reader, act: Act) -> bool:  # noqa: ARG001 - the reader, for
     return act.rec.batch_dim == 0 and not act.rec.batch_folded
 
 
+def batch_first(reader: Reader, act: Act) -> bool:
+    """Leading, or no batch at all (a tensor made from constants and parameters: its first dimension is the
+    batch a convolution or a pool runs at, once per forward pass)."""
+    return leading(reader, act) or act.rec.batch_dim is None
+
+
 def sample_dim(reader: Reader, act: Act, dim: int) -> int:
     """A dimension as torch numbers it (full tensor, negative from the end) as a sample dimension."""
     rank = len(act.rec.shape)
@@ -127,7 +133,7 @@ def convolution(reader: Reader, node: g.OpNode) -> None:
     if not isinstance(weight, Learned) or not learned_or_none(bias) or not weights_as_held(reader, weight):
         raise Decline("a convolution whose weights are computed in forward from parameters (weight standardisation, "
                       "a reparametrisation): no layer type holds them")
-    if not leading(reader, x):
+    if not batch_first(reader, x):
         raise Decline("a convolution of a tensor whose batch is not its first dimension")
     transposed = bool(a.get("transposed", node.packet.startswith("conv_transpose")))
     kernel = list(weight.rec.shape[2:])
@@ -230,7 +236,7 @@ def layer_norm(reader: Reader, node: g.OpNode) -> None:
 def batch_norm(reader: Reader, node: g.OpNode) -> None:
     a = node.args
     x = reader.act(a["input"])
-    if not leading(reader, x):
+    if not batch_first(reader, x):
         raise Decline
     learned = tuple(v for v in (reader.value(a.get(name)) for name in ("weight", "bias", "running_mean", "running_var"))
                     if isinstance(v, Learned))
@@ -242,7 +248,7 @@ def batch_norm(reader: Reader, node: g.OpNode) -> None:
 def group_norm(reader: Reader, node: g.OpNode) -> None:
     a = node.args
     x = reader.act(a["input"])
-    if not leading(reader, x):
+    if not batch_first(reader, x):
         raise Decline
     groups = int(a.get("num_groups", a.get("group", 1)))
     weight, bias = reader.value(a.get("weight")), reader.value(a.get("bias"))
@@ -357,7 +363,7 @@ def pointwise(reader: Reader, node: g.OpNode) -> None:
 def pool(reader: Reader, node: g.OpNode) -> None:
     a = node.args
     x = reader.act(a["self"])
-    if not leading(reader, x):
+    if not batch_first(reader, x):
         raise Decline
     axes = len(reader.sample(x.rec)) - 1
     kernel = sizes(a["kernel_size"], axes)
@@ -373,7 +379,7 @@ def pool(reader: Reader, node: g.OpNode) -> None:
          "_adaptive_avg_pool3d")
 def adaptive_pool(reader: Reader, node: g.OpNode) -> None:
     x = reader.act(node.args["self"])
-    if not leading(reader, x):
+    if not batch_first(reader, x):
         raise Decline
     output = list(reader.sample(reader.out(node))[1:])
     if all(size == 1 for size in output):
@@ -387,7 +393,7 @@ def adaptive_max_pool(reader: Reader, node: g.OpNode) -> None:
     """To one position: the largest over each map (a reduction); to more, no type of ours."""
     x = reader.act(node.args["self"])
     spatial = list(range(1, len(reader.sample(x.rec))))
-    if not leading(reader, x) or any(size != 1 for size in reader.sample(reader.out(node))[1:]):
+    if not batch_first(reader, x) or any(size != 1 for size in reader.sample(reader.out(node))[1:]):
         raise Decline("adaptive max pooling to more than one position has no layer type")
     reader.emit(node, "reduce", {"op": "amax", "dims": spatial, "keepdim": True, "ops": 1, "saves": "inputs"}, [x])
 
@@ -638,7 +644,7 @@ def pad(reader: Reader, node: g.OpNode) -> None:
          "_upsample_nearest_exact2d", "_upsample_nearest_exact3d")
 def upsample(reader: Reader, node: g.OpNode) -> None:
     x = reader.act(node.args.get("input", node.args.get("self")))
-    if not leading(reader, x):
+    if not batch_first(reader, x):
         raise Decline
     mode = node.packet.removeprefix("_").removeprefix("upsample_").rsplit("d", 1)[0][:-1].replace("_", "-")
     sample_in, sample_out = reader.sample(x.rec), reader.sample(reader.out(node))
@@ -657,7 +663,7 @@ def upsample(reader: Reader, node: g.OpNode) -> None:
 @handles("pixel_shuffle", "pixel_unshuffle")
 def pixel_shuffle(reader: Reader, node: g.OpNode) -> None:
     x = reader.act(node.args["self"])
-    if not leading(reader, x):
+    if not batch_first(reader, x):
         raise Decline
     factor = node.args.get("upscale_factor", node.args.get("downscale_factor"))
     reader.emit(node, node.packet.replace("_", ""), {"factor": int(factor)}, [x])

@@ -185,7 +185,9 @@ class Reader:
             params.update(numel=0, trainable=False)
         if rec.batch_dim is not None:
             params["batch"] = rec.batch_dim
-        named = value.names[0] if isinstance(value, Learned) else None
+        # named after what it holds: a parameter's name, or the constant of the module that makes it
+        named = value.names[0] if isinstance(value, Learned) else f"{node.module}.constant" if node.module \
+            else "constant"
         return self.emit(node, "parameter", params, [], learned, out=rec, named_after=named, op="parameter")
 
     def shared_owner(self, learned: list[Learned], type_name: str) -> str | None:

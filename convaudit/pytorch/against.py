@@ -42,6 +42,7 @@ from convaudit.pytorch.verify import (
     fvcore_by_module,
     fvcore_cell,
     fvcore_expected,
+    shape_cell,
     time_model,
     torch_forward_cell,
     total_cell,
@@ -57,14 +58,14 @@ def first_tensor(output: Any) -> torch.Tensor | None:
 
 
 def module_shapes(model: torch.nn.Module, paths: set[str], x: torch.Tensor) -> dict[str, list[tuple[int, ...]]]:
-    """One forward and backward; every call's output shape of the named modules, batch dropped."""
+    """One forward and backward; every call's full output shape of the named modules."""
     shapes: dict[str, list[tuple[int, ...]]] = {path: [] for path in paths}
     handles = []
     for path in paths:
         def hook(module: Any, args: Any, output: Any, path: str = path) -> None:
             tensor = first_tensor(output)
             if tensor is not None:
-                shapes[path].append(tuple(tensor.shape[1:]))
+                shapes[path].append(tuple(tensor.shape))  # the full shape: the layer says where its batch is
 
         handles.append(model.get_submodule(path).register_forward_hook(hook))
     try:
@@ -162,8 +163,9 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
              "fvcore_macs": Cell(NOTHING, expected_fvcore, None, "in the total only"),
              "torch_forward": Cell(NOTHING, expected_torch, None, "in the total only"),
              "torch_backward": Cell(NOTHING, 0, 0)}
-    if layer is not None and layer.named_after:
-        cells["params"] = compare(result.params, model.get_parameter(layer.named_after).numel())
+    named = dict(model.named_parameters()).get(layer.named_after) if layer is not None and layer.named_after else None
+    if named is not None:  # a layer named after the parameter it holds (a constant's source holds none)
+        cells["params"] = compare(result.params, named.numel())
     if layer is None or not layer.module:
         if layer is not None and expected_fvcore and not isinstance(fvcore, str):
             op = layer.op.replace("aten.", "aten::", 1)  # fvcore names the traced op as TorchScript does
@@ -172,7 +174,7 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
         return cells
     path, call = layer.module
     calls = shapes.get(path, [])
-    cells["shape"] = compare(result.output_shape, calls[call] if call < len(calls) else None)
+    cells["shape"] = shape_cell(result, calls[call] if call < len(calls) else None)
     siblings = per_path.get(path, [])
     if call:  # a module called again (a ReLU reused): its numbers are on its first call's row
         cells["params"] = Cell(NOTHING, 0, 0, f"counted at {siblings[0].name}" if siblings else "")

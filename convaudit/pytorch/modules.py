@@ -167,13 +167,15 @@ class Reshape(nn.Module):
     """A reshape to sample shape `shape` (no −1 left); the batch goes to dimension `batch`, or multiplies it (`fold`).
     The batch size is the input's elements over the sample's, wherever the input holds it."""
 
-    def __init__(self, shape: tuple[int, ...], batch: int = 0, fold: bool = False):
+    def __init__(self, shape: tuple[int, ...], batch: int | None = 0, fold: bool = False):
         super().__init__()
         self.shape, self.batch, self.fold = list(shape), batch, fold
         self.sample = math.prod(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape, batch = list(self.shape), x.numel() // self.sample
+        if self.batch is None:  # a tensor no sample owns
+            return x.reshape(shape)
         if self.fold:
             shape[self.batch] *= batch
         else:
@@ -281,16 +283,28 @@ class Pointwise(nn.Module):
     """An element-wise ATen operator over the inputs (and a parameter operand); a shape-true stand-in (add) where the
     operator needs arguments a spec does not record."""
 
-    def __init__(self, op: str, weight: tuple[int, ...] | None, weight_first: bool):
+    def __init__(self, op: str, weight: tuple[int, ...] | None, weight_first: bool, numel: int | None = None,
+                 buffers: int = 0):
         super().__init__()
         self.op = getattr(torch.ops.aten, op, None)
-        self.weight = nn.Parameter(torch.rand(weight) + 0.5) if weight is not None else None
+        self.shape = list(weight or ())
+        # the operand: `numel` parameters and `buffers` buffer elements (a zero k bias), used at `weight`'s shape
+        self.weight = nn.Parameter(torch.rand(math.prod(self.shape) if numel is None else numel) + 0.5) \
+            if weight is not None else None
+        self.register_buffer("fixed", torch.zeros(buffers))
         self.weight_first = weight_first
+
+    def operand(self) -> torch.Tensor:
+        assert self.weight is not None
+        value = torch.cat([self.weight, self.fixed]) if self.fixed.numel() else self.weight
+        if value.numel() == math.prod(self.shape):
+            return value.reshape(self.shape)
+        return value.reshape([1] * (len(self.shape) - 1) + [-1]).expand(self.shape)  # broadcast, as used
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         operands = list(inputs)
         if self.weight is not None:
-            operands.insert(0 if self.weight_first else len(operands), self.weight)
+            operands.insert(0 if self.weight_first else len(operands), self.operand())
         if self.op is not None:
             try:
                 return self.op(*operands)
@@ -360,7 +374,10 @@ class Learned(nn.Module):
         super().__init__()
         self.shape, self.batch = list(shape), batch
         values = torch.randn(numel if numel is not None else math.prod(shape)) * 0.02
-        if trainable:
+        if numel == 0:  # a constant (coordinates, a grid): zeros of its shape, made where the model runs
+            values = torch.zeros(shape)
+            self.register_buffer("weight", values, persistent=False)
+        elif trainable:
             self.weight = nn.Parameter(values)
         else:
             self.register_buffer("weight", values)

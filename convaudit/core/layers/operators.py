@@ -227,7 +227,8 @@ class Pointwise(KeepsStrides, _Operator):
         return Explained(f"{layer.weights:,} weights" if layer.weights else None)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        return lib.Pointwise(layer.params["op"], layer.params.get("weight"), layer.params["weight_first"])
+        p = layer.params
+        return lib.Pointwise(p["op"], p.get("weight"), p["weight_first"], p.get("numel"), p.get("buffers") or 0)
 
 
 @register

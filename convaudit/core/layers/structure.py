@@ -361,6 +361,8 @@ class Reshape(SavesNothing, Parameterless, LayerType):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         target = self.apply([inputs[0]], layer.params).shape  # −1 resolved
+        if placements and placements[0].dim is None:  # no sample owns it: no batch to place
+            return lib.Reshape(target, None, False)
         return lib.Reshape(target, layer.params["batch"], layer.params["fold"])
     # split plans
     split_notes = ()
