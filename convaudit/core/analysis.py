@@ -343,9 +343,10 @@ def apply_layer(layer: LayerSpec, shapes: tuple[Shape, ...], placements: tuple[P
     if rule == "own":
         return kind.apply_tensors([Tensor(shape, placement) for shape, placement in zip(shapes, placements,
                                                                                         strict=True)], layer.params)
-    if rule == "leading" and placements and all(placement.dim is None for placement in placements) \
-            and all(len(shape) > 1 and shape[0] == shapes[0][0] for shape in shapes):
-        return unbatched(kind.apply([shape[1:] for shape in shapes], layer.params), shapes[0][0])
+    if rule == "leading" and placements and all(runs_first(placement) for placement in placements) \
+            and len(set(placements)) == 1 and all(len(shape) > 1 and shape[0] == shapes[0][0] for shape in shapes):
+        outcome = unbatched(kind.apply([shape[1:] for shape in shapes], layer.params), shapes[0][0])
+        return replace(outcome, placement=placements[0])
     if rule == "leading" or len(set(placements)) > 1:
         require_leading(layer.type, [Tensor(shape, placement) for shape, placement in zip(shapes, placements,
                                                                                          strict=True)])
@@ -353,9 +354,15 @@ def apply_layer(layer: LayerSpec, shapes: tuple[Shape, ...], placements: tuple[P
     return outcome if placements[0] is LEADING else replace(outcome, placement=placements[0])
 
 
+def runs_first(placement: Placement) -> bool:
+    """A tensor whose first dimension is all a layer that needs the batch first can take as one: it has no batch
+    (a [k, C, H, W] made from constants and parameters), or the batch folded into it (B·k windows)."""
+    return placement.dim is None or (placement.dim == 0 and placement.folded)
+
+
 def unbatched(outcome: Outcome, runs: int) -> Outcome:
-    """A layer that needs a batch, on a tensor no sample owns ([k, C, H, W] made from constants and parameters):
-    its first dimension is the batch it runs at, k times per forward pass whatever the batch."""
+    """A layer that needs the batch first, on a tensor whose first dimension is k times its own batch: k runs,
+    each on the rest of the shape (times the batch too where it is folded into that dimension)."""
     def times(value: int | None) -> int | None:
         return None if value is None else value * runs
 

@@ -57,9 +57,9 @@ def leading(reader: Reader, act: Act) -> bool:  # noqa: ARG001 - the reader, for
 
 
 def batch_first(reader: Reader, act: Act) -> bool:
-    """Leading, or no batch at all (a tensor made from constants and parameters: its first dimension is the
-    batch a convolution or a pool runs at, once per forward pass)."""
-    return leading(reader, act) or act.rec.batch_dim is None
+    """Leading, folded into the first dimension (B·k windows), or no batch at all (a tensor made from constants and
+    parameters): the first dimension is the batch a convolution or a pool runs at."""
+    return leading(reader, act) or act.rec.batch_dim is None or (act.rec.batch_dim == 0 and act.rec.batch_folded)
 
 
 def sample_dim(reader: Reader, act: Act, dim: int) -> int:
@@ -686,6 +686,8 @@ def gather(reader: Reader, node: g.OpNode) -> None:
         raise Decline
     params: dict[str, Any] = {"op": node.packet, "shape": list(reader.sample(out)) or [1],
                               "traced_from": list(reader.sample(acts[0].rec)) or [1]}
-    if out.batch_dim not in (0, None) or out.batch_folded:
+    if out.batch_dim is None:
+        params["batchless"] = True
+    elif out.batch_dim != 0 or out.batch_folded:
         params.update(batch=out.batch_dim, fold=out.batch_folded)
     reader.emit(node, "gather", params, acts[:1])

@@ -144,7 +144,7 @@ def parametrise(instances: list[Instance], name: str) -> Block:
         if all(v == column[0] for v in column):
             block.fields[(local, key)] = column[0]
             continue
-        same = next((p for p, values in parameters.items() if values == column), None)
+        same = next((p for p, values in parameters.items() if same_values(values, column)), None)
         if same is not None:
             block.fields[(local, key)] = f"${same}"
             continue
@@ -173,6 +173,11 @@ def parametrise(instances: list[Instance], name: str) -> Block:
     for index, instance in enumerate(instances):
         instance.values = {p: values[index] for p, values in parameters.items()}
     return block
+
+
+def same_values(first: list[Any], second: list[Any]) -> bool:
+    """Equal, and of the same kinds: a column of True is not a column of 1 (a bias switch is not a count)."""
+    return first == second and all(type(a) is type(b) for a, b in zip(first, second, strict=True))
 
 
 def multiple_of(column: list[Any], values: list[Any]) -> bool:

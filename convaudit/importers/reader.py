@@ -257,7 +257,9 @@ class Reader:
                 continue
             params: dict[str, Any] = {"op": f"{node.packet} (written)", "shape": list(self.sample(rec)) or [1],
                                       "traced_from": list(self.sample(acts[0].rec)) or [1]}
-            if rec.batch_dim not in (0, None) or rec.batch_folded:
+            if rec.batch_dim is None:
+                params["batchless"] = True
+            elif rec.batch_dim != 0 or rec.batch_folded:
                 params.update(batch=rec.batch_dim, fold=rec.batch_folded)
             self.emit(node, "gather", params, acts[:1], out=rec)
 
@@ -328,7 +330,9 @@ class Reader:
         acts = [v for v in self.operands(node) if isinstance(v, Act)]
         for rec in used or outputs[:1]:
             params = {"op": node.overload, "shape": list(self.sample(rec)) or [1]}
-            if rec.batch_dim not in (None, 0) or rec.batch_folded:
+            if rec.batch_dim is None:
+                params["batchless"] = True
+            elif rec.batch_dim != 0 or rec.batch_folded:
                 params.update(batch=rec.batch_dim, fold=rec.batch_folded)
             self.emit(node, "uncounted", params, acts[:1], out=rec)
 

@@ -12,7 +12,7 @@ import re
 import torch
 from torch import nn
 
-from convaudit.core.analysis import Report
+from convaudit.core.analysis import Report, runs_first
 from convaudit.core.layers import REGISTRY, Shape
 from convaudit.core.layers.base import LEADING, Placement, trait_of
 from convaudit.core.model import INPUT, LayerSpec
@@ -27,8 +27,8 @@ def build_layer(layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[P
     """The torch module of one spec layer, as its type builds it (the type's `module` trait); `placements` say where
     each input holds the batch (first, unless tensor code moved it)."""
     kind, placements = REGISTRY[layer.type], placements or (LEADING,) * len(inputs)
-    if trait_of(kind, "batch_rule", layer.params) == "leading" and all(p.dim is None for p in placements):
-        inputs = tuple(shape[1:] for shape in inputs)  # no sample owns it: its first dimension is the batch it runs at
+    if trait_of(kind, "batch_rule", layer.params) == "leading" and all(runs_first(p) for p in placements):
+        inputs = tuple(shape[1:] for shape in inputs)  # its first dimension is all the batch it runs at
     return kind.module(modules, layer, inputs, placements)
 
 

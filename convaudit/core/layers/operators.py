@@ -455,7 +455,8 @@ class _Traced(SavesNothing, NewStorage, _Operator):
                     required=True),
               Field("traced_from", IntList(1, "a list of sample sizes"), "the first input's sample shape when traced"),
               Field("batch", Int(0), "the full tensor's dimension that holds the batch", default=0),
-              Field("fold", Bool(), "the batch multiplies sample dimension `batch`", default=False))
+              Field("fold", Bool(), "the batch multiplies sample dimension `batch`", default=False),
+              Field("batchless", Bool(), "no sample owns the output (a table made from constants)", default=False))
     max_inputs = None
     min_inputs = 0
 
@@ -465,14 +466,12 @@ class _Traced(SavesNothing, NewStorage, _Operator):
             raise LayerProblem("traced", f"{params['op']} was traced with input {describe_shape(tuple(traced))}; at "
                                          f"{describe_shape(inputs[0].shape)} its output is not known: import the model "
                                          "again at this input", "shape")
-        if inputs and all(tensor.placement.dim is None for tensor in inputs):
-            return Outcome(shape=tuple(params["shape"]), placement=Placement(None))  # no sample owns it, nor this
-        return Outcome(shape=tuple(params["shape"]), placement=Placement(params["batch"], params["fold"]))
+        placement = Placement(None) if params["batchless"] else Placement(params["batch"], params["fold"])
+        return Outcome(shape=tuple(params["shape"]), placement=placement)
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        unbatched = bool(placements) and all(placement.dim is None for placement in placements)
-        return lib.Traced(tuple(layer.params["shape"]), None if unbatched else layer.params["batch"],
-                          layer.params["fold"])
+        p = layer.params
+        return lib.Traced(tuple(p["shape"]), None if p["batchless"] else p["batch"], p["fold"])
 
 
 @register
