@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from convaudit.core.analysis import analyze
+from convaudit.core.checkpoint import checkpoint_segments, default_segments
 from convaudit.core.layers import REGISTRY
 from convaudit.core.layers.base import Autocast
 from convaudit.core.memory import training_memory
@@ -15,7 +16,7 @@ from convaudit.spec.parser import parse_text
 
 from .conftest import ARCHITECTURES, small_input
 from .test_memory import one_value_per_channel
-from .torch_oracles import saved_activation_bytes
+from .torch_oracles import checkpointed, saved_activation_bytes
 
 CHAIN = """\
 name: t
@@ -56,6 +57,7 @@ def test_amp_needs_fp32_master_weights() -> None:
 @pytest.mark.needs_torch
 @pytest.mark.parametrize("path", ARCHITECTURES, ids=lambda p: p.stem)
 def test_saved_activations_under_autocast_match_pytorch(path) -> None:
+    """Autocast alone, then with checkpointing over the spec's blocks (or every ⌈√L⌉ layers) too: one model each."""
     import torch
 
     from convaudit.pytorch.builder import build_model
@@ -65,6 +67,10 @@ def test_saved_activations_under_autocast_match_pytorch(path) -> None:
         report = analyze(report.spec, batch=2)
     model = build_model(report).train()
     x = torch.randn((report.batch, *report.input))
+    how = default_segments(report)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         measured = saved_activation_bytes(model, x)
+        measured_checkpointed = saved_activation_bytes(checkpointed(model, report, checkpoint_segments(report, how)),
+                                                       x)
     assert training_memory(report, amp="bf16").saved_activations == measured
+    assert training_memory(report, amp="bf16", checkpoint=how).saved_activations == measured_checkpointed
