@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from convaudit.core.analysis import analyze
+from convaudit.core.analysis import Report, analyze
 from convaudit.core.checkpoint import default_segments
-from convaudit.core.memory import AMP_DTYPES, Memory, training_memory
+from convaudit.core.memory import AMP_DTYPES, Memory, autocast_rule, training_memory
 from convaudit.core.model import NetworkSpec
 from convaudit.core.plan import plan
 from convaudit.errors import ConvauditError
@@ -114,8 +114,19 @@ def fit(spec: NetworkSpec, device_memory: int, devices: int = 1, optimizer: str 
             for segments in (None, on):
                 answers.append(_solve(states, devices, device_memory, strategy, amp, segments,
                                       lambda n, amp=amp, segments=segments: activations(amp, segments, n)))
-    notes = (f"checkpoint on: {on}",)
+    notes = (f"checkpoint on: {on}",) + cuda_differences(analyze(spec, batch=1))
     return Fit(spec.label, tuple(spec.input), device_memory, devices, optimizer, amp_dtype, tuple(answers), notes)
+
+
+def cuda_differences(report: Report) -> tuple[str, ...]:
+    """A note naming the layer types whose dtype under autocast differs on CUDA (its op lists), if any."""
+    differ = sorted({layer.type for layer in report.layers
+                     if autocast_rule(layer, cuda=True) != autocast_rule(layer, cuda=False)})
+    if not differ:
+        return ()
+    return (f"autocast follows the CPU's op lists here; CUDA's differ for {', '.join(differ)} (layernorm, "
+            "groupnorm and softmax run in fp32 there; 3-D pooling and reflect or replicate padding at their "
+            "input's dtype)",)
 
 
 def held(memory: Memory) -> int:

@@ -61,7 +61,7 @@ from convaudit.core.layers import REGISTRY, elements
 from convaudit.core.layers.base import Autocast, Saved
 from convaudit.core.model import INPUT
 from convaudit.core.strides import Strided, fresh
-from convaudit.core.units import OPTIMIZER_STATES
+from convaudit.core.units import AMP_DTYPES, OPTIMIZER_STATES
 from convaudit.errors import ConvauditError
 
 
@@ -174,7 +174,6 @@ def _tensor_bytes(name: str, report: Report, size: int) -> int:
 # ---------------------------------------------------------------- autocast: each tensor's dtype
 
 HALF_BYTES, FP32_BYTES = 2, 4
-AMP_DTYPES = ("fp16", "bf16")
 
 
 def autocast_rule(layer: LayerResult, cuda: bool = False) -> Autocast:
