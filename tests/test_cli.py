@@ -266,7 +266,7 @@ def test_every_renderer_is_registered_and_used() -> None:
     from convaudit.cli.emit import RENDERERS
 
     every = ("table", "json", "csv", "markdown")
-    offered = {(kind, f) for kind in ("summary", "plan") for f in every}
+    offered = {(kind, f) for kind in ("summary", "plan", "fit") for f in every}
     without_csv = ("table", "json", "markdown")
     offered |= {(kind, f) for kind in ("rf", "check", "list", "audit", "diff", "plan_diff") for f in without_csv}
     offered |= {(kind, f) for kind in ("verify", "distributed") for f in ("table", "json")}

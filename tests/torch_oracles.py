@@ -54,3 +54,41 @@ def saved_bytes_by_layer(model: Any, x: Any, counted_as: dict[int, int] | None =
     for address, (name, nbytes) in first.items():
         by_layer[name] = by_layer.get(name, 0) + (counted_as or {}).get(address, nbytes)
     return by_layer
+
+
+def checkpointed(model: Any, report: Any, segments: Any) -> Any:
+    """`model` (built by convaudit.pytorch.builder) run with each segment of layers under
+    torch.utils.checkpoint(use_reentrant=False): its arguments the tensors it reads from outside, its results what
+    is read after it."""
+    from torch.utils.checkpoint import checkpoint
+
+    from convaudit.core.checkpoint import boundary_inputs, segment_results
+    from convaudit.core.model import INPUT
+
+    steps = {name: (key, sources) for key, name, sources in model.plan}
+    first = {segment[0]: segment for segment in segments}
+    inside = {name for segment in segments for name in segment}
+
+    def run_segment(segment: Any, arguments: tuple[str, ...], results: tuple[str, ...], *tensors: Any) -> Any:
+        values = dict(zip(arguments, tensors, strict=True))
+        for name in segment:
+            key, sources = steps[name]
+            values[name] = model.layers[key](*(values[source] for source in sources))
+        return tuple(values[name] for name in results)
+
+    def forward(x: Any) -> Any:
+        values = {INPUT: x}
+        for _key, name, _sources in model.plan:
+            if name in first:
+                segment = first[name]
+                arguments, results = boundary_inputs(report, segment), segment_results(report, segment)
+                made = checkpoint(run_segment, segment, arguments, results, *(values[a] for a in arguments),
+                                  use_reentrant=False)
+                values.update(zip(results, made, strict=True))
+            elif name not in inside:
+                key, sources = steps[name]
+                values[name] = model.layers[key](*(values[source] for source in sources))
+        return tuple(values[name] for name in model.outputs if name in values)
+
+    forward.parameters, forward.buffers = model.parameters, model.buffers  # what saved_activation_bytes leaves out
+    return forward

@@ -7,13 +7,14 @@ through the one resolver, emit the result).
     networks.py    summary, rf, check, audit, diff, list, schema: the analysis, torch-free
     files.py       report, draw, import: the commands that write files
     plans.py       split
+    fit.py         fit: the largest batch that trains within a device's memory
     torch_side.py  verify, bench: PyTorch
 
 Importing this package loads Typer and these modules only; each command imports what it needs when it runs,
 so `convaudit --help` stays fast. The commands are registered here, in the order --help lists them.
 """
 
-from convaudit.cli import files, networks, plans, torch_side
+from convaudit.cli import files, fit, networks, plans, torch_side
 from convaudit.cli.app import app, main
 
 COMMANDS = (
@@ -22,6 +23,7 @@ COMMANDS = (
     ("report", files.html_report),
     ("draw", files.draw_network),
     ("split", plans.split_plan),
+    ("fit", fit.fit_batch),
     ("check", networks.check),
     ("verify", torch_side.verify),
     ("bench", torch_side.bench),

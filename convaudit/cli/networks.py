@@ -11,11 +11,13 @@ import typer
 
 from convaudit.cli.emit import Result, emit
 from convaudit.cli.options import (
+    AmpOpt,
     PLAN_BATCH,
     PLAN_DEVICES,
     PLAN_STRATEGY,
     BatchOpt,
     CheckFormat,
+    CheckpointOpt,
     Dtype,
     DtypeOpt,
     InputOpt,
@@ -59,6 +61,8 @@ def summary(
     rf: Annotated[bool, typer.Option("--rf", help="Add receptive-field columns: RF, jump, start, unseen pixels.")
                   ] = False,
     optimizer: OptimizerOpt = Optimizer.adam,
+    amp: AmpOpt = None,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Per-layer shapes, parameters, MACs and FLOPs, with totals, memory and the conventions used."""
     from convaudit.render.summary import View, parse_columns
@@ -69,7 +73,10 @@ def summary(
         chosen = parse_columns(columns)
     except ValueError as exc:
         raise ConvauditError(f"--columns: {exc}") from None
-    emit(Result("summary", View(report, depth, optimizer.value), {"columns": chosen, "rf": rf}), output_format)
+    view = View(report, depth, optimizer.value, amp.value if amp else None, checkpoint)
+    if amp or checkpoint:
+        view.memory  # noqa: B018  (a bad --checkpoint or --amp is one error line before any output)
+    emit(Result("summary", view, {"columns": chosen, "rf": rf}), output_format)
 
 
 def receptive_field(

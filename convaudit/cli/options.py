@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from convaudit.core.units import DTYPE_BYTES, OPTIMIZER_STATES
+from convaudit.core.units import AMP_DTYPES, DTYPE_BYTES, OPTIMIZER_STATES
 from convaudit.errors import ConvauditError, printable
 
 # One planned training step, as `split`, `diff --strategy/--devices` and `bench --devices` plan it by default:
@@ -75,6 +75,15 @@ DeviceMemoryOpt = Annotated[str | None, typer.Option(
     "--device-memory", metavar="SIZE", help="Memory of each device, such as 3GiB: says whether each share fits.")]
 GpuOpt = Annotated[bool, typer.Option("--gpu", help="Run on the CUDA GPU (exit 2 if there is none).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run even if the memory estimate says it will not fit.")]
+Amp = choices("Amp", *AMP_DTYPES)
+AmpOpt = Annotated[Amp | None, typer.Option(
+    "--amp", metavar=shown(*AMP_DTYPES),
+    help="Mixed precision (torch.autocast): fp32 master weights, gradients and optimizer state; saved tensors at "
+         "the dtype autocast gives each op.")]
+CheckpointOpt = Annotated[str | None, typer.Option(
+    "--checkpoint", metavar="blocks|every:N|NAMES",
+    help="Activation checkpointing (torch.utils.checkpoint): each top-level block, every N layers, or the named "
+         "layers and blocks (comma-separated), each a segment.")]
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, metavar="WARMUP", help="Untimed runs before timing.")]
 
 

@@ -37,6 +37,19 @@ transposed outputs; everything else is laid out contiguously.
 A tensor several layers save (a ReLU's output, read by a conv and a pool) is
 counted once, and only layers on a gradient path save anything. Inference peak:
 the tensors alive at the worst step, each freed after its last reader.
+
+Mixed precision (--amp fp16|bf16, torch.autocast): the parameters, their gradients and
+the optimizer state stay fp32; each tensor takes the dtype autocast gives the op that
+makes it, each type's `autocast` trait (core/layers/base.py's Autocast). A layer on the
+lower-precision list (conv, linear, matmul, attention) copies each fp32 input to half and
+saves the copy (autocast caches no activation casts: two such layers reading one tensor
+make two copies), and saves half copies of its fp32 weights too (cached once per forward).
+
+Activation checkpointing (--checkpoint, core/checkpoint.py's segments, as
+torch.utils.checkpoint(use_reentrant=False) runs them): a checkpointed segment saves only
+the tensors it reads from outside (its inputs, whole); its own saved tensors are made again
+in the backward, one segment at a time, so the peak adds the largest segment's internals,
+and the backward recomputes the segment's forward FLOPs.
 """
 
 from __future__ import annotations
@@ -45,10 +58,11 @@ from dataclasses import dataclass
 
 from convaudit.core.analysis import LayerResult, Report, gc_paused
 from convaudit.core.layers import REGISTRY, elements
-from convaudit.core.layers.base import Saved
+from convaudit.core.layers.base import Autocast, Saved
 from convaudit.core.model import INPUT
 from convaudit.core.strides import Strided, fresh
-from convaudit.core.units import OPTIMIZER_STATES
+from convaudit.core.units import AMP_DTYPES, OPTIMIZER_STATES
+from convaudit.errors import ConvauditError
 
 
 @dataclass(frozen=True)
@@ -103,14 +117,22 @@ class Memory:
     params: int
     gradients: int
     optimizer_state: int
-    saved_activations: int
+    saved_activations: int  # at the end of the forward: what backward will read
     saved_by_layer: dict[str, int]  # bytes each layer is the first to save
     inference_peak: int  # activation bytes alive at the worst inference step, input included
     inference_peak_layer: str
+    amp: str | None = None  # autocast's half dtype (fp16, bf16), None without autocast
+    checkpoint: str | None = None  # how segments were chosen (blocks, every:N, names)
+    segments: int = 0  # checkpointed segments
+    recompute_peak: int = 0  # the largest segment's own saved tensors, made again in the backward
+    recompute_segment: str = ""  # its first layer
+    recompute_flops: int = 0  # forward FLOPs the backward runs again (2·MACs of the checkpointed layers)
+    recompute_other_ops: int = 0
 
     @property
     def training_total(self) -> int:
-        return self.params + self.gradients + self.optimizer_state + self.saved_activations
+        return (self.params + self.gradients + self.optimizer_state + self.saved_activations
+                + self.recompute_peak)
 
     @property
     def inference_total(self) -> int:
@@ -149,20 +171,68 @@ def _tensor_bytes(name: str, report: Report, size: int) -> int:
     return elements(shape) * report.batch * size
 
 
+# ---------------------------------------------------------------- autocast: each tensor's dtype
+
+HALF_BYTES, FP32_BYTES = 2, 4
+
+
+def autocast_rule(layer: LayerResult, cuda: bool = False) -> Autocast:
+    """The layer type's `autocast` trait for this layer (CUDA's rule where its lists differ)."""
+    trait = REGISTRY[layer.type].autocast
+    return (trait(layer) if callable(trait) else trait).on(cuda)
+
+
+def _cast(to: str, size: int) -> int:
+    """Bytes per element of a tensor of `size` after a cast to 'half', 'fp32' or nothing ('input')."""
+    return HALF_BYTES if to == "half" else FP32_BYTES if to == "fp32" else size
+
+
+def _resolved(which: str, after_casts: list[int], default: int) -> int:
+    """'half', 'fp32', or 'input': the widest input after casts (aten's type promotion)."""
+    return _cast(which, max(after_casts, default=default))
+
+
+def autocast_itemsizes(report: Report, cuda: bool = False) -> dict[str, int]:
+    """Bytes per element of every layer's output (and the input's) under autocast, in graph order."""
+    sizes = {INPUT: dtype_size(report)}
+    for layer in report.layers:
+        rule = autocast_rule(layer, cuda)
+        after = [_cast(rule.casts, sizes[source]) for source in layer.spec.inputs]
+        sizes[layer.name] = _resolved(rule.output, after, dtype_size(report))
+    return sizes
+
+
 class _Saving:
     """What a layer type's `saved` reads: its tensors as (key, bytes); tensors only it holds are keyed
-    'layer#what'."""
+    'layer#what'. Under autocast (`itemsizes`), every tensor at its own dtype, and the cast copies it saves."""
 
-    def __init__(self, layer: LayerResult, report: Report, cuda: bool):
+    def __init__(self, layer: LayerResult, report: Report, cuda: bool, itemsizes: dict[str, int] | None = None):
         self.layer, self.report, self.cuda = layer, report, cuda
         self.batch, self.size = layer.batch, layer.dtype_bytes
+        self.itemsizes, self.rule = itemsizes, None
+        if itemsizes is not None:
+            self.rule = autocast_rule(layer, cuda)
+            after = [_cast(self.rule.casts, itemsizes[source]) for source in layer.spec.inputs]
+            self.size = _resolved(self.rule.extras, after, layer.dtype_bytes)
+
+    def _itemsize(self, name: str) -> int:
+        return self.layer.dtype_bytes if self.itemsizes is None else self.itemsizes[_tensor_of(name, self.report)]
 
     def output(self) -> list[Saved]:
-        return [(_tensor_of(self.layer.name, self.report), self.layer.activations * self.size)]
+        return [(_tensor_of(self.layer.name, self.report), self.layer.activations * self._itemsize(self.layer.name))]
 
     def inputs(self) -> list[Saved]:
-        return [(_tensor_of(source, self.report), _tensor_bytes(source, self.report, self.size))
-                for source in self.layer.spec.inputs]
+        saved = []
+        for source in self.layer.spec.inputs:
+            have = self._itemsize(source)
+            wanted = have if self.rule is None else _cast(self.rule.casts, have)
+            if wanted != have:  # autocast's copy at the dtype the op runs in: the copy is what is saved
+                values = elements(self.report.input) * self.batch if source == INPUT else \
+                    self.report.layer(source).activations
+                saved.append(self.extra(f"{source}@cast", values, wanted))
+            else:
+                saved.append((_tensor_of(source, self.report), _tensor_bytes(source, self.report, have)))
+        return saved
 
     def extra(self, what: str, elements: int, itemsize: int | None = None) -> Saved:
         return f"{self.layer.name}#{what}", elements * (self.size if itemsize is None else itemsize)
@@ -170,31 +240,76 @@ class _Saving:
     def storage(self, source: str) -> Strided:
         return storages(self.report)[source]
 
+    def weight_copies(self) -> list[Saved]:
+        """Under autocast, a lower-precision op's fp32 weights are copied to half (once per forward, shared by
+        the layers that share them); its backward keeps the copies."""
+        layer = self.layer
+        if self.rule is None or self.rule.casts != "half" or not layer.weights or layer.dtype_bytes == HALF_BYTES:
+            return []
+        return [(f"{layer.spec.shares or layer.name}#weight@half", layer.weights * HALF_BYTES)]
 
-def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False) -> list[Saved]:
-    """(tensor key, bytes) that this layer saves for backward; shared tensors carry the producer's name."""
+
+def saved_tensors(layer: LayerResult, report: Report, cuda: bool = False,
+                  itemsizes: dict[str, int] | None = None) -> list[Saved]:
+    """(tensor key, bytes) that this layer saves for backward; shared tensors carry the producer's name.
+    `itemsizes`: each tensor's bytes per element under autocast (autocast_itemsizes), None without it."""
     if not (layer.learns or layer.needs_input_grad):
         return []  # no gradient flows here: autograd records nothing
-    return REGISTRY[layer.type].saved(layer, _Saving(layer, report, cuda))
+    saving = _Saving(layer, report, cuda, itemsizes)
+    return REGISTRY[layer.type].saved(layer, saving) + saving.weight_copies()
 
 
-def training_memory(report: Report, optimizer: str = "adam", cuda: bool = False) -> Memory:
+def training_memory(report: Report, optimizer: str = "adam", cuda: bool = False, amp: str | None = None,
+                    checkpoint: str | None = None) -> Memory:
+    """Training memory at the report's dtype; `amp` (fp16, bf16): under autocast, with fp32 master weights;
+    `checkpoint`: activation checkpointing over core/checkpoint.py's segments (blocks, every:N, names)."""
+    if amp is not None and (amp not in AMP_DTYPES or report.dtype != "fp32"):
+        raise ConvauditError(f"--amp {amp}: autocast keeps fp32 master weights: leave --dtype at fp32 "
+                             f"(got {report.dtype}); --amp takes {' or '.join(AMP_DTYPES)}")
     with gc_paused():
-        return _training_memory(report, optimizer, cuda)
+        return _training_memory(report, optimizer, cuda, amp, checkpoint)
 
 
-def _training_memory(report: Report, optimizer: str, cuda: bool) -> Memory:
+def _fresh_bytes(saved: list[Saved], seen: set[str]) -> int:
+    """The bytes of the tensors not seen yet, marking them seen."""
+    fresh = 0
+    for key, nbytes in saved:
+        if key not in seen:
+            seen.add(key)
+            fresh += nbytes
+    return fresh
+
+
+def _training_memory(report: Report, optimizer: str, cuda: bool, amp: str | None, checkpoint: str | None) -> Memory:
+    from convaudit.core.checkpoint import boundary_inputs, checkpoint_segments
+
     size = dtype_size(report)
     trainable = report.totals.trainable_params
+    itemsizes = autocast_itemsizes(report, cuda) if amp else None
+    segments = checkpoint_segments(report, checkpoint) if checkpoint else ()
+    first_of = {segment[0]: segment for segment in segments}
+    inside = {name for segment in segments for name in segment}
     seen: set[str] = set()
     saved_by: dict[str, int] = {}
     for layer in report.layers:
-        fresh = 0
-        for key, nbytes in saved_tensors(layer, report, cuda):
-            if key not in seen:
-                seen.add(key)
-                fresh += nbytes
-        saved_by[layer.name] = fresh
+        if layer.name in first_of:  # the segment's inputs, whole, as checkpoint saves them
+            segment_inputs = [(_tensor_of(source, report), _tensor_bytes(
+                source, report, size if itemsizes is None else itemsizes[_tensor_of(source, report)]))
+                for source in boundary_inputs(report, first_of[layer.name])]
+            saved_by[layer.name] = _fresh_bytes(segment_inputs, seen)
+        elif layer.name in inside:
+            saved_by[layer.name] = 0
+        else:
+            saved_by[layer.name] = _fresh_bytes(saved_tensors(layer, report, cuda, itemsizes), seen)
+    # the backward remakes one segment's own saved tensors at a time (its inputs are already kept)
+    recompute_peak, recompute_at = 0, ""
+    for segment in segments:
+        again = set(seen)
+        nbytes = sum(_fresh_bytes(saved_tensors(report.layer(name), report, cuda, itemsizes), again)
+                     for name in segment)
+        if nbytes > recompute_peak:
+            recompute_peak, recompute_at = nbytes, segment[0]
+    recomputed = [report.layer(name) for name in inside]
     peak, at = inference_peak(report)
     return Memory(
         dtype=report.dtype, batch=report.batch, optimizer=optimizer,
@@ -204,6 +319,10 @@ def _training_memory(report: Report, optimizer: str, cuda: bool) -> Memory:
         saved_activations=sum(saved_by.values()),
         saved_by_layer=saved_by,
         inference_peak=peak, inference_peak_layer=at,
+        amp=amp, checkpoint=checkpoint, segments=len(segments),
+        recompute_peak=recompute_peak, recompute_segment=recompute_at,
+        recompute_flops=sum(layer.flops for layer in recomputed),
+        recompute_other_ops=sum(layer.other_ops for layer in recomputed),
     )
 
 

@@ -10,6 +10,7 @@ from fractions import Fraction
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}  # element types the analysis counts memory in
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # optimizer buffers per trainable parameter
+AMP_DTYPES = ("fp16", "bf16")  # torch.autocast's half dtypes (--amp)
 
 
 def fixed(value: Fraction | int, places: int) -> str:

@@ -53,10 +53,12 @@ class View:
     """What a summary table shows: the report, its rows (layers or groups at `depth`) and lazily the
     receptive fields and memory."""
 
-    def __init__(self, report: Report, depth: int | None = None, optimizer: str = "adam"):
+    def __init__(self, report: Report, depth: int | None = None, optimizer: str = "adam", amp: str | None = None,
+                 checkpoint: str | None = None):
         self.report = report
         self.depth = depth
         self.optimizer = optimizer
+        self.amp, self.checkpoint = amp, checkpoint  # --amp and --checkpoint: the training memory's
 
     @cached_property
     def rows(self) -> list[Any]:
@@ -85,7 +87,7 @@ class View:
 
     @cached_property
     def memory(self) -> Memory:
-        return training_memory(self.report, self.optimizer)
+        return training_memory(self.report, self.optimizer, amp=self.amp, checkpoint=self.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,20 @@ def memory_dict(memory: Memory) -> dict[str, Any]:
             "params_bytes": memory.params, "gradients_bytes": memory.gradients,
             "optimizer_state_bytes": memory.optimizer_state, "saved_activations_bytes": memory.saved_activations,
             "training_total_bytes": memory.training_total, "inference_peak_activation_bytes": memory.inference_peak,
-            "inference_peak_layer": memory.inference_peak_layer, "inference_total_bytes": memory.inference_total}
+            "inference_peak_layer": memory.inference_peak_layer, "inference_total_bytes": memory.inference_total,
+            **training_extras(memory)}
+
+
+def training_extras(memory: Memory) -> dict[str, Any]:
+    """--amp and --checkpoint's figures, when either is given (absent otherwise)."""
+    extras: dict[str, Any] = {}
+    if memory.amp:
+        extras["amp"] = memory.amp
+    if memory.checkpoint:
+        extras.update({"checkpoint": memory.checkpoint, "checkpoint_segments": memory.segments,
+                       "recompute_peak_bytes": memory.recompute_peak, "recompute_segment": memory.recompute_segment,
+                       "recompute_flops": memory.recompute_flops, "recompute_other_ops": memory.recompute_other_ops})
+    return extras
 
 
 def report_dict(view: View) -> dict[str, Any]:
@@ -409,10 +424,20 @@ def totals_lines(report: Report) -> list[str]:
 
 def memory_lines(memory: Memory) -> list[str]:
     per = f", batch {memory.batch}" if memory.batch > 1 else ""
-    return [
-        f"training at {memory.dtype} with {memory.optimizer}{per}: params {fmt_bytes(memory.params)} + gradients "
+    amp = f" under autocast to {memory.amp} (saved tensors at the dtype autocast gives each op)" if memory.amp else ""
+    segments = f" (checkpointed: {memory.checkpoint}, {memory.segments} segments)" if memory.checkpoint else ""
+    remade = (f" + one segment remade in the backward {fmt_bytes(memory.recompute_peak)} (from "
+              f"{memory.recompute_segment})" if memory.recompute_peak else "")
+    lines = [
+        f"training at {memory.dtype} with {memory.optimizer}{per}{amp}: params {fmt_bytes(memory.params)} + gradients "
         f"{fmt_bytes(memory.gradients)} + optimizer state {fmt_bytes(memory.optimizer_state)} + saved activations "
-        f"{fmt_bytes(memory.saved_activations)} = {fmt_bytes(memory.training_total)}",
+        f"{fmt_bytes(memory.saved_activations)}{segments}{remade} = {fmt_bytes(memory.training_total)}",
+    ]
+    if memory.checkpoint:
+        lines.append(f"checkpointing: the backward runs the checkpointed layers' forward again: "
+                     f"{fmt_int(memory.recompute_flops)} FLOPs (2·MACs) and {fmt_int(memory.recompute_other_ops)} "
+                     "other ops more per step")
+    return lines + [
         f"inference: params {fmt_bytes(memory.params)} + peak activations {fmt_bytes(memory.inference_peak)} "
         f"(at {memory.inference_peak_layer}) = {fmt_bytes(memory.inference_total)}",
     ]

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from convaudit.core.fields import Field, Int, Number
 from convaudit.core.layers.base import (
+    FOLLOWS_INPUT,
+    Autocast,
     KeepsStrides,
     LayerProblem,
     LayerType,
@@ -45,6 +47,7 @@ class _Elementwise(KeepsStrides, Parameterless, LayerType):
     output (each type says which)."""
 
     ops_per_element: ClassVar[int] = 1
+    autocast = FOLLOWS_INPUT
     receptive = "pointwise"
     size_rule = "pointwise"
 
@@ -204,6 +207,7 @@ class Hardswish(TorchModule, SavesInput, _Elementwise):
 @register
 class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
     type_name = "softmax"
+    autocast = Autocast(cuda=Autocast(output="fp32", extras="fp32"))  # CUDA's fp32 list: softmax in fp32
     batch_rule = "any"
     prefix = "softmax"
     category = "act"
@@ -238,6 +242,7 @@ class Softmax(SavesOutput, NewStorage, Parameterless, LayerType):
 @register
 class Dropout(Parameterless, LayerType):
     type_name = "dropout"
+    autocast = FOLLOWS_INPUT
     batch_rule = "any"
     prefix = "dropout"
     category = "other"

@@ -162,6 +162,9 @@ TRAITS: dict[str, str] = {
                         "them, in parameters() order (fsdp and zero shard each along dimension 0)",
     "split_notes": "(strategy kind, note) pairs `split` adds when a plan holds this type: 'channels' for columns "
                    "and model, 'batch' for data, fsdp, zero1 and zero2",
+    "autocast": "what it does under torch.autocast (--amp, core/memory.py): an Autocast, or a method of the analysed "
+                "layer giving one: the dtype it casts its inputs to, its output's and its own saved tensors' dtypes, "
+                "per autocast's CPU op lists (and where CUDA's lists differ, theirs)",
 }
 CATEGORIES = ("conv", "dense", "pool", "norm", "act", "merge", "other")
 PLAN_ROLES = ("columns", "follow", "concat", "add", "whole-free", "whole")
@@ -194,6 +197,39 @@ class References(NamedTuple):
     per_output: int = 0
 
 
+AUTOCAST_DTYPES = ("half", "fp32", "input")
+
+
+class Autocast(NamedTuple):
+    """What a type does under torch.autocast (core/memory.py). Each field is 'half' (autocast's fp16 or bf16),
+    'fp32', or 'input': the widest dtype of its inputs after any cast (type promotion, as aten's kernels and
+    autocast's promote list give it).
+
+    casts:  'half' for the ops of autocast's lower-precision list (convolutions, linear, matmul, attention: each
+            fp32 input is copied to half, and so are its fp32 weights, the copies saved for backward), 'fp32' for
+            its fp32 list (each half input copied to fp32), 'input' for everything else (no cast)
+    output: the dtype of its output ('fp32' where an fp32 parameter joins a half input: x·scale, x + pos, cat)
+    extras: the dtype of the tensors it saves of its own (normalisations keep their statistics in fp32)
+    cuda:   the rule on CUDA where autocast's CUDA lists differ from the CPU's (None: the same)
+    """
+
+    casts: str = "input"
+    output: str = "input"
+    extras: str = "input"
+    cuda: Autocast | None = None
+
+    def on(self, cuda: bool) -> Autocast:
+        return self.cuda if cuda and self.cuda is not None else self
+
+
+FOLLOWS_INPUT = Autocast()  # no autocast list names it: it runs at its input's dtype
+LOWER_PRECISION = Autocast("half", "half", "half")  # autocast's lower-precision list (both devices)
+FP32_LIST = Autocast("fp32", "fp32", "fp32")  # autocast's fp32 list: inputs copied to fp32
+# batchnorm, layernorm, groupnorm: half in, half out, statistics in fp32 (the CPU's mixed-type kernels); CUDA's
+# fp32 list holds layer_norm and group_norm (their input copied to fp32), not batch_norm
+FP32_STATISTICS = Autocast(extras="fp32")
+
+
 def undeclared_traits(cls: type) -> list[str]:
     """The traits `cls` neither declares nor inherits from a family base class (never from LayerType)."""
     missing = []
@@ -204,6 +240,10 @@ def undeclared_traits(cls: type) -> list[str]:
         elif trait in TRAIT_VALUES and not callable(getattr(cls, trait)) \
                 and getattr(cls, trait) not in TRAIT_VALUES[trait]:
             missing.append(f"{trait} (got {getattr(cls, trait)!r}; one of {', '.join(TRAIT_VALUES[trait])})")
+        elif trait == "autocast" and not callable(cls.autocast) and (
+                not isinstance(cls.autocast, Autocast)
+                or any(value not in AUTOCAST_DTYPES for value in cls.autocast[:3])):
+            missing.append(f"autocast (an Autocast of {', '.join(AUTOCAST_DTYPES)})")
         elif trait == "references" and not callable(cls.references) and (
                 not isinstance(cls.references, References) or cls.references.fvcore not in FVCORE_RULES):
             missing.append(f"references (a References with fvcore one of {', '.join(FVCORE_RULES)})")
@@ -256,6 +296,7 @@ class LayerType:
     references: ClassVar[References]
     batch_rule: ClassVar[str]
     split_notes: ClassVar[tuple[tuple[str, str], ...]]
+    autocast: ClassVar[Autocast]  # or a method of the analysed layer returning one
     # and the methods column_split(inputs, params) and parameter_shapes(inputs, params)
 
     def static_problems(self, params: Params) -> list[tuple[str, str]]:

@@ -8,6 +8,8 @@ from convaudit.core.fields import Bool, Field, Int
 from convaudit.core.layers.base import (
     BIAS,
     IN_PIN,
+    LOWER_PRECISION,
+    Autocast,
     Explained,
     LayerProblem,
     LayerType,
@@ -34,6 +36,7 @@ from convaudit.core.layers.splitting import ColumnSplit, not_split_by_channels
 @register
 class Linear(NewStorage, LayerType):
     type_name = "linear"
+    autocast = LOWER_PRECISION
     prefix = "fc"
     category = "dense"
     plan_role = "columns"
@@ -133,6 +136,7 @@ class Linear(NewStorage, LayerType):
 @register
 class RBF(NewStorage, LayerType):
     type_name = "rbf"
+    autocast = Autocast(output="fp32", extras="fp32")  # x − w: the fp32 centres promote
     batch_rule = "leading"
     prefix = "rbf"
     category = "dense"
@@ -177,6 +181,7 @@ class RBF(NewStorage, LayerType):
 @register
 class Attention(LayerType):
     type_name = "attention"
+    autocast = LOWER_PRECISION
     batch_rule = "leading"
     prefix = "attn"
     category = "dense"

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Bool, Choice, Field, Int, Number
 from convaudit.core.layers.base import (
+    FP32_LIST,
+    FP32_STATISTICS,
     OVER,
+    Autocast,
     Explained,
     KeepsStrides,
     LayerType,
@@ -45,6 +48,7 @@ class _Scales:
 @register
 class LRN(NewStorage, _Scales, LayerType):
     type_name = "lrn"
+    autocast = Autocast(output="fp32", extras="fp32")  # its avg_pool3d of the squares: the CPU's fp32 list
     batch_rule = "leading"
     prefix = "lrn"
     category = "norm"
@@ -84,6 +88,7 @@ class LRN(NewStorage, _Scales, LayerType):
 @register
 class BatchNorm(NewStorage, _Scales, LayerType):
     type_name = "batchnorm"
+    autocast = FP32_STATISTICS
     batch_rule = "leading"
     prefix = "bn"
     category = "norm"
@@ -124,6 +129,7 @@ class BatchNorm(NewStorage, _Scales, LayerType):
 @register
 class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
     type_name = "scale"
+    autocast = Autocast(output="fp32")  # x times the fp32 scale promotes
     prefix = "scale"
     category = "other"
     plan_role = "whole"
@@ -159,6 +165,7 @@ class Scale(SavesInput, KeepsStrides, _Scales, LayerType):
 @register
 class LayerNorm(_Scales, LayerType):
     type_name = "layernorm"
+    autocast = Autocast(extras="fp32", cuda=FP32_LIST)  # layer_norm is on CUDA's fp32 list
     prefix = "ln"
     category = "norm"
     plan_role = "whole"

@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Bool, Choice, Field, Int, Text
 from convaudit.core.layers.base import (
+    FOLLOWS_INPUT,
+    FP32_LIST,
+    LOWER_PRECISION,
+    Autocast,
     Explained,
     IntList,
     KeepsStrides,
@@ -94,11 +98,13 @@ class _Operator(Parameterless, LayerType):
     receptive = "opaque"
     size_rule = "none"
     batch_rule = "own"
+    autocast = FOLLOWS_INPUT
 
 
 @register
 class MatMul(NewStorage, _Operator):
     type_name = "matmul"
+    autocast = LOWER_PRECISION
     split_notes = ()
     column_split = not_split_by_channels
     prefix = "matmul"
@@ -152,6 +158,7 @@ class MatMul(NewStorage, _Operator):
 @register
 class SDPA(NewStorage, _Operator):
     type_name = "sdpa"
+    autocast = LOWER_PRECISION
     split_notes = ()
     column_split = not_split_by_channels
     prefix = "sdpa"
@@ -201,6 +208,9 @@ class SDPA(NewStorage, _Operator):
 @register
 class Pointwise(KeepsStrides, _Operator):
     type_name = "pointwise"
+
+    def autocast(self, layer: LayerResult) -> Autocast:
+        return Autocast(output="fp32") if layer.spec.params.get("weight") is not None else FOLLOWS_INPUT
     split_notes = ()
     column_split = not_split_by_channels
     prefix = "op"
@@ -274,6 +284,7 @@ class Reduce(NewStorage, _Operator):
 
 class _Norm(LayerType):
     category = "norm"
+    autocast = Autocast(extras="fp32", cuda=FP32_LIST)  # group_norm is on CUDA's fp32 list
     plan_role = "whole"
     receptive = "opaque"
     size_rule = "pointwise"
@@ -408,6 +419,7 @@ class Copy(SavesNothing, _Operator):
 @register
 class Parameter(SavesNothing, NewStorage, _Operator):
     type_name = "parameter"
+    autocast = Autocast(output="fp32")  # an fp32 parameter itself
     split_notes = ()
     column_split = not_split_by_channels
     prefix = "param"

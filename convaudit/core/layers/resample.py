@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Bool, Choice, Field, FieldKind, Int, Size, describe, parse_number, per_axis
 from convaudit.core.layers.base import (
+    FOLLOWS_INPUT,
+    Autocast,
     LayerProblem,
     LayerType,
     NewStorage,
@@ -83,6 +85,7 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
     split_notes = ()
     column_split = not_split_by_channels
     type_name = "upsample"
+    autocast = FOLLOWS_INPUT
     batch_rule = "leading"
     prefix = "up"
     category = "pool"
@@ -163,6 +166,7 @@ class Upsample(SavesNothing, NewStorage, Parameterless, LayerType):
 
 class _Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
     """Moves r × r blocks of H and W into channels and back (2-D maps only, as PyTorch's)."""
+    autocast = FOLLOWS_INPUT
     split_notes = ()
     column_split = not_split_by_channels
 
@@ -235,6 +239,13 @@ class Pad(NewStorage, Parameterless, LayerType):
     split_notes = ()
     column_split = not_split_by_channels
     type_name = "pad"
+
+    def autocast(self, layer: LayerResult) -> Autocast:
+        # reflection_pad1d/2d and replication_pad1d/2d/3d are on autocast's CPU fp32 list (not CUDA's)
+        mode, axes = layer.spec.params["mode"], len(layer.input_shapes[0]) - 1
+        if mode == "replicate" or (mode == "reflect" and axes < 3):
+            return Autocast("fp32", "fp32", "fp32", cuda=FOLLOWS_INPUT)
+        return FOLLOWS_INPUT
     batch_rule = "leading"
     prefix = "pad"
     category = "other"
@@ -285,6 +296,7 @@ class Crop(SavesNothing, Parameterless, LayerType):
     split_notes = ()
     column_split = not_split_by_channels
     type_name = "crop"
+    autocast = FOLLOWS_INPUT
     batch_rule = "leading"
     prefix = "crop"
     category = "other"

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from convaudit.core.fields import Bool, Field, Int
 from convaudit.core.layers.base import (
+    FOLLOWS_INPUT,
+    Autocast,
     Explained,
     IntList,
     KeepsStrides,
@@ -47,6 +49,7 @@ from convaudit.core.layers.splitting import no_parameters, not_split_by_channels
 @register
 class Concat(TorchModule, SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "concat"
+    autocast = FOLLOWS_INPUT
     prefix = "concat"
     category = "merge"
     plan_role = "concat"
@@ -85,6 +88,7 @@ class Concat(TorchModule, SavesNothing, NewStorage, Parameterless, LayerType):
 @register
 class Add(TorchModule, SavesNothing, KeepsStrides, Parameterless, LayerType):
     type_name = "add"
+    autocast = FOLLOWS_INPUT
     prefix = "add"
     category = "merge"
     plan_role = "add"
@@ -119,6 +123,7 @@ class Add(TorchModule, SavesNothing, KeepsStrides, Parameterless, LayerType):
 @register
 class Mul(TorchModule, SavesInputs, KeepsStrides, Parameterless, LayerType):
     type_name = "mul"
+    autocast = FOLLOWS_INPUT
     prefix = "mul"
     category = "merge"
     plan_role = "whole"
@@ -147,6 +152,7 @@ class Mul(TorchModule, SavesInputs, KeepsStrides, Parameterless, LayerType):
 @register
 class Flatten(TorchModule, SavesNothing, Parameterless, LayerType):
     type_name = "flatten"
+    autocast = FOLLOWS_INPUT
     batch_rule = "leading"
     prefix = "flatten"
     category = "other"
@@ -171,6 +177,7 @@ class Flatten(TorchModule, SavesNothing, Parameterless, LayerType):
 @register
 class Slice(SavesNothing, Parameterless, LayerType):
     type_name = "slice"
+    autocast = FOLLOWS_INPUT
     prefix = "slice"
     category = "other"
     plan_role = "whole"
@@ -224,6 +231,7 @@ class Slice(SavesNothing, Parameterless, LayerType):
 @register
 class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
     type_name = "shuffle"
+    autocast = FOLLOWS_INPUT
     batch_rule = "leading"
     prefix = "shuffle"
     category = "other"
@@ -252,6 +260,7 @@ class Shuffle(SavesNothing, NewStorage, Parameterless, LayerType):
 @register
 class Permute(SavesNothing, Parameterless, LayerType):
     type_name = "permute"
+    autocast = FOLLOWS_INPUT
     prefix = "permute"
     category = "other"
     plan_role = "whole"
@@ -313,6 +322,7 @@ class Permute(SavesNothing, Parameterless, LayerType):
 @register
 class Reshape(SavesNothing, Parameterless, LayerType):
     type_name = "reshape"
+    autocast = FOLLOWS_INPUT
     prefix = "reshape"
     category = "other"
     plan_role = "whole"
@@ -373,6 +383,7 @@ class Reshape(SavesNothing, Parameterless, LayerType):
 @register
 class ClassToken(SavesNothing, NewStorage, LayerType):
     type_name = "classtoken"
+    autocast = Autocast(output="fp32")  # cat is on autocast's promote list: the fp32 token widens it
     batch_rule = "leading"
     prefix = "cls"
     category = "other"
@@ -402,6 +413,7 @@ class ClassToken(SavesNothing, NewStorage, LayerType):
 @register
 class PosEmbedding(SavesNothing, KeepsStrides, LayerType):
     type_name = "posembedding"
+    autocast = Autocast(output="fp32")  # x + the fp32 embedding promotes
     batch_rule = "leading"
     prefix = "pos"
     category = "other"
@@ -431,6 +443,7 @@ class PosEmbedding(SavesNothing, KeepsStrides, LayerType):
 @register
 class Select(SavesNothing, Parameterless, LayerType):
     type_name = "select"
+    autocast = FOLLOWS_INPUT
     prefix = "select"
     category = "other"
     plan_role = "whole"

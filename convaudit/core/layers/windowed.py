@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 from convaudit.core.fields import Bool, ConnectionTable, Field, Int, Size, per_axis
 from convaudit.core.layers.base import (
     BIAS,
+    FOLLOWS_INPUT,
+    LOWER_PRECISION,
+    Autocast,
     Explained,
     LayerProblem,
     LayerType,
@@ -90,6 +93,7 @@ def pool_padding_problems(params: Params) -> list[tuple[str, str]]:
 @register
 class Conv(NewStorage, LayerType):
     type_name = "conv"
+    autocast = LOWER_PRECISION
     batch_rule = "leading"
     prefix = "conv"
     category = "conv"
@@ -202,8 +206,14 @@ class Conv(NewStorage, LayerType):
                                            groups=p["groups"], bias=p["bias"])
 
 
+def pool_autocast(self: Any, layer: LayerResult) -> Autocast:
+    """3-D pooling (max_pool3d, avg_pool3d, adaptive_avg_pool3d) is on autocast's CPU fp32 list, not CUDA's."""
+    return Autocast("fp32", "fp32", "fp32", cuda=FOLLOWS_INPUT) if len(layer.input_shapes[0]) == 4 else FOLLOWS_INPUT
+
+
 class _Pool(NewStorage, Parameterless, LayerType):
     prefix = "pool"
+    autocast = pool_autocast
     # split plans (every pool: no parameters, follows its input's channels)
     split_notes = ()
     column_split = not_split_by_channels
@@ -296,6 +306,7 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
     split_notes = ()
     column_split = not_split_by_channels
     type_name = "adaptiveavgpool"
+    autocast = pool_autocast
     batch_rule = "leading"
     prefix = "pool"
     category = "pool"
@@ -330,6 +341,7 @@ class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
     split_notes = ()
     column_split = not_split_by_channels
     type_name = "globalavgpool"
+    autocast = pool_autocast
     batch_rule = "leading"
     prefix = "pool"
     category = "pool"
@@ -351,6 +363,7 @@ class GlobalAvgPool(SavesNothing, NewStorage, Parameterless, LayerType):
 @register
 class Subsample(NewStorage, LayerType):
     type_name = "subsample"
+    autocast = Autocast(output="fp32")  # the window sum at the input's dtype, times an fp32 coefficient
     batch_rule = "leading"
     prefix = "subsample"
     category = "conv"
@@ -405,6 +418,7 @@ class Subsample(NewStorage, LayerType):
 @register
 class ConvTranspose(NewStorage, SavesInput, LayerType):
     type_name = "convtranspose"
+    autocast = LOWER_PRECISION
     batch_rule = "leading"
     prefix = "upconv"
     category = "conv"
