@@ -11,10 +11,10 @@ import typer
 
 from convaudit.cli.emit import Result, emit
 from convaudit.cli.options import (
-    AmpOpt,
     PLAN_BATCH,
     PLAN_DEVICES,
     PLAN_STRATEGY,
+    AmpOpt,
     BatchOpt,
     CheckFormat,
     CheckpointOpt,
