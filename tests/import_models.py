@@ -144,7 +144,7 @@ class Quirks(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n = x.shape[0], x.shape[1]
+        n = x.shape[1]
         qkv = nn.functional.linear(x, self.qkv.weight, torch.cat((self.q_bias, self.k_bias, self.v_bias)))
         coords = torch.stack(torch.meshgrid(torch.arange(n, device=x.device), torch.arange(1, device=x.device),
                                             indexing="ij"), -1).float().reshape(n, 2)
