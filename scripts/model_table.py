@@ -48,7 +48,7 @@ def flop_counter_cell(target: str, args: dict[str, Any], report: Any) -> tuple[s
     from convaudit.pytorch.verify import counted_by_torch
 
     model = build(target, args).eval()  # on the meta device
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter:  # with autograd on: PiT's and CaiT's forward need it
         model(torch.empty(1, *report.input, device="meta"))
     theirs = counter.get_total_flops() // 2
     ours = sum(layer.macs for layer in report.layers if counted_by_torch(layer))

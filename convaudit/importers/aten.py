@@ -83,8 +83,10 @@ def sizes(value: Any, count: int) -> list[int]:
 def operand(reader: Reader, learned: Learned) -> dict[str, Any]:
     """A parameter operand: its shape as used, and its own elements where they are fewer (indexed, expanded)."""
     fields: dict[str, Any] = {"weight": list(learned.rec.shape) or [1]}
-    numel = sum(reader.numel(name) for name in learned.names if not reader.is_buffer(name))
-    buffers = sum(reader.numel(name) for name in learned.names if reader.is_buffer(name))
+    # what no earlier layer counted (CaiT's class token joins the tokens, then is added to: counted once)
+    fresh = [name for name in learned.names if name not in reader.claimed]
+    numel = sum(reader.numel(name) for name in fresh if not reader.is_buffer(name))
+    buffers = sum(reader.numel(name) for name in fresh if reader.is_buffer(name))
     if numel != math.prod(learned.rec.shape) or buffers:
         fields["numel"] = numel
     if buffers:
