@@ -166,3 +166,22 @@ def test_random_tensor_programs_import_exactly(program) -> None:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         meta(torch.empty(1, *shape, device="meta"))
     assert sum(layer.macs for layer in report.layers if counted_by_torch(layer)) == counter.get_total_flops() // 2
+
+
+@pytest.mark.needs_torch
+def test_adaptive_max_pooling_to_more_than_one_position() -> None:
+    import torch
+    from torch import nn
+
+    from convaudit.importers import read_model, spec_of
+    from convaudit.pytorch.builder import build_model
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.AdaptiveMaxPool2d((2, 3)))
+    spec = spec_of(read_model(model, (3, 5, 7)))
+    (pool,) = [layer for layer in analyze(spec).layers if layer.type == "adaptivemaxpool"]
+    assert pool.output_shape == (4, 2, 3)
+    # PyTorch's windows: rows [0, 3) and [2, 5) of 5; columns [0, 3), [2, 5), [4, 7) of 7: 3·3 = 9 reads each,
+    # so 8 comparisons per output, 4·2·3 outputs
+    assert pool.other_ops == 8 * 4 * 2 * 3
+    built = build_model(analyze(spec)).eval()
+    assert tuple(built(torch.zeros(1, 3, 5, 7)).shape) == (1, 4, 2, 3)

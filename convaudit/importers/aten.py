@@ -392,11 +392,15 @@ def adaptive_pool(reader: Reader, node: g.OpNode) -> None:
 
 @handles("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d")
 def adaptive_max_pool(reader: Reader, node: g.OpNode) -> None:
-    """To one position: the largest over each map (a reduction); to more, no type of ours."""
+    """To one position: the largest over each map (a reduction); to more, adaptive max pooling."""
     x = reader.act(node.args["self"])
     spatial = list(range(1, len(reader.sample(x.rec))))
-    if not batch_first(reader, x) or any(size != 1 for size in reader.sample(reader.out(node))[1:]):
-        raise Decline("adaptive max pooling to more than one position has no layer type")
+    if not batch_first(reader, x):
+        raise Decline
+    output = list(reader.sample(reader.out(node))[1:])
+    if any(size != 1 for size in output):
+        reader.emit(node, "adaptivemaxpool", {"output": compact(output)}, [x])
+        return
     reader.emit(node, "reduce", {"op": "amax", "dims": spatial, "keepdim": True, "ops": 1, "saves": "inputs"}, [x])
 
 

@@ -6,6 +6,7 @@ The window arithmetic along one axis is `WindowAxis` (core/windows.py); these ty
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -319,7 +320,7 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
     fields = (Field("output", Size(), "output size: an int, or one per spatial axis such as [h, w]", required=True),)
 
     def apply(self, inputs: list[Shape], params: Params) -> Outcome:
-        c, spatial = feature_map(inputs[0], "adaptiveavgpool")
+        c, spatial = feature_map(inputs[0], self.type_name)
         output = spread(params, "output", len(spatial))
         # Summing window sizes per axis and multiplying counts every (row window × column window) pair.
         reads = math.prod(sum(end - start for start, end in adaptive_windows(size, out))
@@ -334,6 +335,26 @@ class AdaptiveAvgPool(NewStorage, Parameterless, LayerType):
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         n = len(inputs[0]) - 1
         return torch_class(lib, "AdaptiveAvgPool", n)(spread(layer.params, "output", n))
+
+
+@register
+class AdaptiveMaxPool(AdaptiveAvgPool):
+    type_name = "adaptivemaxpool"
+    references = References(elementwise_gaps=True)  # fvcore has no rule for adaptive_max_pool: it counts none
+    doc = "adaptive max pooling to a fixed output size (BoTNet's and BAT's attention pooling in timm)"
+    other_ops_rule = "window elements − 1 comparisons per output element, windows as PyTorch sizes them"
+
+    def apply(self, inputs: list[Shape], params: Params) -> Outcome:
+        outcome = AdaptiveAvgPool.apply(self, inputs, params)
+        # a window of n elements takes n − 1 comparisons: every read but the first of each output
+        return replace(outcome, other_ops=outcome.other_ops - elements(outcome.shape))
+
+    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
+        return saving.inputs()[:1] + [saving.extra("indices", layer.activations, INDEX_BYTES)]
+
+    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
+        n = len(inputs[0]) - 1
+        return torch_class(lib, "AdaptiveMaxPool", n)(spread(layer.params, "output", n))
 
 
 @register
