@@ -126,7 +126,7 @@ def check(imported: Imported, spec: NetworkSpec) -> None:
         layer = traced.get(result.name)
         if layer is None:
             raise ConvauditError(f"{where}: internal error: folding produced layer {result.name}, not in the trace")
-        if tuple(result.output_shape) != tuple(layer.shape):
+        if tuple(result.output_shape) != (tuple(layer.shape) or (1,)):  # a 0-d tensor is written [1]
             raise ConvauditError(f"{where}: {result.name} ({layer.op}): convaudit computes "
                                  f"{describe_shape(result.output_shape)}, the trace gives "
                                  f"{describe_shape(layer.shape)}")
