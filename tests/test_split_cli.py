@@ -170,6 +170,10 @@ def test_diff_data_against_fsdp() -> None:
     # reduce-scatter, (N − 1)/N·S each; S = the parameters at fp32, over 4 devices
     assert Fraction(left["bytes"]) == 4 * 2 * Fraction(3, 4) * params * 4
     assert Fraction(right["bytes"]) == 4 * 3 * Fraction(3, 4) * params * 4
+    sharded = data["right"]["per_device"][0]
+    assert (sharded["transient_layer"], sharded["gradients"], sharded["optimizer_state"]) == \
+        ("fc6", params // 4, params // 4)
+    assert "transient" not in data["left"]["per_device"][0]
     table = run("diff", "alexnet", "--devices", "4", "--strategy", "data", "--strategy", "fsdp")
     text = " ".join(table.stdout.split())
     assert "15,241,306" in text and "all-gather (N−1)/N·S per device" in text and "all-reduce ring" in text
@@ -238,6 +242,10 @@ def test_bench_refuses_what_only_split_plans() -> None:
     result = run("bench", "lenet5", "--devices", "2", "--strategy", "zero1")
     assert result.exit_code == 2 and "\n" not in result.stderr.strip(), result.output
     assert result.stderr.startswith("error: Invalid value for '--strategy'")
+    # a format the distributed run has no renderer for: refused before any worker starts
+    result = run("bench", "lenet5", "--devices", "2", "--strategy", "fsdp", "--format", "csv")
+    assert (result.exit_code, result.stderr) == (2, "error: bench --devices: --format csv is not available; use "
+                                                    "--format table or json\n")
 
 
 # ------------------------------------------------------------------ a spec's imported: origin is never called

@@ -186,6 +186,8 @@ def bench(
     Ctrl-C stops and prints what was measured so far (exit 130).
     """
     if devices is not None:
+        if output_format == BenchFormat.csv:  # refused before any worker starts, not after the run
+            raise ConvauditError("bench --devices: --format csv is not available; use --format table or json")
         bench_devices(spec, input_size, variant, batch or PLAN_BATCH, storage_dtype_name(dtype.value),
                       strategy.value, devices, warmup, repeats, gpu, output_format, optimizer.value, force)
         return

@@ -266,11 +266,16 @@ def totals_json(plan: Plan, t: DeviceTotals) -> dict[str, Any]:
              "received_forward_bytes": json_number(t.received_forward),
              "received_backward_bytes": json_number(t.received_backward), "fits": fits}
     if plan.sharded:
-        entry.update(received_step_bytes=json_number(t.received_step), padding=t.padding, gradients=t.gradients,
-                     gradient_padding=t.gradient_padding, optimizer_state=t.optimizer_state, transient=t.transient,
-                     transient_layer=transient_layer(plan, t.device),
-                     received_by_collective=collective_json(received_by_collective(plan, t.device)))
+        entry.update(sharded_totals_json(plan, t))
     return entry
+
+
+def sharded_totals_json(plan: Plan, t: DeviceTotals) -> dict[str, Any]:
+    """What a device holds and receives under fsdp, zero1 or zero2 beyond the other strategies' totals."""
+    return {"received_step_bytes": json_number(t.received_step), "padding": t.padding, "gradients": t.gradients,
+            "gradient_padding": t.gradient_padding, "optimizer_state": t.optimizer_state, "transient": t.transient,
+            "transient_layer": transient_layer(plan, t.device),
+            "received_by_collective": collective_json(received_by_collective(plan, t.device))}
 
 
 def collective_json(received: dict[tuple[str, str], Fraction]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from convaudit.core.plan import SHARDED_CONVENTIONS, Plan
 from convaudit.core.plan_diff import CONVENTIONS, LayerSide, PlanDiff, PlanPair, PlanTotals
 from convaudit.render.formatting import fmt_bytes, fmt_int, fmt_shape, fmt_si
 from convaudit.render.output import FitColumn, Fitted, md, plain
-from convaudit.render.plan import devices_key, fmt_exact, json_number, spread_json
+from convaudit.render.plan import devices_key, fmt_exact, json_number, sharded_totals_json, spread_json
 
 MARKS = {"added": ("+", "green"), "removed": ("−", "red"), "changed": ("~", "yellow"), "same": ("", "")}
 CHANGED = "bold yellow"
@@ -222,7 +222,8 @@ def _plan(plan: Plan, totals: PlanTotals) -> dict[str, Any]:
                        "fits": totals.fits},
             "per_device": [{**devices_key(t.device, t.count), "params": t.params, "flops": t.flops,
                             "backward_flops": t.backward_flops, "training_memory_bytes": t.training_memory,
-                            "received_bytes": json_number(t.received)} for t in plan.device_rows()],
+                            "received_bytes": json_number(t.received),
+                            **(sharded_totals_json(plan, t) if plan.sharded else {})} for t in plan.device_rows()],
             "notes": list(plan.notes)}
 
 
