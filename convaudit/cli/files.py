@@ -22,9 +22,14 @@ from convaudit.cli.options import (
     OptimizerOpt,
     SpecArg,
     VariantOpt,
+    choices,
     parse_args,
+    shown,
 )
 from convaudit.errors import ConvauditError, printable
+
+# draw's layouts, as render/report/svg.py's LAYOUTS names them (a test keeps the two lists equal)
+Layout = choices("Layout", "slide", "wide", "tall")
 
 
 def write_file(path: str, text: str) -> None:
@@ -67,16 +72,18 @@ def draw_network(
     depth: Annotated[int | None, typer.Option(
         "--depth", min=1, metavar="DEPTH",
         help="Open blocks down to this depth only (default: all; runs of a long chain stay shut).")] = None,
+    layout: Annotated[Layout, typer.Option(
+        "--layout", metavar=shown(*(member.value for member in Layout)),
+        help="slide: left to right, rows wrapped to come closest to 16:9; wide: left to right in one row; "
+             "tall: top to bottom in one column.")] = Layout.slide,
 ) -> None:
     """The network alone as a standalone SVG: one box per layer or block, output shapes on the edges."""
     from convaudit.core.checks import check
-    from convaudit.render.report.layout import structure
-    from convaudit.render.report.svg import default_expanded, network_svg
+    from convaudit.render.report.svg import draw_svg
     from convaudit.resolve import analysed
 
     report = analysed(network(spec, input_size, variant))
-    drawing = structure(report)
-    svg = network_svg(report, drawing, check(report), default_expanded(drawing, depth))
+    svg = draw_svg(report, check(report), depth, layout.value)
     if output is None:
         emit(Result("text", svg), "svg")
     else:

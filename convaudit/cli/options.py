@@ -36,12 +36,14 @@ FORMATS = ("table", "json", "csv", "markdown")
 Dtype = choices("Dtype", *DTYPE_BYTES)
 BenchDtype = choices("BenchDtype", "fp32", "tf32", "bf16", "fp16")  # tf32: fp32 storage, TF32 math
 Optimizer = choices("Optimizer", *OPTIMIZER_STATES)
-Strategy = choices("Strategy", "columns", "model", "data")
+Strategy = choices("Strategy", "columns", "model", "data", "fsdp", "zero1", "zero2")  # core.plan.STRATEGIES
+RunStrategy = choices("RunStrategy", "columns", "model", "data", "fsdp")  # what bench --devices runs
 SummaryFormat = choices("SummaryFormat", *FORMATS)
 CheckFormat = choices("CheckFormat", "table", "json", "markdown")
 VerifyFormat = choices("VerifyFormat", "table", "json")
 BenchFormat = choices("BenchFormat", "table", "json", "csv")
 DEFAULT_STRATEGY = Strategy(PLAN_STRATEGY)
+DEFAULT_RUN_STRATEGY = RunStrategy(PLAN_STRATEGY)
 
 
 def format_option(kind: Any) -> Any:
@@ -70,7 +72,9 @@ VariantOpt = Annotated[str | None, typer.Option(
 StrategyOpt = Annotated[Strategy, typer.Option(
     "--strategy", "-s", metavar=shown(*(member.value for member in Strategy)),
     help="columns: AlexNet's scheme (groups stay on their device, gathers where a layer reads every channel); "
-         "model: Megatron column/row split; data: replicate, split the batch.")]
+         "model: Megatron column/row split; data: replicate, split the batch; fsdp: as torch's fully_shard (ZeRO-3), "
+         "each parameter split along dimension 0 in torch.chunk sizes; zero1: data with the optimizer state "
+         "sharded; zero2: the gradients too.")]
 DeviceMemoryOpt = Annotated[str | None, typer.Option(
     "--device-memory", metavar="SIZE", help="Memory of each device, such as 3GiB: says whether each share fits.")]
 GpuOpt = Annotated[bool, typer.Option("--gpu", help="Run on the CUDA GPU (exit 2 if there is none).")]

@@ -19,7 +19,7 @@ import typer
 from convaudit.cli.emit import Result, emit
 from convaudit.cli.networks import network
 from convaudit.cli.options import (
-    DEFAULT_STRATEGY,
+    DEFAULT_RUN_STRATEGY,
     PLAN_BATCH,
     BatchOpt,
     BenchDtype,
@@ -29,8 +29,9 @@ from convaudit.cli.options import (
     ForceOpt,
     GpuOpt,
     InputOpt,
+    Optimizer,
+    RunStrategy,
     SpecArg,
-    Strategy,
     VariantOpt,
     VerifyFormat,
     WarmupOpt,
@@ -170,17 +171,25 @@ def bench(
     devices: Annotated[int | None, typer.Option(
         "--devices", "-n", min=1, metavar="DEVICES", help="Run the `split` plan for real over this many processes "
         "with torch.distributed (gloo on the CPU, NCCL with --gpu), measuring the bytes that cross.")] = None,
-    strategy: Annotated[Strategy, typer.Option(
-        "--strategy", "-s", metavar=shown(*(member.value for member in Strategy)),
-        help="With --devices: columns, model or data.")] = DEFAULT_STRATEGY,
+    strategy: Annotated[RunStrategy, typer.Option(
+        "--strategy", "-s", metavar=shown(*(member.value for member in RunStrategy)),
+        help="With --devices: columns, model or data (as `split`), or fsdp: torch's own fully_shard, measuring "
+             "each process's parameter, gradient and optimizer-state elements. zero1 and zero2 are planned by "
+             "`split` only.")] = DEFAULT_RUN_STRATEGY,
+    optimizer: Annotated[Optimizer, typer.Option(
+        "--optimizer", metavar=shown(*(member.value for member in Optimizer)),
+        help="With --devices --strategy fsdp: the torch optimizer whose sharded state is measured.")
+    ] = Optimizer.momentum,
 ) -> None:
     """Time every layer's forward and backward, and the whole model; throughput, roofline and memory per layer.
 
     Ctrl-C stops and prints what was measured so far (exit 130).
     """
     if devices is not None:
+        if output_format == BenchFormat.csv:  # refused before any worker starts, not after the run
+            raise ConvauditError("bench --devices: --format csv is not available; use --format table or json")
         bench_devices(spec, input_size, variant, batch or PLAN_BATCH, storage_dtype_name(dtype.value),
-                      strategy.value, devices, warmup, repeats, gpu, output_format)
+                      strategy.value, devices, warmup, repeats, gpu, output_format, optimizer.value, force)
         return
     if peak is not None and peak != "auto" and not positive_finite(peak):
         raise ConvauditError(f"--peak: expected 'auto' or a positive number of TFLOP/s, got '{printable(peak[:40])}'")
@@ -204,8 +213,10 @@ def bench(
 
 
 def bench_devices(spec: str, input_size: str | None, variant: str | None, batch: int, dtype: str, strategy: str,
-                  devices: int, warmup: int, repeats: int, gpu: bool, output_format: Any) -> None:
-    """bench --devices: the split plan run for real by `devices` worker processes."""
+                  devices: int, warmup: int, repeats: int, gpu: bool, output_format: Any, optimizer: str,
+                  force: bool) -> None:
+    """bench --devices: the split plan run for real by `devices` worker processes; exit 1 unless every measured
+    byte and element (parameters; under fsdp gradients and optimizer state too) equals the plan's."""
     require_torch("bench")
     with deferred():
         from convaudit.pytorch.distributed import Options, bench_distributed
@@ -215,11 +226,11 @@ def bench_devices(spec: str, input_size: str | None, variant: str | None, batch:
     checked = network(spec, input_size, variant)  # a bad spec or target fails here, in one line, before any worker
     with spec_file_for_workers(spec, checked) as reference:
         outcome = bench_distributed(Options(reference, size, variant, batch, dtype, strategy, devices, warmup,
-                                            repeats, gpu))
+                                            repeats, gpu, force, optimizer))
     if outcome is None:  # a torchrun worker other than rank 0
         return
     emit(Result("distributed", outcome), output_format)
-    raise typer.Exit(0 if outcome["bytes_match"] and outcome["params_match"] else EXIT_FINDINGS)
+    raise typer.Exit(0 if outcome.matches else EXIT_FINDINGS)
 
 
 @contextlib.contextmanager

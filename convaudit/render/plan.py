@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from rich import box
@@ -158,12 +159,16 @@ def device_line(plan: Plan, t: DeviceTotals) -> str:
     name = device_name(t.device, t.count)
     if plan.sharded:
         size = plan.dtype_bytes
+        peak = transient_layer(plan, t.device)
+        collectives = "; ".join(f"{kind} {phase} {fmt_exact(value)} B"
+                                for (kind, phase), value in received_by_collective(plan, t.device).items() if value)
         line = (f"{name}: {fmt_int(t.params)} parameters (+ {fmt_int(t.padding)} padding), {fmt_int(t.gradients)} "
                 f"gradients (+ {fmt_int(t.gradient_padding)} padding), {fmt_int(t.optimizer_state)} optimizer "
                 f"state ({plan.optimizer}), activations {fmt_bytes(t.activation_bytes)}, transient "
-                f"{fmt_bytes(t.transient * size)}; {fmt_si(t.flops)}FLOPs forward + {fmt_si(t.backward_flops)}FLOPs "
-                f"backward, training memory {fmt_bytes(t.training_memory)}, receives {fmt_exact(t.received)} B per "
-                "step")
+                f"{fmt_bytes(t.transient * size)}{f' (unit {printable(peak)})' if peak else ''}; "
+                f"{fmt_si(t.flops)}FLOPs forward + {fmt_si(t.backward_flops)}FLOPs backward, training memory "
+                f"{fmt_bytes(t.training_memory)}, receives {fmt_exact(t.received)} B per step"
+                + (f" ({collectives})" if collectives else ""))
     else:
         line = (f"{name}: {fmt_int(t.params)} parameters, {fmt_si(t.flops)}FLOPs forward + "
                 f"{fmt_si(t.backward_flops)}FLOPs backward, training memory {fmt_bytes(t.training_memory)} "
@@ -172,6 +177,32 @@ def device_line(plan: Plan, t: DeviceTotals) -> str:
     if fits is not None:
         line += " — fits" if fits else f" — does not fit in {fmt_bytes(plan.device_memory or 0)}"
     return line
+
+
+# Each collective a sharded plan runs, in the order of a step: (kind, phase).
+COLLECTIVES = (("all-gather", "forward"), ("all-gather", "backward"), ("reduce-scatter", "backward"),
+               ("all-gather", "step"))
+
+
+def collective_field(kind: str, phase: str) -> str:
+    """A CSV column of bytes received in one collective: all_gather_forward_bytes."""
+    return f"{kind}_{phase}_bytes".replace("-", "_")
+
+
+def received_by_collective(plan: Plan, device: int, item: LayerPlan | None = None) -> dict[tuple[str, str], Fraction]:
+    """Bytes `device` receives per step in each of COLLECTIVES, over every layer (or over `item` alone)."""
+    totals = dict.fromkeys(COLLECTIVES, Fraction(0))
+    for layer in (item,) if item is not None else plan.layers:
+        for exchange in layer.exchanges:
+            key = (exchange.kind, exchange.phase)
+            totals[key] = totals.get(key, Fraction(0)) + exchange.received[device]
+    return totals
+
+
+def transient_layer(plan: Plan, device: int) -> str | None:
+    """The layer whose unit is the largest transient on `device` (the first of equals); None when none is."""
+    peak = max((item.shares[device].transient for item in plan.layers), default=0)
+    return next((item.name for item in plan.layers if item.shares[device].transient == peak), None) if peak else None
 
 
 def summary_lines(plan: Plan) -> list[str]:
@@ -235,9 +266,20 @@ def totals_json(plan: Plan, t: DeviceTotals) -> dict[str, Any]:
              "received_forward_bytes": json_number(t.received_forward),
              "received_backward_bytes": json_number(t.received_backward), "fits": fits}
     if plan.sharded:
-        entry.update(received_step_bytes=json_number(t.received_step), padding=t.padding, gradients=t.gradients,
-                     gradient_padding=t.gradient_padding, optimizer_state=t.optimizer_state, transient=t.transient)
+        entry.update(sharded_totals_json(plan, t))
     return entry
+
+
+def sharded_totals_json(plan: Plan, t: DeviceTotals) -> dict[str, Any]:
+    """What a device holds and receives under fsdp, zero1 or zero2 beyond the other strategies' totals."""
+    return {"received_step_bytes": json_number(t.received_step), "padding": t.padding, "gradients": t.gradients,
+            "gradient_padding": t.gradient_padding, "optimizer_state": t.optimizer_state, "transient": t.transient,
+            "transient_layer": transient_layer(plan, t.device),
+            "received_by_collective": collective_json(received_by_collective(plan, t.device))}
+
+
+def collective_json(received: dict[tuple[str, str], Fraction]) -> list[dict[str, Any]]:
+    return [{"kind": kind, "phase": phase, "bytes": json_number(value)} for (kind, phase), value in received.items()]
 
 
 def plan_dict(plan: Plan) -> dict[str, Any]:
@@ -284,7 +326,7 @@ def plan_json(plan: Plan) -> str:
 CSV_FIELDS = ("name", "type", "mode", "device", "batch", "params", "trainable_params", "flops", "backward_flops",
               "other_ops", "activations", "received_forward_bytes", "received_backward_bytes")
 SHARDED_CSV_FIELDS = ("received_step_bytes", "padding", "gradients", "gradient_padding", "optimizer_state",
-                      "transient")
+                      "transient") + tuple(collective_field(*key) for key in COLLECTIVES)
 
 
 def plan_csv(plan: Plan) -> str:
@@ -293,11 +335,15 @@ def plan_csv(plan: Plan) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     fields = CSV_FIELDS + (SHARDED_CSV_FIELDS if plan.sharded else ())
     writer.writerow(fields)
-    for layer in plan_dict(plan)["layers"]:
+    for item, layer in zip(plan.layers, plan_dict(plan)["layers"], strict=True):
         for device in layer["devices"]:
             first_last = device.get("device_range")
+            first = device["device"] if first_last is None else first_last[0]
             row = {**layer, **device, "device": device["device"] if first_last is None else
                    f"{first_last[0]}-{first_last[1]}"}
+            if plan.sharded:
+                received = received_by_collective(plan, first, item)
+                row.update({collective_field(*key): json_number(value) for key, value in received.items()})
             writer.writerow([row[f] for f in fields])
     return buffer.getvalue()
 

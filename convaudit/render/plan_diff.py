@@ -15,11 +15,11 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
 from convaudit.core.plan import CONVENTIONS as PLAN_CONVENTIONS
-from convaudit.core.plan import Plan
+from convaudit.core.plan import SHARDED_CONVENTIONS, Plan
 from convaudit.core.plan_diff import CONVENTIONS, LayerSide, PlanDiff, PlanPair, PlanTotals
 from convaudit.render.formatting import fmt_bytes, fmt_int, fmt_shape, fmt_si
 from convaudit.render.output import FitColumn, Fitted, md, plain
-from convaudit.render.plan import devices_key, fmt_exact, json_number, spread_json
+from convaudit.render.plan import devices_key, fmt_exact, json_number, sharded_totals_json, spread_json
 
 MARKS = {"added": ("+", "green"), "removed": ("−", "red"), "changed": ("~", "yellow"), "same": ("", "")}
 CHANGED = "bold yellow"
@@ -172,13 +172,26 @@ def plan_diff_rich(diff: PlanDiff, changed_only: bool = False) -> Group:
     return Group(layers, totals, Text("\n".join(summary_lines(diff))))
 
 
+def collective_conventions(diff: PlanDiff) -> list[str]:
+    """How the bytes of each side's collectives are counted: gathers and all-reduces (columns, model, data), and
+    all-gathers and reduce-scatters (fsdp, zero1, zero2)."""
+    sides = (diff.left, diff.right)
+    texts = []
+    if not all(side.sharded for side in sides):
+        texts += [PLAN_CONVENTIONS["gather"], f"all-reduce {PLAN_CONVENTIONS['all-reduce']}"]
+    if any(side.sharded for side in sides):
+        texts += [f"{kind} {SHARDED_CONVENTIONS[kind]}" for kind in ("all-gather", "reduce-scatter")]
+        texts.append(f"sharding: {SHARDED_CONVENTIONS['sharding']}")
+    return texts
+
+
 def summary_lines(diff: PlanDiff) -> list[str]:
     counts = {s: sum(1 for p in diff.pairs if p.status == s) for s in ("changed", "added", "removed")}
     lines = [f"{counts['changed']} layers changed, {counts['added']} added, {counts['removed']} removed; "
              "layers aligned by name, and by position where the names differ",
              "Params, FLOPs: the most on any one device (forward FLOPs); Bytes: crossing between devices per "
              "training step, counted at the receivers, all devices together",
-             f"bytes: {PLAN_CONVENTIONS['gather']}; all-reduce {PLAN_CONVENTIONS['all-reduce']}"]
+             "bytes: " + "; ".join(collective_conventions(diff))]
     notes = [f"{label}: {note}" for label, plan in (("A", diff.left), ("B", diff.right)) for note in plan.notes]
     return lines + [f"note: {plain(note).plain}" for note in notes]
 
@@ -209,7 +222,8 @@ def _plan(plan: Plan, totals: PlanTotals) -> dict[str, Any]:
                        "fits": totals.fits},
             "per_device": [{**devices_key(t.device, t.count), "params": t.params, "flops": t.flops,
                             "backward_flops": t.backward_flops, "training_memory_bytes": t.training_memory,
-                            "received_bytes": json_number(t.received)} for t in plan.device_rows()],
+                            "received_bytes": json_number(t.received),
+                            **(sharded_totals_json(plan, t) if plan.sharded else {})} for t in plan.device_rows()],
             "notes": list(plan.notes)}
 
 

@@ -95,9 +95,3 @@ class DistributedRun:
     def matches(self) -> bool:
         """Measured equals planned everywhere: the run's exit status is 0."""
         return self.bytes_match and self.params_match and self.state_match
-
-    def __getitem__(self, key: str) -> bool:
-        """Temporary, until the CLI reads `matches`: outcome["bytes_match"] and outcome["params_match"]."""
-        if key not in ("bytes_match", "params_match"):
-            raise KeyError(key)
-        return bool(getattr(self, key)) and self.state_match
