@@ -38,7 +38,8 @@ from convaudit.core.layers.windowed import adaptive_windows
 # The order types are listed in (the JSON Schema, `convaudit schema`, error messages): the classic CNN layers
 # first, then the operators of modern CNNs and ViT; types added later follow in registration order.
 ORDER = ("conv", "maxpool", "avgpool", "adaptiveavgpool", "adaptivemaxpool", "globalavgpool", "subsample", "lrn",
-         "relu", "tanh", "scaledtanh", "sigmoid", "softmax", "dropout", "flatten", "batchnorm", "linear", "rbf", "concat", "add",
+         "relu", "tanh", "scaledtanh", "sigmoid", "softmax", "dropout", "flatten", "batchnorm", "linear", "rbf",
+         "concat", "add",
          "gelu", "silu", "swish", "relu6", "hardsigmoid", "hardswish", "mul", "scale", "layernorm", "slice",
          "shuffle", "permute", "reshape", "classtoken", "posembedding", "attention", "select",
          "convtranspose", "upsample", "pixelshuffle", "pixelunshuffle", "pad", "crop")
