@@ -80,11 +80,13 @@ def sizes(value: Any, count: int) -> list[int]:
     return values * count if len(values) == 1 else values
 
 
-def operand(reader: Reader, learned: Learned) -> dict[str, Any]:
+def operand(reader: Reader, learned: Learned, kind: str) -> dict[str, Any]:
     """A parameter operand: its shape as used, and its own elements where they are fewer (indexed, expanded)."""
     fields: dict[str, Any] = {"weight": list(learned.rec.shape) or [1]}
-    # what no earlier layer counted (CaiT's class token joins the tokens, then is added to: counted once)
-    fresh = [name for name in learned.names if name not in reader.claimed]
+    # what no earlier layer counted (CaiT's class token joins the tokens, then is added to: counted once); a layer
+    # of the same kind that holds all of them is shared instead (`shares:`), its operand as large as the owner's
+    shared = reader.shared_owner([learned], kind) is not None
+    fresh = [name for name in learned.names if shared or name not in reader.claimed]
     numel = sum(reader.numel(name) for name in fresh if not reader.is_buffer(name))
     buffers = sum(reader.numel(name) for name in fresh if reader.is_buffer(name))
     if numel != math.prod(learned.rec.shape) or buffers:
@@ -188,10 +190,10 @@ def matmul(reader: Reader, node: g.OpNode) -> None:
         inputs = [left, right]
     elif isinstance(right, Learned) and isinstance(left, Act):
         inputs, learned = [left], (right,)
-        params.update(operand(reader, right))
+        params.update(operand(reader, right, "matmul"))
     elif isinstance(left, Learned) and isinstance(right, Act):
         inputs, learned = [right], (left,)
-        params.update(operand(reader, left), weight_first=True)
+        params.update(operand(reader, left, "matmul"), weight_first=True)
     elif isinstance(left, Act) or isinstance(right, Act):
         inputs = [reader.as_act(node, left), reader.as_act(node, right)]
     else:
@@ -344,7 +346,7 @@ def add(reader: Reader, node: g.OpNode, values: list[Any], op: str) -> Act:
         first = others[0]
         if isinstance(first, Learned):
             learned = (first,)
-            params.update(operand(reader, first))
+            params.update(operand(reader, first, "pointwise"))
             if values and values[0] is first:
                 params["weight_first"] = True
         else:
