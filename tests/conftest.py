@@ -29,6 +29,12 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 SMALL_SIDES = (64, 67, 96, 99, 128, 188)
 
 
+# Networks that between them hold every layer type, the longest names, the widest numbers and every rank: the
+# checks that render every view of a network (no cut number, the report in Chromium) run on these.
+REPRESENTATIVE = ("alexnet", "lenet5", "googlenet", "densenet121", "efficientnet_b0", "vit_b_16", "deeplabv3_resnet50",
+                  "unet", "r3d_18", "m5", "shufflenet_v2_x1_0", "convnext_tiny")
+
+
 def small_input(spec):
     """The network at the smallest of a few sides where it still analyses (what each layer saves or counts follows
     the same rules at any size, and PyTorch then runs a fraction of the work), else at its own input. The side sets
