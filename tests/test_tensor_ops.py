@@ -185,3 +185,75 @@ def test_adaptive_max_pooling_to_more_than_one_position() -> None:
     assert pool.other_ops == 8 * 4 * 2 * 3
     built = build_model(analyze(spec)).eval()
     assert tuple(built(torch.zeros(1, 3, 5, 7)).shape) == (1, 4, 2, 3)
+
+
+class _Einsum:
+    """A model of one einsum: the input against a parameter (`weight` given) or against a linear map of itself."""
+
+    @staticmethod
+    def make(equation: str, weight: tuple[int, ...] | None, other: int | None):
+        import torch
+        from torch import nn
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.table = nn.Parameter(torch.randn(weight)) if weight is not None else None
+                self.proj = nn.Linear(other, other) if other is not None else None
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                right = self.table if self.table is not None else self.proj(x)
+                return torch.einsum(equation, x, right)
+
+        return Model().eval()
+
+
+@pytest.mark.needs_torch
+def test_einsum_counts_every_index_once() -> None:
+    from convaudit.importers import read_model, spec_of
+
+    # MViTv2's relative positions: x [B, 4, 5, 6] (b h w c) against a table [4, 7, 6] (h k c): each of the
+    # 4·5·7 outputs sums 6 products: 4·5·6·7 = 840 MACs per sample; the table's 168 elements are weights
+    report = analyze(spec_of(read_model(_Einsum.make("bhwc,hkc->bhwk", (4, 7, 6), None), (4, 5, 6))))
+    (layer,) = [layer for layer in report.layers if layer.type == "einsum"]
+    assert layer.output_shape == (4, 5, 7) and layer.macs == 4 * 5 * 6 * 7 and layer.weights == 4 * 7 * 6
+    import torch
+
+    from convaudit.pytorch.builder import build_model
+
+    built = build_model(report).eval()  # what verify and bench run
+    assert tuple(built(torch.zeros(2, 4, 5, 6)).shape) == (2, 4, 5, 7)
+    assert sum(p.numel() for p in built.parameters()) == report.totals.params
+
+
+EQUATIONS = (("bij,bjk->bik", "activation"), ("bnc,bmc->bnm", "activation"), ("bhwc,hkc->bhwk", "table"),
+             ("bnc,cd->bnd", "table"), ("bnc,bnc->bn", "activation"))
+
+
+@pytest.mark.needs_torch
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# sizes from 2: torch runs a contraction over a size-1 index as a multiply, which FlopCounterMode does not count
+@given(st.sampled_from(EQUATIONS), st.lists(st.integers(2, 5), min_size=4, max_size=4))
+def test_random_einsums_match_torch(case, sizes) -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from convaudit.importers import read_model, spec_of
+    from convaudit.pytorch.verify import counted_by_torch
+
+    equation, kind = case
+    left, right, _ = equation.replace("->", ",").split(",")
+    # a table: every index its own size; the input against a linear map of itself: one size, so the shapes agree
+    size = dict(zip("ijknmchwd", [*sizes, *sizes, sizes[0]], strict=False)) if kind == "table" else \
+        dict.fromkeys("ijknmchwd", sizes[0])
+    sample = tuple(size[letter] for letter in left[1:])
+    if kind == "table":
+        model = _Einsum.make(equation, tuple(size[letter] for letter in right), None)
+    else:
+        model = _Einsum.make(equation, None, sample[-1])
+    report = analyze(spec_of(read_model(model, sample)))
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        out = model(torch.zeros(1, *sample))
+    assert report.layers[-1].output_shape == tuple(out.shape[1:])
+    assert sum(layer.macs for layer in report.layers if counted_by_torch(layer)) == counter.get_total_flops() // 2

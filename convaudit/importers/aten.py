@@ -206,6 +206,38 @@ def matmul(reader: Reader, node: g.OpNode) -> None:
     add(reader, node, [product, base], "add")  # addmm's bias, baddbmm's input: one add per output element
 
 
+@handles("einsum")
+def einsum(reader: Reader, node: g.OpNode) -> None:
+    """Two operands, an explicit output: one `einsum` layer (its parts would scatter the batch over a bmm's
+    dimensions); anything else is read through its parts."""
+    from convaudit.core.layers import LayerProblem
+    from convaudit.core.layers.einsum import parse_equation
+
+    equation, refs = str(node.args.get("equation", "")).replace(" ", ""), node.args.get("tensors") or []
+    try:
+        parse_equation(equation)
+    except LayerProblem:
+        raise Decline from None
+    if len(refs) != 2:
+        raise Decline
+    left, right = (reader.value(ref) for ref in refs)
+    if left is None or right is None or any(isinstance(v, Act) and v.rec.batch_folded for v in (left, right)):
+        raise Decline
+    params: dict[str, Any] = {"equation": equation}
+    learned: tuple[Learned, ...] = ()
+    if isinstance(left, Act) and isinstance(right, Act):
+        inputs = [left, right]
+    elif isinstance(right, Learned) and isinstance(left, Act):
+        inputs, learned = [left], (right,)
+        params.update(operand(reader, right, "einsum"))
+    elif isinstance(left, Learned) and isinstance(right, Act):
+        inputs, learned = [right], (left,)
+        params.update(operand(reader, left, "einsum"), weight_first=True)
+    else:
+        inputs = [reader.as_act(node, left), reader.as_act(node, right)]
+    reader.emit(node, "einsum", params, inputs, learned)
+
+
 @handles("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
          "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention")
 def attention(reader: Reader, node: g.OpNode) -> None:

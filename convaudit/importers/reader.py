@@ -57,7 +57,7 @@ Value = Act | Learned | Const
 MAC_DATA_OPERAND = {**dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d",
                                      "conv_transpose2d", "conv_transpose3d", "linear"), "input"),
                     "mm": "self", "bmm": "self", "matmul": "self", "mv": "self", "addmm": "mat1", "baddbmm": "batch1",
-                    "addmv": "mat"}
+                    "addmv": "mat"}  # einsum's operands are a list: a constant one is read through its parts
 Handler = Callable[["Reader", g.OpNode], None]
 
 

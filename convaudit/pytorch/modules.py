@@ -255,18 +255,59 @@ class UpsampleLike(nn.Module):
         return F.interpolate(x, size=like.shape[2:], mode=self.mode, align_corners=self.align_corners)
 
 
-class MatMul(nn.Module):
-    """torch.matmul of the inputs, or of the input and a parameter of `weight` shape."""
+class Operand(nn.Module):
+    """A parameter operand as a layer holds it: `numel` parameters and `buffers` buffer elements (BEiT's zero k bias),
+    used at `shape` (broadcast where it holds fewer: a layer scale, a table indexed)."""
 
-    def __init__(self, weight: tuple[int, ...] | None, weight_first: bool):
+    def __init__(self, shape: tuple[int, ...], numel: int | None = None, buffers: int = 0, scale: float = 0.02,
+                 offset: float = 0.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(weight) * 0.02) if weight is not None else None
+        self.shape = list(shape)
+        count = math.prod(self.shape) - buffers if numel is None else numel
+        self.weight = nn.Parameter(torch.randn(count) * scale + offset)
+        self.register_buffer("fixed", torch.zeros(buffers))
+
+    def forward(self) -> torch.Tensor:
+        value = torch.cat([self.weight, self.fixed]) if self.fixed.numel() else self.weight
+        if value.numel() == math.prod(self.shape):
+            return value.reshape(self.shape)
+        return value.reshape([1] * (len(self.shape) - 1) + [-1]).expand(self.shape)
+
+
+def operand(weight: tuple[int, ...] | None, numel: int | None, buffers: int, **values: float) -> Operand | None:
+    return Operand(tuple(weight), numel, buffers, **values) if weight is not None else None
+
+
+class MatMul(nn.Module):
+    """torch.matmul of the inputs, or of the input and a parameter operand."""
+
+    def __init__(self, weight: tuple[int, ...] | None, weight_first: bool, numel: int | None = None, buffers: int = 0):
+        super().__init__()
+        self.operand = operand(weight, numel, buffers)
         self.weight_first = weight_first
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        if self.weight is None:
+        if self.operand is None:
             return torch.matmul(*inputs)
-        return torch.matmul(self.weight, inputs[0]) if self.weight_first else torch.matmul(inputs[0], self.weight)
+        weight = self.operand()
+        return torch.matmul(weight, inputs[0]) if self.weight_first else torch.matmul(inputs[0], weight)
+
+
+class Einsum(nn.Module):
+    """torch.einsum of two operands, one of them maybe a parameter operand."""
+
+    def __init__(self, equation: str, weight: tuple[int, ...] | None, weight_first: bool, numel: int | None = None,
+                 buffers: int = 0):
+        super().__init__()
+        self.equation = equation
+        self.operand = operand(weight, numel, buffers)
+        self.weight_first = weight_first
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        operands = list(inputs)
+        if self.operand is not None:
+            operands.insert(0 if self.weight_first else len(operands), self.operand())
+        return torch.einsum(self.equation, *operands)
 
 
 class SDPA(nn.Module):
@@ -287,23 +328,12 @@ class Pointwise(nn.Module):
                  buffers: int = 0):
         super().__init__()
         self.op = getattr(torch.ops.aten, op, None)
-        self.shape = list(weight or ())
-        # the operand: `numel` parameters and `buffers` buffer elements (a zero k bias), used at `weight`'s shape
-        self.weight = nn.Parameter(torch.rand(math.prod(self.shape) if numel is None else numel) + 0.5) \
-            if weight is not None else None
-        self.register_buffer("fixed", torch.zeros(buffers))
+        self.operand = operand(weight, numel, buffers, scale=0.1, offset=1.0)  # near 1: a scale, a gate
         self.weight_first = weight_first
-
-    def operand(self) -> torch.Tensor:
-        assert self.weight is not None
-        value = torch.cat([self.weight, self.fixed]) if self.fixed.numel() else self.weight
-        if value.numel() == math.prod(self.shape):
-            return value.reshape(self.shape)
-        return value.reshape([1] * (len(self.shape) - 1) + [-1]).expand(self.shape)  # broadcast, as used
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         operands = list(inputs)
-        if self.weight is not None:
+        if self.operand is not None:
             operands.insert(0 if self.weight_first else len(operands), self.operand())
         if self.op is not None:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from convaudit.core.layers import (  # noqa: F401 (registers)
     activations,
     dense,
+    einsum,
     normalisation,
     operators,
     resample,

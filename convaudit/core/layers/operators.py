@@ -152,7 +152,8 @@ class MatMul(NewStorage, _Operator):
                                   f"= {macs:,}", f"{macs:,} multiply-adds = {layer.connections:,}")
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        return lib.MatMul(layer.params.get("weight"), layer.params["weight_first"])
+        p = layer.params
+        return lib.MatMul(p.get("weight"), p["weight_first"], p.get("numel"), p.get("buffers") or 0)
 
 
 @register
