@@ -26,6 +26,7 @@ MODELS = (
     "efficientvit_m0",  # convolutions on B·k windows
     "hieradet_small",
     "levit_128",  # batchnorm on flattened tokens
+    "mvitv2_base",  # einsum over relative positions
     "swinv2_base_window12_192",  # a position MLP on constant coordinates, window attention
     "swinv2_cr_base_224",
     "test_vit_relpos",  # a relative-position table indexed
