@@ -1,4 +1,5 @@
-"""Import every torchvision classification model and tabulate how exact convaudit is on it.
+"""Import every torchvision model (classification, segmentation, video, optical flow, detection; the quantized ones
+aside) and tabulate how exact convaudit is on it.
 
     python scripts/torchvision_table.py                 # Markdown table on stdout
     python scripts/torchvision_table.py --fvcore --verify --write   # all columns, into README.md
@@ -23,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from convaudit.core.analysis import analyze  # noqa: E402
 from convaudit.errors import ConvauditError  # noqa: E402
 from convaudit.importers import read, spec_of  # noqa: E402
-from convaudit.importers.targets import build, load_torchvision  # noqa: E402
+from convaudit.importers.targets import build, load_torchvision, torchvision_names  # noqa: E402
 
 START, END = "<!-- torchvision-table -->", "<!-- /torchvision-table -->"
 SKIPPED_BY_FVCORE = {"MultiheadAttention": "aten::_native_multi_head_attention", "aten.mean": "aten::mean"}
@@ -155,7 +156,7 @@ def main() -> None:
                              "run that model again): the whole table takes long on CPU, so it can be run in parts")
     args = parser.parse_args()
     torchvision = load_torchvision()
-    names = args.only or sorted(torchvision.models.list_models(module=torchvision.models))
+    names = args.only or torchvision_names()
     lines = ["| model | imports | params = sum(p.numel()) | MACs vs fvcore (1 per MAC) | verify --against |",
              "|---|---|---|---|---|"]
     lines += [kept_row(name, args) for name in names]

@@ -206,6 +206,14 @@ def matmul(reader: Reader, node: g.OpNode) -> None:
     add(reader, node, [product, base], "add")  # addmm's bias, baddbmm's input: one add per output element
 
 
+@handles("new_zeros", "new_ones", "new_full", "new_empty", "new_empty_strided", "zeros_like", "ones_like",
+         "full_like", "empty_like")
+def made_like(reader: Reader, node: g.OpNode) -> None:
+    """A tensor made from another's shape alone (Swin3D's attention mask): a constant, whatever it was made from."""
+    for ref in g.refs_in(node.outputs):
+        reader.values[ref.id] = Const(reader.graph.tensor(ref))
+
+
 @handles("einsum")
 def einsum(reader: Reader, node: g.OpNode) -> None:
     """Two operands, an explicit output: one `einsum` layer (its parts would scatter the batch over a bmm's

@@ -16,6 +16,7 @@ import contextlib
 import glob
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -102,9 +103,10 @@ def prepare_torchvision() -> None:
 
 
 def torchvision_names() -> list[str]:
-    """torchvision's classification builders."""
+    """torchvision's builders: classification, segmentation, video, optical flow and detection (the quantized ones
+    run only on the CPU's quantized kernels, never on the meta device a trace needs)."""
     torchvision = load_torchvision()
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    return sorted(name for name in torchvision.models.list_models() if not name.startswith("quantized_"))
 
 
 def on_meta(build: Any) -> Any:
@@ -125,11 +127,14 @@ def build_torchvision(name: str, args: dict[str, Any], meta: bool = True) -> Any
     if name not in known:
         from convaudit.spec.layerlist import closest
 
-        raise SpecError(f"torchvision has no classification model '{name}'{closest(name, known)}")
-    if "weights" in args:
+        raise SpecError(f"torchvision has no model '{name}'{closest(name, known)}")
+    if args.get("weights") is not None or args.get("weights_backbone") is not None:
         raise SpecError("torchvision targets are built with random weights (nothing is downloaded); "
-                        "drop --arg weights")
-    make = lambda: torchvision.models.get_model(name, weights=None, **args)  # noqa: E731
+                        "drop --arg weights and --arg weights_backbone")
+    random = {"weights": None}
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+        random["weights_backbone"] = None  # segmentation and detection builders fetch an ImageNet backbone otherwise
+    make = lambda: torchvision.models.get_model(name, **{**args, **random})  # noqa: E731
     return calling(f"{TORCHVISION}{name}", lambda: on_meta(make) if meta else make())
 
 
