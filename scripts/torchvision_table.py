@@ -155,7 +155,7 @@ def main() -> None:
                         help="save each finished row as DIR/NAME.row and reuse it on the next run (delete a file to "
                              "run that model again): the whole table takes long on CPU, so it can be run in parts")
     args = parser.parse_args()
-    torchvision = load_torchvision()
+    load_torchvision()
     names = args.only or torchvision_names()
     lines = ["| model | imports | params = sum(p.numel()) | MACs vs fvcore (1 per MAC) | verify --against |",
              "|---|---|---|---|---|"]
