@@ -57,3 +57,34 @@ def test_imports_point_down() -> None:
             if layer_of(target) not in ALLOWED[layer] and target != "convaudit":
                 wrong.append(f"{module} imports {target}")
     assert not wrong, "imports that point up:\n" + "\n".join(wrong)
+
+
+def test_no_module_outside_the_layer_types_lists_or_tests_type_names() -> None:
+    """One place per layer type: what a type does is declared on its class (core/layers/). Elsewhere no `if
+    layer.type == "maxpool"`, no SAME_SIZE = ("relu", "dropout", …) list. The importers are exempt: mapping
+    operators onto types is their job."""
+    import ast
+
+    from convaudit.core.layers import REGISTRY
+    from convaudit.core.layers.base import TRAIT_VALUES
+
+    names = set(REGISTRY)
+    trait_values = {value for values in TRAIT_VALUES.values() for value in values}  # 'upsample' is a rule too
+    found = []
+    for path in sorted((ROOT / "convaudit").rglob("*.py")):
+        relative = path.relative_to(ROOT / "convaudit").as_posix()
+        if relative.startswith(("core/layers/", "importers/")):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) \
+                    and node.left.attr in ("type", "type_name"):
+                literals = [c for comparator in node.comparators for c in ast.walk(comparator)
+                            if isinstance(c, ast.Constant) and c.value in names]
+                if literals:
+                    found.append(f"{relative}:{node.lineno}: compares a type with {literals[0].value!r}")
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                listed = [e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names - trait_values]
+                if len(listed) >= 3:
+                    found.append(f"{relative}:{node.lineno}: lists type names {listed[:3]}")
+    assert not found, "\n".join(found)

@@ -257,8 +257,10 @@ def _merge(layer: LayerResult, sources: list[Layout]) -> Step:
     widest = max(sources, key=lambda s: math.prod(s.sizes))
     if any(s.kind != widest.kind or s.dims != widest.dims or s.token != widest.token for s in sources):
         return _unknown(layer, sources, f"{layer.type} of inputs whose {_names(widest)} lie in different dimensions")
-    if layer.type == "concat" and 0 in _spatial_dims(widest):
-        return _unknown(layer, sources, "concat along dimension 0, which holds positions here")
+    joined_along = layer.spec.params.get("dim", 0)
+    if trait_of(REGISTRY[layer.type], "size_rule", layer.spec.params) == "concat" \
+            and joined_along in _spatial_dims(widest):
+        return _unknown(layer, sources, f"{layer.type} along dimension {joined_along}, which holds positions here")
     ops = []
     for source in sources:
         per_axis = []
