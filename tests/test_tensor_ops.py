@@ -257,3 +257,33 @@ def test_random_einsums_match_torch(case, sizes) -> None:
         out = model(torch.zeros(1, *sample))
     assert report.layers[-1].output_shape == tuple(out.shape[1:])
     assert sum(layer.macs for layer in report.layers if counted_by_torch(layer)) == counter.get_total_flops() // 2
+
+
+@pytest.mark.needs_torch
+def test_attention_written_as_sdpa_reads_every_patch() -> None:
+    import torch
+    from torch import nn
+
+    from convaudit.core.receptive import receptive_fields
+    from convaudit.importers import read_model, spec_of
+
+    class Tiny(nn.Module):  # 4×4 patches of a 16×16 image, a class token, one head of SDPA attention
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv2d(3, 8, 4, stride=4)
+            self.cls = nn.Parameter(torch.zeros(1, 1, 8))
+            self.qkv = nn.Linear(8, 24)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.patch(x).flatten(2).transpose(1, 2)
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            return nn.functional.scaled_dot_product_attention(q, k, v)[:, 0]
+
+    report = analyze(spec_of(read_model(Tiny().eval(), (3, 16, 16))))
+    fields = receptive_fields(report)
+    patch = fields[report.layers[0].name]
+    assert [axis.rf for axis in patch.axes] == [4, 4]  # one 4×4 patch before attention
+    last = fields[report.layers[-1].name]
+    # after attention the class token reads every patch: the whole 16×16 image, nothing unseen
+    assert [axis.rf for axis in last.axes] == [16, 16] and not any(last.uncovered or ())

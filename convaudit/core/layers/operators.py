@@ -158,6 +158,7 @@ class MatMul(NewStorage, _Operator):
 
 @register
 class SDPA(NewStorage, _Operator):
+    receptive = "attention"
     type_name = "sdpa"
     autocast = LOWER_PRECISION
     split_notes = ()

@@ -124,7 +124,10 @@ def _layer_axes(layer: LayerResult, inputs: Inputs, step: Step) -> tuple[Pattern
     notes += step.notes
     if step.layout.kind == "unknown":
         return axes, notes, uniform
-    ops = read[0][2] if len(read) == 1 else ()
+    # one input's reads; several inputs that each read every position (attention's queries, keys and values) read
+    # the whole input as one
+    every_whole = all(op.kind == "whole" for _, _, entry_ops in read for op in entry_ops)
+    ops = read[0][2] if len(read) == 1 or every_whole else ()
     before = axes
     kind = ops[0].kind if ops else None
     if kind == "window":

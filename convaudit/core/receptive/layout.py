@@ -131,7 +131,10 @@ def _step(layer: LayerResult, sources: list[Layout]) -> Step:
     read = sources[:1] if rule in SPATIAL_RULES else sources
     if any(source.kind == "unknown" for source in read):
         return _unknown(layer, sources, "")
-    if len(read) > 1:
+    if rule == "attention":  # every output position reads every key and value along the token dimension
+        step = _mixed(layout, shape_out, {len(shape_in) - 2})
+        return step._replace(ops=step.ops + tuple(_all("whole", source) for source in sources[1:]))
+    if len(read) > 1 and rule == "merge":
         return _merge(layer, sources)
     if rule == "reshape":
         return _reshape(layout, shape_in, shape_out)
@@ -170,8 +173,9 @@ def _step(layer: LayerResult, sources: list[Layout]) -> Step:
         return _mixed(layout, shape_out, {0})
     if rule == "mix-all":  # every output reads every token and every feature
         return _mixed(layout, shape_out, {0, 1})
-    if rule == "along-first" and 0 in spatial:
-        return _unknown(layer, sources, f"{layer.type} acts along dimension 0, which holds positions here")
+    along = layer.spec.params.get("dim", 0)  # the sample dimension it acts along (a slice's dim; else channels)
+    if rule == "along-first" and along in spatial:
+        return _unknown(layer, sources, f"{layer.type} acts along dimension {along}, which holds positions here")
     if rule == "prepend":
         if layout.kind == "tokens" and layout.token == 0:
             return Step(layout._replace(extra=(False,) + layout.extra), (_same(layout),),
@@ -181,7 +185,7 @@ def _step(layer: LayerResult, sources: list[Layout]) -> Step:
         return Step(layout, (_same(layout),))
     if rule == "select":
         return _select(layer, layout)
-    if rule in ("pointwise", "along-first"):  # along-first: dimension 0 holds channels here
+    if rule in ("pointwise", "along-first"):  # along-first: the dimension it acts along holds no positions here
         return Step(layout, (_same(layout),))
     return _unknown(layer, sources, f"receptive fields through {layer.type} are not followed")
 
