@@ -43,6 +43,7 @@ from convaudit.pytorch.verify import (
     fvcore_cell,
     fvcore_expected,
     shape_cell,
+    tensors_in,
     time_model,
     torch_forward_cell,
     total_cell,
@@ -50,11 +51,8 @@ from convaudit.pytorch.verify import (
 
 
 def first_tensor(output: Any) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output:
-        return first_tensor(output[0])
-    return None
+    found = tensors_in(output)
+    return found[0] if found else None
 
 
 def module_shapes(model: torch.nn.Module, paths: set[str], x: torch.Tensor) -> dict[str, list[tuple[int, ...]]]:

@@ -19,6 +19,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -137,11 +138,21 @@ class TorchRunError(Exception):
         super().__init__(f"PyTorch raised{where}: {type(error).__name__}: {first_line}")
 
 
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """Every tensor a model returned: a tensor, or those inside dicts, lists and tuples (a segmentation model's
+    {"out": …, "aux": …})."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [tensor for item in value for tensor in tensors_in(item)]
+    return []
+
+
 def forward_backward(model: SpecModel, x: torch.Tensor) -> None:
-    outputs = model(x)
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    loss = sum(output.float().sum() for output in outputs)
-    if loss.requires_grad:
+    loss = sum(output.float().sum() for output in tensors_in(model(x)) if output.is_floating_point())
+    if isinstance(loss, torch.Tensor) and loss.requires_grad:
         loss.backward()
 
 

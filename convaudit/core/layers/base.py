@@ -139,9 +139,9 @@ TRAITS: dict[str, str] = {
                  "runs whole on every device) or whole (runs whole after gathering its input)",
     "receptive": "how each output position reads its input's positions (core/receptive.py): window, adaptive, "
                  "global, flatten, pointwise, mix-first, mix-last, mix-all, along-first, permute, reshape, select, "
-                 "prepend, merge, transposed, upsample, shuffle, unshuffle, pad, crop, attention (every query reads every key and "
-                 "value along the token dimension), or opaque (positions this "
-                 "model does not follow: named, never guessed)",
+                 "prepend, merge, transposed, upsample, shuffle, unshuffle, pad, crop, attention (every query reads "
+                 "every key and value along the token dimension), or opaque (positions this model does not follow: "
+                 "named, never guessed)",
     "size_rule": "how its output's spatial size follows from its input's, for the exact-input search (core/checks.py): "
                  "window, pointwise, concat, fixed, vector, flatten, resize (the outcome's `resizes`) or none (the "
                  "search falls back to trying sizes)",
