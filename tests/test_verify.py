@@ -378,3 +378,14 @@ def test_random_graphs_match_pytorch_fvcore_and_flopcounter(text: str) -> None:
             assert row.cells["fvcore_macs"].status == "match" and row.cells["torch_forward"].status == "match"
     assert result.passed
     assert all(cell.status in ("match", "torch-overcount") for cell in result.totals.cells.values()), text
+
+
+def test_every_tensor_a_model_returns_joins_the_loss() -> None:
+    import torch
+
+    from convaudit.pytorch.verify import tensors_in
+
+    out, aux = torch.zeros(2), torch.ones(3)
+    # torchvision's segmentation models return {"out": …, "aux": …}; detection models lists of dicts
+    assert [t.shape for t in tensors_in({"out": out, "aux": aux})] == [out.shape, aux.shape]
+    assert len(tensors_in([{"boxes": out}, (aux, "label")])) == 2 and tensors_in("text") == []
