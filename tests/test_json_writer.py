@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convaudit.core.analysis import analyze
-from convaudit.render.summary import View, indented_json, report_dict, summary_json
+from convaudit.render.summary import View
+from convaudit.render.summary_data import indented_json, report_dict, summary_json
 from convaudit.spec.library import load
 
 from .conftest import ROOT

@@ -8,7 +8,8 @@ from rich.console import Console
 
 from convaudit.core.analysis import analyze
 from convaudit.render.formatting import fmt_bytes, fmt_int, fmt_share, fmt_si, rounding_note
-from convaudit.render.summary import View, parse_columns, summary_csv, summary_markdown, summary_table
+from convaudit.render.summary import View, parse_columns, summary_markdown, summary_table
+from convaudit.render.summary_data import summary_csv
 from convaudit.spec.library import load
 
 

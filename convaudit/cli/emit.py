@@ -50,7 +50,7 @@ class Renderer:
 
 
 def _summary_csv(result: Result) -> str:
-    from convaudit.render.summary import summary_csv
+    from convaudit.render.summary_data import summary_csv
 
     return summary_csv(result.value.report)  # every layer, whatever --depth groups
 
@@ -81,11 +81,11 @@ def _verbatim(result: Result) -> str:
 
 RENDERERS: dict[tuple[str, str], Callable[..., Any]] = {
     ("summary", TABLE): Renderer("summary:summary_table", ("columns", "rf")),
-    ("summary", "json"): Renderer("summary:summary_json"),
+    ("summary", "json"): Renderer("summary_data:summary_json"),
     ("summary", "csv"): _summary_csv,
     ("summary", "markdown"): Renderer("summary:summary_markdown", ("columns", "rf")),
     ("rf", TABLE): Renderer("summary:rf_table"),
-    ("rf", "json"): Renderer("summary:rf_json"),
+    ("rf", "json"): Renderer("summary_data:rf_json"),
     ("rf", "markdown"): _rf_markdown,
     ("check", TABLE): Renderer("findings:findings_rich", ("scope",)),
     ("check", "json"): Renderer("findings:findings_json"),

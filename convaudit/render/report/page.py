@@ -30,7 +30,8 @@ from convaudit.render.report.hyper import layer_values, type_fields
 from convaudit.render.report.layout import Structure, structure
 from convaudit.render.report.svg import Drawing, category, drawing_css
 from convaudit.render.report.views import report_views
-from convaudit.render.summary import View, report_dict
+from convaudit.render.summary import View
+from convaudit.render.summary_data import report_dict
 
 __all__ = ["load_bench", "main_path", "report_data", "report_html"]
 
