@@ -177,27 +177,27 @@ def linear(reader: Reader, node: g.OpNode) -> None:
     add(reader, node, [product, computed], "add")  # the computed bias: one add per output element
 
 
+def product_operands(reader: Reader, node: g.OpNode, left: Any, right: Any, kind: str
+                     ) -> tuple[list[Act], tuple[Learned, ...], dict[str, Any]]:
+    """The two operands of a product: activations as inputs, one learned operand as the layer's weight (its shape,
+    and `weight_first` when it is the left one), anything else (two learned, a constant) as source layers."""
+    if isinstance(left, Act) and isinstance(right, Act):
+        return [left, right], (), {}
+    if isinstance(right, Learned) and isinstance(left, Act):
+        return [left], (right,), operand(reader, right, kind)
+    if isinstance(left, Learned) and isinstance(right, Act):
+        return [right], (left,), {**operand(reader, left, kind), "weight_first": True}
+    return [reader.as_act(node, left), reader.as_act(node, right)], (), {}
+
+
 @handles("mm", "bmm", "matmul", "addmm", "baddbmm", "mv", "addmv")
 def matmul(reader: Reader, node: g.OpNode) -> None:
     names = {"mm": ("self", "mat2"), "bmm": ("self", "mat2"), "matmul": ("self", "other"), "addmm": ("mat1", "mat2"),
              "baddbmm": ("batch1", "batch2"), "mv": ("self", "vec"), "addmv": ("mat", "vec")}[node.packet]
     left, right = (reader.value(node.args[name]) for name in names)
-    if left is None or right is None:
+    if left is None or right is None or not (isinstance(left, Act) or isinstance(right, Act)):
         raise Decline
-    params: dict[str, Any] = {}
-    learned: tuple[Learned, ...] = ()
-    if isinstance(left, Act) and isinstance(right, Act):
-        inputs = [left, right]
-    elif isinstance(right, Learned) and isinstance(left, Act):
-        inputs, learned = [left], (right,)
-        params.update(operand(reader, right, "matmul"))
-    elif isinstance(left, Learned) and isinstance(right, Act):
-        inputs, learned = [right], (left,)
-        params.update(operand(reader, left, "matmul"), weight_first=True)
-    elif isinstance(left, Act) or isinstance(right, Act):
-        inputs = [reader.as_act(node, left), reader.as_act(node, right)]
-    else:
-        raise Decline
+    inputs, learned, params = product_operands(reader, node, left, right, "matmul")
     base = reader.value(node.args.get("self")) if node.packet.startswith("add") or node.packet == "baddbmm" else None
     if base is None:
         reader.emit(node, "matmul", params, inputs, learned)
@@ -231,19 +231,8 @@ def einsum(reader: Reader, node: g.OpNode) -> None:
     left, right = (reader.value(ref) for ref in refs)
     if left is None or right is None or any(isinstance(v, Act) and v.rec.batch_folded for v in (left, right)):
         raise Decline
-    params: dict[str, Any] = {"equation": equation}
-    learned: tuple[Learned, ...] = ()
-    if isinstance(left, Act) and isinstance(right, Act):
-        inputs = [left, right]
-    elif isinstance(right, Learned) and isinstance(left, Act):
-        inputs, learned = [left], (right,)
-        params.update(operand(reader, right, "einsum"))
-    elif isinstance(left, Learned) and isinstance(right, Act):
-        inputs, learned = [right], (left,)
-        params.update(operand(reader, left, "einsum"), weight_first=True)
-    else:
-        inputs = [reader.as_act(node, left), reader.as_act(node, right)]
-    reader.emit(node, "einsum", params, inputs, learned)
+    inputs, learned, params = product_operands(reader, node, left, right, "einsum")
+    reader.emit(node, "einsum", {"equation": equation, **params}, inputs, learned)
 
 
 @handles("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
