@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
+from convaudit.importers.operator_table import Unsupported  # noqa: E402
 from convaudit.importers.opgraph import ACTIVATION, CONSTANT, PARAMETER, TensorRef  # noqa: E402
-from convaudit.importers.table import Unsupported  # noqa: E402
 from convaudit.importers.trace import TraceRefused, trace  # noqa: E402
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from convaudit.core.fields import too_large
-from convaudit.importers.table import Unsupported, Value
+from convaudit.importers.operator_table import Unsupported, Value
 
 MAX_FILE_BYTES = 2**31  # protobuf's own limit on one message: larger models keep their weights in external data
 MAX_NODES = 20_000  # a spec's bound on layers; torch.onnx.export writes 1,910 for EfficientNet-B7, 447 for ResNet-50

@@ -31,7 +31,7 @@ from convaudit.importers.onnx_bounds import (
     scan_header,
     shown,
 )
-from convaudit.importers.table import ONNX, Alias, Call, Unsupported, Value
+from convaudit.importers.operator_table import ONNX, Alias, Call, Unsupported, Value
 from convaudit.importers.tidy import consumers, fuse_shuffles, name_layers
 
 BUFFER_INPUTS = {"BatchNormalization": (3, 4)}  # running mean and variance: buffers, not parameters

@@ -21,7 +21,7 @@ from convaudit.core.layers.base import Placement
 from convaudit.core.model import INPUT
 from convaudit.importers import opgraph as g
 from convaudit.importers.graph import Layer
-from convaudit.importers.table import Unsupported
+from convaudit.importers.operator_table import Unsupported
 
 
 class Decline(Exception):

@@ -40,8 +40,8 @@ from convaudit.importers import opgraph as g
 from convaudit.importers.batchdims import with_batch_dims
 from convaudit.importers.metacache import MetaCache
 from convaudit.importers.modulestack import ModuleStack
+from convaudit.importers.operator_table import Unsupported
 from convaudit.importers.opinfo import INFO, OpInfo, dtype_name, op_info, plain
-from convaudit.importers.table import Unsupported
 
 LEVELS = ("composite", "aten")
 # The largest real tensor a run makes, in elements. Shape arithmetic done with tensors (torchvision's
