@@ -101,7 +101,7 @@ def interrupt_after(delay: float, *args: str) -> tuple[int, str, str] | None:
 
 
 @pytest.mark.needs_torch
-@pytest.mark.parametrize("delay", [0.3, 0.8, 2.0, 5.0])
+@pytest.mark.parametrize("delay", [0.3, 0.8, 5.0])
 def test_ctrl_c_at_any_moment_of_bench_is_exit_130(delay: float) -> None:
     # At 0.2 s it printed a traceback; at 0.55–0.7 s it was sometimes ignored (exit 0); once, landing inside
     # torch's import, it said "bench needs PyTorch"; 1 run in 12 at 0.8 s died of SIGABRT (the handler raised

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.needs_torch
 MODELS = (
     "beit_base_patch16_224",  # qkv bias = cat(q_bias, zero k buffer, v_bias)
     "botnet26t_256",  # a block whose slices differ in `start`
-    "coat_lite_medium",
     "convnext_atto",
-    "crossvit_15_240",  # input 240
     "deit3_base_patch16_224",  # the batch moved by reshape and permute
     "edgenext_base",  # a Fourier position encoding: a conv on a constant grid
     "efficientnet_b0",
