@@ -32,9 +32,11 @@ _CLIP_LEN = re.compile(r"clip_len=(\d+)")
 
 
 def default_input_shape(model: Any, target: str | None = None) -> tuple[int, ...] | None:
-    """The per-sample input shape `model` expects, or None where neither it nor its weights say."""
-    return _timm(model) or (_torchvision(model, target[len(TORCHVISION):])
-                            if target and target.startswith(TORCHVISION) else None) or _image_size(model)
+    """The per-sample input shape `model` expects, or None where neither it nor its weights say. A size the model
+    holds (ViT's image_size, which it asserts) wins over its weights' (vit_h_14's SWAG weights are at 518, the
+    model built without them at 224)."""
+    return _timm(model) or _image_size(model) or (_torchvision(model, target[len(TORCHVISION):])
+                                                  if target and target.startswith(TORCHVISION) else None)
 
 
 def positional_inputs(model: Any) -> int:

@@ -244,8 +244,8 @@ class Reader:
         rel_indices[:, :, :, 2] = … changes rel_indices): each one not yet known is its old version with the
         write applied: data movement of its traced shape, reading the old version and what was written."""
         for tensor_id in node.writes:
-            if tensor_id in self.values:
-                continue
+            if tensor_id in self.values or tensor_id not in self.used_ids():
+                continue  # known, or never read again: no layer
             rec = self.graph.tensor(tensor_id)
             sources = [self.values[i] for i in (rec.version_of,) if i is not None and i in self.values]
             sources += [self.values[ref.id] for ref in g.refs_in(node.outputs) if ref.id in self.values]

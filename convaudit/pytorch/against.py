@@ -130,7 +130,7 @@ def verify_against(report: Report, target: str, args: dict[str, Any], device: to
                      f"sum(p.numel()) {used:,} less {unused:,} in {', '.join(imported.unused[:4])}, which the "
                      "eval graph never runs" if unused else "sum(p.numel())")
     total_cells = {"params": params}
-    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked")
+    buffers = sum(b.numel() for name, b in model.named_buffers() if b.is_floating_point()  # indices are positions
                   and name.rsplit(".", 1)[0] not in imported.unused)  # as params: never-run modules left out
     ours_buffers = getattr(report.totals, "buffers", None)
     if ours_buffers is not None and (ours_buffers or buffers):
@@ -181,7 +181,7 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
         return cells
     module = model.get_submodule(path)
     cells["params"] = compare(result.params, sum(p.numel() for p in module.parameters()))
-    buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+    buffers = sum(b.numel() for b in module.buffers() if b.is_floating_point())  # indices and counters are not state
     ours_buffers = getattr(result, "buffers", 0)
     if buffers or ours_buffers:
         cells["buffers"] = compare(ours_buffers, buffers)

@@ -98,8 +98,10 @@ class Einsum(NewStorage, _Operator):
         # every index once: the products one output sums, times the outputs (the batch counts 1 per sample)
         macs = math.prod(1 if size == BATCH else size for size in sizes.values())
         contracted = math.prod(size for letter, size in sizes.items() if letter not in subscripts[2])
+        # backward: each activation operand's gradient is one more contraction of the same size
         return Outcome(shape=result.shape, weights=_weight_numel(params), stats=params["buffers"], macs=macs,
-                       connections=macs, placement=result.placement, in_features=contracted)
+                       connections=macs, placement=result.placement, in_features=contracted,
+                       input_grad_macs=macs * len(inputs))
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         return saving.inputs()  # bmm's backward keeps both operands

@@ -138,8 +138,10 @@ class MatMul(NewStorage, _Operator):
         result = from_symbolic(out)
         n, k, m = _per_sample(left[-2]), left[-1], _per_sample(right[-1])
         macs = elements(tuple(_per_sample(size) for size in symbolic(batch))) * n * k * m
+        # backward: each activation operand's gradient costs the forward's MACs (dA = dC·Bᵀ, dB = Aᵀ·dC)
         return Outcome(shape=result.shape, weights=_weight_numel(params), stats=params["buffers"], macs=macs,
-                       connections=macs, placement=result.placement, in_features=k)
+                       connections=macs, placement=result.placement, in_features=k,
+                       input_grad_macs=macs * len(inputs))
 
     def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
         # mm's backward: dA = dC·Bᵀ keeps B, dB = Aᵀ·dC keeps A; a parameter operand is resident anyway
