@@ -34,7 +34,8 @@ CONVENTIONS = {
     "params": "params = weights + biases, as sum(p.numel() for p in model.parameters()); non-trainable = "
               "fixed RBF centres (parameters with requires_grad=False)",
     "buffers": "buffers = floating-point state, such as batchnorm's running mean and variance, counted apart from "
-               "params (as torchinfo and Keras); integer buffers (num_batches_tracked, position indices) are not counted",
+               "params (as torchinfo and Keras); integer buffers (num_batches_tracked, position indices) are not "
+               "counted",
     "backward": "backward FLOPs = 2 × (weight-gradient MACs + input-gradient MACs), each equal to the forward "
                 "MACs; no input gradient before the first trained layer; attention's weightless Q·Kᵀ and A·V "
                 "each take two gradient products of their size",
