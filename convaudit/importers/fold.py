@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from convaudit.core.layers import REGISTRY
 from convaudit.core.model import INPUT
 from convaudit.importers.graph import Imported, Layer
 from convaudit.importers.writer import entry, header, scalar, top_level, written
@@ -122,7 +123,7 @@ def block_name(kind: str, taken: set[str]) -> str:
     base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", kind).lower() or "block"  # BasicBlock -> basic_block
     base = re.sub(r"\W", "_", base)
     name, count = base, 1
-    while name in taken:
+    while name in taken or name in REGISTRY:  # a block may not take a layer type's name (timm's Attention)
         count += 1
         name = f"{base}_{count}"
     taken.add(name)
