@@ -133,17 +133,6 @@ def test_fsdp_tokens_uneven_batch_and_single_row_parameters(results: list[Distri
     assert len(one_row) == 2
 
 
-def test_bench_distributed_runs_fsdp() -> None:
-    """The function the CLI calls: it starts its own two gloo workers and runs fully_shard."""
-    from convaudit.pytorch.distributed import Options, bench_distributed
-
-    run = bench_distributed(Options("lenet5", None, None, 2, "fp32", "fsdp", 2, 0, 1, False, optimizer="momentum"))
-    assert run is not None and run.backend == "gloo" and run.strategy == "fsdp" and run.matches
-    c5 = next(layer for layer in run.layers if layer.name == "C5")
-    # momentum: one buffer per local element, 60 of C5's 120 rows (400 weights and a bias) on each process
-    assert [d.measured_optimizer_state for d in c5.devices] == [60 * 401] * 2
-
-
 def test_cli_launches_its_own_workers() -> None:
     result = CliRunner().invoke(app, ["bench", "lenet5", "--devices", "2", "--repeats", "1", "--warmup", "0",
                                       "--format", "json"])
