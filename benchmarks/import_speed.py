@@ -1,5 +1,5 @@
-"""How long it takes to read a model: our meta-device trace against torch.export, torchinfo, fvcore and
-FlopCounterMode, in one process, after imports.
+"""How long it takes to read a model: `convaudit.summary(module)` and our meta-device trace against torchinfo,
+fvcore and FlopCounterMode, in one process, after imports.
 
     python benchmarks/import_speed.py            # every model, best of 3 rounds
     python benchmarks/import_speed.py --quick    # two small models, best of 2
@@ -8,7 +8,7 @@ FlopCounterMode, in one process, after imports.
 For each torchvision classification model, at its own size (efficientnet_b7 at 600), in milliseconds:
     trace          importers.trace.trace: two meta runs (batch 1 and 2) and the OpGraph
     trace 1 run    the same with batch_dims=False
-    export         torch.export.export on the meta model (today's importer, importers.torch_front.export)
+    summary        convaudit.summary(module) on the meta model: trace, read, check against the trace, analyse
     meta fwd       a bare forward of the meta model under no_grad: the floor for any meta-device tracer
     flopcounter    FlopCounterMode over a meta forward
     torchinfo 1st  torchinfo.summary of the model with real weights on the CPU, its first call in the process
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 SMALL = ["resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny",
          "regnet_y_400mf"]
 LARGE = ["vit_l_16", "efficientnet_b7", "convnext_large", "regnet_y_32gf"]
-COLUMNS = ["trace", "trace 1 run", "export", "meta fwd", "flopcounter", "torchinfo 1st", "torchinfo 2nd", "fvcore"]
+COLUMNS = ["summary", "trace", "trace 1 run", "meta fwd", "flopcounter", "torchinfo 1st", "torchinfo 2nd", "fvcore"]
 
 
 def timed_ms(run: Callable[[], Any]) -> tuple[float, float]:
@@ -71,7 +71,7 @@ class Subject:
         from fvcore.nn import FlopCountAnalysis
         from torch.utils.flop_counter import FlopCounterMode
 
-        from convaudit.importers.torch_front import export
+        import convaudit
         from convaudit.importers.trace import trace
 
         def meta_forward() -> None:
@@ -94,7 +94,7 @@ class Subject:
 
         return {"trace": lambda: trace(self.meta, self.shape), "trace 1 run": lambda: trace(self.meta, self.shape,
                                                                                           batch_dims=False),
-                "export": lambda: export(self.meta, self.shape), "meta fwd": meta_forward,
+                "summary": lambda: convaudit.summary(self.meta, input_size=self.shape), "meta fwd": meta_forward,
                 "flopcounter": flop_counter, "torchinfo": torchinfo_summary, "fvcore": fvcore_total}
 
 
@@ -135,7 +135,7 @@ def header(load_before: tuple[float, ...], load_after: tuple[float, ...], repeat
             f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision "
             f"{torchvision.__version__}, Python {platform.python_version()}. Best of {repeats} rounds (A B A B), "
             f"milliseconds. Load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min).", "",
-            "ratio = torchinfo's second call / our trace (both runs): above 1, we are faster. The tracers run on "
+            "ratio = torchinfo's second call / convaudit.summary(module): above 1, we are faster. The tracers run on "
             "one thread; torchinfo's and fvcore's real forwards use every core, so on a busy machine their wall "
             "times suffer more, and the CPU table (the process's CPU time over all threads) is the steadier one: "
             "on a quiet machine a one-thread tool's wall time is about its CPU time, torchinfo's between half its "
@@ -147,7 +147,7 @@ def table(title: str, times: dict[str, dict[str, Any]]) -> list[str]:
              "|---|---|" + "---:|" * (len(COLUMNS) + 1)]
     for name, row in times.items():
         cells = [f"{row[c]:.0f}" if c in row else "-" for c in COLUMNS]
-        ratio = row["torchinfo 2nd"] / row["trace"] if "torchinfo 2nd" in row and row.get("trace") else None
+        ratio = row["torchinfo 2nd"] / row["summary"] if "torchinfo 2nd" in row and row.get("summary") else None
         shape = "×".join(map(str, row["shape"]))
         lines.append(f"| {name} | {shape} | " + " | ".join(cells) + (f" | {ratio:.2f} |" if ratio else " | - |"))
     return lines + [""]
