@@ -18,6 +18,8 @@ from convaudit.errors import ConvauditError
 from convaudit.spec.library import bundled_paths, load
 from convaudit.spec.parser import parse_text
 
+from .conftest import REPRESENTATIVE
+
 FP32 = 4
 
 
@@ -298,8 +300,12 @@ def _check_conserved(p, report) -> None:
         assert p.total_received == 0
 
 
-@pytest.mark.parametrize("path", bundled_paths(), ids=lambda p: Path(p).stem)
-def test_every_bundled_spec_plans_over_one_to_five_devices(path: Path) -> None:
+# every layer type and rank, and AlexNet's two-GPU network and its torchvision form
+PLANNED = (*REPRESENTATIVE, "alexnet-torchvision", "alexnet-seeds")
+
+
+@pytest.mark.parametrize("path", [p for p in bundled_paths() if Path(p).stem in PLANNED], ids=lambda p: Path(p).stem)
+def test_representative_specs_plan_over_one_to_five_devices(path: Path) -> None:
     """No strategy and device count is an internal error; a split batch refuses fewer samples than devices."""
     report = analyze(load(str(path)), 3)
     if report.halted:
