@@ -219,7 +219,7 @@ def einsum(reader: Reader, node: g.OpNode) -> None:
     """Two operands, an explicit output: one `einsum` layer (its parts would scatter the batch over a bmm's
     dimensions); anything else is read through its parts."""
     from convaudit.core.layers import LayerProblem
-    from convaudit.core.layers.einsum import parse_equation
+    from convaudit.core.layers.products import parse_equation
 
     equation, refs = str(node.args.get("equation", "")).replace(" ", ""), node.args.get("tensors") or []
     try:

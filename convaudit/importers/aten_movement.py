@@ -268,10 +268,4 @@ def gather(reader: Reader, node: g.OpNode) -> None:
     out = reader.out(node)
     if out.batch_dim is None and any(a.rec.batch_dim is not None for a in acts):
         raise Decline
-    params: dict[str, Any] = {"op": node.packet, "shape": list(reader.sample(out)) or [1],
-                              "traced_from": list(reader.sample(acts[0].rec)) or [1]}
-    if out.batch_dim is None:
-        params["batchless"] = True
-    elif out.batch_dim != 0 or out.batch_folded:
-        params.update(batch=out.batch_dim, fold=out.batch_folded)
-    reader.emit(node, "gather", params, acts[:1])
+    reader.traced(node, "gather", node.packet, out, acts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from convaudit.core.layers.base import Placement
@@ -75,7 +76,6 @@ class Reader:
             raise Unsupported("the model's operators differ between batch 1 and batch 2, so where the batch sits in "
                               "each tensor cannot be followed: convaudit counts per sample and cannot read it")
         self.graph, self.handlers, self.collapse, self.partial = graph, handlers, collapse, partial
-        self._used: set[int] | None = None
         self.values: dict[int, Value] = {}
         self.layers: list[Layer] = []
         self.claimed: dict[str, int] = {}  # parameter (or buffer) name -> elements, each counted once
@@ -244,7 +244,7 @@ class Reader:
         rel_indices[:, :, :, 2] = … changes rel_indices): each one not yet known is its old version with the
         write applied: data movement of its traced shape, reading the old version and what was written."""
         for tensor_id in node.writes:
-            if tensor_id in self.values or tensor_id not in self.used_ids():
+            if tensor_id in self.values or tensor_id not in self.used_ids:
                 continue  # known, or never read again: no layer
             rec = self.graph.tensor(tensor_id)
             sources = [self.values[i] for i in (rec.version_of,) if i is not None and i in self.values]
@@ -255,13 +255,7 @@ class Reader:
                 self.values[tensor_id] = Learned(rec, names, all(v.buffer for v in sources
                                                                  if isinstance(v, Learned))) if names else Const(rec)
                 continue
-            params: dict[str, Any] = {"op": f"{node.packet} (written)", "shape": list(self.sample(rec)) or [1],
-                                      "traced_from": list(self.sample(acts[0].rec)) or [1]}
-            if rec.batch_dim is None:
-                params["batchless"] = True
-            elif rec.batch_dim != 0 or rec.batch_folded:
-                params.update(batch=rec.batch_dim, fold=rec.batch_folded)
-            self.emit(node, "gather", params, acts[:1], out=rec)
+            self.traced(node, "gather", f"{node.packet} (written)", rec, acts)
 
     def dispatch(self, node: g.OpNode) -> None:
         if not g.refs_in(node.outputs) and not node.writes:
@@ -326,21 +320,28 @@ class Reader:
         if node.module not in problem.modules:
             problem.modules.append(node.module or "the model's forward")
         outputs = [self.graph.tensor(ref) for ref in g.refs_in(node.outputs)]
-        used = [rec for rec in outputs if rec.id in self.used_ids()]  # sort's indices, unread, make no layer
+        used = [rec for rec in outputs if rec.id in self.used_ids]  # sort's indices, unread, make no layer
         acts = [v for v in self.operands(node) if isinstance(v, Act)]
         for rec in used or outputs[:1]:
-            params = {"op": node.overload, "shape": list(self.sample(rec)) or [1]}
-            if rec.batch_dim is None:
-                params["batchless"] = True
-            elif rec.batch_dim != 0 or rec.batch_folded:
-                params.update(batch=rec.batch_dim, fold=rec.batch_folded)
-            self.emit(node, "uncounted", params, acts[:1], out=rec)
+            self.traced(node, "uncounted", node.overload, rec, acts, traced_from=False)
 
+    def traced(self, node: g.OpNode, type_name: str, op: str, rec: g.TensorRec, acts: list[Act],
+               traced_from: bool = True) -> Act:
+        """A layer known by its traced output (a gather, an uncounted operator): its shape, where the batch sits
+        (nowhere: batchless), and for a gather the input shape it was traced from."""
+        params: dict[str, Any] = {"op": op, "shape": list(self.sample(rec)) or [1]}
+        if traced_from:
+            params["traced_from"] = list(self.sample(acts[0].rec)) or [1]
+        if rec.batch_dim is None:
+            params["batchless"] = True
+        elif rec.batch_dim != 0 or rec.batch_folded:
+            params.update(batch=rec.batch_dim, fold=rec.batch_folded)
+        return self.emit(node, type_name, params, acts[:1], out=rec)
+
+    @cached_property
     def used_ids(self) -> set[int]:
-        """Tensors some operator reads or the model returns (found once)."""
-        if self._used is None:
-            self._used = set(self.graph.readers()) | {out.tensor for out in self.graph.outputs}
-        return self._used
+        """Tensors some operator reads or the model returns."""
+        return set(self.graph.readers()) | {out.tensor for out in self.graph.outputs}
 
     def region(self, node: g.OpNode) -> list[g.OpNode] | None:
         """A module read as one layer (nn.MultiheadAttention, torchvision's LayerNorm2d): its operators are

@@ -9,9 +9,9 @@ from __future__ import annotations
 from convaudit.core.layers import (  # noqa: F401 (registers)
     activations,
     dense,
-    einsum,
     normalisation,
     operators,
+    products,
     resample,
     structure,
     windowed,

@@ -102,63 +102,6 @@ class _Operator(Parameterless, LayerType):
 
 
 @register
-class MatMul(NewStorage, _Operator):
-    type_name = "matmul"
-    autocast = LOWER_PRECISION
-    split_notes = ()
-    column_split = not_split_by_channels
-    prefix = "matmul"
-    category = "dense"
-    references = References("macs", flop_counter=True)
-    doc = ("matrix product as torch.matmul: [..., n, k] @ [..., k, m] → [..., n, m], the leading dimensions "
-           "broadcast; a 1-D operand is a vector (aten mm, bmm, matmul; an einsum that contracts one index)")
-    convention = ("Matmul: MACs = the broadcast leading dimensions · n · k · m, as torch's FlopCounterMode counts mm "
-                  "and bmm.")
-    has_macs = True
-    other_ops_rule = "0"
-    max_inputs = 2
-    fields = (WEIGHT, NUMEL, BUFFERS, Field("weight_first", Bool(), "the parameter is the left operand",
-                                            default=False))
-
-    def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
-        a, b = _operands(inputs, params)
-        left, right = symbolic(a), symbolic(b)
-        if not left or not right:
-            raise LayerProblem("rank", "matmul needs operands of at least one dimension")
-        vector_left, vector_right = len(left) == 1, len(right) == 1
-        left = [1, *left] if vector_left else left
-        right = [*right, 1] if vector_right else right
-        if not isinstance(left[-1], int) or not isinstance(right[-2], int):
-            raise LayerProblem("batch", "matmul contracts over the batch dimension: samples would mix")
-        if left[-1] != right[-2]:
-            raise LayerProblem("merge", f"matmul of {a.placement.describe(a.shape)} and {b.placement.describe(b.shape)}"
-                                        f": inner sizes {left[-1]} and {right[-2]} differ")
-        batch = broadcast_tensors([from_symbolic(left[:-2]), from_symbolic(right[:-2])])
-        out = symbolic(batch) + ([] if vector_left else [left[-2]]) + ([] if vector_right else [right[-1]])
-        result = from_symbolic(out)
-        n, k, m = _per_sample(left[-2]), left[-1], _per_sample(right[-1])
-        macs = elements(tuple(_per_sample(size) for size in symbolic(batch))) * n * k * m
-        # backward: each activation operand's gradient costs the forward's MACs (dA = dC·Bᵀ, dB = Aᵀ·dC)
-        return Outcome(shape=result.shape, weights=_weight_numel(params), stats=params["buffers"], macs=macs,
-                       connections=macs, placement=result.placement, in_features=k,
-                       input_grad_macs=macs * len(inputs))
-
-    def saved(self, layer: LayerResult, saving: Saving) -> list[Saved]:
-        # mm's backward: dA = dC·Bᵀ keeps B, dB = Aᵀ·dC keeps A; a parameter operand is resident anyway
-        return saving.inputs()
-
-    def explain(self, layer: LayerResult) -> Explained:
-        macs = layer.macs // layer.batch
-        weights = f"{layer.weights:,} weights" if layer.weights else None
-        return Explained(weights, f"{describe_shape(layer.output_shape)} outputs × {layer.outcome.in_features:,} "
-                                  f"= {macs:,}", f"{macs:,} multiply-adds = {layer.connections:,}")
-
-    def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
-        p = layer.params
-        return lib.MatMul(p.get("weight"), p["weight_first"], p.get("numel"), p.get("buffers") or 0)
-
-
-@register
 class SDPA(NewStorage, _Operator):
     receptive = "attention"
     type_name = "sdpa"
@@ -518,5 +461,5 @@ class Uncounted(_Traced):
         return Explained()
 
 
-__all__ = ["Copy", "Expand", "GroupNorm", "Gather", "MatMul", "Parameter", "Pointwise", "RMSNorm", "Reduce", "SDPA",
+__all__ = ["Copy", "Expand", "GroupNorm", "Gather", "Parameter", "Pointwise", "RMSNorm", "Reduce", "SDPA",
            "Uncounted", "full_shape"]
