@@ -1,4 +1,4 @@
-"""Meta kernels' answers, remembered for one trace: the same operator on the same metadata answers the same.
+"""Meta kernels' answers, remembered for the process: the same operator on the same metadata answers the same.
 
 Most of torch's meta kernels are Python (torch/_meta_registrations.py, and decompositions such as batch norm's
 built from torch._refs), and they cost from tens of microseconds to milliseconds a call, more than the rest of
@@ -9,8 +9,10 @@ with the metadata the kernel gave the first time (`torch.empty_strided`), withou
 Remembered are operators whose outputs are new tensors, and in-place operators that return the tensor they
 wrote with its metadata unchanged (LSTM cells' sigmoid_ and tanh_): no views, no operator that changes a tensor's
 metadata in place (t_, as_strided_), nothing random, data-dependent or with a value as output, no output that
-shares storage with an input or starts at an offset (all checked on the first call). Torch is imported by the
-caller.
+shares storage with an input or starts at an offset (all checked on the first call). The answers depend on
+nothing but the call's metadata, so they are kept across traces (the second trace of a model, or of its batch-2
+run, runs no kernel it has seen), up to LIMIT of them; then they are forgotten and learnt again. Torch is
+imported by the caller.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ _EXCLUDED = {"view", "inplace_view", "dynamic_output_shape", "data_dependent_out
              "factory"}
 
 
+LIMIT = 100_000  # answers kept: each is a few hundred bytes of metadata
+_ANSWERS: dict[Any, Any] = {}
+
+
 def cacheable(tags: frozenset[str]) -> bool:
     return not (tags & _EXCLUDED)
 
@@ -29,8 +35,10 @@ def cacheable(tags: frozenset[str]) -> bool:
 class MetaCache:
     def __init__(self, torch: Any):
         self.torch = torch
-        self.answers: dict[Any, Any] = {}
+        self.answers = _ANSWERS
         self.hits = 0
+        if len(_ANSWERS) > LIMIT:
+            _ANSWERS.clear()
 
     def key(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A hashable description of the call, or None where an argument has no such description."""

@@ -82,8 +82,10 @@ class Reader:
         self.owner: dict[str, str] = {}  # parameter name -> the layer that counts it
         self.problems: dict[str, Problem] = {}
         self.kids = graph.children()
-        self.childless = {path for path in graph.modules
-                          if not any(other.startswith(path + ".") for other in graph.modules if other != path)}
+        parents = {path[:i] for path in graph.modules for i, c in enumerate(path) if c == "."}  # every "a" of "a.b"
+        self.childless = set(graph.modules) - parents
+        self.learned = {t.name: t for t in graph.tensors if t.kind in (g.PARAMETER, g.BUFFER)}  # name -> first
+        self.types: dict[str, str] = {}  # layer name -> its type
         self.done: set[int] = set()
         for tensor in graph.tensors:
             if tensor.kind == g.INPUT:
@@ -163,6 +165,7 @@ class Reader:
             for name in item.names:
                 self.owner.setdefault(name, layer.name)
         self.layers.append(layer)
+        self.types[layer.name] = type_name
         made = Act(layer.name, out)
         self.values[out.id] = made
         return made
@@ -197,13 +200,11 @@ class Reader:
         if not names or None in owners or len(owners) != 1:
             return None
         owner = owners.pop()
-        return owner if any(layer.name == owner and layer.type == type_name for layer in self.layers) else None
+        return owner if self.types.get(owner) == type_name else None
 
     def numel(self, name: str) -> int:
-        for tensor in self.graph.tensors:
-            if tensor.name == name and tensor.kind in (g.PARAMETER, g.BUFFER):
-                return _prod(tensor.shape)
-        return 0
+        tensor = self.learned.get(name)
+        return _prod(tensor.shape) if tensor else 0
 
     def claim(self, learned: list[Learned]) -> tuple[int, int]:
         """(parameter, buffer) elements not yet given to a layer: each is counted once."""
@@ -221,7 +222,8 @@ class Reader:
         return weights, buffers
 
     def is_buffer(self, name: str) -> bool:
-        return any(t.name == name and t.kind == g.BUFFER for t in self.graph.tensors)
+        tensor = self.learned.get(name)
+        return tensor is not None and tensor.kind == g.BUFFER
 
     def alias(self, node: g.OpNode, value: Value) -> None:
         for ref in g.refs_in(node.outputs):

@@ -20,7 +20,7 @@ composite operators before the recorder sees them: a flat list.
 Module paths come from global forward pre/post hooks, removed afterwards whatever happens. The model is traced
 at batch 1 and again at batch 2; aligning the two runs gives each tensor's batch dimension (inside a composite
 operator whose parts differ between the two batches, reshape's view against clone, those parts' tensors are
-listed as unknown). Within one trace, meta kernels' answers are remembered (importers.metacache), and whatever the
+listed as unknown). Meta kernels' answers are remembered (importers.metacache), and whatever the
 forward caches on the model (TinyViT's attention biases) is undone after each run.
 
 A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
@@ -358,7 +358,7 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
     try:
         forward, named = _meta_forward(model)
         dtype = dtype or torch.get_default_dtype()
-        cache = MetaCache(torch)  # for this trace only: both runs
+        cache = MetaCache(torch)  # kernels' answers, shared by both runs and later traces
         first = _run(model, forward, named, shapes, 1, level, dtype, cache)
         state.restore(training=False)  # what the run cached on the model (TinyViT's attention biases) is undone
         if first.problems:
