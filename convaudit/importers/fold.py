@@ -109,7 +109,7 @@ def choose(layers: list[Layer], outputs: tuple[str, ...], modules: dict[str, str
                 groups.setdefault(instance.signature, []).append(instance)
         foldable = [c for group in groups.values() if len(group) >= 2 for c in group]
         paths = {c.path for c in foldable}
-        outermost = [c for c in foldable if not any(c.path.startswith(p + ".") for p in paths)]
+        outermost = [c for c in foldable if not any(c.path[:i] in paths for i, ch in enumerate(c.path) if ch == ".")]
         counts: dict[tuple, int] = {}
         for instance in outermost:
             counts[instance.signature] = counts.get(instance.signature, 0) + 1

@@ -341,9 +341,24 @@ class Reader:
         return self.emit(node, type_name, params, acts[:1], out=rec)
 
     @cached_property
+    def readers(self) -> dict[int, list[int]]:
+        """tensor id -> indices of the nodes that read it (computed once: regions ask for it often)."""
+        return self.graph.readers()
+
+    @cached_property
     def used_ids(self) -> set[int]:
         """Tensors some operator reads or the model returns."""
-        return set(self.graph.readers()) | {out.tensor for out in self.graph.outputs}
+        return set(self.readers) | {out.tensor for out in self.graph.outputs}
+
+    @cached_property
+    def collapsible(self) -> dict[tuple[int, g.Frame], list[g.OpNode]]:
+        """(depth, frame) -> the top-level operators inside that module call, for the modules read as one layer."""
+        found: dict[tuple[int, g.Frame], list[g.OpNode]] = {}
+        for node in self.graph.top():
+            for depth, frame in enumerate(node.stack):
+                if frame.kind in self.collapse:
+                    found.setdefault((depth, frame), []).append(node)
+        return found
 
     def region(self, node: g.OpNode) -> list[g.OpNode] | None:
         """A module read as one layer (nn.MultiheadAttention, torchvision's LayerNorm2d): its operators are
@@ -352,7 +367,7 @@ class Reader:
             make = self.collapse.get(frame.kind)
             if make is None:
                 continue
-            members = [n for n in self.graph.top() if len(n.stack) > depth and n.stack[depth] == frame]
+            members = self.collapsible[depth, frame]
             self.done |= {n.index for n in members}
             if not make(self, members, frame, depth):
                 self.done -= {n.index for n in members}

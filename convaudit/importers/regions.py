@@ -24,7 +24,7 @@ def boundary(reader: Reader, members: list[g.OpNode]) -> tuple[list[Act], list[g
                 inputs.setdefault(value.rec.id, value)
             elif isinstance(value, Learned):
                 learned.setdefault(value.rec.id, value)
-    readers = reader.graph.readers()
+    readers = reader.readers
     graph_outputs = {output.tensor for output in reader.graph.outputs}
     outputs = [reader.graph.tensor(tid) for tid in sorted(made)
                if tid in graph_outputs or any(user not in inside and reader.graph.nodes[user].parent is None

@@ -81,7 +81,7 @@ class Fitted:
                 victim = min(reversed(keep), key=lambda c: c.priority)  # lowest priority, rightmost of equals
                 keep.remove(victim)
                 dropped.append(victim)
-        table = self.table(keep)
+        table = self.table(keep, fixed=console if natural else None)
         if natural:  # every cell on one line, as wide as it takes
             width = max(width, Measurement.get(console, options.update(width=10**6), table).maximum)
         else:  # wider than the console only when one column alone does not fit: never cut, let it run on
@@ -98,15 +98,19 @@ class Fitted:
             yield Text(f"not shown at {options.max_width} columns: {titles} ({self.hint})", style="dim",
                        no_wrap=True, overflow="ignore")
 
-    def table(self, columns: Sequence[FitColumn], widest_only: Console | None = None) -> Table:
+    def table(self, columns: Sequence[FitColumn], widest_only: Console | None = None,
+              fixed: Console | None = None) -> Table:
         """The Rich table of `columns`. With `widest_only` (the console that measures), one row of each
         column's widest cell stands in for all rows: a table is as wide as its widest cells, so measuring
-        that row gives the full table's width without measuring every row again for each column dropped."""
+        that row gives the full table's width without measuring every row again for each column dropped.
+        With `fixed` (natural widths: every cell on one line), each column is given the width Rich would
+        measure, its widest title, footer or cell, measured once, so Rich does not measure every cell again."""
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_footer=self.show_footer)
         for column in columns:
             table.add_column(column.title, footer=column.footer, justify="right" if column.numeric else "left",
                              no_wrap=not column.wrap, style=column.style,
-                             min_width=self._measured(column, widest_only)[1] if column.wrap else None)
+                             min_width=self._measured(column, widest_only)[1] if column.wrap else None,
+                             width=self._measured(column, fixed)[2] if fixed is not None else None)
         if widest_only is not None:
             if columns and columns[0].cells:
                 table.add_row(*(self._measured(c, widest_only)[0] for c in columns))
