@@ -124,6 +124,25 @@ def test_folded_and_flat_specs_are_the_same_network(name: str) -> None:
     assert layers(folded) == layers(flat)
 
 
+def test_repeated_blocks_at_the_models_root_fold_under_their_own_names() -> None:
+    """nn.Sequential(block, block, block): the blocks are 0, 1, 2, with no common prefix to repeat under."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + torch.relu(self.norm(self.conv(x)))
+
+    model = nn.Sequential(Block(), Block(), Block())
+    folded = spec_of(read_model(model, (4, 6, 6)))
+    assert analyze(folded).totals.params == torch_params(model)
+    assert [layer.name for layer in folded.layers if layer.type == "conv"] == ["0.conv", "1.conv", "2.conv"]
+
+
 def test_parameters_outside_modules_are_counted() -> None:
     from tests.import_models import tokens
 

@@ -252,7 +252,7 @@ def to_yaml(imported: Imported, fold: bool = True, comments: list[str] | None = 
     grouped = repeat_groups(chosen, readers)
     prefixes = [run[0].path.rpartition(".")[0] for run in grouped if len(run) > 1]
     clash = {p for p in prefixes if prefixes.count(p) > 1} | {layer.name for layer in layers} \
-        | {c.path for c in chosen}
+        | {c.path for c in chosen} | {""}  # a run at the model's root (Sequential's 0, 1, 2) has no name to repeat
     grouped = [piece for run in grouped for piece in
                ([[one] for one in run] if len(run) > 1 and run[0].path.rpartition(".")[0] in clash else [run])]
     runs = {run[0].first: run for run in grouped}
