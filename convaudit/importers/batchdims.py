@@ -1,6 +1,12 @@
-"""Each tensor's batch dimension, from two traces of one model at batch 1 and batch 2.
+"""Each tensor's batch dimension: by rule from one trace, or from two traces of one model at batch 1 and batch 2.
 
-Torch-free. The two graphs are paired operator by operator, from the top level down: two calls pair when
+Torch-free. `propagate` reads one trace at batch 1 when every operator in it is one whose batch behaviour is
+known for certain (convolutions, norms, pooling, element-wise operators, reductions, flatten, linear, cat,
+permute): the batch starts at the input's dimension 0 and each rule says where it goes, so the second trace is
+not needed. Any other operator (a reshape written by the model, whose sizes may hold the batch or a constant,
+expand, a factory) returns None, and the two traces decide (`with_batch_dims`).
+
+The two graphs are paired operator by operator, from the top level down: two calls pair when
 they are the same overload at the same place, and a composite operator's parts pair only when both runs
 decomposed it into the same sequence (reshape is a view at batch 1 and clone + _unsafe_view at batch 2 when a
 size-1 dimension made the view possible; those parts' tensors are then `batch_unknown`). Paired calls pair
@@ -100,3 +106,184 @@ def _same_value(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
+
+
+# ---------------------------------------------------------------------------------------------- by rule
+
+Batch = tuple[int, bool] | None  # (dimension, folded) or None: no dimension scales with the batch
+
+
+class _Unknown(Exception):
+    """An operator outside the rules, or one whose arguments the rules do not cover: trace at batch 2."""
+
+
+_CONVOLUTIONS = {"convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                 "conv_transpose3d"}
+_BATCH_NORMS = {"batch_norm", "_batch_norm_impl_index", "native_batch_norm", "_native_batch_norm_legit_no_training",
+                "_native_batch_norm_legit", "instance_norm"}
+_POOLS = {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool3d_with_indices",
+          "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+          "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool1d",
+          "adaptive_max_pool2d", "adaptive_max_pool3d"}
+_ELEMENTWISE = {"dropout", "dropout_", "feature_dropout", "feature_dropout_", "alpha_dropout", "contiguous", "clone",
+                "_to_copy", "to", "detach", "alias", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_",
+                "relu", "relu_", "relu6", "silu", "silu_", "gelu", "gelu_", "sigmoid", "sigmoid_", "tanh", "tanh_",
+                "hardtanh", "hardtanh_", "elu", "elu_", "leaky_relu", "leaky_relu_", "mish", "mish_"}
+_REDUCTIONS = {"mean", "sum", "amax", "amin"}
+_SOFTMAXES = {"softmax", "_softmax", "log_softmax", "_log_softmax"}
+_RESHAPES = {"view", "_unsafe_view", "reshape"}  # only as parts of flatten or linear, which compute their sizes
+_SIZED_BY_PARENT = {"flatten", "linear", "adaptive_avg_pool2d", "adaptive_avg_pool3d"}
+
+
+def propagate(graph: OpGraph) -> OpGraph | None:
+    """`graph` (one trace at batch 1) with every tensor's batch dimension found by rule, or None when an operator
+    falls outside the rules. Equal to what `with_batch_dims` finds from a second trace wherever it answers."""
+    if graph.batch != 1:
+        return None
+    batch: dict[int, Batch] = {t.id: None for t in graph.tensors if t.producer is None and t.kind != "input"}
+    for tid in graph.inputs:
+        batch[tid] = (0, False)
+    moved: dict[int, frozenset[str]] = {}
+    try:
+        for node in graph.nodes:
+            parent = graph.nodes[node.parent].packet if node.parent is not None else None
+            made, args = _rule(graph, node, parent, batch)
+            outputs = _ids(node.outputs)
+            if len(made) != len(outputs):
+                raise _Unknown(node.overload)
+            for tid, found in zip(outputs, made, strict=True):
+                if batch.setdefault(tid, found) != found:  # a composite's output is also its last part's
+                    raise _Unknown(node.overload)
+            for tid in node.writes:  # an in-place write's new versions: the same tensors, the same batch
+                batch[tid] = batch[graph.tensors[tid].version_of]  # type: ignore[index]
+            if args:
+                moved[node.index] = args
+    except (_Unknown, KeyError, IndexError, TypeError):
+        return None
+    if any(t.id not in batch for t in graph.tensors):
+        return None
+    tensors = tuple(t if batch[t.id] is None else replace(t, batch_dim=batch[t.id][0],  # type: ignore[index]
+                                                          batch_folded=batch[t.id][1])  # type: ignore[index]
+                    for t in graph.tensors)
+    nodes = tuple(replace(n, batch_args=moved[n.index]) if n.index in moved else n for n in graph.nodes)
+    return replace(graph, tensors=tensors, nodes=nodes, batch_known=True, batch_irregular=(), batch_unknown=())
+
+
+def _rule(graph: OpGraph, node: Any, parent: str | None,
+          batch: dict[int, Batch]) -> tuple[list[Batch], frozenset[str]]:
+    """The batch of each tensor output, and the arguments whose value would change with the batch."""
+    packet, args = node.packet, node.args
+    outputs = [graph.tensors[tid] for tid in _ids(node.outputs)]
+    ins = {name: batch[ref.id] for name, ref in args.items() if isinstance(ref, TensorRef)}
+    listed = [batch[ref.id] for value in args.values() if isinstance(value, list) for ref in refs_in(value)]
+    batched = {b for b in [*ins.values(), *listed] if b is not None}
+    if not batched:  # arithmetic on parameters and constants: sizes that could hold the batch are refused
+        if packet in {"t", "_to_copy", "to", "contiguous", "clone", "detach", "alias"} or (
+                "pointwise" in node.tags and not any(isinstance(v, list) for v in args.values())):
+            return [None] * len(outputs), frozenset()
+        if packet == "empty" and parent in _BATCH_NORMS:  # the reserve tensor: size [0]
+            return [None] * len(outputs), frozenset()
+        raise _Unknown(node.overload)
+    if len(batched) != 1:
+        raise _Unknown(node.overload)
+    dim, folded = next(iter(batched))
+    rank = len(graph.tensors[_first(args)].shape)
+    same = [(dim, folded)] * len(outputs)
+    if packet in _ELEMENTWISE or "pointwise" in node.tags:
+        _broadcasts(graph, node, batch, dim, outputs)
+        return same, frozenset()
+    if packet in _CONVOLUTIONS or packet in _POOLS:
+        _only_batched(args, ins, "input", "self")
+        if (dim, folded) != (0, False):
+            raise _Unknown(node.overload)
+        return same, frozenset()
+    if packet in _BATCH_NORMS:
+        _only_batched(args, ins, "input")
+        return [(0, False) if position == 0 else None for position in range(len(outputs))], frozenset()
+    if packet in {"layer_norm", "native_layer_norm"}:
+        _only_batched(args, ins, "input")
+        if dim >= rank - len(args["normalized_shape"]):
+            raise _Unknown(node.overload)
+        return same, frozenset()  # the mean and 1/std keep the leading dimensions
+    if packet in {"group_norm", "native_group_norm"}:
+        _only_batched(args, ins, "input")
+        return same, frozenset()
+    if packet in _REDUCTIONS:
+        reduced = _dims(args.get("dim"), rank)
+        if reduced is None or dim in reduced:
+            raise _Unknown(node.overload)
+        kept = dim if args.get("keepdim") else dim - sum(1 for d in reduced if d < dim)
+        return [(kept, folded)], frozenset()
+    if packet in _SOFTMAXES:
+        if _dims([args["dim"]], rank) == {dim}:
+            raise _Unknown(node.overload)
+        return same, frozenset()
+    if packet == "flatten":
+        start, end = _dims([args["start_dim"]], rank), _dims([args["end_dim"]], rank)
+        if start is None or end is None or dim >= min(start):
+            raise _Unknown(node.overload)
+        return same, frozenset()
+    if packet == "linear" or packet in {"addmm", "mm"} and parent == "linear":
+        _only_batched(args, ins, "input", "mat1", "self" if packet == "mm" else "input")
+        if dim != 0:
+            raise _Unknown(node.overload)
+        return same, frozenset()
+    if packet in _RESHAPES and parent in _SIZED_BY_PARENT and dim == 0:
+        # flatten(start ≥ 1) and linear's folding keep the batch leading: B·k rows when k = rows at batch 1 > 1
+        return [(0, out.shape[0] > 1) for out in outputs], frozenset({"size" if "size" in args else "shape"})
+    if packet == "as_strided_" and parent in _SIZED_BY_PARENT and dim == 0:
+        return same, frozenset({"size"})  # adaptive pooling's 1×1 view of its mean: its sizes hold the batch
+    if packet == "cat":
+        tensors = args["tensors"]
+        if any(batch[ref.id] is None for ref in tensors) or _dims([args["dim"]], rank) == {dim}:
+            raise _Unknown(node.overload)
+        return same, frozenset()
+    if packet == "permute":
+        return [(list(_dims_ordered(args["dims"], rank)).index(dim), folded)], frozenset()
+    if packet == "transpose":
+        first, second = _dims_ordered([args["dim0"], args["dim1"]], rank)
+        return [(second if dim == first else first if dim == second else dim, folded)], frozenset()
+    raise _Unknown(node.overload)
+
+
+def _first(args: dict[str, Any]) -> int:
+    """The id of the operator's first tensor argument (its input)."""
+    for value in args.values():
+        refs = refs_in(value)
+        if refs:
+            return refs[0].id
+    raise _Unknown("no tensor argument")
+
+
+def _only_batched(args: dict[str, Any], ins: dict[str, Batch], *names: str) -> None:
+    """The batch comes in through the data argument alone: weights, statistics and biases have none."""
+    if any(b is not None for name, b in ins.items() if name not in names):
+        raise _Unknown("a batch in a weight")
+
+
+def _broadcasts(graph: OpGraph, node: Any, batch: dict[int, Batch], dim: int, outputs: list[Any]) -> None:
+    """Element-wise: every tensor with the batch has the output's rank; one without it broadcasts along it."""
+    if not outputs:
+        raise _Unknown(node.overload)
+    rank = len(outputs[0].shape)
+    for ref in refs_in(list(node.args.values())):
+        found, shape = batch[ref.id], graph.tensors[ref.id].shape
+        if found is not None:
+            if len(shape) != rank:
+                raise _Unknown(node.overload)
+            continue
+        aligned = dim - (rank - len(shape))  # the batch's dimension, counted from the right as broadcasting aligns
+        if len(shape) > rank or (aligned >= 0 and shape[aligned] != 1):
+            raise _Unknown(node.overload)
+
+
+def _dims(values: Any, rank: int) -> set[int] | None:
+    if values is None or not isinstance(values, list) or not values:
+        return None
+    return set(_dims_ordered(values, rank))
+
+
+def _dims_ordered(values: list[Any], rank: int) -> list[int]:
+    if not all(isinstance(v, int) for v in values):
+        raise _Unknown("dimensions that are not numbers")
+    return [v + rank if v < 0 else v for v in values]

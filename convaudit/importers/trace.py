@@ -18,7 +18,9 @@ operators autograd's decomposition gives, which FlopCounterMode counts (matmul a
 bmm instead of mm in inference mode). Level "aten" runs under torch.no_grad() instead, where autograd decomposes
 composite operators before the recorder sees them: a flat list.
 Module paths come from global forward pre/post hooks, removed afterwards whatever happens. The model is traced
-at batch 1 and again at batch 2; aligning the two runs gives each tensor's batch dimension (inside a composite
+at batch 1; where every operator has a known batch rule (importers.batchdims.propagate: convolutions, norms,
+pooling, element-wise, flatten, linear...) the rules give each tensor's batch dimension; otherwise the model is
+traced again at batch 2, and aligning the two runs gives it (inside a composite
 operator whose parts differ between the two batches, reshape's view against clone, those parts' tensors are
 listed as unknown). Meta kernels' answers are remembered (importers.metacache), and whatever the
 forward caches on the model (TinyViT's attention biases) is undone after each run.
@@ -37,7 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 from convaudit.importers import opgraph as g
-from convaudit.importers.batchdims import with_batch_dims
+from convaudit.importers.batchdims import propagate, with_batch_dims
 from convaudit.importers.metacache import MetaCache
 from convaudit.importers.modulestack import ModuleStack
 from convaudit.importers.operator_table import Unsupported
@@ -365,6 +367,9 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
             raise TraceRefused(first.problems, shapes)
         graph = _graph(model, first, shapes, 1, level)
         if batch_dims:
+            known = propagate(graph)  # every operator's batch rule is known: no second run
+            if known is not None:
+                return known
             second = _run(model, forward, named, shapes, 2, level, dtype, cache)
             if second.problems:  # runs at batch 1 only
                 return replace(graph, batch_unknown=tuple(t.id for t in graph.tensors))
