@@ -151,4 +151,7 @@ def options(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="*", help="these models (or families) only")
     parser.add_argument("--write", action="store_true", help="replace the table in README.md")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="save each finished row in DIR and reuse it")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="import N models at a time, each in its own process (the rows keep their order)")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="write the table to FILE")
     return parser
