@@ -236,8 +236,8 @@ def test_core_commands_never_import_torch(args: list[str]) -> None:
     (["--bogus"], "error: No such option: --bogus (see 'python -m convaudit --help')"),
     (["bogus"], "error: No such command 'bogus'. (see 'python -m convaudit --help')"),
     (["summary"], "error: Missing argument 'SPEC'. (see 'python -m convaudit summary --help')"),
-    (["summary", "alexnet", "--batch", "0"], "error: Invalid value for '--batch' / '-b': Input should be greater "
-                                             "than or equal to 1 (see 'python -m convaudit summary --help')"),
+    (["summary", "alexnet", "--batch", "0"], "error: Invalid value for '--batch' / '-b': 0 is not in the range "
+                                             "x>=1. (see 'python -m convaudit summary --help')"),
     (["summary", "alexnet", "--bo\x1b]0;x\x07gus"], "error: No such option: --bo\\x1b]0;x\\x07gus (see 'python -m "
                                                  "convaudit summary --help')"),  # the terminal is never retitled
 ])
