@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from convaudit.core.analysis import analyze
@@ -85,3 +87,30 @@ def test_markup_and_control_characters_in_names_print_literally(write_spec) -> N
                 assert "\\x1b[31mred\\x07" in out and "[/]" in out, args
     markdown = CliRunner().invoke(app, ["summary", path, "-f", "markdown"]).stdout
     assert "pipe\\|name" in markdown  # a | in a name does not split the Markdown row
+
+
+WORDS = ["conv1", "64×112×112", "118,013,952", "⚠ 54.25", "中文层", "é", "layer1.0.downsample.0", "", "1", "🙂"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(0, 4), columns=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=5),
+       footer=st.booleans(), data=st.data())
+def test_natural_tables_drawn_directly_are_what_rich_draws(rows, columns, footer, data) -> None:
+    """Output to a pipe draws a Fitted table's lines itself; they must be Rich's lines, character for character
+    (wide characters, right-justified numbers, footers, titles), and cells Rich must draw fall back to it."""
+    import pytest
+    from rich.text import Text
+
+    from convaudit.render.output import FitColumn, Fitted, piped_text
+
+    def cell() -> str:
+        return data.draw(st.sampled_from(WORDS + ["two\nlines"]))
+
+    made = [FitColumn(f"c{i}", data.draw(st.sampled_from(WORDS)), [cell() for _ in range(rows)],
+                      footer=cell() if footer else "", numeric=numeric, wrap=wrap)
+            for i, (numeric, wrap) in enumerate(columns)]
+    table = Fitted(made, show_footer=footer, title=Text("title"), caption=Text("caption"))
+    direct = piped_text(table)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Fitted, "plain_lines", lambda *args: None)
+        assert piped_text(table) == direct

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -81,6 +83,17 @@ class Fitted:
                 victim = min(reversed(keep), key=lambda c: c.priority)  # lowest priority, rightmost of equals
                 keep.remove(victim)
                 dropped.append(victim)
+        if natural and console.color_system is None:  # a pipe or a file, no colour: the lines, drawn directly
+            lines = self.plain_lines(console, options, keep)
+            if lines is not None:
+                if self.title is not None:
+                    yield self.title
+                for line in lines:
+                    yield Segment(line)
+                    yield Segment.line()
+                if self.caption is not None:
+                    yield self.caption
+                return
         table = self.table(keep, fixed=console if natural else None)
         if natural:  # every cell on one line, as wide as it takes
             width = max(width, Measurement.get(console, options.update(width=10**6), table).maximum)
@@ -120,6 +133,40 @@ class Fitted:
             style = self.row_styles[index] if index < len(self.row_styles) else None
             table.add_row(*(_text(c.cells[index]) for c in columns), style=style)
         return table
+
+    def plain_lines(self, console: Console, options: ConsoleOptions, columns: Sequence[FitColumn]) -> list[str] | None:
+        """The lines Rich draws for `table(columns)` at natural widths without colour, made directly: Rich renders
+        each cell through its whole layout engine (about 40 µs a cell, most of printing a large model's table).
+        SIMPLE_HEAD's borders come from the box itself, cells are padded (0, 1) but at the table's edges
+        (pad_edge=False) and justified in their column's width. None, for Rich to draw it, where a cell holds
+        anything but one plain line (a newline, a tab, a justification or overflow of its own)."""
+        cells = [[_text(column.title), *(_text(c) for c in column.cells), _text(column.footer)] for column in columns]
+        if not columns or any(text.justify or text.overflow or text.no_wrap is not None or "\n" in text.plain
+                              or "\t" in text.plain for column in cells for text in column):
+            return None
+        shape = box.SIMPLE_HEAD.substitute(options, safe=console.safe_box)
+        last = len(columns) - 1
+        pads = [(0 if i == 0 else 1, 0 if i == last else 1) for i in range(len(columns))]
+        inner = [max(cell_len(text.plain) for text in column) for column in cells]
+        if 0 in inner:  # Rich gives an empty column a width of 1
+            return None
+        widths = [width + left + right for width, (left, right) in zip(inner, pads, strict=True)]
+
+        def line(row: int) -> str:
+            parts = []
+            for column, texts, width, (left, right) in zip(columns, cells, inner, pads, strict=True):
+                text = texts[row].plain
+                gap = " " * (width - cell_len(text))
+                parts.append(" " * left + (gap + text if column.numeric else text + gap) + " " * right)
+            return shape.head_left + shape.head_vertical.join(parts) + shape.head_right
+
+        rows = len(cells[0]) - 2
+        lines = [shape.get_top(widths), line(0), shape.get_row(widths, "head", edge=True)]
+        lines += [line(1 + index) for index in range(rows)]
+        if self.show_footer:
+            lines += [shape.get_row(widths, "foot", edge=True), line(rows + 1)]
+        lines.append(shape.get_bottom(widths))
+        return lines
 
     def _measured(self, column: FitColumn, console: Console | None) -> tuple[Text, int, int]:
         """(the column's widest cell, its longest word, its widest title/footer/cell), measured once."""
