@@ -157,3 +157,31 @@ class Quirks(nn.Module):
 
 def quirks() -> nn.Module:
     return Quirks()
+
+
+class RelativeLogits(nn.Module):
+    """A module without children whose own forward runs several operators (timm's RelPosEmb): a learned table
+    read through a reshape, a product with the input and a sum."""
+
+    def __init__(self, width: int = 6, dim: int = 4):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(width, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = x.reshape(b, c, h * w).transpose(1, 2)  # B, HW, C
+        return (q @ self.table.t()).sum(-1).reshape(b, 1, h, w)
+
+
+class WithLogits(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.logits = RelativeLogits()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.conv(x))
+
+
+def with_logits() -> nn.Module:
+    return WithLogits()

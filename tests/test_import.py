@@ -227,6 +227,20 @@ def test_verify_against_the_users_module(tmp_path: Path) -> None:
     assert "comparable cells match" in explicit.stdout
 
 
+def test_a_module_running_several_operators_is_one_call_in_verify(tmp_path: Path) -> None:
+    """Its last operator's layer takes the module's path; the others are operations of its forward, not further
+    calls; verify compares the module's parameters and MACs with the sum of its layers."""
+    from tests.import_models import with_logits
+
+    spec = spec_of(read_model(with_logits(), (3, 5, 5)))
+    names = [layer.name for layer in spec.layers]
+    assert names[-1] == "logits" and all(n.startswith("logits.") for n in names[2:-1]), names
+    out = tmp_path / "logits.yaml"
+    assert run("import", "tests.import_models:with_logits", "-o", str(out), "--input", "5").exit_code == 0
+    result = run("verify", str(out), "--repeats", "0", "--against", "imported")
+    assert result.exit_code == 0, result.output
+
+
 def test_verify_against_names_what_fvcore_cannot_count_and_leaves_out_never_run_modules() -> None:
     import torch
 

@@ -25,6 +25,7 @@ class Layer:
     op: str = ""  # the operator it came from, for messages
     named_after: str | None = None  # a parameter used outside modules that names the layer (class_token)
     leaf: bool = False  # the layer is (one call of) a module without children: it takes the module's path
+    call: int | None = None  # which call of its innermost module made it (0: the first)
     placement: tuple[int | None, bool] = (0, False)  # where the traced output holds the batch (dim, folded)
 
 

@@ -159,7 +159,8 @@ class Reader:
             name=f"#{len(self.layers)}", type=type_name, params=params, inputs=tuple(a.layer for a in inputs),
             scopes=tuple(frame.path for frame in stack), shape=self.sample(out), weights=weights, buffers=buffers,
             op=op or f"aten.{node.packet}", named_after=named_after,
-            leaf=bool(stack) and stack[-1].path in self.childless and named_after is None)
+            leaf=bool(stack) and stack[-1].path in self.childless and named_after is None,
+            call=stack[-1].call if stack else None)
         layer.placement = (out.batch_dim, out.batch_folded)
         for item in learned_now:
             for name in item.names:

@@ -57,9 +57,23 @@ def base_name(layer: Layer) -> str:
     return prefix + (str(op).rsplit(".", 2)[-2 if str(op).count(".") >= 2 else -1].strip("_") if op else layer.type)
 
 
+def one_layer_per_call(layers: list[Layer]) -> None:
+    """A childless module whose forward runs several operators (timm's RelPosEmb: reshapes, matmuls, gathers) is
+    one call: its last layer, the call's output, takes the module's path; the others are operations written in
+    its forward (`pos_embed.reshape`), not further calls of the module (`pos_embed_2` is its second call)."""
+    last: dict[tuple[str, int | None], int] = {}
+    for index, layer in enumerate(layers):
+        if layer.leaf and not layer.named_after and layer.scopes:
+            last[layer.scopes[-1], layer.call] = index
+    for index, layer in enumerate(layers):
+        if layer.leaf and not layer.named_after and layer.scopes and last[layer.scopes[-1], layer.call] != index:
+            layer.leaf = False
+
+
 def name_layers(layers: list[Layer], outputs: tuple[str, ...]) -> tuple[list[Layer], tuple[str, ...]]:
     """Names from module paths: a module's own layer takes its path (a module called again gets _2, _3),
     an operation written in a module's forward takes the module's path and its type (layer1.0.add)."""
+    one_layer_per_call(layers)
     taken: set[str] = {INPUT}
     chosen: dict[int, str] = {}
     calls: dict[str, int] = {}

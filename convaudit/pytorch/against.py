@@ -112,11 +112,11 @@ def verify_against(report: Report, target: str, args: dict[str, Any], device: to
     # FlopCounterMode counts from shapes alone: on a meta copy of the target it runs nothing, with the same counts
     meta_model = build(target, args, meta=True).to(dtype=torch_dtype).eval()
     forward, forward_total, backward_total = flop_counter(meta_model, x.to("meta"))
-    per_path: dict[str, list[LayerResult]] = {}
+    per_path: dict[str, list[LayerResult]] = {}  # module path -> every layer its calls made (its own operators)
     for result in report.layers:
         layer = traced.get(result.name)
-        if layer is not None and layer.module:
-            per_path.setdefault(layer.module[0], []).append(result)
+        if layer is not None and layer.scopes and layer.scopes[-1] in paths:
+            per_path.setdefault(layer.scopes[-1], []).append(result)
 
     rows = []
     for result in report.layers:
@@ -164,6 +164,11 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
     named = dict(model.named_parameters()).get(layer.named_after) if layer is not None and layer.named_after else None
     if named is not None:  # a layer named after the parameter it holds (a constant's source holds none)
         cells["params"] = compare(result.params, named.numel())
+    if layer is not None and not layer.module and layer.scopes and layer.scopes[-1] in per_path:
+        path = layer.scopes[-1]  # an operator of a module's own forward: its numbers are on the module's row
+        for column in ("params", "fvcore_macs", "torch_forward"):
+            cells[column] = Cell(NOTHING, 0, 0, f"counted at {path}")
+        return cells
     if layer is None or not layer.module:
         if layer is not None and expected_fvcore and not isinstance(fvcore, str):
             op = layer.op.replace("aten.", "aten::", 1)  # fvcore names the traced op as TorchScript does
@@ -173,14 +178,16 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
     path, call = layer.module
     calls = shapes.get(path, [])
     cells["shape"] = shape_cell(result, calls[call] if call < len(calls) else None)
-    siblings = per_path.get(path, [])
+    siblings = per_path.get(path, [])  # its calls' layers: one per call, or several from a module's own forward
     if call:  # a module called again (a ReLU reused): its numbers are on its first call's row
-        cells["params"] = Cell(NOTHING, 0, 0, f"counted at {siblings[0].name}" if siblings else "")
+        first = path if any(r.name == path for r in siblings) else siblings[0].name if siblings else ""
+        cells["params"] = Cell(NOTHING, 0, 0, f"counted at {first}" if first else "")
         cells["fvcore_macs"] = Cell(NOTHING, 0, 0)
         cells["torch_forward"] = Cell(NOTHING, 0, 0)
         return cells
     module = model.get_submodule(path)
-    cells["params"] = compare(result.params, sum(p.numel() for p in module.parameters()))
+    cells["params"] = compare(sum(r.params for r in siblings) if len(siblings) > 1 else result.params,
+                              sum(p.numel() for p in module.parameters()))
     buffers = sum(b.numel() for b in module.buffers() if b.is_floating_point())  # indices and counters are not state
     ours_buffers = getattr(result, "buffers", 0)
     if buffers or ours_buffers:
@@ -191,12 +198,12 @@ def layer_cells(result: LayerResult, layer: Layer | None, model: torch.nn.Module
             cells["fvcore_macs"] = fvcore_cell(result, by_module.get(path, 0), unsupported.get(path, {}))
         else:
             cells["fvcore_macs"] = compare(sum(fvcore_expected(r) for r in siblings), by_module.get(path, 0),
-                                           f"{len(siblings)} calls of one module")
+                                           f"{len(siblings)} layers of one module")
     if len(siblings) == 1:
         cells["torch_forward"] = torch_forward_cell(result, forward.get(path, 0))
     else:
         cells["torch_forward"] = compare(sum(r.flops for r in siblings if counted_by_torch(r)),
-                                         forward.get(path, 0), f"{len(siblings)} calls of one module")
+                                         forward.get(path, 0), f"{len(siblings)} layers of one module")
     return cells
 
 
