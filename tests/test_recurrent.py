@@ -48,8 +48,9 @@ def test_golden_counts_written_out() -> None:
     assert report.totals.params == 15_040 + 1_152 + 56 + 15
 
 
+@pytest.mark.needs_torch
 def test_golden_numbers_from_pytorch_itself() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     lstm = torch.nn.LSTM(10, 20, num_layers=2, bidirectional=True, batch_first=True)

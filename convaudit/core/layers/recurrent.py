@@ -130,7 +130,8 @@ class _Recurrent(LayerType):
     max_inputs = 1
     # fvcore has no handle for aten::lstm, gru, rnn_tanh, rnn_relu: it names them unsupported and counts 0
     references = References("macs", flop_counter=True)
-    split_notes = (("channels", "a recurrent layer runs whole on one device (its steps follow one another)"),)
+    split_notes = (("channels", "recurrent layers are not split by channels: each step's gates read the whole hidden "
+                                "state of the step before"),)
     column_split = not_split_by_channels
 
     convention = ("LSTM, GRU, RNN: MACs = T · D · Σ layers G·H·(I + H_out) (+ P·H with a projection), the mm's "
@@ -161,7 +162,7 @@ class _Recurrent(LayerType):
 
     # ------------------------------------------------------------------ shapes and counts
 
-    def geometry(self, tensor: Tensor, params: Params) -> Geometry:
+    def geometry_of(self, tensor: Tensor, params: Params) -> Geometry:
         """The geometry at this input: the sequence dimension must hold the batch (folded or not)."""
         first = params["batch_first"]
         runs_along = 0 if first else 1  # where nn's recurrent modules take their batch
@@ -185,23 +186,23 @@ class _Recurrent(LayerType):
 
     def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
         tensor = inputs[0]
-        shape_of = self.geometry(tensor, params)
-        shape, placement = self.result(tensor, shape_of, params["returns"])
-        return Outcome(shape=shape, placement=placement, weights=shape_of.weights, biases=shape_of.biases,
-                       macs=shape_of.macs, other_ops=shape_of.runs * shape_of.directions * shape_of.layers
-                       * self.cell_ops * shape_of.hidden + shape_of.bias_terms,
-                       in_features=shape_of.features, connections=shape_of.macs + shape_of.bias_terms,
-                       input_grad_macs=shape_of.input_grad_macs, inner_grad_macs=shape_of.inner_grad_macs)
+        geometry = self.geometry_of(tensor, params)
+        shape, placement = self.result(tensor, geometry, params["returns"])
+        return Outcome(shape=shape, placement=placement, weights=geometry.weights, biases=geometry.biases,
+                       macs=geometry.macs, other_ops=geometry.runs * geometry.directions * geometry.layers
+                       * self.cell_ops * geometry.hidden + geometry.bias_terms,
+                       in_features=geometry.features, connections=geometry.macs + geometry.bias_terms,
+                       input_grad_macs=geometry.input_grad_macs, inner_grad_macs=geometry.inner_grad_macs)
 
     @staticmethod
-    def result(tensor: Tensor, shape_of: Geometry, returns: str) -> tuple[Shape, Placement]:
+    def result(tensor: Tensor, geometry: Geometry, returns: str) -> tuple[Shape, Placement]:
         """The sample shape of the result returned, and where its batch sits."""
         folded = tensor.placement.folded
         if returns == "output":  # the input's shape with D·H_out features, the batch where it was
-            return tensor.shape[:-1] + (shape_of.directions * shape_of.out,), tensor.placement
-        size = shape_of.out if returns == "h_n" else shape_of.hidden
-        stacked = shape_of.layers * shape_of.directions  # [L·D, B, size] whatever batch_first says
-        return ((stacked, shape_of.sequences, size) if folded else (stacked, size)), Placement(1, folded)
+            return tensor.shape[:-1] + (geometry.directions * geometry.out,), tensor.placement
+        size = geometry.out if returns == "h_n" else geometry.hidden
+        stacked = geometry.layers * geometry.directions  # [L·D, B, size] whatever batch_first says
+        return ((stacked, geometry.sequences, size) if folded else (stacked, size)), Placement(1, folded)
 
     def parameter_shapes(self, inputs: list[Shape], params: Params) -> tuple[Shape, ...]:
         # nn.LSTM's parameters() order: per layer, per direction: w_ih, w_hh, b_ih, b_hh, w_hr
@@ -226,33 +227,33 @@ class _Recurrent(LayerType):
         a reverse direction reads each step's view), each upper layer's input and, with dropout, its mask; the
         zero initial states; and per layer and direction the tensors of every step (`_step_tensors`)."""
         tensor = Tensor(layer.input_shapes[0], layer.placements[0])
-        shape_of = self.geometry(tensor, layer.spec.params)
-        n = shape_of.sequences * saving.batch
-        kept = self._first_input(layer, saving, shape_of)
-        above = shape_of.steps * n * shape_of.directions * shape_of.out
-        for index in range(1, shape_of.layers):
+        geometry = self.geometry_of(tensor, layer.spec.params)
+        n = geometry.sequences * saving.batch
+        kept = self._first_input(layer, saving, geometry)
+        above = geometry.steps * n * geometry.directions * geometry.out
+        for index in range(1, geometry.layers):
             kept.append(saving.extra(f"input{index}", above))
             if layer.spec.params["dropout"]:
                 kept.append(saving.extra(f"mask{index}", above, MASK_BYTES_CUDA if saving.cuda else None))
-        stacks = shape_of.layers * shape_of.directions
-        kept.append(saving.extra("h0", stacks * n * shape_of.out))
+        stacks = geometry.layers * geometry.directions
+        kept.append(saving.extra("h0", stacks * n * geometry.out))
         if self.cell_state:
-            kept.append(saving.extra("c0", stacks * n * shape_of.hidden))
-        kept.append(saving.extra("steps", stacks * n * self._step_tensors(shape_of)))
+            kept.append(saving.extra("c0", stacks * n * geometry.hidden))
+        kept.append(saving.extra("steps", stacks * n * self._step_tensors(geometry)))
         return kept
 
     @staticmethod
-    def _first_input(layer: LayerResult, saving: Saving, shape_of: Geometry) -> list[Saved]:
+    def _first_input(layer: LayerResult, saving: Saving, geometry: Geometry) -> list[Saved]:
         source = saving.storage(layer.spec.inputs[0])
         shape, strides = source.shape, source.strides
         if layer.spec.params["batch_first"]:  # ATen transposes to [T, N, I] first
             shape, strides = (shape[1], shape[0]) + shape[2:], (strides[1], strides[0]) + strides[2:]
         if view_strides(shape, strides, (shape[0] * shape[1], shape[-1])) is not None:
             return saving.inputs()[:1]
-        copy = saving.extra("input", shape_of.runs * saving.batch * shape_of.features)
-        return [copy] + (saving.inputs()[:1] if shape_of.directions == 2 else [])
+        copy = saving.extra("input", geometry.runs * saving.batch * geometry.features)
+        return [copy] + (saving.inputs()[:1] if geometry.directions == 2 else [])
 
-    def _step_tensors(self, shape_of: Geometry) -> int:
+    def _step_tensors(self, geometry: Geometry) -> int:
         """Elements one sequence keeps for one layer and direction, beyond the initial states."""
         raise NotImplementedError
 
@@ -264,16 +265,16 @@ class _Recurrent(LayerType):
         return Strided(shape, contiguous(shape), layer.name)
 
     def explain(self, layer: LayerResult) -> Explained:
-        shape_of = self.geometry(Tensor(layer.input_shapes[0], layer.placements[0]), layer.spec.params)
-        g, h, p, d = shape_of.gates, shape_of.hidden, shape_of.projection, shape_of.directions
+        geometry = self.geometry_of(Tensor(layer.input_shapes[0], layer.placements[0]), layer.spec.params)
+        g, h, p, d = geometry.gates, geometry.hidden, geometry.projection, geometry.directions
         projection = f" + {p}·{h}" if p else ""
-        per_layer = " + ".join(f"{g}·{h}·({features} + {shape_of.out}){projection}" for features in shape_of.inputs())
-        runs = f"{shape_of.sequences}·{shape_of.steps}" if shape_of.sequences > 1 else f"{shape_of.steps}"
+        per_layer = " + ".join(f"{g}·{h}·({features} + {geometry.out}){projection}" for features in geometry.inputs())
+        runs = f"{geometry.sequences}·{geometry.steps}" if geometry.sequences > 1 else f"{geometry.steps}"
         biases = f" + {layer.biases:,} biases" if layer.biases else ""
         macs = layer.outcome.macs
         return Explained(f"{d}·({per_layer}) = {layer.weights:,} weights{biases}",
                          f"{runs} steps × {d} direction{'s' if d > 1 else ''} × ({per_layer}) = {macs:,}",
-                         f"{macs:,} multiply-adds + {shape_of.bias_terms:,} bias terms = {layer.connections:,}")
+                         f"{macs:,} multiply-adds + {geometry.bias_terms:,} bias terms = {layer.connections:,}")
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p = layer.params
@@ -300,11 +301,11 @@ class LSTM(_Recurrent):
     fields = (*_Recurrent.base_fields(("output", "h_n", "c_n")),
               Field("proj_size", Int(0), "project each hidden state to this many features (0: none)", default=0))
 
-    def _step_tensors(self, shape_of: Geometry) -> int:
+    def _step_tensors(self, geometry: Geometry) -> int:
         # per step: the 4·H gates (sigmoid and tanh in place), tanh(c), the state h·W_hr reads (projection);
         # from the second step on, h_{t−1} (W_hh's operand) and c_{t−1} (f·c's)
-        h, t = shape_of.hidden, shape_of.steps
-        return t * (5 * h + (h if shape_of.projection else 0)) + (t - 1) * (shape_of.out + h)
+        h, t = geometry.hidden, geometry.steps
+        return t * (5 * h + (h if geometry.projection else 0)) + (t - 1) * (geometry.out + h)
 
 
 @register
@@ -323,10 +324,10 @@ class GRU(_Recurrent):
     doc = "gated recurrent unit over a sequence [T, F], as nn.GRU: G = 3 gates (reset, update, new)"
     fields = _Recurrent.base_fields(("output", "h_n"))
 
-    def _step_tensors(self, shape_of: Geometry) -> int:
+    def _step_tensors(self, geometry: Geometry) -> int:
         # per step: the 3·H hidden gates (r and z in place), the copy r·h_n keeps, n, the copy (h − n)·z keeps;
         # from the second step on, h_{t−1}
-        h, t = shape_of.hidden, shape_of.steps
+        h, t = geometry.hidden, geometry.steps
         return t * 6 * h + (t - 1) * h
 
 
@@ -344,8 +345,8 @@ class RNN(_Recurrent):
     fields = (*_Recurrent.base_fields(("output", "h_n")),
               Field("nonlinearity", Choice("tanh", "relu"), "the cell's nonlinearity", default="tanh"))
 
-    def _step_tensors(self, shape_of: Geometry) -> int:
-        return shape_of.steps * shape_of.hidden  # each step's h_t: the nonlinearity's output, W_hh's next operand
+    def _step_tensors(self, geometry: Geometry) -> int:
+        return geometry.steps * geometry.hidden  # each step's h_t: the nonlinearity's output, W_hh's next operand
 
 
 __all__ = ["GRU", "LSTM", "RNN", "Geometry"]
