@@ -185,3 +185,39 @@ class WithLogits(nn.Module):
 
 def with_logits() -> nn.Module:
     return WithLogits()
+class Recurrent(nn.Module):
+    """nn.LSTM, nn.GRU or nn.RNN over [T, F] features, batch first, then a linear on every step (a tagger), or on
+    the last layer's h_n (a classifier: the sequence transposed to [T, B, F], as nn's default layout takes it)."""
+
+    def __init__(self, kind: str = "LSTM", classify: bool = False, **options: object):
+        super().__init__()
+        self.classify = classify
+        self.rnn = getattr(nn, kind)(6, 8, batch_first=not classify, **options)
+        out = options.get("proj_size") or 8
+        self.head = nn.Linear(out if classify else out * (2 if options.get("bidirectional") else 1), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.classify:
+            return self.head(self.rnn(x)[0])
+        state = self.rnn(x.transpose(0, 1))[1]
+        return self.head((state[0] if isinstance(state, tuple) else state)[-1])
+
+
+class RecurrentMisuse(nn.Module):
+    """What the recurrent layers do not model: an initial state of the model's own, both results of one call, a
+    PackedSequence."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.rnn = nn.GRU(6, 8, batch_first=True) if how != "packed" else nn.LSTM(6, 8)
+        self.h0 = nn.Parameter(torch.zeros(1, 1, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "state":
+            return self.rnn(x, self.h0.repeat(1, x.shape[0], 1))[0]
+        if self.how == "both":
+            out, h = self.rnn(x)
+            return out[:, -1] + h[0]
+        steps = torch.full((x.shape[1],), x.shape[0], dtype=torch.long, device="cpu")  # every sequence whole
+        return self.rnn(nn.utils.rnn.PackedSequence(x.transpose(0, 1).reshape(-1, 6), steps))[0].data

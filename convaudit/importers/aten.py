@@ -464,4 +464,4 @@ def reduction(reader: Reader, node: g.OpNode) -> None:
 
 
 # the views and data movement register their handlers here too
-from convaudit.importers import aten_movement  # noqa: E402, F401
+from convaudit.importers import aten_movement, aten_recurrent  # noqa: E402, F401

@@ -44,6 +44,8 @@ from convaudit.importers.metacache import MetaCache
 from convaudit.importers.modulestack import ModuleStack
 from convaudit.importers.operator_table import Unsupported
 from convaudit.importers.opinfo import INFO, OpInfo, dtype_name, op_info, plain
+from convaudit.importers.recurrent import LAYER_TYPES as RECURRENT
+from convaudit.importers.recurrent import meta_outputs as recurrent_outputs
 
 LEVELS = ("composite", "aten")
 # The largest real tensor a run makes, in elements. Shape arithmetic done with tensors (torchvision's
@@ -153,7 +155,11 @@ class _Recorder:
         extra: set[str] = set()
         known = len(self.tensors)
         try:
-            if info.composite and self.decompose:
+            if info.composite and self.decompose and info.packet in RECURRENT:  # one operator, not its steps
+                out = recurrent_outputs(torch, info.overload, info.names, args, kwargs)
+                if isinstance(out, str):
+                    self.stop(info.overload, out)
+            elif info.composite and self.decompose:
                 self.parents.append(index)
                 try:
                     with self.mode:  # the C++ kernel, as autograd runs it (not torch._decomp's Python one)

@@ -422,3 +422,26 @@ class Learned(nn.Module):
             batch = inputs[0].shape[0] if inputs else 1
             value = value.unsqueeze(self.batch).expand(*self.shape[:self.batch], batch, *self.shape[self.batch:])
         return value
+
+
+class Recurrent(nn.Module):
+    """nn.LSTM, nn.GRU or nn.RNN itself (its parameters as the model holds them), giving the one result the layer
+    returns: the sequence output, h_n or c_n."""
+
+    def __init__(self, kind: str, features: int, hidden: int, layers: int, bias: bool, batch_first: bool,
+                 dropout: float, bidirectional: bool, proj_size: int, nonlinearity: str, returns: str):
+        super().__init__()
+        extra: dict[str, object] = {"proj_size": proj_size} if kind == "LSTM" else {}
+        if kind == "RNN":
+            extra["nonlinearity"] = nonlinearity
+        self.rnn = getattr(nn, kind)(features, hidden, num_layers=layers, bias=bias, batch_first=batch_first,
+                                     dropout=dropout, bidirectional=bidirectional, **extra)
+        self.returns = returns
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, state = self.rnn(x)
+        if self.returns == "output":
+            return output
+        if isinstance(state, tuple):  # LSTM: (h_n, c_n)
+            return state[0] if self.returns == "h_n" else state[1]
+        return state

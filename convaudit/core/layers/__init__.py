@@ -12,6 +12,7 @@ from convaudit.core.layers import (  # noqa: F401 (registers)
     normalisation,
     operators,
     products,
+    recurrent,
     resample,
     structure,
     windowed,
