@@ -25,7 +25,7 @@ from convaudit.importers.fastmeta import FastMeta, _pointwise_rule  # noqa: E402
 aten = torch.ops.aten
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 DTYPES = (*FLOATS, torch.int64, torch.bool)
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ------------------------------------------------------------------ the oracle and the rule, side by side
@@ -48,18 +48,26 @@ def kernel(func, args, kwargs):
     return func(*args, **kwargs)
 
 
-def check(func, args, kwargs, learn_from=None):
-    """The call through FastMeta (dtypes learnt from `learn_from`'s call first, then from its own) against the
-    kernel; returns whether a rule answered."""
+def check(func, args, kwargs, learn_from):
+    """The call through FastMeta against the kernel, its dtypes learnt first from `learn_from` (the same
+    signature at other sizes: a rule then answers even where the kernel raises, and must not), then from its
+    own call where that one failed; returns whether a rule answered."""
     fast = FastMeta(torch, {})
     expected = outcome(kernel, func, args, kwargs)
-    if learn_from is not None:
-        outcome(fast.run, func, *learn_from)
+    outcome(fast.run, func, *learn_from)
     first = outcome(fast.run, func, args, kwargs)
-    second = outcome(fast.run, func, args, kwargs)  # its own dtypes learnt by now
+    second = outcome(fast.run, func, args, kwargs)
     assert first == expected, (func, args, kwargs)
     assert second == expected, (func, args, kwargs)
     return fast.answered > 0
+
+
+def twin(args, kwargs, **sizes):
+    """The same signature at size 1: each tensor all ones (its dtype and number of dimensions), contiguous, and
+    the arguments read as sizes given (by name: position numbers as `at3`)."""
+    small = lambda v: meta((1,) * v.dim(), v.dtype) if isinstance(v, torch.Tensor) else v  # noqa: E731
+    args = tuple(sizes.get(f"at{i}", small(a)) for i, a in enumerate(args))
+    return args, {name: sizes.get(name, small(v)) for name, v in kwargs.items()}
 
 
 # ------------------------------------------------------------------ meta tensors of every layout
@@ -113,16 +121,30 @@ sizes = st.integers(1, 4) | st.just(1)
 
 @st.composite
 def broadcast_shapes(draw, count):
-    """`count` shapes that broadcast together (sometimes, not: a size of 2 against 3)."""
-    out = draw(st.lists(sizes, max_size=4))
-    shapes = []
-    for _ in range(count):
-        shape = out[draw(st.integers(0, len(out))):]
-        shape = [1 if draw(st.booleans()) and draw(st.booleans()) else s for s in shape]
-        if shape and draw(st.integers(0, 15)) == 0:
-            shape[0] = 2 if shape[0] == 3 else 3
-        shapes.append(tuple(shape))
-    return shapes
+    """`count` shapes that broadcast together: the first is the whole shape, the others trailing parts of it
+    with some sizes 1; one in ten times one of them does not fit (a size one more than the whole shape's)."""
+    whole = draw(st.lists(sizes, max_size=4))
+    shapes = [tuple(whole)]
+    for _ in range(count - 1):
+        shape = whole[draw(st.integers(0, len(whole))):]
+        shapes.append(tuple(1 if draw(st.integers(0, 3)) == 0 else s for s in shape))
+    wide = [i for i, s in enumerate(whole) if s > 1]
+    if count > 1 and wide and draw(st.integers(0, 9)) == 0:
+        i = draw(st.sampled_from(wide))
+        shapes[-1] = (*whole[:i], whole[i] + 1, *whole[i + 1:])
+    return draw(st.permutations(shapes))
+
+
+# Where the rules' conditions matter: size-1 dimensions with other strides than the contiguous ones (is_contiguous()
+# all the same, and the decompositions copy such strides), a tensor both contiguous and channels_last, permuted,
+# broadcast (stride 0), gapped, at an offset.
+TRICKY = [((1, 3, 1, 4), (50, 4, 7, 1), 0), ((1, 3, 1, 1), (3, 1, 1, 1), 0), ((1, 3, 1, 1), (3, 1, 3, 3), 0),
+          ((2, 3, 4), (1, 8, 2), 0), ((2, 3, 4), (12, 0, 1), 0), ((2, 3, 4), (24, 8, 2), 0), ((2, 3, 4), (12, 4, 1), 5),
+          ((3, 1), (1, 5), 0), ((1, 4), (9, 1), 0), ((4,), (2,), 0)]
+
+
+def tricky(dtype=torch.float32):
+    return [meta(shape, dtype, (strides, offset)) for shape, strides, offset in TRICKY]
 
 
 # ------------------------------------------------------------------ element-wise operators
@@ -148,43 +170,40 @@ def tensor_arguments(func):
     return [a for a in func._schema.arguments if "Tensor" in str(a.type)]
 
 
-@st.composite
-def pointwise_call(draw, func):
-    """(args, kwargs) of `func` and, for learning the dtypes, the same call with every size 1."""
-    tensors = tensor_arguments(func)
-    shapes = draw(broadcast_shapes(len(tensors)))
-    drawn, ones, positional, keywords = {}, {}, [], {}
-    for a, shape in zip(tensors, shapes, strict=True):
-        dtype = torch.bool if a.name in ("mask", "condition") else draw(st.sampled_from(DTYPES))
-        drawn[a.name] = meta(shape, dtype, draw(layouts(shape)))
-        ones[a.name] = meta((1,) * len(shape), dtype)
-    learnt = {}
+def call(func, tensors, other=lambda a: 2, skip_defaults=lambda a: True):
+    """(args, kwargs) for `func`: tensors by name, strings from STRINGS, other arguments `other(argument)`,
+    arguments with a default left out where `skip_defaults(argument)`."""
+    args, kwargs = [], {}
     for a in func._schema.arguments:
-        if a.name in drawn:
-            value, learnt_value = drawn[a.name], ones[a.name]
-        elif a.name in STRINGS:
-            value = learnt_value = draw(st.sampled_from(STRINGS[a.name]))
-        elif a.has_default_value() and draw(st.booleans()):
+        if a.name in tensors:
+            value = tensors[a.name]
+        elif a.has_default_value() and skip_defaults(a):
             continue
-        elif "int" == str(a.type):
-            value = learnt_value = 2
+        elif a.name in STRINGS:
+            value = STRINGS[a.name][-1]
         else:
-            value = learnt_value = draw(NUMBERS)
+            value = other(a)
         if a.kwarg_only:
-            keywords[a.name] = value
-            learnt[a.name] = learnt_value
+            kwargs[a.name] = value
         else:
-            positional.append((value, learnt_value))
-    args = tuple(v for v, _ in positional)
-    return (args, keywords), (tuple(v for _, v in positional), learnt)
+            args.append(value)
+    return tuple(args), kwargs
+
+
+def flag_dtype(argument, dtype):
+    return torch.bool if argument.name in ("mask", "condition") else dtype
 
 
 @SETTINGS
 @given(st.data())
 def test_elementwise_rule_is_the_kernels_answer(data):
     func = data.draw(st.sampled_from(UNARY + BINARY + IN_PLACE))
-    (args, kwargs), learn_from = data.draw(pointwise_call(func))
-    check(func, args, kwargs, learn_from)
+    tensors = tensor_arguments(func)
+    shapes = data.draw(broadcast_shapes(len(tensors)))
+    made = {a.name: data.draw(tensor(shape, (flag_dtype(a, data.draw(st.sampled_from(DTYPES))),)))
+            for a, shape in zip(tensors, shapes, strict=True)}
+    args, kwargs = call(func, made, lambda a: data.draw(NUMBERS), lambda a: data.draw(st.booleans()))
+    check(func, args, kwargs, twin(args, kwargs))
 
 
 def every_pointwise_overload():
@@ -197,9 +216,10 @@ def every_pointwise_overload():
     return found
 
 
+@pytest.mark.filterwarnings("ignore:An output with one or more elements was resized")
 def test_every_operator_the_elementwise_rule_takes_answers_as_its_kernel():
-    """Not only the common ones: every overload the rule would answer, on a broadcast, a 0-dim and an integer
-    call (the call that learns the dtypes has other sizes)."""
+    """Not only the common ones: every overload the rule takes, broadcast, with a 0-dim operand, on integers, and
+    with each tricky layout as its first operand (the dtypes learnt from the same call at size 1)."""
     answered = 0
     funcs = every_pointwise_overload()
     assert len(funcs) > 300
@@ -208,25 +228,28 @@ def test_every_operator_the_elementwise_rule_takes_answers_as_its_kernel():
         tensors = tensor_arguments(func)
         for first, other, dtype in cases:
             shapes = [first] + [other] * (len(tensors) - 1)
-            calls = []
-            for shape_set in (shapes, [tuple(1 for _ in s) for s in shapes]):
-                made = {a.name: meta(s, torch.bool if a.name in ("mask", "condition") else dtype)
-                        for a, s in zip(tensors, shape_set, strict=True)}
-                args, kwargs = [], {}
-                for a in func._schema.arguments:
-                    value = made.get(a.name, STRINGS.get(a.name, [None])[0] if a.name in STRINGS else 2)
-                    if a.name not in made and a.has_default_value():
-                        continue
-                    if a.kwarg_only:
-                        kwargs[a.name] = value
-                    else:
-                        args.append(value)
-                calls.append((tuple(args), kwargs))
-            answered += check(func, *calls[0], learn_from=calls[1])
+            args, kwargs = call(func, {a.name: meta(s, flag_dtype(a, dtype)) for a, s in zip(tensors, shapes,
+                                                                                             strict=True)})
+            answered += check(func, args, kwargs, twin(args, kwargs))
+        for odd in [tricky()[i] for i in (0, 2, 3)]:  # odd strides on size-1 dims, NC11 as channels_last, permuted
+            made = {a.name: odd if i == 0 else meta(tuple(odd.shape), flag_dtype(a, odd.dtype))
+                    for i, a in enumerate(tensors)}
+            args, kwargs = call(func, made)
+            check(func, args, kwargs, twin(args, kwargs))
     assert answered > len(funcs)  # most overloads answer some of their calls
 
 
 # ------------------------------------------------------------------ norms, matrix products, reductions, softmax
+
+
+def check_batch_norm(x, params, training, eps):
+    small = {f"at{i}": p if p is None else meta((1,), p.dtype) for i, p in enumerate(params, 1)}
+    if training is None:
+        args = (x, *params, 0.1, eps)
+        check(aten._native_batch_norm_legit_no_training.default, args, {}, twin(args, {}, **small))
+    else:
+        args = (x, *params, training, 0.1, eps)
+        check(aten.native_batch_norm.default, args, {}, twin(args, {}, **small))
 
 
 @SETTINGS
@@ -238,11 +261,25 @@ def test_batch_norm_rule_is_the_kernels_answer(data):
     channels = shape[1] if data.draw(st.integers(0, 9)) else shape[1] + 1
     params = [None if data.draw(st.integers(0, 9)) == 0 else
               data.draw(tensor((channels,), (dtype, torch.float32), usual=40)) for _ in range(4)]
-    eps = data.draw(st.sampled_from([1e-5, 1e-3]))
-    if data.draw(st.booleans()):
-        check(aten._native_batch_norm_legit_no_training.default, (x, *params, 0.1, eps), {})
-    else:
-        check(aten.native_batch_norm.default, (x, *params, data.draw(st.booleans()), 0.1, eps), {})
+    check_batch_norm(x, params, data.draw(st.sampled_from([None, False, False, True])), data.draw(
+        st.sampled_from([1e-5, 1e-3])))
+
+
+def check_layer_norm(x, normalized, weight, bias):
+    args = (x, normalized, weight, bias, 1e-5)
+    ones = [1] * len(normalized)
+    small = {"at1": ones, "at2": weight if weight is None else meta(tuple(ones), weight.dtype),
+             "at3": bias if bias is None else meta(tuple(ones), bias.dtype)}
+    if x.dim() < len(normalized):
+        small["at0"] = meta(tuple(ones), x.dtype)
+    check(aten.native_layer_norm.default, args, {}, twin(args, {}, **small))
+
+
+def check_group_norm(x, weight, bias, sizes_given):
+    args = (x, weight, bias, *sizes_given, 1e-5)
+    small = {"at1": weight if weight is None else meta((1,), weight.dtype), "at2": bias if bias is None else meta(
+        (1,), bias.dtype), "at3": 1, "at4": 1, "at5": 1, "at6": 1}
+    check(aten.native_group_norm.default, args, {}, twin(args, {}, **small))
 
 
 @SETTINGS
@@ -256,19 +293,23 @@ def test_layer_and_group_norm_rules_are_the_kernels_answers(data):
             normalized = [*normalized[:-1], normalized[-1] + 1]
         weight, bias = (None if data.draw(st.booleans()) else data.draw(tensor(normalized, (dtype, torch.float32)))
                         for _ in range(2))
-        check(aten.native_layer_norm.default, (data.draw(tensor(shape, (dtype,))), normalized, weight, bias, 1e-5),
-              {})
+        check_layer_norm(data.draw(tensor(shape, (dtype,), usual=3)), normalized, weight, bias)
     else:
         groups = data.draw(st.integers(1, 3))
         shape = [data.draw(sizes), groups * data.draw(sizes), *data.draw(st.lists(sizes, max_size=2))]
-        asked = groups if data.draw(st.integers(0, 9)) else groups + 1
+        asked = groups if data.draw(st.integers(0, 9)) else data.draw(st.sampled_from([groups + 1, 0]))
         sizes_given = [shape[0], shape[1], math.prod(shape[2:]), asked]
         if data.draw(st.integers(0, 9)) == 0:
-            sizes_given[2] += 1
+            sizes_given[data.draw(st.integers(0, 2))] += 1
         weight, bias = (None if data.draw(st.booleans()) else data.draw(tensor((shape[1],), (dtype,)))
                         for _ in range(2))
-        check(aten.native_group_norm.default, (data.draw(tensor(shape, (dtype,))), weight, bias, *sizes_given, 1e-5),
-              {})
+        check_group_norm(data.draw(tensor(shape, (dtype,))), weight, bias, sizes_given)
+
+
+def check_addmm(bias, mat1, mat2, kwargs):
+    args = (bias, mat1, mat2)
+    check(aten.addmm.default, args, kwargs, twin(args, kwargs, at1=meta((1, 1), mat1.dtype),
+                                                 at2=meta((1, 1), mat2.dtype)))
 
 
 @SETTINGS
@@ -280,13 +321,20 @@ def test_addmm_rule_is_the_kernels_answer(data):
     bias = data.draw(st.sampled_from([(n,), (1, n), (m, n), (m, 1), (), (1,), (n + 1,), (2, m, n)]))
     mat2 = data.draw(tensor((k, n), dtypes)) if data.draw(st.booleans()) else data.draw(tensor((n, k), dtypes)).t()
     kwargs = {name: data.draw(st.sampled_from([1, 0, 0.5, 2])) for name in ("beta", "alpha") if data.draw(st.booleans())}
-    check(aten.addmm.default, (data.draw(tensor(bias, dtypes)), data.draw(tensor((m, k), dtypes)), mat2), kwargs)
+    check_addmm(data.draw(tensor(bias, dtypes)), data.draw(tensor((m, k), dtypes)), mat2, kwargs)
+
+
+REDUCTIONS = [aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default]
+
+
+def check_reduction(func, x, dims, keep, kwargs):
+    check(func, (x, dims, keep), kwargs, twin((x, dims, keep), kwargs, at1=[0], at2=False))
 
 
 @SETTINGS
 @given(st.data())
 def test_reduction_rule_is_the_kernels_answer(data):
-    func = data.draw(st.sampled_from([aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default]))
+    func = data.draw(st.sampled_from(REDUCTIONS))
     shape = data.draw(st.lists(sizes, max_size=4))
     x = data.draw(tensor(shape, FLOATS if data.draw(st.integers(0, 3)) else DTYPES))
     ndim = max(len(shape), 1)
@@ -295,25 +343,37 @@ def test_reduction_rule_is_the_kernels_answer(data):
                                                                                 max_size=ndim, unique=True))]
     else:  # also repeated, out of range, none
         dims = data.draw(st.lists(st.integers(-ndim - 1, ndim), max_size=3))
-    args = (x, dims, data.draw(st.booleans()))
     kwargs = {}
     if func in (aten.mean.dim, aten.sum.dim_IntList) and data.draw(st.booleans()):
         kwargs["dtype"] = data.draw(st.sampled_from([torch.float64, torch.float32, torch.int64]))
-    check(func, args, kwargs)
+    check_reduction(func, x, dims, data.draw(st.booleans()), kwargs)
+
+
+SOFTMAXES = [aten._softmax.default, aten._log_softmax.default, aten._safe_softmax.default]
+
+
+def check_softmax(func, x, dim, last):
+    args = (x, dim) if func == aten._safe_softmax.default else (x, dim, last)
+    kwargs = {"dtype": last} if func == aten._safe_softmax.default and last is not None else {}
+    check(func, args, kwargs, twin(args, kwargs, at1=0))
 
 
 @SETTINGS
 @given(st.data())
 def test_softmax_rule_is_the_kernels_answer(data):
-    func = data.draw(st.sampled_from([aten._softmax.default, aten._log_softmax.default, aten._safe_softmax.default]))
+    func = data.draw(st.sampled_from(SOFTMAXES))
     shape = data.draw(st.lists(sizes, max_size=4))
-    x = data.draw(tensor(shape, FLOATS))
     dim = data.draw(st.integers(-len(shape) - 1, len(shape)))
-    if func == aten._safe_softmax.default:
-        kwargs = {"dtype": data.draw(st.sampled_from(FLOATS))} if data.draw(st.booleans()) else {}
-        check(func, (x, dim), kwargs)
-    else:
-        check(func, (x, dim, data.draw(st.booleans())), {})
+    last = data.draw(st.sampled_from((None, *FLOATS)) if func == aten._safe_softmax.default else st.booleans())
+    check_softmax(func, data.draw(tensor(shape, FLOATS)), dim, last)
+
+
+def check_convolution(x, weight, bias, steps, transposed, groups):
+    args = (x, weight, bias, *steps, transposed, [0] * (x.dim() - 2), groups)
+    ones = [1] * (x.dim() - 2)
+    small = {"at1": meta((1,) * weight.dim(), weight.dtype), "at2": bias if bias is None else meta((1,), bias.dtype),
+             "at3": ones, "at4": [0] * len(ones), "at5": ones, "at8": 1}
+    check(aten.convolution.default, args, {}, twin(args, {}, **small))
 
 
 @SETTINGS
@@ -333,10 +393,85 @@ def test_convolution_rule_is_the_kernels_answer(data):
         return values[:1] if data.draw(st.booleans()) else values
 
     bias = None if data.draw(st.booleans()) else data.draw(tensor((weight_shape[0],), (dtype,)))
-    transposed = data.draw(st.integers(0, 9)) == 0
-    args = (data.draw(tensor(shape, (dtype,))), data.draw(tensor(weight_shape, (dtype,))), bias, per_axis(1, 3),
-            per_axis(0, 2), per_axis(1, 2), transposed, [0] * spatial, groups)
-    check(aten.convolution.default, args, {})
+    steps = (per_axis(1, 3), per_axis(0, 2), per_axis(1, 2))
+    check_convolution(data.draw(tensor(shape, (dtype,))), data.draw(tensor(weight_shape, (dtype,))), bias, steps,
+                      data.draw(st.integers(0, 9)) == 0, groups)
+
+
+def test_tricky_layouts_in_every_rule():
+    """Each rule on each tricky layout (see TRICKY), as its main operand, in every dtype."""
+    for dtype in FLOATS:
+        for x in tricky(dtype):
+            shape, ndim = tuple(x.shape), x.dim()
+            if ndim >= 2:
+                c = meta((shape[1],), dtype)
+                check_batch_norm(x, [c, c, c, c], False, 1e-5)
+                check_batch_norm(x, [c, c, c, c], None, 1e-5)
+                check_group_norm(x, c, c, [shape[0], shape[1], math.prod(shape[2:]), 1])
+                check_addmm(meta((shape[-1],), dtype), x.flatten(0, -2) if x.stride()[-1] else meta(
+                    (2, 3), dtype), meta((shape[-1] if x.stride()[-1] else 3, 5), dtype), {})
+            if ndim >= 3:
+                spatial = ndim - 2
+                check_convolution(x, meta((2, shape[1], *[1] * spatial), dtype), None, ([1], [0], [1]), False, 1)
+            w = meta(shape[-1:], dtype)
+            check_layer_norm(x, list(shape[-1:]), w, w)
+            check_layer_norm(x, list(shape[-2:]), None, None)
+            check_addmm(x if ndim <= 2 else meta((1,), dtype), meta((shape[0], 2), dtype),
+                        meta((2, shape[-1] if ndim <= 2 else 1), dtype), {})
+            for func in REDUCTIONS:
+                check_reduction(func, x, [-1], True, {})
+                check_reduction(func, x, [0], False, {})
+            for func in SOFTMAXES:
+                check_softmax(func, x, -1, None if func == aten._safe_softmax.default else False)
+            for func in (aten.add.Tensor, aten.add_.Tensor, aten.mul.Tensor, aten.mul_.Tensor):
+                for other in (meta(shape, dtype), meta(shape[-1:], dtype), meta((), dtype)):
+                    check(func, (x, other), {}, twin((x, other), {}))
+                    check(func, (other, x), {}, twin((other, x), {}))
+
+
+def test_calls_the_kernel_refuses_are_refused():
+    """Each shape the kernel rejects, once the signature's dtypes are known (from a call that works): the rule
+    must decline, so that the call raises as the kernel does."""
+    f32 = torch.float32
+    x, c = meta((2, 4, 5, 5), f32), meta((4,), f32)
+
+    def refused(func, args, kwargs, learn_from):
+        assert outcome(kernel, func, *learn_from) is not RuntimeError and outcome(kernel, func, args, kwargs) in (
+            RuntimeError, IndexError, ValueError), (func, args)
+        check(func, args, kwargs, learn_from)
+
+    def pair(func, bad, good, kwargs=None):
+        refused(func, bad, kwargs or {}, (good, kwargs or {}))
+
+    pair(aten.add.Tensor, (meta((2, 3), f32), meta((4,), f32)), (meta((2, 3), f32), meta((3,), f32)))
+    pair(aten.add_.Tensor, (meta((3,), f32), meta((2, 3), f32)), (meta((2, 3), f32), meta((3,), f32)))
+    pair(aten.mul_.Tensor, (meta((1, 3), f32), meta((2, 1), f32)), (meta((2, 3), f32), meta((2, 1), f32)))
+    pair(aten.native_batch_norm.default, (x, meta((3,), f32), c, c, c, False, 0.1, 1e-5),
+         (x, c, c, c, c, False, 0.1, 1e-5))
+    pair(aten.native_layer_norm.default, (x, [4], None, None, 1e-5), (x, [5], None, None, 1e-5))
+    pair(aten.native_layer_norm.default, (x, [5], c, None, 1e-5), (x, [4, 5, 5], meta((4, 5, 5), f32), None, 1e-5))
+    pair(aten.native_group_norm.default, (x, c, c, 2, 4, 25, 3, 1e-5), (x, c, c, 2, 4, 25, 2, 1e-5))
+    pair(aten.native_group_norm.default, (x, c, c, 2, 4, 24, 2, 1e-5), (x, c, c, 2, 4, 25, 2, 1e-5))
+    conv = (x, meta((8, 4, 3, 3), f32), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+    for position, value in ((1, meta((8, 3, 3, 3), f32)), (1, meta((8, 4, 6, 6), f32)), (5, [3, 3]),
+                            (8, 2)):
+        pair(aten.convolution.default, (*conv[:position], value, *conv[position + 1:]), conv)
+    pair(aten.addmm.default, (c, meta((3, 2), f32), meta((3, 4), f32)), (c, meta((3, 2), f32), meta((2, 4), f32)))
+    pair(aten.addmm.default, (meta((3,), f32), meta((3, 2), f32), meta((2, 4), f32)),
+         (c, meta((3, 2), f32), meta((2, 4), f32)))
+    for func in REDUCTIONS:
+        pair(func, (x, [1, -3], False), (x, [1, -2], False))
+        pair(func, (x, [4], True), (x, [3], True))
+    pair(aten._log_softmax.default, (x, 4, False), (x, 3, False))  # _softmax's kernel takes dim 4 (the rule does not)
+    pair(aten._safe_softmax.default, (x, -5), (x, -4))
+
+
+def test_a_0_dim_operand_is_its_own_signature():
+    """Type promotion tells 0-dim tensors from others: float32 with a float64 of one element is float64, with a
+    0-dim float64 it stays float32; dtypes learnt from the one never serve the other."""
+    one, scalar, x = meta((1,), torch.float64), meta((), torch.float64), meta((2, 3), torch.float32)
+    assert aten.add.Tensor(x, one).dtype == torch.float64 and aten.add.Tensor(x, scalar).dtype == torch.float32
+    check(aten.add.Tensor, (x, scalar), {}, ((x, one), {}))
 
 
 def test_the_rules_answer_the_calls_that_cost_the_most():
@@ -361,7 +496,7 @@ def test_the_rules_answer_the_calls_that_cost_the_most():
                                     [0, 0], 64), {}),
     ]
     for func, args, kwargs in calls:
-        assert check(func, args, kwargs), func
+        assert check(func, args, kwargs, (args, kwargs)), func
 
 
 # ------------------------------------------------------------------ whole traces: the same OpGraph
