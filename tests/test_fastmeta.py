@@ -368,6 +368,21 @@ def test_softmax_rule_is_the_kernels_answer(data):
     check_softmax(func, data.draw(tensor(shape, FLOATS)), dim, last)
 
 
+def check_roll(x, shifts, dims):
+    check(aten.roll.default, (x, shifts, dims), {}, twin((x, shifts, dims), {}, at1=[1], at2=[0]))
+
+
+@SETTINGS
+@given(st.data())
+def test_roll_rule_is_the_kernels_answer(data):
+    shape = data.draw(st.lists(sizes, max_size=4))
+    ndim = max(len(shape), 1)
+    dims = data.draw(st.lists(st.integers(-ndim - 1, ndim), max_size=3))
+    shifts = data.draw(st.lists(st.integers(-5, 5), min_size=len(dims), max_size=len(dims))) if data.draw(
+        st.integers(0, 5)) else data.draw(st.lists(st.integers(-5, 5), max_size=2))
+    check_roll(data.draw(tensor(shape, DTYPES)), shifts, dims)
+
+
 def check_convolution(x, weight, bias, steps, transposed, groups):
     args = (x, weight, bias, *steps, transposed, [0] * (x.dim() - 2), groups)
     ones = [1] * (x.dim() - 2)
@@ -423,6 +438,7 @@ def test_tricky_layouts_in_every_rule():
                 check_reduction(func, x, [0], False, {})
             for func in SOFTMAXES:
                 check_softmax(func, x, -1, None if func == aten._safe_softmax.default else False)
+            check_roll(x, [1, -2], [0, -1])
             for func in (aten.add.Tensor, aten.add_.Tensor, aten.mul.Tensor, aten.mul_.Tensor):
                 for other in (meta(shape, dtype), meta(shape[-1:], dtype), meta((), dtype)):
                     check(func, (x, other), {}, twin((x, other), {}))
@@ -462,6 +478,8 @@ def test_calls_the_kernel_refuses_are_refused():
     for func in REDUCTIONS:
         pair(func, (x, [1, -3], False), (x, [1, -2], False))
         pair(func, (x, [4], True), (x, [3], True))
+    pair(aten.roll.default, (x, [1, 2], [0]), (x, [1, 2], [0, 1]))
+    pair(aten.roll.default, (x, [1], [4]), (x, [1], [3]))
     pair(aten._log_softmax.default, (x, 4, False), (x, 3, False))  # _softmax's kernel takes dim 4 (the rule does not)
     pair(aten._safe_softmax.default, (x, -5), (x, -4))
 
@@ -494,6 +512,7 @@ def test_the_rules_answer_the_calls_that_cost_the_most():
         (aten._safe_softmax.default, (meta((1, 12, 197, 197), torch.float32), -1), {}),
         (aten.convolution.default, (x, meta((64, 1, 3, 3), torch.float32), None, [1, 1], [1, 1], [1, 1], False,
                                     [0, 0], 64), {}),
+        (aten.roll.default, (nhwc.contiguous(), [-3, -3], [1, 2]), {}),
     ]
     for func, args, kwargs in calls:
         assert check(func, args, kwargs, (args, kwargs)), func

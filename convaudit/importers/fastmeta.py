@@ -323,6 +323,19 @@ def _softmax(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return _same(shape)
 
 
+def _roll(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """roll(self, shifts, dims) along as many dimensions as shifts (Swin's shifted windows): the decomposition
+    rolls one dimension at a time with index_select, which makes a new tensor of the input's shape; contiguous
+    from a contiguous input."""
+    shape = _plain(args[0])
+    shifts, dims = _ints(_argument(args, kwargs, 1, "shifts")), _ints(_argument(args, kwargs, 2, "dims", []))
+    if shape is None or not shape or not shifts or dims is None or len(dims) != len(shifts):
+        return None
+    if any(not -len(shape) <= d < len(shape) for d in dims):
+        return None
+    return _same(shape)
+
+
 def _convolution(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """convolution, not transposed: the meta kernel (meta_conv) checks the channels and that the dilated kernel
     fits the padded input, and makes `input.new_empty(shape)`, contiguous whatever the operands' strides. Each
@@ -363,6 +376,7 @@ def _build_rules(torch: Any) -> None:
         (aten.native_group_norm.default, _group_norm, True, ("N", "C", "HxW", "group")),
         (aten.convolution.default, _convolution, False, ("stride", "padding", "dilation", "output_padding", "groups")),
         (aten.addmm.default, _addmm, False, ()),
+        (aten.roll.default, _roll, False, ("shifts", "dims")),
     ]
     table += [(func, _reduction, False, ("dim", "keepdim"))
               for func in (aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default)]
