@@ -5,9 +5,10 @@
     python benchmarks/trace_profile.py --no-fastmeta        # the same with importers.fastmeta's rules off
 
 Each model is traced cold (`metacache._ANSWERS` cleared first: every kernel runs once per distinct call), best of
---repeats. For every call that misses the cache, the time in the kernel (or in fastmeta's rule, where one answers)
-is added to its overload's row, with how it was answered. The table lists the overloads by total time over all models, with the share of
-the traces' total time, so the operators worth an exact rule are the ones at the top. No thresholds: for reading.
+--repeats. Every call to MetaCache.run is timed and added to its overload's row, with how it was answered:
+remembered, by a fastmeta rule, by the kernel learning the rule's dtypes, or by the kernel alone. The table lists
+the overloads by total time over all models, with the share of the traces' total time, so the operators worth
+an exact rule are the ones at the top. No thresholds: for reading.
 """
 
 from __future__ import annotations

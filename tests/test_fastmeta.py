@@ -320,7 +320,8 @@ def test_addmm_rule_is_the_kernels_answer(data):
     dtypes = (dtype,) if data.draw(st.integers(0, 5)) else FLOATS
     bias = data.draw(st.sampled_from([(n,), (1, n), (m, n), (m, 1), (), (1,), (n + 1,), (2, m, n)]))
     mat2 = data.draw(tensor((k, n), dtypes)) if data.draw(st.booleans()) else data.draw(tensor((n, k), dtypes)).t()
-    kwargs = {name: data.draw(st.sampled_from([1, 0, 0.5, 2])) for name in ("beta", "alpha") if data.draw(st.booleans())}
+    kwargs = {name: data.draw(st.sampled_from([1, 0, 0.5, 2])) for name in ("beta", "alpha")
+              if data.draw(st.booleans())}
     check_addmm(data.draw(tensor(bias, dtypes)), data.draw(tensor((m, k), dtypes)), mat2, kwargs)
 
 
@@ -561,9 +562,12 @@ class ConvNeXtBlock(nn.Module):
         return self.group(x + y.permute(0, 3, 1, 2)).mean((2, 3), keepdim=True).relu_() * x
 
 
-@pytest.mark.parametrize("make", [mobilenet, lambda: (nn.Sequential(nn.Linear(16, 16), ViTBlock(), ViTBlock()), (5, 16)),
-                                  lambda: (nn.Sequential(ConvNeXtBlock(), ConvNeXtBlock()), (8, 9, 9))],
-                         ids=["mobilenet_v3_small", "vit-block", "convnext-block"])
+SMALL_MODELS = {"mobilenet_v3_small": mobilenet,
+                "vit-block": lambda: (nn.Sequential(nn.Linear(16, 16), ViTBlock(), ViTBlock()), (5, 16)),
+                "convnext-block": lambda: (nn.Sequential(ConvNeXtBlock(), ConvNeXtBlock()), (8, 9, 9))}
+
+
+@pytest.mark.parametrize("make", SMALL_MODELS.values(), ids=SMALL_MODELS.keys())
 def test_traces_are_the_same_with_and_without_the_rules(make, monkeypatch):
     from convaudit.importers.trace import trace
 
