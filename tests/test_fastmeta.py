@@ -306,23 +306,34 @@ def test_layer_and_group_norm_rules_are_the_kernels_answers(data):
         check_group_norm(data.draw(tensor(shape, (dtype,))), weight, bias, sizes_given)
 
 
-def check_addmm(bias, mat1, mat2, kwargs):
-    args = (bias, mat1, mat2)
-    check(aten.addmm.default, args, kwargs, twin(args, kwargs, at1=meta((1, 1), mat1.dtype),
-                                                 at2=meta((1, 1), mat2.dtype)))
+PRODUCTS = {aten.mm.default: (2, False), aten.addmm.default: (2, True), aten.bmm.default: (3, False),
+            aten.baddbmm.default: (3, True)}  # operator -> (rank, adds `self`)
+
+
+def check_product(func, args, kwargs=None):
+    check(func, args, kwargs or {}, twin(args, kwargs or {}))
 
 
 @SETTINGS
 @given(st.data())
-def test_addmm_rule_is_the_kernels_answer(data):
+def test_matrix_product_rules_are_the_kernels_answers(data):
+    func = data.draw(st.sampled_from(list(PRODUCTS)))
+    rank, added = PRODUCTS[func]
+    lead = (data.draw(sizes),) if rank == 3 else ()
     m, k, n = (data.draw(sizes) for _ in range(3))
     dtype = data.draw(st.sampled_from(FLOATS))
     dtypes = (dtype,) if data.draw(st.integers(0, 5)) else FLOATS
-    bias = data.draw(st.sampled_from([(n,), (1, n), (m, n), (m, 1), (), (1,), (n + 1,), (2, m, n)]))
-    mat2 = data.draw(tensor((k, n), dtypes)) if data.draw(st.booleans()) else data.draw(tensor((n, k), dtypes)).t()
+    inner = k if data.draw(st.integers(0, 9)) else k + 1
+    second = data.draw(tensor((*lead, inner, n), dtypes)) if data.draw(st.booleans()) else data.draw(
+        tensor((*lead, n, inner), dtypes)).transpose(-1, -2)
+    factors = (data.draw(tensor((*lead, m, k), dtypes)), second)
+    if not added:
+        check_product(func, factors)
+        return
+    bias = data.draw(st.sampled_from([(n,), (1, n), (*lead, m, n), (m, 1), (), (1,), (n + 1,), (2, *lead, m, n)]))
     kwargs = {name: data.draw(st.sampled_from([1, 0, 0.5, 2])) for name in ("beta", "alpha")
               if data.draw(st.booleans())}
-    check_addmm(data.draw(tensor(bias, dtypes)), data.draw(tensor((m, k), dtypes)), mat2, kwargs)
+    check_product(func, (data.draw(tensor(bias, dtypes)), *factors), kwargs)
 
 
 REDUCTIONS = [aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default]
@@ -424,16 +435,18 @@ def test_tricky_layouts_in_every_rule():
                 check_batch_norm(x, [c, c, c, c], False, 1e-5)
                 check_batch_norm(x, [c, c, c, c], None, 1e-5)
                 check_group_norm(x, c, c, [shape[0], shape[1], math.prod(shape[2:]), 1])
-                check_addmm(meta((shape[-1],), dtype), x.flatten(0, -2) if x.stride()[-1] else meta(
-                    (2, 3), dtype), meta((shape[-1] if x.stride()[-1] else 3, 5), dtype), {})
             if ndim >= 3:
                 spatial = ndim - 2
                 check_convolution(x, meta((2, shape[1], *[1] * spatial), dtype), None, ([1], [0], [1]), False, 1)
             w = meta(shape[-1:], dtype)
             check_layer_norm(x, list(shape[-1:]), w, w)
             check_layer_norm(x, list(shape[-2:]), None, None)
-            check_addmm(x if ndim <= 2 else meta((1,), dtype), meta((shape[0], 2), dtype),
-                        meta((2, shape[-1] if ndim <= 2 else 1), dtype), {})
+            if ndim in (2, 3):  # as a factor, and as the `self` added
+                rank_of = {2: (aten.mm.default, aten.addmm.default), 3: (aten.bmm.default, aten.baddbmm.default)}
+                product, added = rank_of[ndim]
+                check_product(product, (x, meta((*shape[:-2], shape[-1], 5), dtype)))
+                check_product(product, (meta((*shape[:-2], 5, shape[-2]), dtype), x))
+                check_product(added, (x, meta((*shape[:-1], 2), dtype), meta((*shape[:-2], 2, shape[-1]), dtype)))
             for func in REDUCTIONS:
                 check_reduction(func, x, [-1], True, {})
                 check_reduction(func, x, [0], False, {})
@@ -476,6 +489,10 @@ def test_calls_the_kernel_refuses_are_refused():
     pair(aten.addmm.default, (c, meta((3, 2), f32), meta((3, 4), f32)), (c, meta((3, 2), f32), meta((2, 4), f32)))
     pair(aten.addmm.default, (meta((3,), f32), meta((3, 2), f32), meta((2, 4), f32)),
          (c, meta((3, 2), f32), meta((2, 4), f32)))
+    pair(aten.mm.default, (meta((3, 2), f32), meta((3, 4), f32)), (meta((3, 2), f32), meta((2, 4), f32)))
+    pair(aten.bmm.default, (meta((2, 3, 2), f32), meta((1, 2, 4), f32)), (meta((2, 3, 2), f32), meta((2, 2, 4), f32)))
+    pair(aten.baddbmm.default, (meta((3, 4), f32), meta((2, 2, 2), f32), meta((2, 2, 4), f32)),
+         (meta((2, 4), f32), meta((2, 2, 2), f32), meta((2, 2, 4), f32)))
     for func in REDUCTIONS:
         pair(func, (x, [1, -3], False), (x, [1, -2], False))
         pair(func, (x, [4], True), (x, [3], True))
@@ -509,6 +526,7 @@ def test_the_rules_answer_the_calls_that_cost_the_most():
         (aten.native_layer_norm.default, (nhwc, [64], c, c, 1e-6), {}),
         (aten.native_group_norm.default, (x, c, c, 1, 64, 3136, 8, 1e-5), {}),
         (aten.addmm.default, (w, meta((197, 768), torch.float32), meta((768, 768), torch.float32).t()), {}),
+        (aten.bmm.default, (meta((12, 197, 64), torch.float32), meta((12, 197, 64), torch.float32).mT), {}),
         (aten.mean.dim, (x, [2, 3], True), {}),
         (aten._safe_softmax.default, (meta((1, 12, 197, 197), torch.float32), -1), {}),
         (aten.convolution.default, (x, meta((64, 1, 3, 3), torch.float32), None, [1, 1], [1, 1], [1, 1], False,

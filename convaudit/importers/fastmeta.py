@@ -284,17 +284,27 @@ def _group_norm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return ((shape, _contiguous(shape)), (stats, _contiguous(stats)), (stats, _contiguous(stats)))
 
 
-def _addmm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """addmm(self, mat1, mat2): alpha * mm(mat1, mat2) + beta * self; mm's output is contiguous whatever its
-    operands' strides, and a contiguous `self` broadcast to (m, n) keeps it so."""
-    shape = _plain(args[0])
-    mat1, mat2 = args[1], args[2]
-    if shape is None or mat1.dim() != 2 or mat2.dim() != 2:
-        return None
-    (m, k), (k2, n) = mat1.shape, mat2.shape
-    if k != k2 or 0 in (m, k, n) or len(shape) > 2 or _broadcast(shape, (m, n)) != (m, n):
-        return None
-    return _same((m, n))
+def _product(batched: bool, added: bool) -> Rule:
+    """mm, bmm, and addmm and baddbmm (`self` + the product): (b,) m×k @ k×n -> (b,) m×n, contiguous whatever the
+    factors' strides (the kernels make a new contiguous tensor; addmm's decomposition adds a contiguous `self`
+    broadcast to the product's shape, which keeps it so)."""
+    rank = 3 if batched else 2
+
+    def rule(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        first, second = args[1:3] if added else args[:2]
+        if first.dim() != rank or second.dim() != rank:
+            return None
+        left, right = tuple(first.shape), tuple(second.shape)
+        if left[-1] != right[-2] or left[:-2] != right[:-2] or 0 in left or 0 in right:
+            return None
+        out = (*left[:-1], right[-1])
+        if added:
+            shape = _plain(args[0])
+            if shape is None or len(shape) > rank or _broadcast(shape, out) != out:
+                return None
+        return _same(out)
+
+    return rule
 
 
 def _reduction(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -375,7 +385,10 @@ def _build_rules(torch: Any) -> None:
         (aten.native_layer_norm.default, _layer_norm, True, ("normalized_shape",)),
         (aten.native_group_norm.default, _group_norm, True, ("N", "C", "HxW", "group")),
         (aten.convolution.default, _convolution, False, ("stride", "padding", "dilation", "output_padding", "groups")),
-        (aten.addmm.default, _addmm, False, ()),
+        (aten.mm.default, _product(batched=False, added=False), False, ()),
+        (aten.addmm.default, _product(batched=False, added=True), False, ()),
+        (aten.bmm.default, _product(batched=True, added=False), False, ()),
+        (aten.baddbmm.default, _product(batched=True, added=True), False, ()),
         (aten.roll.default, _roll, False, ("shifts", "dims")),
     ]
     table += [(func, _reduction, False, ("dim", "keepdim"))
