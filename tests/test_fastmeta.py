@@ -218,12 +218,13 @@ def every_pointwise_overload():
 
 @pytest.mark.filterwarnings("ignore:An output with one or more elements was resized")
 def test_every_operator_the_elementwise_rule_takes_answers_as_its_kernel():
-    """Not only the common ones: every overload the rule takes, broadcast, with a 0-dim operand, on integers, and
-    with each tricky layout as its first operand (the dtypes learnt from the same call at size 1)."""
+    """Not only the common ones: every overload the rule takes, broadcast either way, with a 0-dim operand, on
+    integers, and with tricky layouts as its first operand (the dtypes learnt from the same call at size 1)."""
     answered = 0
     funcs = every_pointwise_overload()
     assert len(funcs) > 300
-    cases = [((2, 3, 4), (3, 1), torch.float32), ((2, 3), (), torch.float32), ((4, 1), (1, 5), torch.int64)]
+    cases = [((2, 3, 4), (3, 1), torch.float32), ((3, 1), (2, 3, 4), torch.float32), ((2, 3), (), torch.float32),
+             ((4, 1), (1, 5), torch.int64)]
     for func in funcs:
         tensors = tensor_arguments(func)
         for first, other, dtype in cases:

@@ -163,11 +163,18 @@ def refs_in(values: Any) -> list[TensorRef]:
 
 
 _SCALARS = (str, bytes, int, float, type(None))
+_SCALAR_TYPES = {str, bytes, int, float, bool, type(None)}
 
 
 def _collect(values: Any, found: list[TensorRef]) -> None:
-    for value in values:  # on the recorder's hot path: numbers and None, the most common values, skip at once
-        if isinstance(value, TensorRef):
+    for value in values:  # on the tracer's hot path: lists, numbers and None, the common values, decided at once
+        kind = type(value)
+        if kind is TensorRef:
             found.append(value)
-        elif not isinstance(value, _SCALARS) and hasattr(value, "__iter__"):
+        elif kind is list or kind is tuple:
             _collect(value, found)
+        elif kind not in _SCALAR_TYPES:
+            if isinstance(value, TensorRef):
+                found.append(value)
+            elif not isinstance(value, _SCALARS) and hasattr(value, "__iter__"):
+                _collect(value, found)
