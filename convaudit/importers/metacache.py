@@ -11,13 +11,16 @@ wrote with its metadata unchanged (LSTM cells' sigmoid_ and tanh_): no views, no
 metadata in place (t_, as_strided_), nothing random, data-dependent or with a value as output, no output that
 shares storage with an input or starts at an offset (all checked on the first call). The answers depend on
 nothing but the call's metadata, so they are kept across traces (the second trace of a model, or of its batch-2
-run, runs no kernel it has seen), up to LIMIT of them; then they are forgotten and learnt again. Torch is
-imported by the caller.
+run, runs no kernel it has seen), up to LIMIT of them; then they are forgotten and learnt again. A call not
+remembered goes to importers.fastmeta, which answers it by rule where it can and runs the kernel otherwise (its
+learnt dtypes are kept here too). Torch is imported by the caller.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from convaudit.importers.fastmeta import FastMeta
 
 _UNCACHEABLE = object()
 _EXCLUDED = {"view", "inplace_view", "dynamic_output_shape", "data_dependent_output", "nondeterministic_seeded",
@@ -25,7 +28,8 @@ _EXCLUDED = {"view", "inplace_view", "dynamic_output_shape", "data_dependent_out
 
 
 LIMIT = 100_000  # answers kept: each is a few hundred bytes of metadata
-_ANSWERS: dict[Any, Any] = {}
+_ANSWERS: dict[Any, Any] = {}  # fastmeta's learnt dtypes too
+FAST = True  # a call not remembered tries fastmeta's rules before the kernel
 
 
 def cacheable(tags: frozenset[str]) -> bool:
@@ -39,23 +43,25 @@ class MetaCache:
         self.hits = 0
         if len(_ANSWERS) > LIMIT:
             _ANSWERS.clear()
+        self.fast = FastMeta(torch, _ANSWERS) if FAST else None
 
     def key(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A hashable description of the call, or None where an argument has no such description."""
+        """A description of the call (hashable unless an argument is not), or None where a tensor is real."""
         try:
-            described = (func, _describe(self.torch.Tensor, args), _describe(self.torch.Tensor, kwargs))
-            hash(described)
-            return described
+            return (func, _describe(self.torch.Tensor, args), _describe(self.torch.Tensor, kwargs) if kwargs else ())
         except TypeError:
             return None
 
     def run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         key = self.key(func, args, kwargs)
-        known = self.answers.get(key, None) if key is not None else _UNCACHEABLE
+        try:
+            known = self.answers.get(key, None) if key is not None else _UNCACHEABLE
+        except TypeError:  # an unhashable argument
+            key, known = None, _UNCACHEABLE
         if known is not None and known is not _UNCACHEABLE:
             self.hits += 1
             return self._make(known, args)
-        out = func(*args, **kwargs)
+        out = self.fast.run(func, args, kwargs) if self.fast is not None else func(*args, **kwargs)
         if known is None:
             self.answers[key] = self._remember(out, args, kwargs, key)
         return out
@@ -89,15 +95,21 @@ class MetaCache:
 
 
 def _describe(Tensor: type, value: Any) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)  # 1 and 1.0 and True are different arguments
     if isinstance(value, Tensor):
         if not value.is_meta:
             raise TypeError("a real tensor")  # its values may matter: never remembered
         return (tuple(value.shape), value.stride(), value.storage_offset(), value.dtype)
     if isinstance(value, (list, tuple)):
-        return tuple(_describe(Tensor, v) for v in value)
+        return tuple([_describe(Tensor, v) for v in value])
     if isinstance(value, dict):
-        return tuple((k, _describe(Tensor, v)) for k, v in value.items())
-    return (type(value), value)  # 1 and 1.0 and True are different arguments
+        return tuple([(k, _describe(Tensor, v)) for k, v in value.items()])
+    return (kind, value)
+
+
+_SCALARS = {int, float, bool, str, type(None)}
 
 
 def _tensors(Tensor: type, value: Any) -> list[Any]:

@@ -1,4 +1,5 @@
-"""The module stack during a forward: which module call (path, class, call index) each operator runs in.
+"""The module stack during a forward: which module call (path, class, call index) each operator runs in; and
+every module's attributes, to undo what a forward changes on them.
 
 Kept by global forward pre/post hooks (torch.nn.modules.module.register_module_forward_pre_hook and
 register_module_forward_hook), which the tracer registers for one run and removes whatever happens.
@@ -47,3 +48,38 @@ class ModuleStack:
     @property
     def path(self) -> str:
         return self.current[-1].path if self.current else ""
+
+
+class ModuleState:
+    """Every module's attributes, to undo what a forward changes: models cache tensors on themselves in eval
+    (TinyViT's attention_bias_cache dict, ConViT's rel_indices), which would leave meta tensors on the user's model
+    and make the second run differ from the first. Top-level attributes and the contents of dict attributes are
+    restored; the training flags too."""
+
+    def __init__(self, model: Any):
+        self.saved = [(module, dict(vars(module)), {k: dict(v) for k, v in vars(module).items() if isinstance(v, dict)})
+                      for module in model.modules()]
+
+    def restore(self, training: bool | None = None) -> None:
+        for module, attributes, dicts in self.saved:
+            current = vars(module)
+            if current.keys() != attributes.keys():
+                for key in current.keys() - attributes.keys():
+                    del current[key]
+            for key, value in attributes.items():
+                if current.get(key) is not value:
+                    current[key] = value
+            for key, contents in dicts.items():
+                now = current[key]
+                if len(now) != len(contents) or (contents and _changed(now, contents)):  # most are empty hook dicts
+                    now.clear()
+                    now.update(contents)
+            if training is not None:
+                current["training"] = training
+
+
+def _changed(now: dict[Any, Any], before: dict[Any, Any]) -> bool:
+    return len(now) != len(before) or any(now.get(k, _MISSING) is not v for k, v in before.items())
+
+
+_MISSING = object()

@@ -156,6 +156,25 @@ def refs_in(values: Any) -> list[TensorRef]:
     """Every TensorRef in a value (an argument, an output, a list or dict view of them), in order."""
     if isinstance(values, TensorRef):
         return [values]
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        return []
-    return [ref for value in values for ref in refs_in(value)]
+    found: list[TensorRef] = []
+    if not isinstance(values, _SCALARS) and hasattr(values, "__iter__"):
+        _collect(values, found)
+    return found
+
+
+_SCALARS = (str, bytes, int, float, type(None))
+_SCALAR_TYPES = {str, bytes, int, float, bool, type(None)}
+
+
+def _collect(values: Any, found: list[TensorRef]) -> None:
+    for value in values:  # on the tracer's hot path: lists, numbers and None, the common values, decided at once
+        kind = type(value)
+        if kind is TensorRef:
+            found.append(value)
+        elif kind is list or kind is tuple:
+            _collect(value, found)
+        elif kind not in _SCALAR_TYPES:
+            if isinstance(value, TensorRef):
+                found.append(value)
+            elif not isinstance(value, _SCALARS) and hasattr(value, "__iter__"):
+                _collect(value, found)

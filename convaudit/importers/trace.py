@@ -22,7 +22,9 @@ at batch 1; where every operator has a known batch rule (importers.batchdims.pro
 pooling, element-wise, flatten, linear...) the rules give each tensor's batch dimension; otherwise the model is
 traced again at batch 2, and aligning the two runs gives it (inside a composite
 operator whose parts differ between the two batches, reshape's view against clone, those parts' tensors are
-listed as unknown). Meta kernels' answers are remembered (importers.metacache), and whatever the
+listed as unknown). Meta kernels' answers are remembered (importers.metacache); a call not remembered is answered,
+where that answer is certain, by an exact rule for its output metadata instead of torch's Python meta kernel
+(importers.fastmeta: element-wise operators, norms, matrix products, reductions, softmax, roll, convolution). Whatever the
 forward caches on the model (TinyViT's attention biases) is undone after each run.
 
 A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
@@ -41,7 +43,7 @@ from typing import Any
 from convaudit.importers import opgraph as g
 from convaudit.importers.batchdims import propagate, with_batch_dims
 from convaudit.importers.metacache import MetaCache
-from convaudit.importers.modulestack import ModuleStack
+from convaudit.importers.modulestack import ModuleStack, ModuleState
 from convaudit.importers.operator_table import Unsupported
 from convaudit.importers.opinfo import INFO, OpInfo, dtype_name, op_info, plain
 from convaudit.importers.recurrent import LAYER_TYPES as RECURRENT
@@ -81,6 +83,7 @@ class _Recorder:
         self.keys: dict[int, int] = {}  # id(tensor object) -> its current TensorRec id
         self.objects: dict[int, Any] = {}  # id -> every tensor object seen, kept so no id() is reused in the run
         self.tensors: list[tuple[Any, ...]] = []  # TensorRec's fields after the id, until the batch
+        self.refs: list[g.TensorRef] = []  # TensorRef(id) for each, made once
         self.members: dict[int, dict[int, None]] = {}  # storage -> ids of the objects that view it (a set, ordered)
         # (info, args, outputs, module stack, writes, extra tags, parent): OpNode's fields, as a tuple until the end
         self.nodes: list[Any] = []
@@ -104,6 +107,7 @@ class _Recorder:
             storage = key
         tid = len(self.tensors)
         self.tensors.append((tuple(t.shape), dtype_name(t.dtype), kind, name, producer, version_of, storage))
+        self.refs.append(g.TensorRef(tid))
         self.keys[key] = tid
         self.members.setdefault(storage, {})[key] = None
         return tid
@@ -112,7 +116,7 @@ class _Recorder:
         tid = self.keys.get(id(t))
         if tid is None:
             tid = self.add(t, g.CONSTANT)
-        return g.TensorRef(tid)
+        return self.refs[tid]
 
     def meta(self, t: Any) -> Any:
         """A real tensor met during the run, as a meta tensor of its shape (the same one each time)."""
@@ -126,11 +130,16 @@ class _Recorder:
                 self.keys[id(stand_in)] = self.keys[id(t)]
         return stand_in
 
-    def value(self, v: Any) -> Any:
+    def value(self, v: Any, refs: list[g.TensorRef]) -> Any:
+        """An argument as recorded; the tensors it reads are added to `refs`, in order."""
+        if type(v) in _PLAIN:
+            return v
         if isinstance(v, self.torch.Tensor):
-            return self.read(v)
+            ref = self.read(v)
+            refs.append(ref)
+            return ref
         if isinstance(v, (list, tuple)):
-            return [self.value(x) for x in v]
+            return [x if type(x) in _PLAIN else self.value(x, refs) for x in v]
         return plain(v)
 
     # ---------------------------------------------------------------- operators
@@ -140,14 +149,15 @@ class _Recorder:
         torch = self.torch
         args, kwargs = self._place(func, info, args, kwargs)
         named = {}
+        refs: list[g.TensorRef] = []
         for position, name in enumerate(info.names):  # schema order, defaults filled in
             if position < len(args):
-                named[name] = self.value(args[position])
+                named[name] = self.value(args[position], refs)
             elif name in kwargs:
-                named[name] = self.value(kwargs[name])
+                named[name] = self.value(kwargs[name], refs)
             else:
                 named[name] = info.defaults.get(name)
-        reads = [self.tensors[ref.id] for ref in g.refs_in(named.values())]
+        reads = [self.tensors[ref.id] for ref in refs]
         constant = all(t[2] == g.CONSTANT for t in reads)
         index = len(self.nodes)
         self.nodes.append(None)  # reserved: a composite operator comes before the parts it is made of
@@ -186,7 +196,7 @@ class _Recorder:
         outputs = tuple(self._output(o, index, kind) for o in (out if isinstance(out, tuple) else (out,)))
         if not writes and len(self.tensors) == known and any(isinstance(o, g.TensorRef) for o in outputs):
             extra |= {g.RETURNS_INPUT}  # dropout in eval, `to` the same dtype, contiguous on a contiguous tensor
-        if not writes and {t[6] for t in reads} & {self.tensors[r.id][6] for r in g.refs_in(outputs)}:
+        if not writes and reads and {t[6] for t in reads} & {self.tensors[r.id][6] for r in g.refs_in(outputs)}:
             extra.add(g.VIEW)  # as it ran: reshape that copied is not a view, _unsafe_view and unsafe_split are
         tags = (info.tags - _VIEW) | extra
         self.nodes[index] = (info, named, outputs, self.modules.current, tuple(writes), tags, parent)
@@ -196,6 +206,8 @@ class _Recorder:
                kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Where the operator runs: on meta, except arithmetic on small real constants (see SMALL)."""
         torch = self.torch
+        if not info.device and not _any_real(torch.Tensor, args) and not _any_real(torch.Tensor, kwargs.values()):
+            return args, kwargs  # the common case: every tensor on meta, no device asked
         tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
         real = [t for t in tensors if not t.is_meta]
         device = kwargs.get("device") if info.device else None
@@ -218,7 +230,7 @@ class _Recorder:
             tid = self.keys.get(id(o))
             if tid is None:
                 tid = self.add(o, kind, producer=index)
-            return g.TensorRef(tid)
+            return self.refs[tid]
         if isinstance(o, (list, tuple)):
             return [self._output(x, index, kind) for x in o]
         return plain(o)
@@ -292,6 +304,7 @@ class _Recorder:
 
 
 _VIEW = frozenset({g.VIEW})
+_PLAIN = {int, float, bool, str, type(None)}  # recorded as they are (opinfo.plain)
 _DATA_DEPENDENT = {  # what the model's code did, for the operators it shows up as
     "_local_scalar_dense": "a tensor read as a Python number: .item(), int(), bool(), an `if` on a tensor",
     "nonzero": "nonzero's output size: torch.where with one argument, or boolean-mask indexing",
@@ -307,6 +320,17 @@ def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
             yield from a
         else:
             yield a
+
+
+def _any_real(Tensor: type, values: Any) -> bool:
+    """Whether a tensor in `values` (or in a list among them, as _flat reads them) is not on meta."""
+    for a in values:
+        if isinstance(a, Tensor):
+            if not a.is_meta:
+                return True
+        elif isinstance(a, (list, tuple)) and any(isinstance(x, Tensor) and not x.is_meta for x in a):
+            return True
+    return False
 
 
 def _numel(value: Any) -> int:
@@ -359,7 +383,7 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
     if level not in LEVELS:
         raise ValueError(f"level is one of {', '.join(LEVELS)}, not {level!r}")
     shapes = _input_shapes(input_shape)
-    state = _ModuleState(model)
+    state = ModuleState(model)
     model.eval()
     collecting = gc.isenabled()
     gc.disable()  # a trace makes many small records and frees none: collections would only rescan them
@@ -385,39 +409,6 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
         state.restore()
         if collecting:
             gc.enable()
-
-
-class _ModuleState:
-    """Every module's attributes, to undo what a forward changes: models cache tensors on themselves in eval
-    (TinyViT's attention_bias_cache dict, ConViT's rel_indices), which would leave meta tensors on the user's model
-    and make the second run differ from the first. Top-level attributes and the contents of dict attributes are
-    restored; the training flags too."""
-
-    def __init__(self, model: Any):
-        self.saved = [(module, dict(vars(module)), {k: dict(v) for k, v in vars(module).items() if isinstance(v, dict)})
-                      for module in model.modules()]
-
-    def restore(self, training: bool | None = None) -> None:
-        for module, attributes, dicts in self.saved:
-            current = vars(module)
-            for key in [k for k in current if k not in attributes]:
-                del current[key]
-            for key, value in attributes.items():
-                if current.get(key) is not value:
-                    current[key] = value
-            for key, contents in dicts.items():
-                if _changed(current[key], contents):
-                    current[key].clear()
-                    current[key].update(contents)
-            if training is not None:
-                current["training"] = training
-
-
-def _changed(now: dict[Any, Any], before: dict[Any, Any]) -> bool:
-    return len(now) != len(before) or any(now.get(k, _MISSING) is not v for k, v in before.items())
-
-
-_MISSING = object()
 
 
 def _input_shapes(given: Sequence[int] | Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
