@@ -24,8 +24,8 @@ traced again at batch 2, and aligning the two runs gives it (inside a composite
 operator whose parts differ between the two batches, reshape's view against clone, those parts' tensors are
 listed as unknown). Meta kernels' answers are remembered (importers.metacache); a call not remembered is answered,
 where that answer is certain, by an exact rule for its output metadata instead of torch's Python meta kernel
-(importers.fastmeta: element-wise operators, norms, matrix products, reductions, softmax, roll, convolution). Whatever the
-forward caches on the model (TinyViT's attention biases) is undone after each run.
+(importers.fastmeta: element-wise operators, norms, matrix products, reductions, softmax, roll, convolution).
+Whatever the forward caches on the model (TinyViT's attention biases) is undone after each run.
 
 A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
 decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path.
