@@ -58,7 +58,8 @@ class TraceRefused(Unsupported):
         self.problems = tuple(problems)
         shown = "; ".join(p.line() for p in self.problems)
         size = " and ".join(str(list(shape)) for shape in input_shapes)
-        super().__init__(f"cannot trace the model at input {size} on the meta device: {shown}")
+        hint = " (import --partial counts what runs before it)" if all(p.partial_ok for p in self.problems) else ""
+        super().__init__(f"cannot trace the model at input {size} on the meta device: {shown}{hint}")
 
 
 class _Stop(BaseException):
@@ -87,6 +88,8 @@ class _Recorder:
         self.problems: list[g.TraceProblem] = []
         self.outputs: list[tuple[str, int]] = []
         self.tied: dict[str, str] = {}  # a parameter's second name -> its first
+        self.partial = False  # at a stop the model could run past, keep what ran before it (importers.cut)
+        self.cut: Any = None  # that part, as importers.cut.snapshot saw it at the stop
 
     # ---------------------------------------------------------------- tensors
 
@@ -146,7 +149,7 @@ class _Recorder:
         reads = [self.tensors[ref.id] for ref in g.refs_in(named.values())]
         constant = all(t[2] == g.CONSTANT for t in reads)
         index = len(self.nodes)
-        self.nodes.append(None)  # reserved: a composite operator comes before the parts it is made of
+        self.nodes.append(named)  # reserved (its arguments until it returns): a composite comes before its parts
         parent = self.parents[-1] if self.parents else None
         extra: set[str] = set()
         known = len(self.tensors)
@@ -237,7 +240,7 @@ class _Recorder:
         message = _first_line(error)
         if g.DYNAMIC_SHAPE in info.tags or g.DATA_DEPENDENT in info.tags:
             self.stop(info.overload, f"data-dependent ({_DATA_DEPENDENT.get(info.packet, 'its output')}): it needs "
-                                     "tensor values, which the meta device does not have")
+                                     "tensor values, which the meta device does not have", partial_ok=True)
         if not _no_meta_kernel(error, message):
             self.stop(info.overload, f"{type(error).__name__}: {message}")
         from torch._decomp import decomposition_table
@@ -252,10 +255,16 @@ class _Recorder:
                 shape = self.torch.broadcast_shapes(*(t.shape for t in tensors))
                 dtype = self.torch.result_type(*tensors[:2]) if len(tensors) > 1 else tensors[0].dtype
                 return self.torch.empty(shape, dtype=dtype, device="meta")
-        self.stop(info.overload, "has no meta kernel (and no decomposition), so its output shape is unknown")
+        self.stop(info.overload, "has no meta kernel (and no decomposition), so its output shape is unknown",
+                  partial_ok=True)
 
-    def stop(self, op: str, reason: str) -> None:
-        self.problems.append(g.TraceProblem(op, self.modules.path, reason))
+    def stop(self, op: str, reason: str, partial_ok: bool = False) -> None:
+        """End the run here; `partial_ok`: the model itself would run on (only the tracer cannot)."""
+        self.problems.append(g.TraceProblem(op, self.modules.path, reason, partial_ok))
+        if self.partial and partial_ok:
+            from convaudit.importers.cut import snapshot
+
+            self.cut = snapshot(self)  # now, while the model's frames still hold what the rest of it would read
         raise _Stop
 
     def python_error(self, error: BaseException) -> None:
@@ -338,13 +347,15 @@ def _mode(recorder: _Recorder) -> Any:
 
 
 def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, level: str = "composite",
-          batch_dims: bool = True, dtype: Any = None) -> g.OpGraph:
+          batch_dims: bool = True, dtype: Any = None, partial: bool = False) -> g.OpGraph:
     """The operators `model` runs on one batch of `input_shape` (per sample), traced on the meta device.
 
     `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
     (3, 520, 960)) for RAFT's two frames. With `batch_dims`, a second run at batch 2 gives each tensor's batch
     dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
-    left as it was: training flags, and whatever its forward cached on itself.
+    left as it was: training flags, and whatever its forward cached on itself. With `partial`, a run that stops
+    where the model itself would go on (a data-dependent operator, one with no meta kernel) gives the graph of what
+    ran before the stop, `stopped` saying where and why (importers.cut); any other stop is refused as without it.
     """
     import torch
 
@@ -359,14 +370,14 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
         forward, named = _meta_forward(model)
         dtype = dtype or torch.get_default_dtype()
         cache = MetaCache(torch)  # kernels' answers, shared by both runs and later traces
-        first = _run(model, forward, named, shapes, 1, level, dtype, cache)
+        first = _run(model, forward, named, shapes, 1, level, dtype, cache, partial)
         state.restore(training=False)  # what the run cached on the model (TinyViT's attention biases) is undone
-        if first.problems:
+        if first.problems and first.cut is None:
             raise TraceRefused(first.problems, shapes)
         graph = _graph(model, first, shapes, 1, level)
         if batch_dims:
-            second = _run(model, forward, named, shapes, 2, level, dtype, cache)
-            if second.problems:  # runs at batch 1 only
+            second = _run(model, forward, named, shapes, 2, level, dtype, cache, partial)
+            if second.problems and (second.cut is None or second.problems != first.problems):  # runs at batch 1 only
                 return replace(graph, batch_unknown=tuple(t.id for t in graph.tensors))
             graph = with_batch_dims(graph, _graph(model, second, shapes, 2, level))
         return graph
@@ -437,13 +448,15 @@ def _meta_forward(model: Any) -> tuple[Callable[..., Any], list[tuple[str, Any, 
 
 
 def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, str]],
-         input_shapes: tuple[tuple[int, ...], ...], batch: int, level: str, dtype: Any, cache: MetaCache) -> _Recorder:
+         input_shapes: tuple[tuple[int, ...], ...], batch: int, level: str, dtype: Any, cache: MetaCache,
+         partial: bool = False) -> _Recorder:
     import torch
     from torch.nn.modules import module as nn_module
 
     modules = ModuleStack(model)
     recorder = _Recorder(modules, cache)
     recorder.decompose = level == "composite"
+    recorder.partial = partial
     xs = [torch.empty((batch, *shape), dtype=dtype, device="meta") for shape in input_shapes]
     for position, x in enumerate(xs):
         recorder.add(x, g.INPUT, "input" if len(xs) == 1 else f"input{position}")
@@ -466,6 +479,8 @@ def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, st
     finally:
         for handle in handles:
             handle.remove()
+    if recorder.cut is not None:
+        recorder.cut.apply(recorder)
     return recorder
 
 
@@ -480,4 +495,5 @@ def _graph(model: Any, run: _Recorder, input_shapes: tuple[tuple[int, ...], ...]
     modules.update(run.modules.seen)
     outputs = tuple(g.GraphOutput(name, tid) for name, tid in run.outputs)
     inputs = tuple(range(len(input_shapes)))  # registered first
-    return g.OpGraph(tensors, nodes, inputs, outputs, input_shapes, batch, False, level, modules, run.tied)
+    graph = g.OpGraph(tensors, nodes, inputs, outputs, input_shapes, batch, False, level, modules, run.tied)
+    return run.cut.stopped(graph, run.problems[0], run.modules.seen) if run.cut is not None else graph
