@@ -51,7 +51,7 @@ def snapshot(recorder: Any) -> Cut:
     first_open = next(index for index, node in enumerate(nodes) if isinstance(node, dict))
     reads = [ref.id for ref in g.refs_in(nodes[first_open].values())]
     referenced = [len(_registered(recorder.tensors)) - 1, *reads]
-    for info, named, outputs, _stack, writes, _tags, _parent in nodes[:first_open]:
+    for _info, named, outputs, _stack, writes, _tags, _parent in nodes[:first_open]:
         referenced += [ref.id for ref in g.refs_in(named.values())] + [ref.id for ref in g.refs_in(outputs)]
         referenced += writes
     kept = max(referenced) + 1  # tensors are recorded as first met: later ones belong to the stopped operator

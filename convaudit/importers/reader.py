@@ -60,8 +60,8 @@ MAC_DATA_OPERAND = {**dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution"
                     "mm": "self", "bmm": "self", "matmul": "self", "mv": "self", "addmm": "mat1", "baddbmm": "batch1",
                     "addmv": "mat"}  # einsum's operands are a list: a constant one is read through its parts
 Handler = Callable[["Reader", g.OpNode], None]
-LOOPED = ("run once per sample in a Python loop over the batch: their tensors hold no batch dimension, so their cost at "
-          "another batch cannot be followed")
+LOOPED = ("run once per sample in a Python loop over the batch: their tensors hold no batch dimension, so their "
+          "cost at another batch cannot be followed")
 
 
 @dataclass

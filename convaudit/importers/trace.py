@@ -24,7 +24,8 @@ listed as unknown). Meta kernels' answers are remembered (importers.metacache), 
 forward caches on the model (TinyViT's attention biases) is undone after each run.
 
 A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
-decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path.
+decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path;
+with `partial`, a stop the model itself would run past keeps what ran before it (importers.cut).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 
 from convaudit.importers import opgraph as g
 from convaudit.importers.batchdims import with_batch_dims
+from convaudit.importers.cut import snapshot
 from convaudit.importers.metacache import MetaCache
 from convaudit.importers.modulestack import ModuleStack
 from convaudit.importers.operator_table import Unsupported
@@ -58,7 +60,7 @@ class TraceRefused(Unsupported):
         self.problems = tuple(problems)
         shown = "; ".join(p.line() for p in self.problems)
         size = " and ".join(str(list(shape)) for shape in input_shapes)
-        hint = " (import --partial counts what runs before it)" if all(p.partial_ok for p in self.problems) else ""
+        hint = " (--partial counts what runs before it)" if all(p.partial_ok for p in self.problems) else ""
         super().__init__(f"cannot trace the model at input {size} on the meta device: {shown}{hint}")
 
 
@@ -258,13 +260,10 @@ class _Recorder:
         self.stop(info.overload, "has no meta kernel (and no decomposition), so its output shape is unknown",
                   partial_ok=True)
 
-    def stop(self, op: str, reason: str, partial_ok: bool = False) -> None:
-        """End the run here; `partial_ok`: the model itself would run on (only the tracer cannot)."""
+    def stop(self, op: str, reason: str, partial_ok: bool = False) -> None:  # partial_ok: the model would go on
         self.problems.append(g.TraceProblem(op, self.modules.path, reason, partial_ok))
-        if self.partial and partial_ok:
-            from convaudit.importers.cut import snapshot
-
-            self.cut = snapshot(self)  # now, while the model's frames still hold what the rest of it would read
+        if self.partial and partial_ok:  # now, while the model's frames still hold what the rest of it would read
+            self.cut = snapshot(self)
         raise _Stop
 
     def python_error(self, error: BaseException) -> None:
@@ -353,9 +352,9 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
     `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
     (3, 520, 960)) for RAFT's two frames. With `batch_dims`, a second run at batch 2 gives each tensor's batch
     dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
-    left as it was: training flags, and whatever its forward cached on itself. With `partial`, a run that stops
-    where the model itself would go on (a data-dependent operator, one with no meta kernel) gives the graph of what
-    ran before the stop, `stopped` saying where and why (importers.cut); any other stop is refused as without it.
+    left as it was: training flags, and whatever its forward cached on itself. With `partial`, a stop at a
+    data-dependent operator (or one with no meta kernel) gives the graph of what ran before it, `stopped` saying
+    where and why; a stop at the model's own error is refused as without it.
     """
     import torch
 
