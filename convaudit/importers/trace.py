@@ -90,8 +90,7 @@ class _Recorder:
         self.problems: list[g.TraceProblem] = []
         self.outputs: list[tuple[str, int]] = []
         self.tied: dict[str, str] = {}  # a parameter's second name -> its first
-        self.partial = False  # at a stop the model could run past, keep what ran before it (importers.cut)
-        self.cut: Any = None  # that part, as importers.cut.snapshot saw it at the stop
+        self.partial, self.cut = False, None  # keep what ran before a stop the model would run past: importers.cut
 
     # ---------------------------------------------------------------- tensors
 
@@ -352,9 +351,8 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
     `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
     (3, 520, 960)) for RAFT's two frames. With `batch_dims`, a second run at batch 2 gives each tensor's batch
     dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
-    left as it was: training flags, and whatever its forward cached on itself. With `partial`, a stop at a
-    data-dependent operator (or one with no meta kernel) gives the graph of what ran before it, `stopped` saying
-    where and why; a stop at the model's own error is refused as without it.
+    left as it was: training flags, and whatever its forward cached on itself. With `partial`, a data-dependent
+    operator (or one with no meta kernel) ends the graph there, `stopped` saying where and why (importers.cut).
     """
     import torch
 
