@@ -128,16 +128,19 @@ class SummaryTable:
         return piped_html(self.renderable)
 
 
-def summary(model: Any, input_size: Any = None, batch: Any = 1, dtype: str = "fp32") -> Summary:
+def summary(model: Any, input_size: Any = None, batch: Any = 1, dtype: str = "fp32",
+            partial: bool = False) -> Summary:
     """Audit a network: a spec path or bundled name, a target (torchvision:NAME, package.module:function,
     model.onnx), or a torch.nn.Module.
 
     input_size is (C, H, W), (H, W) or H, in whole numbers (numpy's too) up to 2^63. For a spec it overrides the
     spec's input; a module or target is traced at it (default: (3, 224, 224) for a module, the model's own for a
-    target). batch is a whole number ≥ 1, dtype fp32, fp16 or bf16. Every failure is a ConvauditError.
+    target). batch is a whole number ≥ 1, dtype fp32, fp16 or bf16. Every failure is a ConvauditError. `partial`
+    imports a module or target as `convaudit import --partial` does: what cannot be counted (an operator with no
+    counting rule, what runs after a data-dependent operator) is named, and the totals say they are partial.
     """
     channels, size = input_shape(input_size)
-    return Summary(analysed(resolve_network(model, size, channels=channels), batch, dtype))
+    return Summary(analysed(resolve_network(model, size, channels=channels, partial=partial), batch, dtype))
 
 
 # ------------------------------------------------------------------ records that print as one short line

@@ -92,9 +92,11 @@ def input_shape(input_size: Any) -> tuple[int | None, tuple[int, int] | None]:
 
 
 def resolve_network(model: Any, size: tuple[int, ...] | None = None, variant: str | None = None,
-                    channels: int | None = None, args: dict[str, Any] | None = None) -> NetworkSpec:
+                    channels: int | None = None, args: dict[str, Any] | None = None,
+                    partial: bool = False) -> NetworkSpec:
     """The spec `model` names, at `size` (H, W) when given: a NetworkSpec; a spec path or bundled name
-    (`name+variant`); a target; or a torch.nn.Module. A spec's own channels must match `channels` if given."""
+    (`name+variant`); a target; or a torch.nn.Module. A spec's own channels must match `channels` if given.
+    `partial`: a target or module is imported as `import --partial` does (what cannot be counted is named)."""
     if isinstance(model, NetworkSpec):
         spec = model
     elif isinstance(model, str) or hasattr(model, "__fspath__"):
@@ -106,7 +108,7 @@ def resolve_network(model: Any, size: tuple[int, ...] | None = None, variant: st
                 raise ConvauditError("--variant applies to specs; an imported model has no variants")
             from convaudit.importers import load_target
 
-            return load_target(reference, args, size, channels or DEFAULT_CHANNELS)
+            return load_target(reference, args, size, channels or DEFAULT_CHANNELS, partial=partial)
         from convaudit.spec.library import load
 
         spec = load(reference, variant)
@@ -114,7 +116,7 @@ def resolve_network(model: Any, size: tuple[int, ...] | None = None, variant: st
         from convaudit.importers import read_model, spec_of
 
         shape = (channels or DEFAULT_CHANNELS, *(size or (DEFAULT_MODULE_SIDE, DEFAULT_MODULE_SIDE)))
-        return spec_of(read_model(model, shape))
+        return spec_of(read_model(model, shape, partial=partial))
     else:
         raise ConvauditError(f"expected a spec path, a bundled name, a target or a torch.nn.Module, not "
                              f"{printable(type(model).__name__)}")

@@ -8,6 +8,13 @@ Per model: whether `convaudit import` reads it (and, if not, the one-line reason
 PyTorch's sum(p.numel()) (on the meta device: nothing allocated); with --fvcore, MACs against fvcore with
 verify's documented conversion (layers fvcore reports unsupported left out of both sides); with --verify,
 whether `verify --against torchvision:NAME` passes. Models with random weights; nothing is downloaded.
+
+A model whose trace stops at a data-dependent operator (detection: proposals, NMS) is imported with --partial:
+the row says where it stopped and what was not reached; its parameters are checked against sum(p.numel()) of the
+modules that ran, and its MACs against FlopCounterMode over the same forward on the meta device, which fails at
+the same operator: what it counted until then is what ran before the stop. verify runs the whole model, so not.
+
+    python scripts/torchvision_table.py --only fasterrcnn_resnet50_fpn retinanet_resnet50_fpn   # some rows
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convaudit.core.analysis import analyze  # noqa: E402
+from convaudit.core.analysis import analyze, not_counted  # noqa: E402
+from convaudit.core.model import in_module  # noqa: E402
 from convaudit.errors import ConvauditError  # noqa: E402
 from convaudit.importers import read, spec_of  # noqa: E402
 from convaudit.importers.targets import build, load_torchvision, torchvision_names  # noqa: E402
+from convaudit.importers.trace import TraceRefused  # noqa: E402
 
 START, END = "<!-- torchvision-table -->", "<!-- /torchvision-table -->"
 SKIPPED_BY_FVCORE = {"MultiheadAttention": "aten::_native_multi_head_attention", "aten.mean": "aten::mean"}
@@ -105,11 +114,65 @@ def verify_cell(result) -> str:
     return "✗ " + "; ".join(parts)
 
 
+def flop_counter_until_the_stop(name: str, input_shape: tuple[int, ...], op: str) -> int | str:
+    """FlopCounterMode's multiply-adds (FLOPs / 2) over the model's forward on the meta device, which fails at the
+    data-dependent operator where our trace stopped: what ran before it. A text where it fails elsewhere."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build(f"torchvision:{name}", {}, meta=True).eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            model(torch.empty((1, *input_shape), device="meta"))
+    except Exception as error:  # noqa: BLE001 - the data-dependent operator has no meta kernel: it must fail
+        failed = str(error)
+        packet = op.split(".")[1]
+        if packet not in failed and not (packet == "index" and "nonzero" in failed):  # a mask index runs nonzero
+            return f"FlopCounterMode's run failed elsewhere: {failed.splitlines()[0][:120]}"
+        return counter.get_total_flops() // 2
+    return "FlopCounterMode's run did not stop"
+
+
+def partial_row(name: str, started: float) -> str:
+    """A model traced up to a data-dependent operator (import --partial)."""
+    imported = read(f"torchvision:{name}", partial=True)
+    report = analyze(spec_of(imported))
+    untraced = imported.untraced
+    model = build(f"torchvision:{name}", {}, meta=True)
+    unreached = sum(p.numel() for path in untraced.unreached for p in model.get_submodule(path).parameters())
+    params, reference = report.totals.params, imported.model_params or 0
+    not_reached = f"; {', '.join(untraced.unreached)} not reached" if untraced.unreached else ""
+    uncounted = len(not_counted(report))
+    looped = f"; {uncounted} layers marked ? (not counted)" if uncounted else ""
+    size = "×".join(map(str, report.input))
+    imports = f"✓ partial at {size}: stops at {untraced.op} {in_module(untraced.module)}{not_reached}{looped}"
+    if params == reference - unreached:
+        more = f" ({unreached:,} more in {', '.join(untraced.unreached)})" if unreached else ""
+        params_cell = f"✓ {params:,} of the modules that ran{more}"
+    else:
+        params_cell = f"✗ ours {params:,}, torch {reference - unreached:,} in the modules that ran"
+    theirs = flop_counter_until_the_stop(name, report.input, untraced.op)
+    if isinstance(theirs, str):
+        macs_cell = f"✗ {theirs}"
+    elif theirs == report.totals.macs:
+        macs_cell = f"✓ {theirs:,} = FlopCounterMode up to the stop"
+    else:
+        macs_cell = f"✗ ours {report.totals.macs:,}, FlopCounterMode up to the stop {theirs:,}"
+    print(f"{name}: {time.time() - started:.0f} s", file=sys.stderr)
+    return f"| {name} | {imports} | {params_cell} | {macs_cell} | not run: partial (verify runs the whole model) |"
+
+
 def row(name: str, fvcore: bool, verify: bool) -> str:
     started = time.time()
     try:
         imported = read(f"torchvision:{name}")
         report = analyze(spec_of(imported))
+    except TraceRefused as error:
+        if all(problem.partial_ok for problem in error.problems):
+            return partial_row(name, started)
+        reason = re.sub(r"\s+", " ", str(error)).replace("|", "\\|")
+        return f"| {name} | ✗ {reason} | not imported | not imported | not imported |"
     except ConvauditError as error:
         reason = re.sub(r"\s+", " ", str(error)).replace("|", "\\|")
         return f"| {name} | ✗ {reason} | not imported | not imported | not imported |"

@@ -295,6 +295,30 @@ def test_user_text_renders_as_text(browser: Chromium, write_spec, tmp_path: Path
         page.close()
 
 
+PARTIAL = """name: partial
+input: [3, 8, 8]
+untraced: {op: aten.nonzero.default, module: rpn, reason: "data-dependent (its output size)", unreached: [roi_heads]}
+layers:
+  - {type: conv, name: conv, out: 4, kernel: 3}
+  - {type: uncounted, name: sort, op: aten.sort.default, shape: [4, 6, 6]}
+"""
+
+
+def test_partial_totals_say_what_is_not_counted(browser: Chromium, write_spec, tmp_path: Path) -> None:
+    page = open_report(browser, write_spec(PARTIAL), tmp_path)
+    try:
+        rows = page.evaluate("[...document.querySelectorAll('#totals-table tr')].map(r => r.textContent)")
+        assert "not countedsort (aten.sort.default): no counting rule; the MACs, FLOPs and other ops above leave " \
+               "them out" in rows
+        assert any(row.startswith("not countedwhat the model runs from aten.nonzero.default in module 'rpn' on")
+                   and "modules that had not run: roi_heads" in row for row in rows)
+        cards = page.evaluate("[...document.querySelectorAll('#cards .card')].map(c => c.textContent)")
+        assert all("partial: see not counted" in card for card in cards[:3])
+        assert page.errors() == []
+    finally:
+        page.close()
+
+
 def long_chain(layers: int) -> str:
     lines = ["name: long", "input: [3, 16, 16]", "layers:"]
     for i in range(layers // 2):

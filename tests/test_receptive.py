@@ -452,3 +452,23 @@ layers:
     assert fields["scramble"].uncovered == (1, 1) and "moves H and W" in fields["scramble"].notes[0]
     assert fields["mix"].uncovered is None and "not followed" in fields["mix"].notes[0]
     assert fields["flat"].uncovered == (1, 1)  # every element read: what a reshape moves, it keeps
+
+
+def test_sources_read_no_pixel_and_element_wise_operators_merge_their_inputs() -> None:
+    text = """\
+name: t
+input: [1, 8, 8]
+layers:
+  - {type: conv, name: a, out: 2, kernel: 3}
+  - {type: conv, name: b, out: 2, kernel: 5, padding: 1, from: input}
+  - {type: parameter, name: grid, shape: [2, 6, 6], numel: 0, trainable: false, batch: 0}
+  - {type: pointwise, name: scaled, op: mul, from: [a, grid]}
+  - {type: pointwise, name: difference, op: sub, from: [scaled, b]}
+"""
+    fields = receptive_fields(analyze(parse_text(text)))
+    # a constant (a source) reads no pixel: no field, and every one of the 8 pixels unseen on each axis
+    assert fields["grid"].rf == (0, 0) and fields["grid"].uncovered == (8, 8)
+    # multiplied by it, a's 3×3 windows keep their field; a 5×5 window padded by 1 on one grid with a's outputs
+    # (both start at pixel 1): a − b reads, at each position, the union of the two, 5 wide
+    assert fields["scaled"].rf == (3, 3) and fields["scaled"].uncovered == (0, 0)
+    assert fields["difference"].rf == (5, 5) and fields["difference"].start == (1, 1)

@@ -108,14 +108,16 @@ def import_model(
         "3,16,112,112 (video), 3,256,256. Overrides --input and --channels.")] = None,
     partial: Annotated[bool, typer.Option(
         "--partial", help="Keep operators convaudit cannot count as named `uncounted` layers (shapes kept, their "
-        "cost listed as not counted) instead of stopping.")] = False,
+        "cost listed as not counted) instead of stopping; where the trace must stop (a data-dependent operator: "
+        "detection's NMS), count what ran before it and name what did not.")] = False,
     flat: Annotated[bool, typer.Option("--flat", help="One line per layer: no blocks.")] = False,
 ) -> None:
     """Read a real model (PyTorch or ONNX) into a readable spec: module-path names, repeated blocks folded.
 
     Every layer's shape and parameters are checked against the trace before the spec is written. An operator
     convaudit cannot count stops the import (exit 2), naming every such operator and its module path, unless
-    --partial keeps them as uncounted layers.
+    --partial keeps them as uncounted layers. So does an operator whose output depends on tensor values (the
+    trace runs on the meta device); --partial then counts what runs before it.
     """
     from convaudit.importers import is_target, read, spec_of, spec_text
     from convaudit.resolve import analysed, parse_input_size, parse_shape
@@ -136,5 +138,6 @@ def import_model(
         write_atomically(output, text)
     where = f"wrote {printable(str(output))}" if output else "imported"
     reference = f" (sum(p.numel()) {imported.model_params:,})" if imported.model_params is not None else ""
+    partial = " (partial: the spec's comments say what is not counted)" if imported.partial else ""
     typer.echo(f"{where}: {printable(target)}, {len(spec.layers)} layers, params {totals.params:,}{reference}, "
-               f"MACs {totals.macs:,} at {'×'.join(map(str, spec.input))}", err=True)
+               f"MACs {totals.macs:,} at {'×'.join(map(str, spec.input))}{partial}", err=True)

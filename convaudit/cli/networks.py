@@ -37,11 +37,12 @@ if TYPE_CHECKING:
     from convaudit.core.model import NetworkSpec
 
 
-def network(reference: str, input_size: str | None, variant: str | None = None) -> NetworkSpec:
+def network(reference: str, input_size: str | None, variant: str | None = None, partial: bool = False) -> NetworkSpec:
     """The spec a command argument names, at --input when given (the one resolver, see convaudit.resolve)."""
     from convaudit.resolve import parse_input_size, resolve_network
 
-    return resolve_network(reference, parse_input_size(input_size) if input_size is not None else None, variant)
+    return resolve_network(reference, parse_input_size(input_size) if input_size is not None else None, variant,
+                           partial=partial)
 
 
 def summary(
@@ -63,12 +64,15 @@ def summary(
     optimizer: OptimizerOpt = Optimizer.adam,
     amp: AmpOpt = None,
     checkpoint: CheckpointOpt = None,
+    partial: Annotated[bool, typer.Option(
+        "--partial", help="For a target: count what can be counted and name the rest, as `import --partial`.")
+    ] = False,
 ) -> None:
     """Per-layer shapes, parameters, MACs and FLOPs, with totals, memory and the conventions used."""
     from convaudit.render.summary import View, parse_columns
     from convaudit.resolve import analysed
 
-    report = analysed(network(spec, input_size, variant), batch, dtype.value)
+    report = analysed(network(spec, input_size, variant, partial), batch, dtype.value)
     try:
         chosen = parse_columns(columns)
     except ValueError as exc:

@@ -264,6 +264,12 @@ def not_counted(report: Report) -> list[LayerResult]:
     return [layer for layer in report.layers if not REGISTRY[layer.type].counted]
 
 
+def is_partial(report: Report) -> bool:
+    """The totals leave something out: layers with no counting rule, or what an imported model's trace never
+    reached (`untraced:`)."""
+    return report.spec.untraced is not None or bool(not_counted(report))
+
+
 def conventions(report: Report) -> dict[str, str]:
     """The counting conventions, with the lines of the layer types this network holds that state their own
     (a transposed convolution's output rule and MACs, up-sampling's rounding)."""

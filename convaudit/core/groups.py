@@ -88,8 +88,9 @@ def grouped(report: Report, depth: int) -> list[Group]:
 
 
 def main_and_side(report: Report) -> tuple[list[LayerResult], list[LayerResult]]:
-    """Layers on the way to the main output, and the rest (auxiliary classifiers, extra outputs)."""
-    if not report.spec.outputs:
+    """Layers on the way to the main output, and the rest (auxiliary classifiers, extra outputs). A partial
+    import's outputs are what the untraced rest of the model would read, none of them its output: no split."""
+    if not report.spec.outputs or report.spec.untraced is not None:
         return list(report.layers), []
     main = report.spec.ancestors(report.spec.outputs[0])
     return ([layer for layer in report.layers if layer.name in main],

@@ -56,6 +56,28 @@ class LayerSpec:
         return Where(self.where.file, self.key_lines.get(key, self.where.line), f"{base}.{key}" if base else key)
 
 
+def in_module(module: str) -> str:
+    """Where in a model an operator ran: "in module 'rpn'", or "in the model's own forward" for ""."""
+    return f"in module '{module}'" if module else "in the model's own forward"
+
+
+@dataclass(frozen=True)
+class Untraced:
+    """The part of an imported model its spec leaves out: the trace stopped at operator `op` (`reason`), so
+    nothing the model runs from there on is in the spec; `unreached`: the outermost modules that had not run."""
+
+    op: str  # "aten.nonzero.default"
+    module: str  # the module path at the stop, "" for the model's own forward
+    reason: str
+    unreached: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        unreached = f"; modules that had not run: {', '.join(self.unreached)}" if self.unreached else ""
+        return (f"what the model runs from {self.op} {in_module(self.module)} on, where its trace stopped "
+                f"({self.reason}){unreached}: params, MACs, FLOPs, other ops and memory are those of the part "
+                "before it")
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     name: str
@@ -75,6 +97,7 @@ class NetworkSpec:
     claims: tuple[Any, ...] = ()  # claims.Claim: what sources state about this network
     placement: Mapping[str, int] = field(default_factory=dict)  # layers pinned whole to a device (split)
     placement_where: Where = Where()
+    untraced: Untraced | None = None  # an imported spec's trace stopped early (import --partial): what it leaves out
 
     @property
     def label(self) -> str:

@@ -295,7 +295,8 @@ def to_yaml(imported: Imported, fold: bool = True, comments: list[str] | None = 
         index += 1
 
     text = header(comments or [])
-    text += top_level(imported.name, imported.title, imported.source, imported.origin, imported.input)
+    text += top_level(imported.name, imported.title, imported.source, imported.origin, imported.input,
+                      untraced=imported.untraced)
     if blocks:
         text += "blocks:\n" + "".join(block_text(block) for block in blocks)
     text += "layers:\n" + "\n".join(body) + "\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from convaudit.core.model import Untraced
+
 
 @dataclass
 class Layer:
@@ -46,3 +48,4 @@ class Imported:
     model_params: int | None = None  # sum(p.numel()) over the module's parameters, where there is a module
     unused: tuple[str, ...] = ()  # modules whose parameters the traced graph never reads (eval-only paths)
     partial: bool = False  # some operators could not be counted (kept as `uncounted` layers, --partial)
+    untraced: Untraced | None = None  # the trace stopped before the model's end (--partial): what is left out

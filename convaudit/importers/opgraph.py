@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from convaudit.core.model import in_module
+
 # Tensor kinds
 INPUT, PARAMETER, BUFFER, CONSTANT, ACTIVATION = "input", "parameter", "buffer", "constant", "activation"
 
@@ -92,10 +94,11 @@ class TraceProblem:
     op: str  # "aten.nonzero.default", or "Python code at model.py:17 (forward)" for an error raised by the model
     module: str  # the innermost module path at the call, "" for the model itself
     reason: str  # one line
+    partial_ok: bool = False  # the model would run on past it (only the tracer cannot): import --partial keeps
+    # what ran before it (data-dependent operators, operators with no meta kernel; not the model's own errors)
 
     def line(self) -> str:
-        where = f"in module '{self.module}'" if self.module else "in the model's own forward"
-        return f"{self.op} {where}: {self.reason}"
+        return f"{self.op} {in_module(self.module)}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,11 @@ class OpGraph:
     tied: dict[str, str] = field(default_factory=dict)  # a parameter's second name -> the name its tensor has
     batch_irregular: tuple[int, ...] = ()  # tensors whose shape changed with the batch other than B·k in one dim
     batch_unknown: tuple[int, ...] = ()  # tensors made inside a composite operator whose parts differ by batch
+    # tensors made once per sample in a Python loop over the batch (a detection transform's `for image in images`):
+    # their shape holds no batch dimension, and the two runs were paired by aligning their operators (batchdims)
+    batch_looped: tuple[int, ...] = ()
+    stopped: TraceProblem | None = None  # where a partial trace stopped (importers.cut): the graph is what ran before
+    unreached: tuple[str, ...] = ()  # with `stopped`: the outermost modules that had not run when it stopped
 
     @property
     def input_shape(self) -> tuple[int, ...]:

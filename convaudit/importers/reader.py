@@ -60,6 +60,8 @@ MAC_DATA_OPERAND = {**dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution"
                     "mm": "self", "bmm": "self", "matmul": "self", "mv": "self", "addmm": "mat1", "baddbmm": "batch1",
                     "addmv": "mat"}  # einsum's operands are a list: a constant one is read through its parts
 Handler = Callable[["Reader", g.OpNode], None]
+LOOPED = ("run once per sample in a Python loop over the batch: their tensors hold no batch dimension, so their "
+          "cost at another batch cannot be followed")
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Reader:
         self.learned = {t.name: t for t in graph.tensors if t.kind in (g.PARAMETER, g.BUFFER)}  # name -> first
         self.types: dict[str, str] = {}  # layer name -> its type
         self.done: set[int] = set()
+        self.looped = set(graph.batch_looped)
         for tensor in graph.tensors:
             if tensor.kind == g.INPUT:
                 self.values[tensor.id] = Act(INPUT, tensor)
@@ -189,6 +192,8 @@ class Reader:
             params.update(numel=0, trainable=False)
         if rec.batch_dim is not None:
             params["batch"] = rec.batch_dim
+            if rec.batch_folded:
+                params["fold"] = True
         # named after what it holds: a parameter's name, or the constant of the module that makes it
         named = value.names[0] if isinstance(value, Learned) else f"{node.module}.constant" if node.module \
             else "constant"
@@ -263,6 +268,10 @@ class Reader:
     def dispatch(self, node: g.OpNode) -> None:
         if not g.refs_in(node.outputs) and not node.writes:
             return  # a query (cudnn_is_acceptable, an assert): no tensor made, nothing computed
+        if self.looped and self.looped.intersection(
+                [ref.id for ref in g.refs_in([node.args.values(), node.outputs])] + list(node.writes)):
+            self.refuse(node, LOOPED)
+            return
         region = self.region(node)
         if region is not None:
             return
@@ -377,11 +386,16 @@ class Reader:
         return None
 
     def problems_text(self) -> str:
-        parts = []
+        """Every operator that cannot be counted, with its count; operators refused for one reason share it."""
+        by_reason: dict[str, list[Problem]] = {}
         for problem in self.problems.values():
-            shown = ", ".join(problem.modules[:3]) + (f" and {len(problem.modules) - 3} more"
-                                                       if len(problem.modules) > 3 else "")
-            parts.append(f"{problem.op} ×{problem.count} ({problem.reason}; in {shown})")
+            by_reason.setdefault(problem.reason, []).append(problem)
+        parts = []
+        for reason, problems in by_reason.items():
+            modules = list(dict.fromkeys(module for problem in problems for module in problem.modules))
+            shown = ", ".join(modules[:3]) + (f" and {len(modules) - 3} more" if len(modules) > 3 else "")
+            ops = ", ".join(f"{problem.op} ×{problem.count}" for problem in problems)
+            parts.append(f"{ops} ({reason}; in {shown})")
         count = sum(p.count for p in self.problems.values())
         return (f"{count} operator call{'s' if count > 1 else ''} cannot be counted: " + "; ".join(parts)
                 + " (import --partial counts the rest and names these)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from convaudit.core.model import Untraced
 from convaudit.importers.aten import HANDLERS
 from convaudit.importers.graph import Imported
 from convaudit.importers.opgraph import PARAMETER
@@ -28,7 +29,7 @@ def read_module(model: Any, input_shape: tuple[int, ...], name: str, origin: dic
     was_training = model.training
     model.eval()
     try:
-        graph = trace(model, tuple(input_shape))
+        graph = trace(model, tuple(input_shape), partial=partial)
     finally:
         model.train(was_training)
     reader = Reader(graph, HANDLERS, COLLAPSE, partial)
@@ -51,6 +52,11 @@ def read_module(model: Any, input_shape: tuple[int, ...], name: str, origin: dic
         model_params=sum(p.numel() for p in model.parameters()),
         unused=tuple(unused),
     )
+    if graph.stopped is not None:  # what ran before a data-dependent operator (importers.cut)
+        stop = graph.stopped
+        imported.untraced = Untraced(stop.op, stop.module, stop.reason, graph.unreached)
+        imported.notes.append("partial: " + imported.untraced.describe())
+        imported.partial = True
     if reader.problems:
         imported.notes.append("partial: " + reader.problems_text().split(" (import --partial")[0])
         imported.partial = True

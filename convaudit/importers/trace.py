@@ -28,7 +28,8 @@ where that answer is certain, by an exact rule for its output metadata instead o
 Whatever the forward caches on the model (TinyViT's attention biases) is undone after each run.
 
 A model that cannot run on meta (data-dependent shapes or Python values, an operator with no meta kernel and no
-decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path.
+decomposition, a shape error at this input) is refused with TraceRefused, naming each operator and module path;
+with `partial`, a stop the model itself would run past keeps what ran before it (importers.cut).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 
 from convaudit.importers import opgraph as g
 from convaudit.importers.batchdims import propagate, with_batch_dims
+from convaudit.importers.cut import snapshot
 from convaudit.importers.metacache import MetaCache
 from convaudit.importers.modulestack import ModuleStack, ModuleState
 from convaudit.importers.operator_table import Unsupported
@@ -64,7 +66,8 @@ class TraceRefused(Unsupported):
         self.problems = tuple(problems)
         shown = "; ".join(p.line() for p in self.problems)
         size = " and ".join(str(list(shape)) for shape in input_shapes)
-        super().__init__(f"cannot trace the model at input {size} on the meta device: {shown}")
+        hint = " (--partial counts what runs before it)" if all(p.partial_ok for p in self.problems) else ""
+        super().__init__(f"cannot trace the model at input {size} on the meta device: {shown}{hint}")
 
 
 class _Stop(BaseException):
@@ -94,6 +97,7 @@ class _Recorder:
         self.problems: list[g.TraceProblem] = []
         self.outputs: list[tuple[str, int]] = []
         self.tied: dict[str, str] = {}  # a parameter's second name -> its first
+        self.partial, self.cut = False, None  # keep what ran before a stop the model would run past: importers.cut
 
     # ---------------------------------------------------------------- tensors
 
@@ -160,7 +164,7 @@ class _Recorder:
         reads = [self.tensors[ref.id] for ref in refs]
         constant = all(t[2] == g.CONSTANT for t in reads)
         index = len(self.nodes)
-        self.nodes.append(None)  # reserved: a composite operator comes before the parts it is made of
+        self.nodes.append(named)  # reserved (its arguments until it returns): a composite comes before its parts
         parent = self.parents[-1] if self.parents else None
         extra: set[str] = set()
         known = len(self.tensors)
@@ -257,7 +261,7 @@ class _Recorder:
         message = _first_line(error)
         if g.DYNAMIC_SHAPE in info.tags or g.DATA_DEPENDENT in info.tags:
             self.stop(info.overload, f"data-dependent ({_DATA_DEPENDENT.get(info.packet, 'its output')}): it needs "
-                                     "tensor values, which the meta device does not have")
+                                     "tensor values, which the meta device does not have", partial_ok=True)
         if not _no_meta_kernel(error, message):
             self.stop(info.overload, f"{type(error).__name__}: {message}")
         from torch._decomp import decomposition_table
@@ -272,10 +276,13 @@ class _Recorder:
                 shape = self.torch.broadcast_shapes(*(t.shape for t in tensors))
                 dtype = self.torch.result_type(*tensors[:2]) if len(tensors) > 1 else tensors[0].dtype
                 return self.torch.empty(shape, dtype=dtype, device="meta")
-        self.stop(info.overload, "has no meta kernel (and no decomposition), so its output shape is unknown")
+        self.stop(info.overload, "has no meta kernel (and no decomposition), so its output shape is unknown",
+                  partial_ok=True)
 
-    def stop(self, op: str, reason: str) -> None:
-        self.problems.append(g.TraceProblem(op, self.modules.path, reason))
+    def stop(self, op: str, reason: str, partial_ok: bool = False) -> None:  # partial_ok: the model would go on
+        self.problems.append(g.TraceProblem(op, self.modules.path, reason, partial_ok))
+        if self.partial and partial_ok:  # now, while the model's frames still hold what the rest of it would read
+            self.cut = snapshot(self)
         raise _Stop
 
     def python_error(self, error: BaseException) -> None:
@@ -370,13 +377,14 @@ def _mode(recorder: _Recorder) -> Any:
 
 
 def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, level: str = "composite",
-          batch_dims: bool = True, dtype: Any = None) -> g.OpGraph:
+          batch_dims: bool = True, dtype: Any = None, partial: bool = False) -> g.OpGraph:
     """The operators `model` runs on one batch of `input_shape` (per sample), traced on the meta device.
 
     `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
-    (3, 520, 960)) for RAFT's two frames. With `batch_dims`, a second run at batch 2 gives each tensor's batch
-    dimension; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
-    left as it was: training flags, and whatever its forward cached on itself.
+    (3, 520, 960)) for RAFT's two frames. With `batch_dims`, each tensor's batch dimension comes from the batch
+    rules (batchdims.propagate) or, where an operator has none, from a second run at batch 2; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
+    left as it was: training flags, and whatever its forward cached on itself. With `partial`, a data-dependent
+    operator (or one with no meta kernel) ends the graph there, `stopped` saying where and why (importers.cut).
     """
     import torch
 
@@ -391,17 +399,17 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
         forward, named = _meta_forward(model)
         dtype = dtype or torch.get_default_dtype()
         cache = MetaCache(torch)  # kernels' answers, shared by both runs and later traces
-        first = _run(model, forward, named, shapes, 1, level, dtype, cache)
+        first = _run(model, forward, named, shapes, 1, level, dtype, cache, partial)
         state.restore(training=False)  # what the run cached on the model (TinyViT's attention biases) is undone
-        if first.problems:
+        if first.problems and first.cut is None:
             raise TraceRefused(first.problems, shapes)
         graph = _graph(model, first, shapes, 1, level)
         if batch_dims:
             known = propagate(graph)  # every operator's batch rule is known: no second run
             if known is not None:
                 return known
-            second = _run(model, forward, named, shapes, 2, level, dtype, cache)
-            if second.problems:  # runs at batch 1 only
+            second = _run(model, forward, named, shapes, 2, level, dtype, cache, partial)
+            if second.problems and (second.cut is None or second.problems != first.problems):  # runs at batch 1 only
                 return replace(graph, batch_unknown=tuple(t.id for t in graph.tensors))
             graph = with_batch_dims(graph, _graph(model, second, shapes, 2, level))
         return graph
@@ -439,13 +447,15 @@ def _meta_forward(model: Any) -> tuple[Callable[..., Any], list[tuple[str, Any, 
 
 
 def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, str]],
-         input_shapes: tuple[tuple[int, ...], ...], batch: int, level: str, dtype: Any, cache: MetaCache) -> _Recorder:
+         input_shapes: tuple[tuple[int, ...], ...], batch: int, level: str, dtype: Any, cache: MetaCache,
+         partial: bool = False) -> _Recorder:
     import torch
     from torch.nn.modules import module as nn_module
 
     modules = ModuleStack(model)
     recorder = _Recorder(modules, cache)
     recorder.decompose = level == "composite"
+    recorder.partial = partial
     xs = [torch.empty((batch, *shape), dtype=dtype, device="meta") for shape in input_shapes]
     for position, x in enumerate(xs):
         recorder.add(x, g.INPUT, "input" if len(xs) == 1 else f"input{position}")
@@ -468,6 +478,8 @@ def _run(model: Any, forward: Callable[..., Any], named: list[tuple[str, Any, st
     finally:
         for handle in handles:
             handle.remove()
+    if recorder.cut is not None:
+        recorder.cut.apply(recorder)
     return recorder
 
 
@@ -482,4 +494,5 @@ def _graph(model: Any, run: _Recorder, input_shapes: tuple[tuple[int, ...], ...]
     modules.update(run.modules.seen)
     outputs = tuple(g.GraphOutput(name, tid) for name, tid in run.outputs)
     inputs = tuple(range(len(input_shapes)))  # registered first
-    return g.OpGraph(tensors, nodes, inputs, outputs, input_shapes, batch, False, level, modules, run.tied)
+    graph = g.OpGraph(tensors, nodes, inputs, outputs, input_shapes, batch, False, level, modules, run.tied)
+    return run.cut.stopped(graph, run.problems[0], run.modules.seen) if run.cut is not None else graph

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from convaudit.core.layers import REGISTRY
-from convaudit.core.model import INPUT
+from convaudit.core.model import INPUT, Untraced
 
 PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*|\$[A-Za-z_]\w*( \* \d+)?")
 YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
@@ -85,7 +85,7 @@ def header(lines: list[str]) -> str:
 
 
 def top_level(name: str, title: str, source: str, origin: dict[str, Any], input_shape: tuple[int, int, int],
-              separator: bool = True) -> str:
+              separator: bool = True, untraced: Untraced | None = None) -> str:
     text = f"name: {scalar(name)}\n"
     if title:
         text += f"title: {scalar(title)}\n"
@@ -95,6 +95,9 @@ def top_level(name: str, title: str, source: str, origin: dict[str, Any], input_
     if origin.get("args"):
         imported["args"] = origin["args"]
     text += f"imported: {scalar(imported)}\n"
+    if untraced is not None:  # one flow mapping, as `imported:`; the parser reads it back (spec.parser)
+        fields = {"op": untraced.op, "module": untraced.module, "reason": untraced.reason}
+        text += f"untraced: {scalar({**fields, 'unreached': list(untraced.unreached)})}\n"
     text += f"input: {scalar(list(input_shape))}\n"
     if separator:
         text += 'separator: "."\n'

@@ -60,8 +60,8 @@ class SpecModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         values = {INPUT: x}
-        for key, name, sources in self.plan:
-            values[name] = self.layers[key](*(values[source] for source in sources))
+        for key, name, sources in self.plan:  # a source reads no layer: it gets the input, for the batch size
+            values[name] = self.layers[key](*((values[source] for source in sources) if sources else (x,)))
         results = tuple(values[name] for name in self.outputs if name in values)
         return results[0] if len(results) == 1 else results
 

@@ -398,11 +398,12 @@ class Copy(nn.Module):
 
 class Learned(nn.Module):
     """A learned tensor used directly: `numel` values (a parameter, or a buffer) expanded to `shape` (and over the
-    batch at `batch`) when it is used."""
+    batch at `batch`, or repeated along it when the batch is folded there) when it is used."""
 
-    def __init__(self, shape: tuple[int, ...], numel: int | None, batch: int | None, trainable: bool):
+    def __init__(self, shape: tuple[int, ...], numel: int | None, batch: int | None, trainable: bool,
+                 fold: bool = False):
         super().__init__()
-        self.shape, self.batch = list(shape), batch
+        self.shape, self.batch, self.fold = list(shape), batch, fold
         values = torch.randn(numel if numel is not None else math.prod(shape)) * 0.02
         if numel == 0:  # a constant (coordinates, a grid): zeros of its shape, made where the model runs
             values = torch.zeros(shape)
@@ -418,7 +419,10 @@ class Learned(nn.Module):
             value = value.reshape([1] * (len(self.shape) - 1) + [-1]).expand(self.shape)
         else:
             value = value.reshape(self.shape)
-        if self.batch is not None:
+        if self.batch is not None and self.fold:  # B·n along `batch`: the sample's n, once per sample
+            batch = inputs[0].shape[0] if inputs else 1
+            value = value.repeat(*[batch if d == self.batch else 1 for d in range(len(self.shape))])
+        elif self.batch is not None:
             batch = inputs[0].shape[0] if inputs else 1
             value = value.unsqueeze(self.batch).expand(*self.shape[:self.batch], batch, *self.shape[self.batch:])
         return value

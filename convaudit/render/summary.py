@@ -15,6 +15,7 @@ from convaudit.core.analysis import (
     LayerResult,
     Report,
     conventions,
+    is_partial,
     not_counted,
     totals_of,
 )
@@ -121,7 +122,8 @@ def _uncovered(row: Any, view: View) -> str:
 
 
 COLUMNS: dict[str, Column] = {c.key: c for c in (
-    Column("layer", "Layer", lambda row, view: row.name, lambda view: "Total", numeric=False),
+    Column("layer", "Layer", lambda row, view: row.name,
+           lambda view: "Total (partial)" if is_partial(view.report) else "Total", numeric=False),
     Column("type", "Type", lambda row, view: row.type, numeric=False),
     Column("from", "From", lambda row, view: view.from_texts[row.name], numeric=False),
     Column("input", "Input", lambda row, view: " + ".join(fmt_shape(s) for s in row.input_shapes),
@@ -201,6 +203,8 @@ def totals_lines(report: Report) -> list[str]:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         lines.append(f"not counted: {len(unknown)} operator layer{'s' if len(unknown) > 1 else ''} with no counting "
                      f"rule, marked ?: {named}{more}; the MACs, FLOPs and other ops above leave them out")
+    if report.spec.untraced is not None:
+        lines.append(f"not counted: {report.spec.untraced.describe()}")
     main, side = main_and_side(report)
     if side:
         m, s = totals_of(main), totals_of(side)

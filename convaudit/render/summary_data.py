@@ -71,10 +71,19 @@ def report_dict(view: View) -> dict[str, Any]:
                     "saved_bytes": view.memory.saved_by_layer[layer.name]} for layer in report.layers],
         "totals": {name: getattr(report.totals, name) for name in TOTAL_FIELDS},
         "not_counted": [{"layer": layer.name, "op": layer.spec.params.get("op", layer.type)}
-                        for layer in not_counted(report)],
+                        for layer in not_counted(report)] + untraced_dict(report),
         "memory": memory_dict(view.memory),
         **parts_dict(report),
     }
+
+
+def untraced_dict(report: Report) -> list[dict[str, Any]]:
+    """What an imported model's trace never reached, as a `not_counted` entry of no layer."""
+    untraced = report.spec.untraced
+    if untraced is None:
+        return []
+    return [{"layer": None, "op": untraced.op, "module": untraced.module, "reason": untraced.reason,
+             "unreached": list(untraced.unreached), "note": untraced.describe()}]
 
 
 def field_dict(field: LayerField) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from convaudit.core.analysis import gc_paused
 from convaudit.core.fields import MAX_SPATIAL_AXES, Field, Names, Text, too_large
-from convaudit.core.model import INPUT, LayerSpec, NetworkSpec
+from convaudit.core.model import INPUT, LayerSpec, NetworkSpec, Untraced
 from convaudit.errors import SpecError, Where
 from convaudit.spec.claims import parse_claims
 from convaudit.spec.layerlist import LayerListParser, Scope, closest, field_value, parse_blocks
@@ -21,7 +21,7 @@ from convaudit.spec.yamlsource import Document, load_document, read_text
 
 TOP_LEVEL_KEYS = ("name", "title", "source", "input", "layers", "aliases", "notes", "claims", "outputs",
                   "blocks", "variants", "separator", "extends", "placement",
-                  "imported")
+                  "imported", "untraced")
 EXTENDING_KEYS = ("name", "title", "source", "notes", "aliases", "claims", "extends", "input")
 MAX_EXTENDS = 8
 EXTENDS_ANYWHERE = "CONVAUDIT_EXTENDS_ANYWHERE"  # set to 1: `extends:` may read any file
@@ -90,7 +90,7 @@ def parse_document(doc: Document, variant: str | None = None, depth: int = 0) ->
         name=name, input=input_shape, layers=ordered, file=doc.file, aliases=tuple(aliases), outputs=outputs,
         separator=separator, variant=variant, variants=variants, input_where=doc.where(("input",)), raw=data,
         placement=placement, placement_where=doc.where(("placement",)) if placement else Where(),
-        **text_fields,
+        untraced=_parse_untraced(doc, data.get("untraced")), **text_fields,
     )
     return replace(spec, claims=parse_claims(doc, data.get("claims"), spec))
 
@@ -304,6 +304,28 @@ def _find_cycle(stuck: list[LayerSpec]) -> list[str]:
             return list(reversed(path[seen[following]:]))
         seen[following] = len(path)
         path.append(following)
+
+
+UNTRACED_KEYS = ("op", "module", "reason", "unreached")
+
+
+def _parse_untraced(doc: Document, value: Any) -> Untraced | None:
+    """`untraced: {op: OPERATOR, module: PATH, reason: TEXT, unreached: [PATH, ...]}`: where `convaudit import
+    --partial` stopped tracing, so what the spec leaves out."""
+    if value is None:
+        return None
+    expected = "expected {op: OPERATOR, module: PATH, reason: TEXT, unreached: [PATH, ...]}, as `import --partial` " \
+               "writes it"
+    if not isinstance(value, dict) or set(value) - set(UNTRACED_KEYS) or "op" not in value:
+        raise doc.error(("untraced",), expected)
+    texts = {key: value.get(key, "") for key in UNTRACED_KEYS[:3]}
+    unreached = value.get("unreached", [])
+    for key, text in texts.items():
+        if not isinstance(text, str) or (key == "op" and not text):
+            raise doc.error(("untraced", key), f"expected text; {expected}")
+    if not isinstance(unreached, list) or not all(isinstance(path, str) and path for path in unreached):
+        raise doc.error(("untraced", "unreached"), f"expected a list of module paths; {expected}")
+    return Untraced(texts["op"], texts["module"], texts["reason"], tuple(unreached))
 
 
 def _check_imported(doc: Document, value: Any) -> None:

@@ -52,6 +52,13 @@ def build_schema() -> dict[str, Any]:
                          "properties": {"from": {"type": "string"}, "args": {"type": "object"}},
                          "description": "the model `convaudit import` read this spec from (verify's default "
                                         "--against)"},
+            "untraced": {"type": "object", "required": ["op"], "additionalProperties": False,
+                         "properties": {"op": {"type": "string"}, "module": {"type": "string"},
+                                        "reason": {"type": "string"},
+                                        "unreached": {"type": "array", "items": {"type": "string"}}},
+                         "description": "where `import --partial` stopped tracing: the operator, its module path and "
+                                        "why, and the modules that had not run; what the model runs from there on is "
+                                        "not in this spec and is not counted"},
             "aliases": {"type": "array", "items": {"type": "string"}, "description": "other names that resolve"},
             "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
                       "maxItems": 1 + MAX_SPATIAL_AXES,

@@ -381,13 +381,15 @@ class Parameter(SavesNothing, NewStorage, _Operator):
                     required=True),
               Field("numel", Int(0), "the parameter's elements (less than the shape's when it is expanded)"),
               Field("batch", Int(0), "the full tensor's dimension that holds the batch, when it is expanded over it"),
+              Field("fold", Bool(), "the batch is folded into sample dimension `batch` (B·n: per-image anchors "
+                                    "concatenated over the images)", default=False),
               Field("trainable", Bool(), "a parameter (false: a buffer, not counted as weights)", default=True))
 
     def apply_tensors(self, inputs: list[Tensor], params: Params) -> Outcome:
         shape = tuple(params["shape"])
         numel = params.get("numel")
         numel = elements(shape) if numel is None else numel
-        placement = Placement(params["batch"]) if params.get("batch") is not None else Placement(None)
+        placement = Placement(params["batch"], params["fold"]) if params.get("batch") is not None else Placement(None)
         return Outcome(shape=shape, weights=numel if params["trainable"] else 0,
                        stats=0 if params["trainable"] else numel, placement=placement)
 
@@ -402,7 +404,7 @@ class Parameter(SavesNothing, NewStorage, _Operator):
 
     def module(self, lib: Any, layer: LayerSpec, inputs: tuple[Shape, ...], placements: tuple[Placement, ...]) -> Any:
         p = layer.params
-        return lib.Learned(tuple(p["shape"]), p.get("numel"), p.get("batch"), p["trainable"])
+        return lib.Learned(tuple(p["shape"]), p.get("numel"), p.get("batch"), p["trainable"], p["fold"])
 
 
 class _Traced(SavesNothing, NewStorage, _Operator):

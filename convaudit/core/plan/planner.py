@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from convaudit.core.analysis import Report
+from convaudit.core.analysis import Report, not_counted
 from convaudit.core.layers import REGISTRY
 from convaudit.core.plan.channels import ChannelPlanner
 from convaudit.core.plan.records import (
@@ -62,4 +62,10 @@ def plan(report: Report, strategy: str, devices: int, optimizer: str = "sgd", pi
     kind = "channels" if strategy in CHANNEL_STRATEGIES else "batch"
     for layer_type in dict.fromkeys(REGISTRY[layer.type] for layer in report.layers):
         notes += [note for applies, note in layer_type.split_notes if applies == kind and note not in notes]
+    unknown = not_counted(report)
+    if unknown:
+        notes.append(f"not counted: {', '.join(layer.name for layer in unknown)} (no counting rule): the FLOPs and "
+                     "times leave them out")
+    if report.spec.untraced is not None:
+        notes.append(f"not counted: {report.spec.untraced.describe()}")
     return Plan(report, strategy, devices, optimizer, layers, tuple(notes), profile, device_memory, pins)

@@ -90,6 +90,7 @@ class LayerField:
 
 
 IDENTITY = Pattern(Fraction(1), Fraction(0), (Fraction(0),), (Fraction(0),))  # pixel i reads pixel i
+NOTHING = Pattern(Fraction(1), Fraction(0), (None,), (None,))  # no output reads any pixel
 
 Patterns = tuple[Pattern, ...]
 Inputs = list[tuple[Patterns, tuple[bool, ...]]]
@@ -118,6 +119,9 @@ def _layer_axes(layer: LayerResult, inputs: Inputs, step: Step) -> tuple[Pattern
     notes: list[str] = []
     read = [(source, entry, ops) for source, entry, ops in zip(layer.spec.inputs, inputs, step.ops, strict=True)
             if ops[0].kind != "unread"]  # a crop's second input gives the size only
+    if not read:  # a source (a learned tensor or a constant used directly) reads no input position, anywhere
+        rank = len(step.layout.sizes)
+        return (NOTHING,) * rank, notes, (True,) * rank
     axes, uniform = read[0][1]
     if len(read) > 1:
         axes, uniform = _merged(read, notes)

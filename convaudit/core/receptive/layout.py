@@ -134,7 +134,7 @@ def _step(layer: LayerResult, sources: list[Layout]) -> Step:
     if rule == "attention":  # every output position reads every key and value along the token dimension
         step = _mixed(layout, shape_out, {len(shape_in) - 2})
         return step._replace(ops=step.ops + tuple(_all("whole", source) for source in sources[1:]))
-    if len(read) > 1 and rule == "merge":
+    if len(read) > 1 and rule in ("merge", "pointwise"):  # an element-wise operator of several inputs merges them
         return _merge(layer, sources)
     if rule == "reshape":
         return _reshape(layout, shape_in, shape_out)
@@ -256,10 +256,16 @@ def _select(layer: LayerResult, layout: Layout) -> Step:
     return Step(layout._replace(dims=dims, sizes=sizes), (ops,))
 
 
+def _shared(layout: Layout) -> bool:
+    """Every position of the map shares its one entry (a source, which reads no pixel; a vector)."""
+    return layout.kind == "map" and all(dim is None for dim in layout.dims) and set(layout.sizes) == {1}
+
+
 def _merge(layer: LayerResult, sources: list[Layout]) -> Step:
     """add, concat, mul: position by position, a [C, 1, 1] side of a mul broadcast over the whole map."""
-    widest = max(sources, key=lambda s: math.prod(s.sizes))
-    if any(s.kind != widest.kind or s.dims != widest.dims or s.token != widest.token for s in sources):
+    reading = [s for s in sources if not _shared(s)] or sources
+    widest = max(reading, key=lambda s: math.prod(s.sizes))
+    if any(s.kind != widest.kind or s.dims != widest.dims or s.token != widest.token for s in reading):
         return _unknown(layer, sources, f"{layer.type} of inputs whose {_names(widest)} lie in different dimensions")
     joined_along = layer.spec.params.get("dim", 0)
     if trait_of(REGISTRY[layer.type], "size_rule", layer.spec.params) == "concat" \
@@ -267,6 +273,9 @@ def _merge(layer: LayerResult, sources: list[Layout]) -> Step:
         return _unknown(layer, sources, f"{layer.type} along dimension {joined_along}, which holds positions here")
     ops = []
     for source in sources:
+        if source not in reading:  # one entry for every position (a source, a pooled vector): broadcast
+            ops.append(_all("whole", source))
+            continue
         per_axis = []
         for size, out in zip(source.sizes, widest.sizes, strict=True):
             if size == out:

@@ -225,6 +225,8 @@ class _Side:
         if any(source is None for source in sources):
             return None
         empty = _Mono(0, -1, INPUT, 0, 0, self.network)
+        if not rules:  # a source (a learned tensor used directly) reads no pixel
+            return empty
         if kinds == {"whole"}:
             reading = [source for source in sources if source.a <= source.b]
             if not reading:

@@ -230,8 +230,10 @@
     const T = S.totals, M = S.memory;
     const counts = { error: 0, warning: 0, info: 0 };
     for (const f of DATA.findings) counts[f.severity] += 1;
-    const cards = [["params", fmtInt(T.params), "≈ " + fmtSi(T.params)], ["MACs", fmtInt(T.macs), "≈ " + fmtSi(T.macs)],
-      ["FLOPs = 2 × MACs", fmtInt(T.flops), "≈ " + fmtSi(T.flops)], ["layers", String(LAYERS.length), ""],
+    const partial = S.not_counted.length ? " · partial: see not counted" : "";
+    const cards = [["params", fmtInt(T.params), "≈ " + fmtSi(T.params) + partial],
+      ["MACs", fmtInt(T.macs), "≈ " + fmtSi(T.macs) + partial],
+      ["FLOPs = 2 × MACs", fmtInt(T.flops), "≈ " + fmtSi(T.flops) + partial], ["layers", String(LAYERS.length), ""],
       ["training memory", fmtBytes(M.training_total_bytes), "with " + M.optimizer],
       ["inference memory", fmtBytes(M.inference_total_bytes), "peak at " + M.inference_peak_layer],
       ["findings", counts.error + " errors, " + counts.warning + " warnings", counts.info + " notes"]];
@@ -504,6 +506,10 @@
     add("backward FLOPs", fmtInt(T.backward_flops));
     add("other ops", fmtInt(T.other_ops));
     add("layer outputs", fmtInt(T.activations) + " values, " + fmtBytes(T.activation_bytes) + " at " + S.dtype);
+    const uncounted = S.not_counted.filter((n) => n.layer !== null);
+    if (uncounted.length) add("not counted", uncounted.map((n) => n.layer + " (" + n.op + ")").join(", ") +
+      ": no counting rule; the MACs, FLOPs and other ops above leave them out");
+    for (const n of S.not_counted.filter((n) => n.layer === null)) add("not counted", n.note);
     if (S.parts) {
       add("main path", "params " + fmtInt(S.parts.main.params) + ", MACs " + fmtInt(S.parts.main.macs));
       add("side outputs (" + S.parts.side_outputs.join(", ") + ")", "params " + fmtInt(S.parts.side.params) + ", MACs " + fmtInt(S.parts.side.macs));
