@@ -381,8 +381,9 @@ def trace(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]], *, l
     """The operators `model` runs on one batch of `input_shape` (per sample), traced on the meta device.
 
     `input_shape` is one shape, (3, 224, 224), or one per positional input of the forward, ((3, 520, 960),
-    (3, 520, 960)) for RAFT's two frames. With `batch_dims`, each tensor's batch dimension comes from the batch
-    rules (batchdims.propagate) or, where an operator has none, from a second run at batch 2; shapes are at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
+    (3, 520, 960)) for RAFT's two frames. With `batch_dims`, each tensor's batch dimension comes from the
+    batch rules (batchdims.propagate) or, where an operator has none, from a second run at batch 2; shapes are
+    at batch 1. `dtype` is the inputs' (default: torch's default float type). The model is
     left as it was: training flags, and whatever its forward cached on itself. With `partial`, a data-dependent
     operator (or one with no meta kernel) ends the graph there, `stopped` saying where and why (importers.cut).
     """
