@@ -23,11 +23,11 @@ def recurrent(reader: Reader, node: g.OpNode) -> None:
     if not all(isinstance(reader.value(ref), Const) for ref in states):
         raise Decline("an initial state (hx) the model computes or learns: convaudit's recurrent layers start from "
                       "zeros")
-    learned = [reader.value(ref) for ref in a["params"]]
+    learned: list[Any] = [reader.value(ref) for ref in a["params"]]
     if not all(isinstance(value, Learned) and weights_as_held(reader, value) for value in learned):
         raise Decline("weights computed in forward (not the module's own parameters)")
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[type_name]
-    hidden = learned[0].rec.shape[0] // gates
+    layer_type: Any = REGISTRY[type_name]
+    hidden = learned[0].rec.shape[0] // layer_type.gates  # W_ih of the first layer: [G·H, I]
     out = reader.graph.tensor(states[0]).shape[-1]
     params: dict[str, Any] = {"hidden": hidden}
     if a["num_layers"] != 1:
@@ -51,10 +51,10 @@ def recurrent(reader: Reader, node: g.OpNode) -> None:
     returns = used[0] if used else 0
     if returns:
         params["returns"] = RESULTS[returns]
-    full = {"returns": "output", "layers": 1, "bidirectional": False, "bias": True, "proj_size": 0, **params}
-    expected = REGISTRY[type_name].parameter_shapes([reader.sample(x.rec)], full)  # type: ignore[attr-defined]
-    if tuple(value.rec.shape for value in learned) != tuple(expected):  # type: ignore[union-attr]
-        raise Decline(f"weights of shapes {[list(v.rec.shape) for v in learned]} are not nn's")  # type: ignore[union-attr]
-    reader.emit(node, type_name, params, [x], tuple(learned), out=reader.graph.tensor(results[returns]))  # type: ignore[arg-type]
+    full = {field.name: field.default for field in layer_type.fields} | params  # as the spec will parse it
+    expected = layer_type.parameter_shapes([reader.sample(x.rec)], full)
+    if tuple(value.rec.shape for value in learned) != tuple(expected):
+        raise Decline(f"weights of shapes {[list(v.rec.shape) for v in learned]} are not nn's")
+    reader.emit(node, type_name, params, [x], tuple(learned), out=reader.graph.tensor(results[returns]))
     if returns:  # the module's first result is the sequence output: this layer is not that call's output
         reader.layers[-1].leaf = False

@@ -13,7 +13,8 @@ Every ATen operator that runs is recorded, as a tree (level "composite", the def
 torch.inference_mode(), where operators reach the recorder as the model called them (linear,
 scaled_dot_product_attention, layer_norm, einsum, reshape); a composite one (with a C++
 CompositeImplicitAutograd kernel) is then run through that kernel with the recorder active, as FlopCounterMode
-decomposes, so its parts are recorded as its children (linear -> view, t, addmm, view). The leaves are the
+decomposes, so its parts are recorded as its children (linear -> view, t, addmm, view); the recurrent ones (lstm,
+gru, rnn_tanh, rnn_relu) stay whole, their outputs made by importers.recurrent. The leaves are the
 operators autograd's decomposition gives, which FlopCounterMode counts (matmul aside, which may fold into expand +
 bmm instead of mm in inference mode). Level "aten" runs under torch.no_grad() instead, where autograd decomposes
 composite operators before the recorder sees them: a flat list.
