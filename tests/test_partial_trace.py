@@ -90,6 +90,15 @@ def test_a_model_error_is_refused_even_with_partial():
     assert "--partial" not in str(refused.value)
 
 
+def test_nothing_before_the_stop_is_refused_not_written_empty():
+    class Sparse(nn.Module):
+        def forward(self, x):
+            return torch.nonzero(x)
+
+    with pytest.raises(SpecError, match="nothing before it makes a layer, so --partial has nothing to count"):
+        read_model(Sparse(), (3, 8, 8), partial=True)
+
+
 def test_partial_counts_what_ran_before_the_stop_and_names_the_rest():
     model = Proposals()
     imported = read_model(model, (3, 8, 8), "proposals", partial=True)

@@ -15,6 +15,7 @@ from typing import Any
 from convaudit.core.model import Untraced
 from convaudit.importers.aten import HANDLERS
 from convaudit.importers.graph import Imported
+from convaudit.importers.operator_table import Unsupported
 from convaudit.importers.opgraph import PARAMETER
 from convaudit.importers.reader import Reader
 from convaudit.importers.regions import COLLAPSE
@@ -35,6 +36,9 @@ def read_module(model: Any, input_shape: tuple[int, ...], name: str, origin: dic
     reader = Reader(graph, HANDLERS, COLLAPSE, partial)
     reader.walk()
     reader.finish()
+    if graph.stopped is not None and not reader.layers:
+        raise Unsupported(f"the trace stopped at {graph.stopped.line()}; nothing before it makes a layer, so "
+                          "--partial has nothing to count")
     outputs = tuple(dict.fromkeys(reader.values[output.tensor].layer for output in graph.outputs
                                   if getattr(reader.values.get(output.tensor), "layer", None)))
     read = {source for layer in reader.layers for source in layer.inputs}
