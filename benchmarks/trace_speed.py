@@ -7,7 +7,8 @@
 cold: the meta kernels' remembered answers (and fastmeta's learnt dtypes: metacache._ANSWERS) cleared before
 the call, as in a process's first trace of a model; warm: kept from the call before (a second trace of the same
 model). Each model is built on meta once; its four measures alternate round after round and the best round is
-kept. The load average is printed: compare two checkouts by running them alternately, A B A B. No thresholds.
+kept, in wall time and in the process's CPU time (steadier on a busy machine). The load average is printed:
+compare two checkouts by running them alternately, A B A B. No thresholds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MODELS = ["resnet50", "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "conv
 COLUMNS = ["trace cold", "trace warm", "summary cold", "summary warm"]
 
 
-def measure(names: list[str], repeats: int) -> dict[str, dict[str, float]]:
+def measure(names: list[str], repeats: int) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     import convaudit
     from convaudit.importers import metacache
     from convaudit.importers.defaults import default_input_shape
@@ -33,25 +34,27 @@ def measure(names: list[str], repeats: int) -> dict[str, dict[str, float]]:
     from convaudit.importers.trace import trace
 
     best: dict[str, dict[str, float]] = {}
+    best_cpu: dict[str, dict[str, float]] = {}
     for name in names:
         model = build(f"torchvision:{name}", {}).eval()
         shape = default_input_shape(model, f"torchvision:{name}") or (3, 224, 224)
         runs: dict[str, Callable[[], Any]] = {
             "trace": lambda: trace(model, shape),  # noqa: B023
             "summary": lambda: convaudit.summary(model, input_size=shape)}  # noqa: B023
-        row = best.setdefault(name, {})
+        row, row_cpu = best.setdefault(name, {}), best_cpu.setdefault(name, {})
         for _ in range(repeats):
             for label, run in runs.items():
                 for state in ("cold", "warm"):
                     if state == "cold":
                         metacache._ANSWERS.clear()
-                    began = time.perf_counter()
+                    began, began_cpu = time.perf_counter(), time.process_time()
                     run()
-                    took = (time.perf_counter() - began) * 1000
+                    took, took_cpu = (time.perf_counter() - began) * 1000, (time.process_time() - began_cpu) * 1000
                     column = f"{label} {state}"
                     row[column] = min(row.get(column, took), took)
+                    row_cpu[column] = min(row_cpu.get(column, took_cpu), took_cpu)
         print(f"{name}: " + ", ".join(f"{c} {row[c]:.0f}" for c in COLUMNS), file=sys.stderr, flush=True)
-    return best
+    return best, best_cpu
 
 
 def main() -> None:
@@ -62,14 +65,15 @@ def main() -> None:
     import convaudit
 
     before = os.getloadavg()[0]
-    best = measure(options.models, options.repeats)
+    wall, cpu = measure(options.models, options.repeats)
     print(f"convaudit from {Path(convaudit.__file__).parent.parent}; best of {options.repeats}, ms; load average "
           f"{before:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print("| model | " + " | ".join(COLUMNS) + " |")
-    print("|---|" + "---:|" * len(COLUMNS))
-    for name, row in best.items():
-        print(f"| {name} | " + " | ".join(f"{row[c]:.0f}" for c in COLUMNS) + " |")
-    print("| total | " + " | ".join(f"{sum(row[c] for row in best.values()):.0f}" for c in COLUMNS) + " |")
+    for title, best in (("wall", wall), ("CPU", cpu)):
+        print(f"| {title} | " + " | ".join(COLUMNS) + " |")
+        print("|---|" + "---:|" * len(COLUMNS))
+        for name, row in best.items():
+            print(f"| {name} | " + " | ".join(f"{row[c]:.0f}" for c in COLUMNS) + " |")
+        print("| total | " + " | ".join(f"{sum(row[c] for row in best.values()):.0f}" for c in COLUMNS) + " |")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from convaudit.importers.fastmeta import FastMeta, _pointwise_rule  # noqa: E402
 aten = torch.ops.aten
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 DTYPES = (*FLOATS, torch.int64, torch.bool)
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ------------------------------------------------------------------ the oracle and the rule, side by side
@@ -427,8 +427,9 @@ def test_convolution_rule_is_the_kernels_answer(data):
 
 
 def test_tricky_layouts_in_every_rule():
-    """Each rule on each tricky layout (see TRICKY), as its main operand, in every dtype."""
-    for dtype in FLOATS:
+    """Each rule on each tricky layout (see TRICKY), as its main operand (strides never depend on the dtype: two
+    of them, one with a computation dtype of its own)."""
+    for dtype in (torch.float32, torch.bfloat16):
         for x in tricky(dtype):
             shape, ndim = tuple(x.shape), x.dim()
             if ndim >= 2:
