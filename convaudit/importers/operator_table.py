@@ -65,22 +65,22 @@ ATEN: dict[str, Entry] = {}
 ONNX: dict[str, Entry] = {}
 
 
-def aten(*names: str) -> Callable[[Entry], Entry]:
-    def register(entry: Entry) -> Entry:
-        for name in names:
-            ATEN[name] = entry
-        return entry
+def _registrar(table: dict[str, Entry]) -> Callable[..., Callable[[Entry], Entry]]:
+    """A decorator that files an entry in `table` under each of its operator names."""
 
-    return register
+    def by_names(*names: str) -> Callable[[Entry], Entry]:
+        def register(entry: Entry) -> Entry:
+            for name in names:
+                table[name] = entry
+            return entry
+
+        return register
+
+    return by_names
 
 
-def onnx(*names: str) -> Callable[[Entry], Entry]:
-    def register(entry: Entry) -> Entry:
-        for name in names:
-            ONNX[name] = entry
-        return entry
-
-    return register
+aten = _registrar(ATEN)
+onnx = _registrar(ONNX)
 
 
 def refuse(call: Call, why: str) -> Unsupported:
